@@ -1,0 +1,23 @@
+//! # vfioctl-core: the pure part of vfioctl
+//!
+//! PCI passthrough hands a physical device to a virtual machine. The kernel can only
+//! isolate devices in units of **IOMMU groups**; every endpoint of a group has to be
+//! bound to the `vfio-pci` driver before QEMU may use any of them, while bridges in the
+//! group stay with the host. A GPU usually comes with sibling functions (HDMI audio,
+//! USB-C) in the same slot. The CPU side matters as much: vCPUs run best on whole host
+//! cores (both SMT siblings), on the NUMA node of the device, inside one L3 cache domain
+//! (an AMD CCX/CCD).
+//!
+//! This crate holds the types for those ideas ([`pci::PciAddress`], [`pci::VendorDevice`],
+//! [`iommu::IommuGroup`], [`cpuset::CpuSet`], [`topology::Topology`]), parsers for the
+//! text the kernel prints in sysfs ([`sysfs_value`]), the PCI id database
+//! ([`pci_ids::PciIds`]) and renderers ([`lspci`]). Nothing here touches the file system:
+//! `vfioctl-host` reads a host root and hands the values to these functions.
+
+pub mod cpuset;
+pub mod iommu;
+pub mod lspci;
+pub mod pci;
+pub mod pci_ids;
+pub mod sysfs_value;
+pub mod topology;

@@ -1,0 +1,9 @@
+//! PCI: addresses, ids, class codes, devices.
+
+mod address;
+mod device;
+mod ids;
+
+pub use address::{ParseAddressError, PciAddress};
+pub use device::PciDevice;
+pub use ids::{ClassCode, ParseVendorDeviceError, VendorDevice};

@@ -1,0 +1,1 @@
+//! CPU topology (filled in by the topology work).

@@ -1,0 +1,194 @@
+//! The host root: the directory every host file is read from (`/` on a live machine, a
+//! snapshot or a fixture tree otherwise). Paths inside it are written as the host sees
+//! them (`/sys/kernel/iommu_groups`) and joined here, so nothing else in vfioctl builds
+//! file-system paths by hand.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// A failed read of a host file, with the path as the host names it and the real path.
+#[derive(Debug, thiserror::Error)]
+pub enum RootError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot list {path}: {source}")]
+    List {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot follow link {path}: {source}")]
+    Link {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path}: {what} is larger than {limit} bytes")]
+    TooLarge { path: PathBuf, what: &'static str, limit: u64 },
+}
+
+impl RootError {
+    /// The file or directory that could not be read.
+    pub fn path(&self) -> &Path {
+        match self {
+            RootError::Read { path, .. }
+            | RootError::List { path, .. }
+            | RootError::Link { path, .. }
+            | RootError::TooLarge { path, .. } => path,
+        }
+    }
+
+    /// The file does not exist (as opposed to existing but being unreadable).
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            RootError::Read { source, .. } | RootError::List { source, .. } | RootError::Link { source, .. } => {
+                source.kind() == io::ErrorKind::NotFound
+            }
+            RootError::TooLarge { .. } => false,
+        }
+    }
+}
+
+/// Largest sysfs/procfs text file read whole (sysfs attributes are at most a page; the
+/// limit is generous for /proc files and keeps a wrong `--root` from reading a disk image).
+const MAX_TEXT: u64 = 16 << 20;
+
+/// Where the host is. Cheap to clone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostRoot {
+    base: PathBuf,
+}
+
+impl HostRoot {
+    pub fn new(base: impl Into<PathBuf>) -> Self {
+        HostRoot { base: base.into() }
+    }
+
+    /// The live machine.
+    pub fn live() -> Self {
+        HostRoot::new("/")
+    }
+
+    pub fn base(&self) -> &Path {
+        &self.base
+    }
+
+    /// True when reading the running machine rather than a copy of one.
+    pub fn is_live(&self) -> bool {
+        self.base == Path::new("/") || fs::canonicalize(&self.base).map(|p| p == Path::new("/")).unwrap_or(false)
+    }
+
+    /// The real path of a host path: `/sys/bus/pci` → `ROOT/sys/bus/pci`.
+    pub fn path(&self, host_path: impl AsRef<Path>) -> PathBuf {
+        let p = host_path.as_ref();
+        self.base.join(p.strip_prefix("/").unwrap_or(p))
+    }
+
+    /// Maps a real path under the root back to the host's name for it.
+    pub fn host_path(&self, real: &Path) -> PathBuf {
+        match real.strip_prefix(&self.base) {
+            Ok(rel) => Path::new("/").join(rel),
+            Err(_) => real.to_path_buf(),
+        }
+    }
+
+    /// Reads a text file. Errors name the host path.
+    pub fn read(&self, host_path: impl AsRef<Path>) -> Result<String, RootError> {
+        let host_path = host_path.as_ref();
+        let real = self.path(host_path);
+        let bytes = read_limited(&real, MAX_TEXT).map_err(|e| match e {
+            Limited::Io(source) => RootError::Read { path: host_path.to_path_buf(), source },
+            Limited::TooLarge => RootError::TooLarge { path: host_path.to_path_buf(), what: "file", limit: MAX_TEXT },
+        })?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// Reads a text file that may legitimately be absent: `Ok(None)` when it does not exist.
+    pub fn read_optional(&self, host_path: impl AsRef<Path>) -> Result<Option<String>, RootError> {
+        match self.read(host_path) {
+            Ok(s) => Ok(Some(s)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads a binary file (PCI `config`), at most `limit` bytes.
+    pub fn read_bytes(&self, host_path: impl AsRef<Path>, limit: u64) -> Result<Vec<u8>, RootError> {
+        let host_path = host_path.as_ref();
+        let real = self.path(host_path);
+        let mut out = Vec::new();
+        let f = fs::File::open(&real).map_err(|source| RootError::Read { path: host_path.to_path_buf(), source })?;
+        io::Read::read_to_end(&mut io::Read::take(f, limit), &mut out)
+            .map_err(|source| RootError::Read { path: host_path.to_path_buf(), source })?;
+        Ok(out)
+    }
+
+    /// Names of the entries of a directory, sorted.
+    pub fn list(&self, host_path: impl AsRef<Path>) -> Result<Vec<String>, RootError> {
+        let host_path = host_path.as_ref();
+        let err = |source| RootError::List { path: host_path.to_path_buf(), source };
+        let mut names = Vec::new();
+        for entry in fs::read_dir(self.path(host_path)).map_err(err)? {
+            names.push(entry.map_err(err)?.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// The last component of a symlink's target (`driver` → `vfio-pci`,
+    /// `iommu_group` → `20`), without resolving it: works on dangling links too.
+    pub fn link_name(&self, host_path: impl AsRef<Path>) -> Result<String, RootError> {
+        let host_path = host_path.as_ref();
+        let target = fs::read_link(self.path(host_path))
+            .map_err(|source| RootError::Link { path: host_path.to_path_buf(), source })?;
+        Ok(target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
+    }
+
+    /// Whether a host path exists (following links).
+    pub fn exists(&self, host_path: impl AsRef<Path>) -> bool {
+        self.path(host_path).exists()
+    }
+}
+
+enum Limited {
+    Io(io::Error),
+    TooLarge,
+}
+
+fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, Limited> {
+    let f = fs::File::open(path).map_err(Limited::Io)?;
+    let mut out = Vec::new();
+    io::Read::read_to_end(&mut io::Read::take(f, limit + 1), &mut out).map_err(Limited::Io)?;
+    if out.len() as u64 > limit {
+        return Err(Limited::TooLarge);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn joins_and_reads_under_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = HostRoot::new(dir.path());
+        fs::create_dir_all(dir.path().join("sys/x")).unwrap();
+        fs::write(dir.path().join("sys/x/a"), "0x1002\n").unwrap();
+        std::os::unix::fs::symlink("../../bus/pci/drivers/vfio-pci", dir.path().join("sys/x/driver")).unwrap();
+        assert_eq!(root.read("/sys/x/a").unwrap(), "0x1002\n");
+        assert_eq!(root.link_name("/sys/x/driver").unwrap(), "vfio-pci");
+        assert_eq!(root.list("/sys/x").unwrap(), ["a", "driver"]);
+        assert!(root.read_optional("/sys/x/missing").unwrap().is_none());
+        let e = root.read("/sys/x/missing").unwrap_err();
+        assert!(e.to_string().starts_with("cannot read /sys/x/missing"), "{e}");
+        assert_eq!(root.host_path(&dir.path().join("sys/x/a")), Path::new("/sys/x/a"));
+        assert!(!root.is_live());
+        assert!(HostRoot::live().is_live());
+    }
+}
