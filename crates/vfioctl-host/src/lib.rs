@@ -1,8 +1,69 @@
 //! # vfioctl-host: reading a host
 //!
 //! Everything vfioctl knows about a machine is read here, through one [`root::HostRoot`]:
-//! the PCI devices and IOMMU groups from `/sys`, the CPU topology from
-//! `/sys/devices/system`, and later kernel, boot and module configuration from `/proc`
-//! and `/etc`. Pointing the root at a snapshot or a fixture tree reads that instead.
+//! the PCI devices and IOMMU groups from `/sys` ([`pci`]), the CPU topology from
+//! `/sys/devices/system` ([`cpu`]), and the CPU vendor and kernel command line from
+//! `/proc` ([`proc`]). Pointing the root at a snapshot or a fixture tree reads that instead.
+//! [`snapshot`] packs exactly these files.
 
+use std::path::PathBuf;
+
+pub mod cpu;
+pub mod pci;
+pub mod pci_ids;
+pub mod proc;
 pub mod root;
+pub mod snapshot;
+
+/// Something odd but not fatal met while reading: the file and what was wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+impl std::fmt::Display for Warning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.message)
+    }
+}
+
+/// Errors reading a host.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("{root} does not look like a Linux host root: no PCI bus")]
+    NoPciBus {
+        root: PathBuf,
+        #[source]
+        source: root::RootError,
+    },
+    #[error("{root} does not look like a Linux host root: no CPUs")]
+    NoCpus {
+        root: PathBuf,
+        #[source]
+        source: root::RootError,
+    },
+    #[error(transparent)]
+    Root(#[from] root::RootError),
+    #[error(transparent)]
+    Ids(#[from] pci_ids::IdsError),
+    #[error(transparent)]
+    Snapshot(#[from] snapshot::SnapshotError),
+}
+
+impl HostError {
+    /// What the user can do about it.
+    pub fn remedy(&self) -> Option<String> {
+        match self {
+            HostError::NoPciBus { .. } | HostError::NoCpus { .. } => Some(
+                "point --root (or VFIOCTL_ROOT) at / or at a directory made by `vfioctl snapshot`; \
+                 inside containers, mount the host's /sys"
+                    .into(),
+            ),
+            HostError::Ids(_) => Some("pass a readable pci.ids with --pci-ids, or leave it out to use the built-in copy".into()),
+            HostError::Root(e) if e.is_not_found() => None,
+            HostError::Root(_) => Some("run as a user that can read the file, or take a snapshot as root".into()),
+            HostError::Snapshot(e) => e.remedy(),
+        }
+    }
+}

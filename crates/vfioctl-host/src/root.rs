@@ -10,23 +10,20 @@ use std::path::{Path, PathBuf};
 /// A failed read of a host file, with the path as the host names it and the real path.
 #[derive(Debug, thiserror::Error)]
 pub enum RootError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {err}")]
     Read {
         path: PathBuf,
-        #[source]
-        source: io::Error,
+        err: io::Error,
     },
-    #[error("cannot list {path}: {source}")]
+    #[error("cannot list {path}: {err}")]
     List {
         path: PathBuf,
-        #[source]
-        source: io::Error,
+        err: io::Error,
     },
-    #[error("cannot follow link {path}: {source}")]
+    #[error("cannot follow link {path}: {err}")]
     Link {
         path: PathBuf,
-        #[source]
-        source: io::Error,
+        err: io::Error,
     },
     #[error("{path}: {what} is larger than {limit} bytes")]
     TooLarge { path: PathBuf, what: &'static str, limit: u64 },
@@ -46,8 +43,8 @@ impl RootError {
     /// The file does not exist (as opposed to existing but being unreadable).
     pub fn is_not_found(&self) -> bool {
         match self {
-            RootError::Read { source, .. } | RootError::List { source, .. } | RootError::Link { source, .. } => {
-                source.kind() == io::ErrorKind::NotFound
+            RootError::Read { err, .. } | RootError::List { err, .. } | RootError::Link { err, .. } => {
+                err.kind() == io::ErrorKind::NotFound
             }
             RootError::TooLarge { .. } => false,
         }
@@ -102,7 +99,7 @@ impl HostRoot {
         let host_path = host_path.as_ref();
         let real = self.path(host_path);
         let bytes = read_limited(&real, MAX_TEXT).map_err(|e| match e {
-            Limited::Io(source) => RootError::Read { path: host_path.to_path_buf(), source },
+            Limited::Io(err) => RootError::Read { path: host_path.to_path_buf(), err },
             Limited::TooLarge => RootError::TooLarge { path: host_path.to_path_buf(), what: "file", limit: MAX_TEXT },
         })?;
         Ok(String::from_utf8_lossy(&bytes).into_owned())
@@ -122,16 +119,16 @@ impl HostRoot {
         let host_path = host_path.as_ref();
         let real = self.path(host_path);
         let mut out = Vec::new();
-        let f = fs::File::open(&real).map_err(|source| RootError::Read { path: host_path.to_path_buf(), source })?;
+        let f = fs::File::open(&real).map_err(|err| RootError::Read { path: host_path.to_path_buf(), err })?;
         io::Read::read_to_end(&mut io::Read::take(f, limit), &mut out)
-            .map_err(|source| RootError::Read { path: host_path.to_path_buf(), source })?;
+            .map_err(|err| RootError::Read { path: host_path.to_path_buf(), err })?;
         Ok(out)
     }
 
     /// Names of the entries of a directory, sorted.
     pub fn list(&self, host_path: impl AsRef<Path>) -> Result<Vec<String>, RootError> {
         let host_path = host_path.as_ref();
-        let err = |source| RootError::List { path: host_path.to_path_buf(), source };
+        let err = |err| RootError::List { path: host_path.to_path_buf(), err };
         let mut names = Vec::new();
         for entry in fs::read_dir(self.path(host_path)).map_err(err)? {
             names.push(entry.map_err(err)?.file_name().to_string_lossy().into_owned());
@@ -145,7 +142,7 @@ impl HostRoot {
     pub fn link_name(&self, host_path: impl AsRef<Path>) -> Result<String, RootError> {
         let host_path = host_path.as_ref();
         let target = fs::read_link(self.path(host_path))
-            .map_err(|source| RootError::Link { path: host_path.to_path_buf(), source })?;
+            .map_err(|err| RootError::Link { path: host_path.to_path_buf(), err })?;
         Ok(target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
     }
 

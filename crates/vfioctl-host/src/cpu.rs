@@ -1,0 +1,1 @@
+//! CPU topology reader (in progress).

@@ -1,0 +1,194 @@
+//! Reading PCI devices and IOMMU groups from `/sys` under a host root.
+//!
+//! Mandatory facts (vendor, device, class) missing for a device mean the device vanished
+//! or the tree is damaged: the device is left out with a warning naming the file. Optional
+//! facts that are missing or garbage become unknown (`None`) with a warning when garbage.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use vfioctl_core::iommu::IommuGroup;
+use vfioctl_core::pci::{ClassCode, PciAddress, PciDevice, VendorDevice};
+use vfioctl_core::sysfs_value::{self, ValueError};
+
+use crate::root::HostRoot;
+use crate::{HostError, Warning};
+
+pub const PCI_DEVICES: &str = "/sys/bus/pci/devices";
+pub const IOMMU_GROUPS: &str = "/sys/kernel/iommu_groups";
+
+/// All PCI devices of a host and its IOMMU groups.
+#[derive(Debug, Clone, Default)]
+pub struct PciInventory {
+    pub devices: BTreeMap<PciAddress, PciDevice>,
+    /// Sorted by group number. Empty when the IOMMU is off.
+    pub groups: Vec<IommuGroup>,
+    pub warnings: Vec<Warning>,
+}
+
+impl PciInventory {
+    /// True when any device has a non-zero PCI domain; lspci then prints domains.
+    pub fn multi_domain(&self) -> bool {
+        self.devices.keys().any(|a| a.domain != 0)
+    }
+
+    /// Devices that no IOMMU group lists.
+    pub fn ungrouped(&self) -> Vec<&PciDevice> {
+        self.devices.values().filter(|d| d.iommu_group.is_none()).collect()
+    }
+}
+
+struct DeviceReader<'a> {
+    root: &'a HostRoot,
+    dir: String,
+    warnings: &'a mut Vec<Warning>,
+}
+
+impl DeviceReader<'_> {
+    fn path(&self, attr: &str) -> String {
+        format!("{}/{attr}", self.dir)
+    }
+
+    fn warn(&mut self, path: String, message: String) {
+        self.warnings.push(Warning { path: PathBuf::from(path), message });
+    }
+
+    /// A mandatory attribute: an error when absent or garbage.
+    fn required<T>(&mut self, attr: &str, parse: fn(&str) -> Result<T, ValueError>) -> Result<T, Warning> {
+        let path = self.path(attr);
+        let text = self.root.read(&path).map_err(|e| Warning { path: PathBuf::from(&path), message: e.to_string() })?;
+        parse(&text).map_err(|e| Warning { path: PathBuf::from(path), message: e.to_string() })
+    }
+
+    /// An optional attribute: `None` when absent; garbage warns and is `None`.
+    fn optional<T>(&mut self, attr: &str, parse: impl Fn(&str) -> Result<T, ValueError>) -> Option<T> {
+        let path = self.path(attr);
+        match self.root.read_optional(&path) {
+            Ok(Some(text)) => match parse(&text) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    self.warn(path, e.to_string());
+                    None
+                }
+            },
+            Ok(None) => None,
+            Err(e) => {
+                self.warn(path, e.to_string());
+                None
+            }
+        }
+    }
+
+    fn link(&mut self, attr: &str) -> Option<String> {
+        let path = self.path(attr);
+        match self.root.link_name(&path) {
+            Ok(name) if !name.is_empty() => Some(name),
+            Ok(_) => None,
+            Err(e) if e.is_not_found() => None,
+            Err(e) => {
+                self.warn(path, e.to_string());
+                None
+            }
+        }
+    }
+}
+
+fn read_device(root: &HostRoot, address: PciAddress, warnings: &mut Vec<Warning>) -> Result<PciDevice, Warning> {
+    let mut r = DeviceReader { root, dir: format!("{PCI_DEVICES}/{address}"), warnings };
+    let vendor = r.required("vendor", sysfs_value::hex_u16)?;
+    let device = r.required("device", sysfs_value::hex_u16)?;
+    let class = r.required("class", sysfs_value::hex_u32)?;
+    let mut dev = PciDevice::new(address, VendorDevice { vendor, device }, ClassCode::new(class));
+    // The first 64 bytes of config space are readable without privileges.
+    let config = root.read_bytes(r.path("config"), 64).unwrap_or_default();
+    if let Some(&h) = config.get(0x0e) {
+        dev.header_type = Some(h & 0x7f);
+        dev.multifunction = Some(h & 0x80 != 0);
+    }
+    dev.revision = r.optional("revision", sysfs_value::hex_u8).or_else(|| config.get(0x08).copied());
+    let sv = r.optional("subsystem_vendor", sysfs_value::hex_u16);
+    let sd = r.optional("subsystem_device", sysfs_value::hex_u16);
+    dev.subsystem = sv.zip(sd).map(|(vendor, device)| VendorDevice { vendor, device });
+    dev.driver = r.link("driver");
+    dev.numa_node = r.optional("numa_node", sysfs_value::numa_node).flatten();
+    dev.boot_vga = r.optional("boot_vga", sysfs_value::flag);
+    dev.reset_methods = r.optional("reset_method", |s| Ok(sysfs_value::words(s)));
+    dev.iommu_group = r.link("iommu_group").and_then(|g| g.parse().ok());
+    Ok(dev)
+}
+
+/// Reads every PCI device and IOMMU group under the root.
+pub fn read(root: &HostRoot) -> Result<PciInventory, HostError> {
+    let names = root.list(PCI_DEVICES).map_err(|e| HostError::NoPciBus { root: root.base().to_path_buf(), source: e })?;
+    let mut inv = PciInventory::default();
+    for name in names {
+        let address: PciAddress = match name.parse() {
+            Ok(a) => a,
+            Err(e) => {
+                inv.warnings.push(Warning { path: format!("{PCI_DEVICES}/{name}").into(), message: e.to_string() });
+                continue;
+            }
+        };
+        match read_device(root, address, &mut inv.warnings) {
+            Ok(dev) => {
+                inv.devices.insert(address, dev);
+            }
+            Err(w) => inv.warnings.push(Warning {
+                message: format!("device {address} left out: {}", w.message),
+                path: w.path,
+            }),
+        }
+    }
+    inv.groups = read_groups(root, &mut inv)?;
+    Ok(inv)
+}
+
+fn read_groups(root: &HostRoot, inv: &mut PciInventory) -> Result<Vec<IommuGroup>, HostError> {
+    let names = match root.list(IOMMU_GROUPS) {
+        Ok(n) => n,
+        Err(e) if e.is_not_found() => return Ok(Vec::new()),
+        Err(e) => return Err(HostError::Root(e)),
+    };
+    let mut groups = Vec::new();
+    for name in names {
+        let Ok(id) = name.parse::<u32>() else {
+            inv.warnings.push(Warning { path: format!("{IOMMU_GROUPS}/{name}").into(), message: "not a group number".into() });
+            continue;
+        };
+        let dir = format!("{IOMMU_GROUPS}/{name}/devices");
+        let members = match root.list(&dir) {
+            Ok(m) => m,
+            Err(e) => {
+                inv.warnings.push(Warning { path: dir.into(), message: e.to_string() });
+                continue;
+            }
+        };
+        let mut devices = Vec::new();
+        for m in members {
+            match m.parse::<PciAddress>() {
+                Ok(a) => {
+                    if let Some(dev) = inv.devices.get_mut(&a) {
+                        dev.iommu_group = Some(id);
+                        devices.push(a);
+                    } else {
+                        inv.warnings.push(Warning {
+                            path: format!("{dir}/{m}").into(),
+                            message: "listed in the group but not readable under /sys/bus/pci/devices".into(),
+                        });
+                    }
+                }
+                // Non-PCI members (platform devices) are not ours to list.
+                Err(_) => continue,
+            }
+        }
+        devices.sort();
+        groups.push(IommuGroup { id, devices });
+    }
+    groups.sort_by_key(|g| g.id);
+    Ok(groups)
+}
+
+/// Which IOMMU the firmware exposes, for the remedy text.
+pub fn iommu_hardware(root: &HostRoot) -> Vec<String> {
+    root.list("/sys/class/iommu").unwrap_or_default()
+}

@@ -1,0 +1,32 @@
+//! One module per subcommand.
+
+mod list;
+mod snapshot;
+mod topology;
+
+use vfioctl_host::root::HostRoot;
+use vfioctl_host::snapshot as snap;
+
+use crate::cli::{Cli, Command};
+use crate::error::{CliError, Exit};
+
+/// The host root: a directory, or a snapshot archive unpacked into a temporary directory
+/// that lives as long as the command.
+fn open_root(cli: &Cli) -> Result<(HostRoot, Option<tempfile::TempDir>), CliError> {
+    if cli.root.is_file() && snap::is_archive_name(&cli.root) {
+        let tmp = tempfile::tempdir().map_err(CliError::Output)?;
+        snap::unpack_tar_gz(&cli.root, tmp.path())
+            .map_err(|e| CliError::Archive { path: cli.root.clone(), err: e })?;
+        return Ok((HostRoot::new(tmp.path()), Some(tmp)));
+    }
+    Ok((HostRoot::new(&cli.root), None))
+}
+
+pub fn run(cli: &Cli) -> Result<Exit, CliError> {
+    let (root, _keep) = open_root(cli)?;
+    match &cli.command {
+        Command::List(args) => list::run(&root, args),
+        Command::Topology(args) => topology::run(&root, args),
+        Command::Snapshot(args) => snapshot::run(&root, args),
+    }
+}

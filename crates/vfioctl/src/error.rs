@@ -1,0 +1,67 @@
+//! Errors of the binary: each says what went wrong, the chain of causes, and a remedy.
+
+use std::error::Error as StdError;
+
+use vfioctl_host::HostError;
+
+/// Process exit status, documented in README.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Success, nothing to report.
+    Ok = 0,
+    /// A finding or refusal the user can act on.
+    Finding = 1,
+    /// Usage or environment error: the command could not do its job.
+    Env = 2,
+}
+
+impl From<Exit> for std::process::ExitCode {
+    fn from(e: Exit) -> Self {
+        std::process::ExitCode::from(e as u8)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Host(#[from] HostError),
+    #[error("the IOMMU is not enabled on this host: no IOMMU groups in /sys/kernel/iommu_groups")]
+    IommuOff { remedy: String },
+    #[error("cannot unpack the snapshot {path}: {err}")]
+    Archive { path: std::path::PathBuf, err: std::io::Error },
+    #[error("cannot write output: {0}")]
+    Output(#[source] std::io::Error),
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> Exit {
+        match self {
+            CliError::IommuOff { .. } => Exit::Finding,
+            CliError::Host(_) | CliError::Output(_) | CliError::Archive { .. } => Exit::Env,
+        }
+    }
+
+    pub fn remedy(&self) -> Option<String> {
+        match self {
+            CliError::IommuOff { remedy, .. } => Some(remedy.clone()),
+            CliError::Host(e) => e.remedy(),
+            CliError::Output(_) => None,
+            CliError::Archive { .. } => Some("pass a .tar.gz made by `vfioctl snapshot`, or unpack it and pass the directory".into()),
+        }
+    }
+}
+
+/// Prints the error, its causes and the remedy to stderr.
+pub fn report(e: &CliError) {
+    eprintln!("vfioctl: error: {e}");
+    let mut source = e.source();
+    while let Some(s) = source {
+        eprintln!("  caused by: {s}");
+        source = s.source();
+    }
+    if let Some(remedy) = e.remedy() {
+        for (i, line) in remedy.lines().enumerate() {
+            eprintln!("{}{line}", if i == 0 { "  fix: " } else { "       " });
+        }
+    }
+}

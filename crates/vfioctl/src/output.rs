@@ -1,0 +1,21 @@
+//! Writing to stdout: JSON for scripts, text for people. A closed pipe (`| head`) is not an error.
+
+use std::io::{self, Write};
+
+use crate::error::CliError;
+
+/// Writes text to stdout; a broken pipe ends quietly.
+pub fn print(text: &str) -> Result<(), CliError> {
+    let mut out = io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.map_err(CliError::Output),
+    }
+}
+
+/// Writes a value as pretty JSON with a trailing newline.
+pub fn print_json<T: serde::Serialize>(value: &T) -> Result<(), CliError> {
+    let mut s = serde_json::to_string_pretty(value).map_err(|e| CliError::Output(io::Error::other(e)))?;
+    s.push('\n');
+    print(&s)
+}
