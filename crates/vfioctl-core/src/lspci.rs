@@ -87,7 +87,10 @@ mod tests {
     #[test]
     fn unknown_ids_fall_back_like_lspci() {
         let d = dev("0b:00.0", "1002:14a0", 0x060400, 0);
-        assert_eq!(line(&db(), &d, false), "0b:00.0 PCI bridge [0604]: Advanced Micro Devices, Inc. [AMD/ATI] Device [1002:14a0]");
+        assert_eq!(
+            line(&db(), &d, false),
+            "0b:00.0 PCI bridge [0604]: Advanced Micro Devices, Inc. [AMD/ATI] Device [1002:14a0]"
+        );
         let d = dev("00:00.0", "abcd:0001", 0x038000, 1);
         assert_eq!(line(&db(), &d, false), "00:00.0 Display controller [0380]: Device [abcd:0001] (rev 01)");
         let d = dev("00:00.0", "abcd:0001", 0x120000, 0);

@@ -320,7 +320,8 @@ impl Topology {
             let sizes: Vec<u64> = g.iter().filter_map(|&i| raw_cpus[i].l3.as_ref()?.size_kib).collect();
             let size_kib = sizes.iter().copied().max();
             if sizes.iter().any(|&s| Some(s) != size_kib) {
-                notes.push(format!("L3 domain {id} ({cpus}): its CPUs disagree on the cache size; the largest is used"));
+                notes
+                    .push(format!("L3 domain {id} ({cpus}): its CPUs disagree on the cache size; the largest is used"));
             }
             for &i in g {
                 l3_of[i] = Some(id);
@@ -351,7 +352,9 @@ impl Topology {
             for cpu in nd.cpus.iter() {
                 let Some(&i) = index.get(&cpu) else { continue };
                 match node_of[i] {
-                    Some(other) => notes.push(format!("CPU {cpu} is listed in nodes {other} and {}; kept in node {other}", nd.id)),
+                    Some(other) => {
+                        notes.push(format!("CPU {cpu} is listed in nodes {other} and {}; kept in node {other}", nd.id))
+                    }
                     None => {
                         node_of[i] = Some(nd.id);
                         kept.insert(cpu);
@@ -521,12 +524,15 @@ fn l3_domain_ids(raw_cpus: &[RawCpu], groups: &[Vec<usize>], notes: &mut Vec<Str
         return ids;
     }
     if any {
-        notes.push("L3 cache ids are missing or disagree with shared_cpu_list; L3 domains are numbered by first CPU".into());
+        notes.push(
+            "L3 cache ids are missing or disagree with shared_cpu_list; L3 domains are numbered by first CPU".into(),
+        );
     }
     (0..groups.len() as u32).collect()
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
 
@@ -571,12 +577,10 @@ mod tests {
         assert_eq!(t.cores.len(), 16);
         assert_eq!(t.smt_width(), 2);
         assert_eq!(t.packages.len(), 1);
-        assert_eq!(t.l3.iter().map(|d| d.cpus.to_string()).collect::<Vec<_>>(), [
-            "0-3,16-19",
-            "4-7,20-23",
-            "8-11,24-27",
-            "12-15,28-31"
-        ]);
+        assert_eq!(
+            t.l3.iter().map(|d| d.cpus.to_string()).collect::<Vec<_>>(),
+            ["0-3,16-19", "4-7,20-23", "8-11,24-27", "12-15,28-31"]
+        );
         assert!(t.l3.iter().all(|d| d.size_kib == Some(8192)));
         assert_eq!(t.nodes[1].l3, [2, 3]);
         assert_eq!(t.l3[3].nodes, [1]);
@@ -621,12 +625,10 @@ mod tests {
         raw.cpus.reverse();
         let (t, notes) = Topology::build(raw);
         assert!(notes.is_empty(), "{notes:?}");
-        assert_eq!(t.l3.iter().map(|d| (d.id, d.cpus.first())).collect::<Vec<_>>(), [
-            (0, Some(0)),
-            (1, Some(4)),
-            (2, Some(8)),
-            (3, Some(12))
-        ]);
+        assert_eq!(
+            t.l3.iter().map(|d| (d.id, d.cpus.first())).collect::<Vec<_>>(),
+            [(0, Some(0)), (1, Some(4)), (2, Some(8)), (3, Some(12))]
+        );
     }
 
     #[test]
@@ -720,12 +722,17 @@ mod tests {
         let cpus = (0..20)
             .map(|cpu| RawCpu {
                 cpu,
-                thread_siblings: Some(if cpu < 16 { [cpu & !1, cpu | 1].into_iter().collect() } else { set(&cpu.to_string()) }),
+                thread_siblings: Some(if cpu < 16 {
+                    [cpu & !1, cpu | 1].into_iter().collect()
+                } else {
+                    set(&cpu.to_string())
+                }),
                 max_freq_khz: Some(if cpu < 16 { 5_000_000 } else { 3_800_000 }),
                 ..Default::default()
             })
             .collect();
-        let raw = RawTopology { cpus, performance: Some(set("0-15")), efficiency: Some(set("16-19")), ..Default::default() };
+        let raw =
+            RawTopology { cpus, performance: Some(set("0-15")), efficiency: Some(set("16-19")), ..Default::default() };
         let (t, notes) = Topology::build(raw);
         assert!(notes.is_empty());
         assert!(t.is_hybrid());

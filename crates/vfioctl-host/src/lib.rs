@@ -60,7 +60,9 @@ impl HostError {
                  inside containers, mount the host's /sys"
                     .into(),
             ),
-            HostError::Ids(_) => Some("pass a readable pci.ids with --pci-ids, or leave it out to use the built-in copy".into()),
+            HostError::Ids(_) => {
+                Some("pass a readable pci.ids with --pci-ids, or leave it out to use the built-in copy".into())
+            }
             HostError::Root(e) if e.is_not_found() => None,
             HostError::Root(_) => Some("run as a user that can read the file, or take a snapshot as root".into()),
             HostError::Snapshot(e) => e.remedy(),

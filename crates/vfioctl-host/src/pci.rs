@@ -119,7 +119,8 @@ fn read_device(root: &HostRoot, address: PciAddress, warnings: &mut Vec<Warning>
 
 /// Reads every PCI device and IOMMU group under the root.
 pub fn read(root: &HostRoot) -> Result<PciInventory, HostError> {
-    let names = root.list(PCI_DEVICES).map_err(|e| HostError::NoPciBus { root: root.base().to_path_buf(), source: e })?;
+    let names =
+        root.list(PCI_DEVICES).map_err(|e| HostError::NoPciBus { root: root.base().to_path_buf(), source: e })?;
     let mut inv = PciInventory::default();
     for name in names {
         let address: PciAddress = match name.parse() {
@@ -133,10 +134,9 @@ pub fn read(root: &HostRoot) -> Result<PciInventory, HostError> {
             Ok(dev) => {
                 inv.devices.insert(address, dev);
             }
-            Err(w) => inv.warnings.push(Warning {
-                message: format!("device {address} left out: {}", w.message),
-                path: w.path,
-            }),
+            Err(w) => inv
+                .warnings
+                .push(Warning { message: format!("device {address} left out: {}", w.message), path: w.path }),
         }
     }
     inv.groups = read_groups(root, &mut inv)?;
@@ -152,7 +152,8 @@ fn read_groups(root: &HostRoot, inv: &mut PciInventory) -> Result<Vec<IommuGroup
     let mut groups = Vec::new();
     for name in names {
         let Ok(id) = name.parse::<u32>() else {
-            inv.warnings.push(Warning { path: format!("{IOMMU_GROUPS}/{name}").into(), message: "not a group number".into() });
+            inv.warnings
+                .push(Warning { path: format!("{IOMMU_GROUPS}/{name}").into(), message: "not a group number".into() });
             continue;
         };
         let dir = format!("{IOMMU_GROUPS}/{name}/devices");

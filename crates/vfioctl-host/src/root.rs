@@ -11,20 +11,11 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum RootError {
     #[error("cannot read {path}: {err}")]
-    Read {
-        path: PathBuf,
-        err: io::Error,
-    },
+    Read { path: PathBuf, err: io::Error },
     #[error("cannot list {path}: {err}")]
-    List {
-        path: PathBuf,
-        err: io::Error,
-    },
+    List { path: PathBuf, err: io::Error },
     #[error("cannot follow link {path}: {err}")]
-    Link {
-        path: PathBuf,
-        err: io::Error,
-    },
+    Link { path: PathBuf, err: io::Error },
     #[error("{path}: {what} is larger than {limit} bytes")]
     TooLarge { path: PathBuf, what: &'static str, limit: u64 },
 }

@@ -32,7 +32,9 @@ pub enum SnapshotError {
 impl SnapshotError {
     pub fn remedy(&self) -> Option<String> {
         match self {
-            SnapshotError::Exists(_) => Some("choose another name, or pass --force to replace an older snapshot".into()),
+            SnapshotError::Exists(_) => {
+                Some("choose another name, or pass --force to replace an older snapshot".into())
+            }
             SnapshotError::NotASnapshot(_) => Some("choose another name".into()),
             SnapshotError::Write { .. } => Some("check that the output's directory exists and is writable".into()),
             SnapshotError::NotAHost { .. } => Some("run on the host itself (--root /) or on a host root".into()),
@@ -398,7 +400,10 @@ fn normalize(p: &Path) -> PathBuf {
 /// Copies the host at `src` into the directory `dest`, which must not exist yet.
 pub fn write_dir(src: &HostRoot, dest: &Path) -> Result<Summary, SnapshotError> {
     if !src.exists(crate::pci::PCI_DEVICES) && !src.exists("/sys/devices/system/cpu") {
-        return Err(SnapshotError::NotAHost { root: src.base().to_path_buf(), missing: "/sys/bus/pci or /sys/devices/system/cpu" });
+        return Err(SnapshotError::NotAHost {
+            root: src.base().to_path_buf(),
+            missing: "/sys/bus/pci or /sys/devices/system/cpu",
+        });
     }
     fs::create_dir(dest).map_err(|err| SnapshotError::Write { path: dest.to_path_buf(), err })?;
     let mut c = Copier { src, dest: dest.to_path_buf(), summary: Summary::default(), done: BTreeSet::new() };
@@ -505,7 +510,10 @@ mod tests {
     #[test]
     fn relative_links() {
         assert_eq!(
-            relative_target(Path::new("/sys/bus/pci/devices/0000:00:01.0"), Path::new("/sys/devices/pci0000:00/0000:00:01.0")),
+            relative_target(
+                Path::new("/sys/bus/pci/devices/0000:00:01.0"),
+                Path::new("/sys/devices/pci0000:00/0000:00:01.0")
+            ),
             Path::new("../../../devices/pci0000:00/0000:00:01.0")
         );
         assert_eq!(normalize(Path::new("/sys/bus/pci/devices/../../../devices/x")), Path::new("/sys/devices/x"));
@@ -517,13 +525,24 @@ mod tests {
         let s = src.path();
         let dev = s.join("sys/devices/pci0000:00/0000:00:02.0");
         fs::create_dir_all(&dev).unwrap();
-        for (f, v) in [("vendor", "0x1af4\n"), ("device", "0x1042\n"), ("class", "0x018000\n"), ("rom", "x"), ("reset", "x"), ("serial", "ABC")] {
+        for (f, v) in [
+            ("vendor", "0x1af4\n"),
+            ("device", "0x1042\n"),
+            ("class", "0x018000\n"),
+            ("rom", "x"),
+            ("reset", "x"),
+            ("serial", "ABC"),
+        ] {
             fs::write(dev.join(f), v).unwrap();
         }
         fs::write(dev.join("config"), vec![0u8; 4096]).unwrap();
         fs::create_dir_all(s.join("sys/bus/pci/devices")).unwrap();
         fs::create_dir_all(s.join("sys/bus/pci/drivers/virtio-pci")).unwrap();
-        std::os::unix::fs::symlink("../../../devices/pci0000:00/0000:00:02.0", s.join("sys/bus/pci/devices/0000:00:02.0")).unwrap();
+        std::os::unix::fs::symlink(
+            "../../../devices/pci0000:00/0000:00:02.0",
+            s.join("sys/bus/pci/devices/0000:00:02.0"),
+        )
+        .unwrap();
         std::os::unix::fs::symlink("../../../bus/pci/drivers/virtio-pci", dev.join("driver")).unwrap();
         fs::create_dir_all(s.join("home/alice")).unwrap();
         fs::write(s.join("home/alice/secret"), "x").unwrap();

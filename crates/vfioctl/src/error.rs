@@ -46,7 +46,9 @@ impl CliError {
             CliError::IommuOff { remedy, .. } => Some(remedy.clone()),
             CliError::Host(e) => e.remedy(),
             CliError::Output(_) => None,
-            CliError::Archive { .. } => Some("pass a .tar.gz made by `vfioctl snapshot`, or unpack it and pass the directory".into()),
+            CliError::Archive { .. } => {
+                Some("pass a .tar.gz made by `vfioctl snapshot`, or unpack it and pass the directory".into())
+            }
         }
     }
 }

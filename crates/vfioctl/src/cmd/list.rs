@@ -150,7 +150,12 @@ struct Row {
     name: String,
 }
 
-fn rows_for(db: &PciIds, group: Option<(&IommuGroup, &GroupAssessment)>, devs: &[&PciDevice], with_domain: bool) -> Vec<Row> {
+fn rows_for(
+    db: &PciIds,
+    group: Option<(&IommuGroup, &GroupAssessment)>,
+    devs: &[&PciDevice],
+    with_domain: bool,
+) -> Vec<Row> {
     devs.iter()
         .enumerate()
         .map(|(i, d)| {
@@ -208,7 +213,9 @@ fn render_text(db: &PciIds, inv: &PciInventory) -> String {
     if !ungrouped.is_empty() {
         rows.extend(rows_for(db, None, &ungrouped, with_domain));
     }
-    let w = |f: fn(&Row) -> &str, title: &str| rows.iter().map(|r| f(r).chars().count()).chain([title.len()]).max().unwrap_or(0);
+    let w = |f: fn(&Row) -> &str, title: &str| {
+        rows.iter().map(|r| f(r).chars().count()).chain([title.len()]).max().unwrap_or(0)
+    };
     let (wg, wa, wc, wi, wd) = (
         w(|r| &r.group, "GROUP"),
         w(|r| &r.address, "ADDRESS"),
@@ -216,7 +223,8 @@ fn render_text(db: &PciIds, inv: &PciInventory) -> String {
         w(|r| &r.ids, "ID"),
         w(|r| &r.driver, "DRIVER"),
     );
-    let mut out = format!("  {:>wg$}  {:wa$}  {:wc$}  {:wi$}  {:wd$}  NAME\n", "GROUP", "ADDRESS", "CLASS", "ID", "DRIVER");
+    let mut out =
+        format!("  {:>wg$}  {:wa$}  {:wc$}  {:wi$}  {:wd$}  NAME\n", "GROUP", "ADDRESS", "CLASS", "ID", "DRIVER");
     let mut first = true;
     for r in &rows {
         if !r.group.is_empty() && !first {
@@ -253,8 +261,10 @@ fn iommu_off(root: &HostRoot) -> CliError {
     let cmdline = proc::cmdline(root).unwrap_or_default();
     let hardware = pci::iommu_hardware(root);
     let mut remedy = Vec::new();
-    let off: Vec<&str> =
-        cmdline.split_whitespace().filter(|p| matches!(*p, "iommu=off" | "amd_iommu=off" | "intel_iommu=off")).collect();
+    let off: Vec<&str> = cmdline
+        .split_whitespace()
+        .filter(|p| matches!(*p, "iommu=off" | "amd_iommu=off" | "intel_iommu=off"))
+        .collect();
     if !off.is_empty() {
         remedy.push(format!("the kernel command line turns it off: remove {}", off.join(" ")));
     }

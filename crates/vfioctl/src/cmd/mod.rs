@@ -15,8 +15,7 @@ use crate::error::{CliError, Exit};
 fn open_root(cli: &Cli) -> Result<(HostRoot, Option<tempfile::TempDir>), CliError> {
     if cli.root.is_file() && snap::is_archive_name(&cli.root) {
         let tmp = tempfile::tempdir().map_err(CliError::Output)?;
-        snap::unpack_tar_gz(&cli.root, tmp.path())
-            .map_err(|e| CliError::Archive { path: cli.root.clone(), err: e })?;
+        snap::unpack_tar_gz(&cli.root, tmp.path()).map_err(|e| CliError::Archive { path: cli.root.clone(), err: e })?;
         return Ok((HostRoot::new(tmp.path()), Some(tmp)));
     }
     Ok((HostRoot::new(&cli.root), None))

@@ -30,7 +30,8 @@ pub fn run(root: &HostRoot, args: &SnapshotArgs) -> Result<Exit, CliError> {
             unreadable,
         })?,
         Format::Text => {
-            let mut text = format!("Snapshot written to {}: {} files, {} links.\n", args.out.display(), s.files, s.links);
+            let mut text =
+                format!("Snapshot written to {}: {} files, {} links.\n", args.out.display(), s.files, s.links);
             if s.redacted > 0 {
                 text.push_str(&format!("Serial numbers removed from {} /dev/input/by-id names.\n", s.redacted));
             }

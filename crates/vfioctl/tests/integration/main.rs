@@ -1,1 +1,10 @@
+//! The one integration test binary: runs the built `vfioctl` against the example hosts,
+//! this machine, and oracle tools (lspci, hwloc).
 
+// Test helpers outside #[test] functions may fail loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod list;
+mod snapshot;
+mod topology;
+mod util;

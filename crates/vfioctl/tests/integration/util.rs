@@ -1,0 +1,64 @@
+//! Shared helpers: running the binary, finding example hosts, running oracle tools.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The workspace root (where README.md and examples/ live).
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
+}
+
+/// Every example host root under examples/hosts (directories with a `sys` tree).
+pub fn example_hosts() -> Vec<PathBuf> {
+    let dir = workspace().join("examples/hosts");
+    let mut hosts: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.join("sys").is_dir()).collect())
+        .unwrap_or_default();
+    hosts.sort();
+    assert!(!hosts.is_empty(), "no example hosts under {}", dir.display());
+    hosts
+}
+
+/// One example host by name.
+pub fn example_host(name: &str) -> PathBuf {
+    let p = workspace().join("examples/hosts").join(name);
+    assert!(p.join("sys").is_dir(), "example host {} is missing", p.display());
+    p
+}
+
+/// The result of running vfioctl.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+fn finish(out: Output) -> Run {
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Runs vfioctl with `--root ROOT` and the arguments.
+pub fn vfioctl(root: &Path, args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_vfioctl"))
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .env_remove("VFIOCTL_ROOT")
+        .env_remove("VFIOCTL_PCI_IDS")
+        .output()
+        .expect("run vfioctl");
+    finish(out)
+}
+
+/// Runs an oracle tool; a missing tool is a test failure that says how to install it.
+pub fn tool(program: &str, args: &[&str], package: &str) -> Run {
+    match Command::new(program).args(args).output() {
+        Ok(out) => finish(out),
+        Err(e) => panic!("cannot run {program} ({e}): install the Debian package `{package}` (.ci/run does)"),
+    }
+}
