@@ -56,14 +56,15 @@ impl DeviceReader<'_> {
     /// A mandatory attribute: an error when absent or garbage.
     fn required<T>(&mut self, attr: &str, parse: fn(&str) -> Result<T, ValueError>) -> Result<T, Warning> {
         let path = self.path(attr);
-        let text = self.root.read(&path).map_err(|e| Warning { path: PathBuf::from(&path), message: e.to_string() })?;
+        let text =
+            self.root.read_attr(&path).map_err(|e| Warning { path: PathBuf::from(&path), message: e.to_string() })?;
         parse(&text).map_err(|e| Warning { path: PathBuf::from(path), message: e.to_string() })
     }
 
     /// An optional attribute: `None` when absent; garbage warns and is `None`.
     fn optional<T>(&mut self, attr: &str, parse: impl Fn(&str) -> Result<T, ValueError>) -> Option<T> {
         let path = self.path(attr);
-        match self.root.read_optional(&path) {
+        match self.root.read_attr_optional(&path) {
             Ok(Some(text)) => match parse(&text) {
                 Ok(v) => Some(v),
                 Err(e) => {
@@ -93,44 +94,103 @@ impl DeviceReader<'_> {
     }
 }
 
-fn read_device(root: &HostRoot, address: PciAddress, warnings: &mut Vec<Warning>) -> Result<PciDevice, Warning> {
+/// How much of each device to read: the names lspci prints, or everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fields {
+    /// Ids, class and revision: enough for `lspci -nn` lines.
+    Names,
+    /// Also the header type, driver and boot_vga: what the `list` table shows.
+    Table,
+    /// Everything `PciDevice` holds.
+    All,
+}
+
+fn read_device(
+    root: &HostRoot,
+    address: PciAddress,
+    fields: Fields,
+    warnings: &mut Vec<Warning>,
+) -> Result<PciDevice, Warning> {
     let mut r = DeviceReader { root, dir: format!("{PCI_DEVICES}/{address}"), warnings };
     let vendor = r.required("vendor", sysfs_value::hex_u16)?;
     let device = r.required("device", sysfs_value::hex_u16)?;
     let class = r.required("class", sysfs_value::hex_u32)?;
     let mut dev = PciDevice::new(address, VendorDevice { vendor, device }, ClassCode::new(class));
+    dev.revision = r.optional("revision", sysfs_value::hex_u8);
+    if fields == Fields::Names && dev.revision.is_some() {
+        return Ok(dev);
+    }
     // The first 64 bytes of config space are readable without privileges.
     let config = root.read_bytes(r.path("config"), 64).unwrap_or_default();
     if let Some(&h) = config.get(0x0e) {
         dev.header_type = Some(h & 0x7f);
         dev.multifunction = Some(h & 0x80 != 0);
     }
-    dev.revision = r.optional("revision", sysfs_value::hex_u8).or_else(|| config.get(0x08).copied());
+    if dev.revision.is_none() {
+        dev.revision = config.get(0x08).copied();
+    }
+    if fields == Fields::Names {
+        return Ok(dev);
+    }
+    dev.driver = r.link("driver");
+    // Only display devices have `boot_vga`.
+    if dev.is_gpu() {
+        dev.boot_vga = r.optional("boot_vga", sysfs_value::flag);
+    }
+    if fields == Fields::Table {
+        return Ok(dev);
+    }
     let sv = r.optional("subsystem_vendor", sysfs_value::hex_u16);
     let sd = r.optional("subsystem_device", sysfs_value::hex_u16);
     dev.subsystem = sv.zip(sd).map(|(vendor, device)| VendorDevice { vendor, device });
-    dev.driver = r.link("driver");
     dev.numa_node = r.optional("numa_node", sysfs_value::numa_node).flatten();
-    dev.boot_vga = r.optional("boot_vga", sysfs_value::flag);
     dev.reset_methods = r.optional("reset_method", |s| Ok(sysfs_value::words(s)));
-    dev.iommu_group = r.link("iommu_group").and_then(|g| g.parse().ok());
     Ok(dev)
 }
 
 /// Reads every PCI device and IOMMU group under the root.
 pub fn read(root: &HostRoot) -> Result<PciInventory, HostError> {
+    read_fields(root, Fields::All)
+}
+
+type DeviceResult = (PciAddress, Result<PciDevice, Warning>, Vec<Warning>);
+
+fn read_all(root: &HostRoot, addresses: &[PciAddress], fields: Fields) -> Vec<DeviceResult> {
+    let one = |a: &PciAddress| {
+        let mut w = Vec::new();
+        let r = read_device(root, *a, fields, &mut w);
+        (*a, r, w)
+    };
+    // Thousands of small sysfs reads: spread them over the CPUs (results keep their order).
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
+    if threads < 2 || addresses.len() < 256 {
+        return addresses.iter().map(one).collect();
+    }
+    let chunk = addresses.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> =
+            addresses.chunks(chunk).map(|part| s.spawn(move || part.iter().map(one).collect::<Vec<_>>())).collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+    })
+}
+
+/// Reads the devices (only `fields` of each) and the IOMMU groups.
+pub fn read_fields(root: &HostRoot, fields: Fields) -> Result<PciInventory, HostError> {
     let names =
         root.list(PCI_DEVICES).map_err(|e| HostError::NoPciBus { root: root.base().to_path_buf(), source: e })?;
     let mut inv = PciInventory::default();
+    let mut addresses = Vec::with_capacity(names.len());
     for name in names {
-        let address: PciAddress = match name.parse() {
-            Ok(a) => a,
+        match name.parse::<PciAddress>() {
+            Ok(a) => addresses.push(a),
             Err(e) => {
-                inv.warnings.push(Warning { path: format!("{PCI_DEVICES}/{name}").into(), message: e.to_string() });
-                continue;
+                inv.warnings.push(Warning { path: format!("{PCI_DEVICES}/{name}").into(), message: e.to_string() })
             }
-        };
-        match read_device(root, address, &mut inv.warnings) {
+        }
+    }
+    for (address, result, warnings) in read_all(root, &addresses, fields) {
+        inv.warnings.extend(warnings);
+        match result {
             Ok(dev) => {
                 inv.devices.insert(address, dev);
             }

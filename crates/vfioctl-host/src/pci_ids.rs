@@ -3,6 +3,7 @@
 //! `--root`: the database describes ids, not the host), and falls back to a copy built
 //! into vfioctl.
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -52,35 +53,44 @@ fn decode(bytes: Vec<u8>) -> std::io::Result<String> {
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
-fn read_file(path: &Path) -> Result<PciIds, IdsError> {
+fn read_file(path: &Path, vendors: Option<&BTreeSet<u16>>) -> Result<PciIds, IdsError> {
     let err = |source| IdsError { path: path.to_path_buf(), source };
     let text = decode(fs::read(path).map_err(err)?).map_err(err)?;
-    Ok(PciIds::parse(text))
+    Ok(PciIds::parse_for(text, vendors))
 }
 
 /// The built-in database.
 pub fn embedded() -> PciIds {
+    embedded_for(None)
+}
+
+fn embedded_for(vendors: Option<&BTreeSet<u16>>) -> PciIds {
     // The embedded copy is known-good; a decoding failure would only give empty names.
-    PciIds::parse(decode(EMBEDDED.to_vec()).unwrap_or_default())
+    PciIds::parse_for(decode(EMBEDDED.to_vec()).unwrap_or_default(), vendors)
 }
 
 /// Loads the database: `explicit` when given (an error if unreadable), else the first
 /// system file that exists, else the built-in copy.
 pub fn load(explicit: Option<&Path>) -> Result<(PciIds, IdsSource), IdsError> {
+    load_for(explicit, None)
+}
+
+/// [`load`], keeping device names only for the given vendors (see [`PciIds::parse_for`]).
+pub fn load_for(explicit: Option<&Path>, vendors: Option<&BTreeSet<u16>>) -> Result<(PciIds, IdsSource), IdsError> {
     if let Some(path) = explicit {
-        return Ok((read_file(path)?, IdsSource::File(path.to_path_buf())));
+        return Ok((read_file(path, vendors)?, IdsSource::File(path.to_path_buf())));
     }
     for p in SYSTEM_PATHS {
         let path = Path::new(p);
         if path.is_file() {
-            if let Ok(db) = read_file(path) {
+            if let Ok(db) = read_file(path, vendors) {
                 if db.vendor_count() > 0 {
                     return Ok((db, IdsSource::File(path.to_path_buf())));
                 }
             }
         }
     }
-    Ok((embedded(), IdsSource::Embedded))
+    Ok((embedded_for(vendors), IdsSource::Embedded))
 }
 
 #[cfg(test)]

@@ -204,6 +204,26 @@ fn render_text(db: &PciIds, inv: &PciInventory) -> String {
                 "cannot be passed".to_string()
             };
             notes.push(format!("group {:>3}: {verdict}", g.id));
+            let elsewhere: Vec<String> = inv
+                .devices
+                .values()
+                .filter(|d| {
+                    d.iommu_group != Some(g.id)
+                        && g.devices
+                            .iter()
+                            .any(|m| m.same_slot(&d.address) && inv.devices.get(m).is_some_and(PciDevice::is_gpu))
+                })
+                .map(|d| match d.iommu_group {
+                    Some(n) => format!("{} (group {n})", d.address.short()),
+                    None => format!("{} (no group)", d.address.short()),
+                })
+                .collect();
+            if !elsewhere.is_empty() {
+                notes.push(format!(
+                    "           the GPU's other functions are in other groups: {}",
+                    elsewhere.join(", ")
+                ));
+            }
             for n in a.notes.iter().filter(|n| !(a.boot_vga && n.contains("boot GPU"))) {
                 notes.push(format!("           {n}"));
             }
@@ -225,12 +245,7 @@ fn render_text(db: &PciIds, inv: &PciInventory) -> String {
     );
     let mut out =
         format!("  {:>wg$}  {:wa$}  {:wc$}  {:wi$}  {:wd$}  NAME\n", "GROUP", "ADDRESS", "CLASS", "ID", "DRIVER");
-    let mut first = true;
     for r in &rows {
-        if !r.group.is_empty() && !first {
-            out.push('\n');
-        }
-        first = false;
         out.push_str(&format!(
             "{} {:>wg$}  {:wa$}  {:wc$}  {:wi$}  {:wd$}  {}\n",
             r.marker, r.group, r.address, r.class, r.ids, r.driver, r.name
@@ -238,7 +253,7 @@ fn render_text(db: &PciIds, inv: &PciInventory) -> String {
     }
     let gpus = inv.devices.values().filter(|d| d.is_gpu()).count();
     out.push_str(&format!(
-        "\n{} devices in {} IOMMU groups; {gpus} GPU{}. Marks: G GPU, B boot GPU, · bridge (stays with the host).\n",
+        "\n{} devices in {} IOMMU groups; {gpus} GPU{}. Marks: G GPU, B boot GPU, · bridge (stays with the host); group - is none.\n",
         inv.devices.len(),
         inv.groups.len(),
         if gpus == 1 { "" } else { "s" }
@@ -285,11 +300,18 @@ fn iommu_off(root: &HostRoot) -> CliError {
 }
 
 pub fn run(root: &HostRoot, args: &ListArgs) -> Result<Exit, CliError> {
-    let inv = pci::read(root)?;
+    let fields = match args.format {
+        ListFormat::Lspci => pci::Fields::Names,
+        ListFormat::Text => pci::Fields::Table,
+        ListFormat::Json => pci::Fields::All,
+    };
+    let inv = pci::read_fields(root, fields)?;
     for w in &inv.warnings {
         eprintln!("vfioctl: warning: {w}");
     }
-    let (db, source) = pci_ids::load(args.pci_ids.as_deref()).map_err(vfioctl_host::HostError::from)?;
+    let vendors = inv.devices.values().map(|d| d.id.vendor).collect();
+    let (db, source) =
+        pci_ids::load_for(args.pci_ids.as_deref(), Some(&vendors)).map_err(vfioctl_host::HostError::from)?;
     match args.format {
         ListFormat::Lspci => output::print(&lspci_lines(&db, &inv))?,
         ListFormat::Json => json_value(&db, &inv, &source)?,

@@ -1,0 +1,329 @@
+//! # The host spec format
+//!
+//! A host spec is a TOML file describing one machine compactly enough to review in a
+//! pull request; [`crate::generate`] expands it into the sysfs/procfs files a real Linux
+//! host would show. Unknown keys are errors everywhere (`deny_unknown_fields`), so a typo
+//! never silently produces a different host.
+//!
+//! ```toml
+//! [host]
+//! name = "tr1950x"                      # short name, used in messages only
+//! description = "Threadripper 1950X, guide 000"
+//! cmdline = "... amd_iommu=on iommu=pt ..."   # written to proc/cmdline
+//! iommu = true                          # default true; false: no iommu_groups, no class/iommu
+//!
+//! [cpu]
+//! vendor = "AuthenticAMD"               # or "GenuineIntel"
+//! model_name = "AMD Ryzen Threadripper 1950X 16-Core Processor"
+//! family = 23                           # /proc/cpuinfo "cpu family", "model", "stepping"
+//! model = 1
+//! stepping = 1
+//! packages = 1                          # sockets
+//! nodes_per_package = 2                 # NUMA nodes (= dies) per package
+//! l3_per_node = 2                       # L3 domains (AMD CCX/CCD) per node
+//! cores_per_l3 = 4                      # (performance) cores sharing one L3
+//! threads_per_core = 2
+//! smt_siblings = "split"                # "split": core k has CPUs k and k+cores_total
+//!                                       # (how Linux numbers AMD and most Intel hosts);
+//!                                       # "adjacent": CPUs 2k and 2k+1 (Intel hybrid)
+//! core_id_slots_per_l3 = 4              # optional: core_id stride per L3 (Zen 1/2 skip ids)
+//! base_freq_khz = 3400000
+//! max_freq_khz = 4000000
+//! cache = { l1d = "32K", l1i = "64K", l2 = "512K", l3 = "8M" }   # l3 is per L3 domain
+//! hybrid = { e_cores = 4, e_cores_per_l2 = 4, e_max_freq_khz = 3800000 }  # optional
+//!
+//! [memory]
+//! node_mib = [32768, 32768]             # installed memory per NUMA node
+//! remote_distance = 16                  # node distance table: 10 local, this otherwise
+//! hugepages_2m = [0, 0]                 # optional per-node pools
+//! hugepages_1g = [0, 0]
+//!
+//! [pci]
+//! # Host bridges `pciDDDD:BB` and their NUMA node (optional domain = "0000"; node = -1:
+//! # none, as on most single-node desktops). Root buses not listed get node -1.
+//! roots = [{ bus = "00", node = 0 }, { bus = "40", node = 1 }]
+//! # One line per PCI function. `parent` is the bridge the function sits behind
+//! # (omitted for functions on a root bus); the sysfs directory nests under it.
+//! devices = [
+//!   { addr = "00:03.1", id = "1022:1453", class = "060400", group = 6, driver = "pcieport" },
+//!   { addr = "0d:00.0", id = "1002:66af", class = "030000", rev = "c1", subsystem = "1002:081e",
+//!     parent = "0c:00.0", group = 20, driver = "amdgpu", boot_vga = false, reset_method = "bus" },
+//! ]
+//! ```
+//!
+//! Device fields: `addr` (`BB:DD.F` or `DDDD:BB:DD.F`), `id` (`vendor:device`), `class`
+//! (six hex digits with the programming interface), `rev` (hex, default `00`),
+//! `subsystem` (`vendor:device`, default none), `driver` (default: none bound), `group`
+//! (IOMMU group; omit for functions outside any group, like the AMD root complex 00:00.0
+//! and IOMMU 00:00.2; ignored when `iommu = false`), `node` (default: the root bus's node),
+//! `boot_vga` (display devices only; default false), `reset_method` (written verbatim,
+//! default: no file), `parent` (bridge address), `secondary_bus` (bridges only, for an
+//! empty bridge; otherwise the lowest bus of its children).
+
+use serde::Deserialize;
+
+/// A whole host.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    pub host: HostSpec,
+    pub cpu: CpuSpec,
+    pub memory: MemorySpec,
+    #[serde(default)]
+    pub pci: PciSpec,
+}
+
+/// `[pci]`: root buses and functions.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PciSpec {
+    #[serde(default)]
+    pub roots: Vec<PciRootSpec>,
+    #[serde(default)]
+    pub devices: Vec<DeviceSpec>,
+}
+
+/// `[host]`: metadata.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostSpec {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub cmdline: String,
+    #[serde(default = "yes")]
+    pub iommu: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// How sibling threads of one core are numbered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtSiblings {
+    /// Core `k` runs CPUs `k` and `k + cores_total` (AMD, Intel non-hybrid).
+    Split,
+    /// Core `k` runs CPUs `2k` and `2k + 1` (Intel hybrid P-cores).
+    Adjacent,
+}
+
+/// `[cpu]`: the processor and its topology.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CpuSpec {
+    pub vendor: String,
+    pub model_name: String,
+    pub family: u32,
+    pub model: u32,
+    #[serde(default)]
+    pub stepping: u32,
+    #[serde(default)]
+    pub microcode: Option<String>,
+    #[serde(default = "one")]
+    pub packages: u32,
+    #[serde(default = "one")]
+    pub nodes_per_package: u32,
+    #[serde(default = "one")]
+    pub l3_per_node: u32,
+    pub cores_per_l3: u32,
+    #[serde(default = "one")]
+    pub threads_per_core: u32,
+    #[serde(default = "split")]
+    pub smt_siblings: SmtSiblings,
+    #[serde(default)]
+    pub core_id_slots_per_l3: Option<u32>,
+    pub base_freq_khz: u32,
+    pub max_freq_khz: u32,
+    pub cache: CacheSpec,
+    #[serde(default)]
+    pub hybrid: Option<HybridSpec>,
+    /// Overrides the default `flags` line of /proc/cpuinfo.
+    #[serde(default)]
+    pub flags: Option<String>,
+}
+
+fn one() -> u32 {
+    1
+}
+fn split() -> SmtSiblings {
+    SmtSiblings::Split
+}
+
+/// Cache sizes, e.g. `"32K"`, `"8M"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSpec {
+    pub l1d: String,
+    pub l1i: String,
+    pub l2: String,
+    pub l3: String,
+}
+
+/// Efficiency cores of a hybrid Intel part (`cpu_atom`); numbered after all P-core threads.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HybridSpec {
+    pub e_cores: u32,
+    #[serde(default = "four")]
+    pub e_cores_per_l2: u32,
+    pub e_max_freq_khz: u32,
+    #[serde(default)]
+    pub e_base_freq_khz: Option<u32>,
+    #[serde(default = "e_l1d")]
+    pub e_l1d: String,
+    #[serde(default = "e_l1i")]
+    pub e_l1i: String,
+    #[serde(default = "e_l2")]
+    pub e_l2: String,
+}
+
+fn four() -> u32 {
+    4
+}
+fn e_l1d() -> String {
+    "32K".into()
+}
+fn e_l1i() -> String {
+    "64K".into()
+}
+fn e_l2() -> String {
+    "2M".into()
+}
+
+/// `[memory]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemorySpec {
+    pub node_mib: Vec<u64>,
+    #[serde(default = "remote")]
+    pub remote_distance: u32,
+    #[serde(default)]
+    pub hugepages_2m: Vec<u64>,
+    #[serde(default)]
+    pub hugepages_1g: Vec<u64>,
+}
+
+fn remote() -> u32 {
+    20
+}
+
+/// An entry of `pci.roots`: a PCI host bridge (root bus).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PciRootSpec {
+    #[serde(default = "zero_domain")]
+    pub domain: String,
+    pub bus: String,
+    pub node: i32,
+}
+
+fn zero_domain() -> String {
+    "0000".into()
+}
+
+/// One PCI function.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceSpec {
+    pub addr: String,
+    pub id: String,
+    pub class: String,
+    #[serde(default)]
+    pub rev: Option<String>,
+    #[serde(default)]
+    pub subsystem: Option<String>,
+    #[serde(default)]
+    pub driver: Option<String>,
+    #[serde(default)]
+    pub group: Option<u32>,
+    #[serde(default)]
+    pub node: Option<i32>,
+    #[serde(default)]
+    pub boot_vga: Option<bool>,
+    #[serde(default)]
+    pub reset_method: Option<String>,
+    #[serde(default)]
+    pub parent: Option<String>,
+    #[serde(default)]
+    pub secondary_bus: Option<String>,
+}
+
+/// Parses a spec from TOML text.
+pub fn parse(text: &str) -> Result<Spec, toml::de::Error> {
+    toml::from_str(text)
+}
+
+/// Parses a cache size: `32K`, `8M`, `8192K` or a plain number of KiB.
+pub fn size_kib(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, mult) = match s.as_bytes().last()? {
+        b'K' | b'k' => (&s[..s.len() - 1], 1),
+        b'M' | b'm' => (&s[..s.len() - 1], 1024),
+        b'G' | b'g' => (&s[..s.len() - 1], 1024 * 1024),
+        _ => (s, 1),
+    };
+    num.trim().parse::<u64>().ok().map(|n| n * mult)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINI: &str = r#"
+[host]
+name = "mini"
+cmdline = "ro quiet"
+
+[cpu]
+vendor = "GenuineIntel"
+model_name = "Test CPU"
+family = 6
+model = 151
+cores_per_l3 = 4
+threads_per_core = 2
+base_freq_khz = 3000000
+max_freq_khz = 4000000
+cache = { l1d = "48K", l1i = "32K", l2 = "1280K", l3 = "12M" }
+
+[memory]
+node_mib = [16384]
+
+[pci]
+devices = [
+  { addr = "00:02.0", id = "8086:4680", class = "030000", rev = "0c", group = 0, boot_vga = true },
+]
+"#;
+
+    #[test]
+    fn parses_minimal_spec_with_defaults() {
+        let s = parse(MINI).unwrap();
+        assert!(s.host.iommu);
+        assert_eq!(s.cpu.packages, 1);
+        assert_eq!(s.cpu.smt_siblings, SmtSiblings::Split);
+        assert_eq!(s.memory.remote_distance, 20);
+        assert_eq!(s.pci.devices.len(), 1);
+        assert_eq!(s.pci.devices[0].boot_vga, Some(true));
+        assert!(s.pci.devices[0].parent.is_none());
+    }
+
+    #[test]
+    fn rejects_unknown_fields() {
+        let bad = MINI.replace("rev = \"0c\"", "revison = \"0c\"");
+        let err = parse(&bad).unwrap_err().to_string();
+        assert!(err.contains("revison"), "{err}");
+        let bad = MINI.replace("[memory]", "[memory]\nswap_mib = 3");
+        assert!(parse(&bad).is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(size_kib("32K"), Some(32));
+        assert_eq!(size_kib("8M"), Some(8192));
+        assert_eq!(size_kib("25600K"), Some(25600));
+        assert_eq!(size_kib("512"), Some(512));
+        assert_eq!(size_kib("x"), None);
+        assert_eq!(size_kib(""), None);
+    }
+}
