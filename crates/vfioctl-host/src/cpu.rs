@@ -92,20 +92,7 @@ impl Reader<'_> {
     /// A file that may be absent: `None` then, silently. Unreadable or garbage: `None`
     /// with a warning.
     fn optional<T>(&mut self, path: &str, parse: impl Fn(&str) -> Result<T, ValueError>) -> Option<T> {
-        match self.root.read_optional(path) {
-            Ok(Some(text)) => match parse(&text) {
-                Ok(v) => Some(v),
-                Err(e) => {
-                    self.warn(path, e.to_string());
-                    None
-                }
-            },
-            Ok(None) => None,
-            Err(e) => {
-                self.warn(path, e.to_string());
-                None
-            }
-        }
+        crate::parse_optional(self.root.read_optional(path), path, parse, &mut self.warnings)
     }
 
     /// A file that should be there: like [`Reader::optional`], but absence warns too.

@@ -28,6 +28,25 @@ impl std::fmt::Display for Warning {
     }
 }
 
+/// The value of a file that may be absent, given the result of reading it: `None` when it
+/// does not exist; `None` and a warning naming the file when unreadable or garbage.
+pub(crate) fn parse_optional<T>(
+    read: Result<Option<String>, root::RootError>,
+    path: &str,
+    parse: impl Fn(&str) -> Result<T, vfioctl_core::sysfs_value::ValueError>,
+    warnings: &mut Vec<Warning>,
+) -> Option<T> {
+    let warn = |message: String| Warning { path: PathBuf::from(path), message };
+    match read {
+        Ok(Some(text)) => parse(&text).map_err(|e| warnings.push(warn(e.to_string()))).ok(),
+        Ok(None) => None,
+        Err(e) => {
+            warnings.push(warn(e.to_string()));
+            None
+        }
+    }
+}
+
 /// Errors reading a host.
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {

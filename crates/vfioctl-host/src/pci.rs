@@ -64,20 +64,7 @@ impl DeviceReader<'_> {
     /// An optional attribute: `None` when absent; garbage warns and is `None`.
     fn optional<T>(&mut self, attr: &str, parse: impl Fn(&str) -> Result<T, ValueError>) -> Option<T> {
         let path = self.path(attr);
-        match self.root.read_attr_optional(&path) {
-            Ok(Some(text)) => match parse(&text) {
-                Ok(v) => Some(v),
-                Err(e) => {
-                    self.warn(path, e.to_string());
-                    None
-                }
-            },
-            Ok(None) => None,
-            Err(e) => {
-                self.warn(path, e.to_string());
-                None
-            }
-        }
+        crate::parse_optional(self.root.read_attr_optional(&path), &path, parse, self.warnings)
     }
 
     fn link(&mut self, attr: &str) -> Option<String> {

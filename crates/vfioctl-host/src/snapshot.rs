@@ -520,6 +520,42 @@ mod tests {
     }
 
     #[test]
+    fn serial_numbers_leave_input_link_names() {
+        let src = tempfile::tempdir().unwrap();
+        let s = src.path();
+        let usb = s.join("sys/devices/pci0000:00/0000:00:14.0/usb1/1-1");
+        let input = usb.join("1-1:1.0/0003:046D:C08B.0001/input/input3");
+        fs::create_dir_all(input.join("event3")).unwrap();
+        fs::write(usb.join("serial"), "0D3A39583231\n").unwrap();
+        fs::create_dir_all(s.join("sys/class/input")).unwrap();
+        std::os::unix::fs::symlink(
+            "../../devices/pci0000:00/0000:00:14.0/usb1/1-1/1-1:1.0/0003:046D:C08B.0001/input/input3/event3",
+            s.join("sys/class/input/event3"),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("..", input.join("event3/device")).unwrap();
+        fs::create_dir_all(s.join("dev/input/by-id")).unwrap();
+        let name = "usb-Logitech_G502_HERO_Gaming_Mouse_0D3A39583231-event-mouse";
+        std::os::unix::fs::symlink("../event3", s.join("dev/input/by-id").join(name)).unwrap();
+        std::os::unix::fs::symlink("../event4", s.join("dev/input/by-id/usb-Metadot_Das_Keyboard-event-kbd")).unwrap();
+        fs::create_dir_all(s.join("sys/devices/system/cpu")).unwrap();
+
+        let out = tempfile::tempdir().unwrap();
+        let dest = out.path().join("snap");
+        let sum = write_dir(&HostRoot::new(s), &dest).unwrap();
+        let names = HostRoot::new(&dest).list("/dev/input/by-id").unwrap();
+        assert_eq!(
+            names,
+            ["usb-Logitech_G502_HERO_Gaming_Mouse_SERIAL-event-mouse", "usb-Metadot_Das_Keyboard-event-kbd"]
+        );
+        assert_eq!(sum.redacted, 1);
+        assert_eq!(
+            fs::read_link(dest.join("dev/input/by-id/usb-Logitech_G502_HERO_Gaming_Mouse_SERIAL-event-mouse")).unwrap(),
+            Path::new("../event3")
+        );
+    }
+
+    #[test]
     fn copies_only_the_allow_list_and_keeps_links() {
         let src = tempfile::tempdir().unwrap();
         let s = src.path();
