@@ -241,3 +241,67 @@ fn damaged_sysfs_gives_warnings_not_panics() {
     assert_eq!(vii["driver"], "all", "a dangling driver link still names its driver");
     assert!(all.iter().all(|d| d["address"] != "0000:0d:00.1"), "device without class is left out");
 }
+
+/// A GPU behind the chipset shares its group with USB, SATA and network controllers (a
+/// common sight on consumer boards): the group is marked, and the text says so.
+#[test]
+fn gpu_sharing_a_group_with_controllers_is_marked() {
+    let spec = r#"
+[host]
+name = "mixed"
+description = "GPU in the chipset group"
+cmdline = "root=/dev/sda1 amd_iommu=on"
+
+[cpu]
+vendor = "AuthenticAMD"
+model_name = "AMD Ryzen 5 3600 6-Core Processor"
+family = 23
+model = 113
+stepping = 0
+microcode = "0x8701021"
+l3_per_node = 1
+cores_per_l3 = 2
+threads_per_core = 2
+base_freq_khz = 3600000
+max_freq_khz = 4200000
+cache = { l1d = "32K", l1i = "32K", l2 = "512K", l3 = "16M" }
+
+[memory]
+node_mib = [8192]
+
+[pci]
+roots = [{ bus = "00", node = -1 }]
+devices = [
+  { addr = "00:01.0", id = "1022:1482", class = "060000", group = 0 },
+  { addr = "00:01.2", id = "1022:1483", class = "060400", driver = "pcieport", group = 1 },
+  { addr = "01:00.0", id = "1022:43ee", class = "0c0330", parent = "00:01.2", driver = "xhci_hcd", group = 1 },
+  { addr = "01:00.1", id = "1022:43eb", class = "010601", parent = "00:01.2", driver = "ahci", group = 1 },
+  { addr = "01:00.2", id = "1022:43e9", class = "060400", parent = "00:01.2", driver = "pcieport", group = 1 },
+  { addr = "02:00.0", id = "1022:43ea", class = "060400", parent = "01:00.2", driver = "pcieport", group = 1 },
+  { addr = "02:01.0", id = "1022:43ea", class = "060400", parent = "01:00.2", driver = "pcieport", group = 1 },
+  { addr = "03:00.0", id = "10ec:8168", class = "020000", rev = "15", parent = "02:00.0", driver = "r8169", group = 1 },
+  { addr = "04:00.0", id = "10de:1c82", class = "030000", rev = "a1", parent = "02:01.0", driver = "nouveau", group = 1, boot_vga = false },
+  { addr = "00:03.0", id = "1022:1482", class = "060000", group = 2 },
+  { addr = "00:03.1", id = "1022:1483", class = "060400", driver = "pcieport", group = 3 },
+  { addr = "05:00.0", id = "1002:67df", class = "030000", rev = "e7", parent = "00:03.1", driver = "amdgpu", group = 4, boot_vga = true },
+]
+"#;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let spec_path = tmp.path().join("mixed.toml");
+    fs::write(&spec_path, spec).expect("write spec");
+    let root = tmp.path().join("mixed");
+    let spec = vfioctl_hostgen::load(&spec_path).expect("spec");
+    vfioctl_hostgen::generate(&spec, &root).expect("generate");
+
+    let run = vfioctl(&root, &["list", "--format", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    let g1 = v["groups"].as_array().expect("groups").iter().find(|g| g["id"] == 1).expect("group 1");
+    assert_eq!(g1["gpu"], true);
+    assert_eq!(g1["mixed"], true);
+    let note = g1["notes"][0].as_str().expect("note");
+    assert!(note.contains("01:00.0, 01:00.1, 03:00.0"), "{note}");
+    let run = vfioctl(&root, &["list"]);
+    assert!(run.stdout.contains("group   1: GPU group is not clean"), "{}", run.stdout);
+    assert!(run.stdout.contains("storage/network/USB controllers: 01:00.0, 01:00.1, 03:00.0"), "{}", run.stdout);
+}
