@@ -8,13 +8,23 @@ use vfioctl_core::lspci;
 use vfioctl_host::pci_ids;
 use vfioctl_host::root::HostRoot;
 
-use crate::util::{example_host, example_hosts, tool, vfioctl, workspace};
+use crate::util::{example_host, example_hosts, ids_file, tool, vfioctl, workspace};
 
 /// `lspci -nn` over a host root, keyed by its `bus:dev.fn` column.
 fn lspci_lines(sysfs_pci: &Path) -> BTreeMap<String, String> {
     let run = tool(
         "lspci",
-        &["-A", "linux-sysfs", "-O", &format!("sysfs.path={}", sysfs_pci.display()), "-O", "hwdb.disable=1", "-nn"],
+        &[
+            "-A",
+            "linux-sysfs",
+            "-O",
+            &format!("sysfs.path={}", sysfs_pci.display()),
+            "-O",
+            "hwdb.disable=1",
+            "-i",
+            ids_file().to_str().expect("utf8"),
+            "-nn",
+        ],
         "pciutils",
     );
     assert_eq!(run.code, 0, "lspci failed: {}", run.stderr);
@@ -67,8 +77,14 @@ fn device_lines_match_lspci_on_this_machine() {
     let ours: Vec<String> = inv.devices.values().map(|d| lspci::line(&db, d, inv.multi_domain())).collect();
     let theirs: Vec<String> = run.stdout.lines().map(str::to_string).collect();
     assert_eq!(ours, theirs);
-    // And through the binary: the lspci format (when this machine has IOMMU groups).
-    let run = vfioctl(Path::new("/"), &["list", "--format", "lspci"]);
+    // And through the binary, with the database lspci used: the lspci format (when this
+    // machine has IOMMU groups).
+    let run = match pci_ids::load(None).expect("pci.ids").1 {
+        pci_ids::IdsSource::File(p) => {
+            vfioctl(Path::new("/"), &["list", "--format", "lspci", "--pci-ids", p.to_str().expect("utf8")])
+        }
+        pci_ids::IdsSource::Embedded => vfioctl(Path::new("/"), &["list", "--format", "lspci"]),
+    };
     for line in run.stdout.lines() {
         let device_line = line.splitn(4, ' ').nth(3).unwrap_or_default();
         assert!(theirs.iter().any(|t| t == device_line), "{line}");

@@ -26,6 +26,13 @@ pub fn example_host(name: &str) -> PathBuf {
     p
 }
 
+/// The PCI id database the tests name devices with: vfioctl's built-in copy, so outputs
+/// do not depend on the pci.ids version of the machine running the tests. Oracle runs of
+/// lspci get the same file (`-i`).
+pub fn ids_file() -> PathBuf {
+    workspace().join("crates/vfioctl-host/data/pci.ids.gz")
+}
+
 /// The result of running vfioctl.
 #[derive(Debug)]
 pub struct Run {
@@ -42,14 +49,14 @@ fn finish(out: Output) -> Run {
     }
 }
 
-/// Runs vfioctl with `--root ROOT` and the arguments.
+/// Runs vfioctl with `--root ROOT` and the arguments (names from [`ids_file`]).
 pub fn vfioctl(root: &Path, args: &[&str]) -> Run {
     let out = Command::new(env!("CARGO_BIN_EXE_vfioctl"))
         .arg("--root")
         .arg(root)
         .args(args)
         .env_remove("VFIOCTL_ROOT")
-        .env_remove("VFIOCTL_PCI_IDS")
+        .env("VFIOCTL_PCI_IDS", ids_file())
         .output()
         .expect("run vfioctl");
     finish(out)
