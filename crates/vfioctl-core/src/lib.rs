@@ -14,10 +14,18 @@
 //! ([`pci_ids::PciIds`]) and renderers ([`lspci`]). Nothing here touches the file system:
 //! `vfioctl-host` reads a host root and hands the values to these functions.
 
+pub mod check;
+pub mod cmdline;
 pub mod cpuset;
+pub mod grub;
+pub mod iomem;
 pub mod iommu;
+pub mod kmod;
 pub mod lspci;
+pub mod modprobe;
 pub mod pci;
 pub mod pci_ids;
+pub mod selector;
 pub mod sysfs_value;
 pub mod topology;
+pub mod vendor;

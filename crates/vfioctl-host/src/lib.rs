@@ -9,6 +9,7 @@
 use std::path::PathBuf;
 
 pub mod cpu;
+pub mod facts;
 pub mod pci;
 pub mod pci_ids;
 pub mod proc;

@@ -104,6 +104,13 @@ const FILES: &[&str] = &[
     "/proc/version",
     "/proc/iomem",
     "/proc/sys/kernel/osrelease",
+    "/proc/modules",
+    "/proc/self/cgroup",
+    "/boot/loader/loader.conf",
+    "/efi/loader/loader.conf",
+    "/boot/efi/loader/loader.conf",
+    "/boot/grub2/grubenv",
+    "/boot/EFI/limine/limine.conf",
     "/etc/os-release",
     "/etc/default/grub",
     "/etc/initramfs-tools/modules",
@@ -129,6 +136,12 @@ const DIRS: &[&str] = &[
     "/boot/loader/entries",
     "/efi/loader/entries",
     "/boot/efi/loader/entries",
+    "/run/modprobe.d",
+    "/usr/local/lib/modprobe.d",
+    "/usr/lib/modprobe.d",
+    "/lib/modprobe.d",
+    "/usr/share/qemu/firmware",
+    "/etc/qemu/firmware",
 ];
 
 const MODULES: &[&str] = &["kvm", "kvm_amd", "kvm_intel", "vfio", "vfio_pci", "vfio_pci_core", "vfio_iommu_type1"];
@@ -266,7 +279,12 @@ impl Copier<'_> {
             self.mkdir(&Path::new("/sys/class/iommu").join(unit))?;
         }
         for table in ["DMAR", "IVRS"] {
-            self.file(&Path::new("/sys/firmware/acpi/tables").join(table), 1 << 16)?;
+            let path = Path::new("/sys/firmware/acpi/tables").join(table);
+            self.file(&path, 1 << 16)?;
+            // Only root may read ACPI tables; that the table exists is what matters.
+            if self.src.path(&path).exists() && !self.out(&path).exists() {
+                self.put(&path, b"")?;
+            }
         }
         if self.src.exists("/sys/firmware/efi") {
             self.mkdir(Path::new("/sys/firmware/efi"))?;
@@ -329,7 +347,77 @@ impl Copier<'_> {
             let release = release.trim();
             if !release.is_empty() && !release.contains('/') {
                 let dir = Path::new("/lib/modules").join(release);
-                self.file(&dir.join("modules.builtin"), 4 << 20)?;
+                for f in ["modules.builtin", "modules.dep"] {
+                    self.file(&dir.join(f), 4 << 20)?;
+                }
+            }
+        }
+        self.cgroups()?;
+        self.programs()
+    }
+
+    /// The cgroup mounts (only those lines of mountinfo) and the cgroup v2 controllers of
+    /// this process's cgroup: what `check` needs to tell which controllers QEMU gets.
+    fn cgroups(&mut self) -> Result<(), SnapshotError> {
+        let Ok(Some(mountinfo)) = self.src.read_optional("/proc/self/mountinfo") else { return Ok(()) };
+        let lines: Vec<&str> =
+            mountinfo.lines().filter(|l| l.contains(" - cgroup ") || l.contains(" - cgroup2 ")).collect();
+        self.put(Path::new("/proc/self/mountinfo"), (lines.join("\n") + "\n").as_bytes())?;
+        let placement = self.src.read_optional("/proc/self/cgroup").ok().flatten().unwrap_or_default();
+        let path = placement
+            .lines()
+            .find_map(|l| l.strip_prefix("0::"))
+            .unwrap_or("/")
+            .trim()
+            .trim_end_matches('/')
+            .to_string();
+        for l in &lines {
+            if l.contains(" - cgroup2 ") {
+                if let Some(mp) = l.split(" - ").next().and_then(|left| left.split_whitespace().nth(4)) {
+                    self.file(&Path::new(mp).join("cgroup.controllers"), 4096)?;
+                    self.file(&PathBuf::from(format!("{mp}{path}/cgroup.controllers")), 4096)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Stand-ins for QEMU, libvirt and OVMF: existence is what `check` reads, plus the
+    /// programs' versions, recorded from `--version` when snapshotting the live machine.
+    fn programs(&mut self) -> Result<(), SnapshotError> {
+        let live = self.src.is_live();
+        for p in crate::facts::QEMU_PATHS.iter().chain(crate::facts::LIBVIRT_PATHS) {
+            let path = Path::new(p);
+            if !self.src.path(path).is_file() || !self.done.insert(path.to_path_buf()) {
+                continue;
+            }
+            let version = if live {
+                crate::facts::version_output(p).unwrap_or_default()
+            } else {
+                self.src
+                    .read_optional(path)
+                    .ok()
+                    .flatten()
+                    .and_then(|t| t.strip_prefix(crate::facts::PROGRAM_MARKER).map(|v| v.trim().to_string()))
+                    .unwrap_or_default()
+            };
+            self.put(path, format!("{}\n{version}\n", crate::facts::PROGRAM_MARKER).as_bytes())?;
+        }
+        let mut firmware: Vec<String> = crate::facts::OVMF_PATHS.iter().map(|p| p.to_string()).collect();
+        for dir in crate::facts::FIRMWARE_DESCRIPTORS {
+            for name in self.src.list(dir).unwrap_or_default() {
+                let text = self.src.read_optional(Path::new(dir).join(&name)).ok().flatten().unwrap_or_default();
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+                    if let Some(f) = v["mapping"]["executable"]["filename"].as_str() {
+                        firmware.push(f.to_string());
+                    }
+                }
+            }
+        }
+        for f in firmware {
+            let path = PathBuf::from(&f);
+            if path.is_absolute() && self.src.path(&path).is_file() && self.done.insert(path.clone()) {
+                self.put(&path, b"")?;
             }
         }
         Ok(())

@@ -321,6 +321,9 @@ pub fn spec(p: &Params) -> Result<Spec, Error> {
             ),
             cmdline: cmdline.into(),
             iommu: true,
+            kernel: Some("6.1.0-18-amd64".into()),
+            distro: Some(crate::spec::Distro::Debian),
+            ..Default::default()
         },
         cpu,
         memory: MemorySpec {
@@ -330,6 +333,8 @@ pub fn spec(p: &Params) -> Result<Spec, Error> {
             hugepages_1g: vec![64 / u64::from(nodes); nodes as usize],
         },
         pci: PciSpec { roots, devices: b.devices },
+        files: Default::default(),
+        links: Default::default(),
     })
 }
 

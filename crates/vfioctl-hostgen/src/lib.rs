@@ -13,9 +13,11 @@
 //! hwloc (`lstopo --input DIR`).
 
 pub mod cpu;
+pub mod iomem;
 pub mod large;
 pub mod pci;
 pub mod spec;
+pub mod system;
 pub mod tree;
 
 use std::fs;
@@ -64,6 +66,14 @@ pub fn build(spec: &Spec) -> Result<Tree, Error> {
     cpu::write(spec, &topo, &mut t)?;
     pci::write(spec, &topo, &devs, &mut t);
     t.file("proc/cmdline", format!("{}\n", spec.host.cmdline.trim()));
+    system::write_acpi(spec, &devs, &mut t);
+    system::write_kernel(spec, &mut t)?;
+    system::write_modules(spec, &devs, &mut t)?;
+    system::write_dev(spec, &devs, &mut t);
+    system::write_cgroup(spec, &mut t);
+    system::write_packages(spec, &mut t)?;
+    iomem::write(spec, &devs, &mut t);
+    extra(spec, &mut t)?;
     t.file(
         MARKER,
         format!(
@@ -72,6 +82,69 @@ pub fn build(spec: &Spec) -> Result<Tree, Error> {
         ),
     );
     Ok(t)
+}
+
+/// Checks a `[files]`/`[links]` key and returns it relative to the root.
+fn host_path<'a>(table: &str, path: &'a str) -> Result<&'a str, Error> {
+    let bad = |why: &str| Error::Spec(format!("[{table}] \"{path}\": {why}"));
+    let rel = path.strip_prefix('/').ok_or_else(|| bad("not an absolute path"))?;
+    if rel.is_empty() || rel.ends_with('/') {
+        return Err(bad("names a directory, not a file"));
+    }
+    if rel.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+        return Err(bad("has an empty, `.` or `..` component"));
+    }
+    if path.contains('\0') {
+        return Err(bad("contains a NUL byte"));
+    }
+    if rel == MARKER {
+        return Err(bad("is hostgen's marker file"));
+    }
+    Ok(rel)
+}
+
+/// A generated module parameter, which `[files]` may replace.
+fn module_parameter(rel: &str) -> bool {
+    let parts: Vec<&str> = rel.split('/').collect();
+    matches!(parts.as_slice(), ["sys", "module", _, "parameters", _])
+}
+
+/// Adds `[files]` and `[links]` to the generated tree.
+fn extra(spec: &Spec, t: &mut Tree) -> Result<(), Error> {
+    let mut added: Vec<&str> = Vec::new();
+    let entries = spec.files.iter().map(|(p, c)| ("files", p, c)).chain(spec.links.iter().map(|(p, c)| ("links", p, c)));
+    for (table, path, value) in entries {
+        let rel = host_path(table, path)?;
+        let conflict = |what: &str| {
+            Error::Spec(format!("[{table}] \"{path}\": conflicts with {what} hostgen generates; remove it from the spec"))
+        };
+        match t.get(rel) {
+            Some(tree::Node::File(_)) if table == "files" && module_parameter(rel) => {}
+            Some(_) => return Err(conflict("a file")),
+            None => {}
+        }
+        if let Some(p) = t.file_above(rel) {
+            return Err(conflict(&format!("the file /{p}")));
+        }
+        if t.has_under(rel) {
+            return Err(conflict("a directory"));
+        }
+        if table == "links" {
+            if value.is_empty() || value.contains('\0') {
+                return Err(Error::Spec(format!("[links] \"{path}\": empty or invalid target")));
+            }
+            t.raw_link(rel, value);
+        } else {
+            t.file(rel, value.clone());
+        }
+        added.push(rel);
+    }
+    // A path in both tables.
+    added.sort_unstable();
+    if let Some(w) = added.windows(2).find(|w| w[0] == w[1]) {
+        return Err(Error::Spec(format!("/{} is both in [files] and in [links]", w[0])));
+    }
+    Ok(())
 }
 
 /// Deletes `out` (only if it holds the marker file) and writes the tree there.

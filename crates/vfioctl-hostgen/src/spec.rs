@@ -10,7 +10,13 @@
 //! name = "tr1950x"                      # short name, used in messages only
 //! description = "Threadripper 1950X, guide 000"
 //! cmdline = "... amd_iommu=on iommu=pt ..."   # written to proc/cmdline
-//! iommu = true                          # default true; false: no iommu_groups, no class/iommu
+//! iommu = true                          # default true; false: no iommu_groups, no class/iommu,
+//!                                       # no ACPI IVRS/DMAR table
+//! kernel = "5.9.8-arch1-1"              # optional: the running kernel's release (see below)
+//! distro = "arch"                       # optional: "debian", "ubuntu", "arch" or "fedora"
+//! packages = ["qemu", "ovmf", "libvirt"] # optional: installed packages (default none)
+//! cgroup = "v2"                         # optional: "v2" (default, unified) or "v1" (hybrid)
+//! builtin_vfio = false                  # optional: vfio built into the kernel (custom kernels)
 //!
 //! [cpu]
 //! vendor = "AuthenticAMD"               # or "GenuineIntel"
@@ -49,6 +55,19 @@
 //!   { addr = "0d:00.0", id = "1002:66af", class = "030000", rev = "c1", subsystem = "1002:081e",
 //!     parent = "0c:00.0", group = 20, driver = "amdgpu", boot_vga = false, reset_method = "bus" },
 //! ]
+//!
+//! # Any other host file, verbatim. Keys are absolute host paths; TOML multi-line
+//! # strings keep configuration files readable.
+//! [files]
+//! "/etc/modprobe.d/kvm.conf" = """
+//! options kvm ignore_msrs=1 report_ignored_msrs=0
+//! """
+//! "/sys/module/kvm/parameters/ignore_msrs" = "Y\n"
+//!
+//! # Symbolic links, `"/link" = "target"`; the target is written verbatim (relative
+//! # targets are relative to the link's directory, as on the host).
+//! [links]
+//! "/dev/input/by-id/usb-Logitech_USB_Receiver-event-kbd" = "../event3"
 //! ```
 //!
 //! Device fields: `addr` (`BB:DD.F` or `DDDD:BB:DD.F`), `id` (`vendor:device`), `class`
@@ -59,6 +78,46 @@
 //! `boot_vga` (display devices only; default false), `reset_method` (written verbatim,
 //! default: no file), `parent` (bridge address), `secondary_bus` (bridges only, for an
 //! empty bridge; otherwise the lowest bus of its children).
+//!
+//! ## `[files]` and `[links]`
+//!
+//! Paths must be absolute, without `.`/`..` components, empty components or a trailing
+//! slash, and must not be (or lie inside, or contain) a path hostgen generates itself:
+//! such a conflict is an error naming the path. The one exception: a `[files]` entry may
+//! replace a generated module parameter, `/sys/module/<module>/parameters/<name>`, since
+//! those are only the kernel's defaults (e.g. `ignore_msrs` as an `options kvm` line sets
+//! it). `[files]` never changes anything else that is generated (`/proc/modules`, ...).
+//!
+//! ## Generated from `[host]` (no spec entries needed)
+//!
+//! * `iommu = true`: the ACPI table `/sys/firmware/acpi/tables/IVRS` (AMD CPU) or `DMAR`
+//!   (Intel): a valid 36-byte ACPI header (signature, length, checksum) and one IOMMU unit.
+//! * `kernel`: `/proc/sys/kernel/osrelease`, `/proc/version` (worded like the `distro`'s
+//!   kernels), `/lib/modules/<kernel>/modules.builtin` and `modules.dep` (vfio, kvm,
+//!   vhost_net, tun and the modules of the drivers the devices are bound to; compressed
+//!   names `.ko.zst`/`.ko.xz` where that distro release compresses modules),
+//!   `/proc/modules` (the loaded modules: the devices' drivers, kvm and kvm_amd/kvm_intel,
+//!   vfio and vfio_iommu_type1 with an IOMMU, vfio_pci when a device is bound to it, and
+//!   their dependencies) and `/sys/module/<m>/parameters/*` of kvm, kvm_amd/kvm_intel and
+//!   the vfio modules with the kernel's defaults (formatted as that kernel prints them).
+//!   `builtin_vfio = true` moves vfio, vfio_iommu_type1, vfio-pci (and friends) into
+//!   modules.builtin. Without `kernel`, none of these files are written.
+//! * `/dev/kvm`, `/dev/vhost-net`, `/dev/net/tun`, and with vfio `/dev/vfio/vfio` plus
+//!   `/dev/vfio/<group>` for each group with a device bound to vfio-pci: empty regular
+//!   files standing in for the character devices.
+//! * `cgroup`: `/proc/self/cgroup`, the cgroup lines of `/proc/self/mountinfo` and the
+//!   mount points under `/sys/fs/cgroup` (v2: one `cgroup2` mount with
+//!   `cgroup.controllers`; v1: systemd's hybrid layout, one v1 mount per controller plus
+//!   `cgroup2` at `/sys/fs/cgroup/unified`).
+//! * `packages` (`qemu`, `ovmf`, `libvirt`): empty marker files where that `distro`
+//!   installs the QEMU binary, the OVMF firmware images (and QEMU firmware descriptor)
+//!   and libvirtd; the paths are in one table in `system.rs`. Needs `distro`.
+//! * `/proc/iomem`: RAM, the usual reserved ranges, the root buses' windows, bridge
+//!   windows and every endpoint's BARs (with the driver's claim as a child), and the boot
+//!   framebuffer (`efifb` or, from 5.15 on, `BOOTFB`) inside the boot GPU's BAR unless the
+//!   cmdline says `video=efifb:off`.
+
+use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
@@ -71,6 +130,12 @@ pub struct Spec {
     pub memory: MemorySpec,
     #[serde(default)]
     pub pci: PciSpec,
+    /// `[files]`: absolute host path to contents.
+    #[serde(default)]
+    pub files: BTreeMap<String, String>,
+    /// `[links]`: absolute host path of a symlink to its (verbatim) target.
+    #[serde(default)]
+    pub links: BTreeMap<String, String>,
 }
 
 /// `[pci]`: root buses and functions.
@@ -83,8 +148,8 @@ pub struct PciSpec {
     pub devices: Vec<DeviceSpec>,
 }
 
-/// `[host]`: metadata.
-#[derive(Debug, Clone, Deserialize)]
+/// `[host]`: metadata, kernel and software.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HostSpec {
     pub name: String,
@@ -93,6 +158,48 @@ pub struct HostSpec {
     pub cmdline: String,
     #[serde(default = "yes")]
     pub iommu: bool,
+    /// The running kernel's release (`uname -r`).
+    #[serde(default)]
+    pub kernel: Option<String>,
+    #[serde(default)]
+    pub distro: Option<Distro>,
+    #[serde(default)]
+    pub packages: Vec<Package>,
+    #[serde(default)]
+    pub cgroup: Cgroup,
+    /// vfio, vfio_iommu_type1 and vfio-pci built into the kernel rather than modules.
+    #[serde(default)]
+    pub builtin_vfio: bool,
+}
+
+/// The Linux distribution: decides file locations and how its kernels look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Distro {
+    Debian,
+    Ubuntu,
+    Arch,
+    Fedora,
+}
+
+/// An installed package (of the ones a passthrough host needs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Package {
+    Qemu,
+    Ovmf,
+    Libvirt,
+}
+
+/// The cgroup layout systemd set up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Cgroup {
+    /// Unified hierarchy only (`cgroup2` at /sys/fs/cgroup).
+    #[default]
+    V2,
+    /// systemd's hybrid layout: v1 controllers, `cgroup2` at /sys/fs/cgroup/unified.
+    V1,
 }
 
 fn yes() -> bool {

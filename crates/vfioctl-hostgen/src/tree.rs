@@ -47,6 +47,31 @@ impl Tree {
         self.entries.insert(link, Node::Link(rel));
     }
 
+    /// Adds a symlink whose target is stored verbatim.
+    pub fn raw_link(&mut self, link: impl Into<String>, target: &str) {
+        self.entries.insert(link.into(), Node::Link(target.to_string()));
+    }
+
+    /// The entry, if any, that is a proper prefix directory-wise of `path` (a file or
+    /// link where `path` needs a directory).
+    pub fn file_above(&self, path: &str) -> Option<&str> {
+        let mut end = 0;
+        while let Some(i) = path[end..].find('/') {
+            end += i;
+            if let Some((k, _)) = self.entries.get_key_value(&path[..end]) {
+                return Some(k);
+            }
+            end += 1;
+        }
+        None
+    }
+
+    /// Whether some entry lies below `path` (so `path` is a directory).
+    pub fn has_under(&self, path: &str) -> bool {
+        let prefix = format!("{path}/");
+        self.entries.range(prefix.clone()..).next().is_some_and(|(k, _)| k.starts_with(&prefix))
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

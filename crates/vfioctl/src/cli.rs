@@ -22,6 +22,8 @@ pub enum Command {
     List(ListArgs),
     /// CPU packages, NUMA nodes, L3 cache domains, cores and SMT siblings.
     Topology(TopologyArgs),
+    /// Host readiness: what stands between this host and a working passthrough VM.
+    Check(CheckArgs),
     /// Pack what vfioctl reads from this host into a directory or .tar.gz for a bug report.
     Snapshot(SnapshotArgs),
 }
@@ -65,6 +67,14 @@ pub struct SnapshotArgs {
     /// Replace OUT if it exists.
     #[arg(long)]
     pub force: bool,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// Also check one device: a PCI address (0d:00.0), a vendor:device id, or `gpu`.
+    pub device: Option<String>,
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
 }

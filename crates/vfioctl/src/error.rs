@@ -27,6 +27,8 @@ pub enum CliError {
     Host(#[from] HostError),
     #[error("the IOMMU is not enabled on this host: no IOMMU groups in /sys/kernel/iommu_groups")]
     IommuOff { remedy: String },
+    #[error(transparent)]
+    Selector(vfioctl_core::selector::SelectorError),
     #[error("cannot unpack the snapshot {path}: {err}")]
     Archive { path: std::path::PathBuf, err: std::io::Error },
     #[error("cannot write output: {0}")]
@@ -37,7 +39,7 @@ impl CliError {
     pub fn exit_code(&self) -> Exit {
         match self {
             CliError::IommuOff { .. } => Exit::Finding,
-            CliError::Host(_) | CliError::Output(_) | CliError::Archive { .. } => Exit::Env,
+            CliError::Host(_) | CliError::Output(_) | CliError::Archive { .. } | CliError::Selector(_) => Exit::Env,
         }
     }
 
@@ -46,6 +48,7 @@ impl CliError {
             CliError::IommuOff { remedy, .. } => Some(remedy.clone()),
             CliError::Host(e) => e.remedy(),
             CliError::Output(_) => None,
+            CliError::Selector(_) => Some("see `vfioctl list` for the devices of this host".into()),
             CliError::Archive { .. } => {
                 Some("pass a .tar.gz made by `vfioctl snapshot`, or unpack it and pass the directory".into())
             }

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+mod check;
 mod list;
 mod snapshot;
 mod topology;
@@ -24,6 +25,7 @@ fn open_root(cli: &Cli) -> Result<(HostRoot, Option<tempfile::TempDir>), CliErro
 pub fn run(cli: &Cli) -> Result<Exit, CliError> {
     let (root, _keep) = open_root(cli)?;
     match &cli.command {
+        Command::Check(args) => check::run(&root, args),
         Command::List(args) => list::run(&root, args),
         Command::Topology(args) => topology::run(&root, args),
         Command::Snapshot(args) => snapshot::run(&root, args),

@@ -1,0 +1,132 @@
+//! The kernel command line: `key=value` parameters and bare flags, as in `/proc/cmdline`,
+//! `GRUB_CMDLINE_LINUX` or a systemd-boot `options` line.
+//!
+//! The kernel splits on spaces outside double quotes, and treats `-` and `_` alike in
+//! parameter names (`vfio-pci.ids` is `vfio_pci.ids`); [`Param::name_is`] compares that way.
+
+use std::fmt;
+
+/// One parameter: `name` or `name=value`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Param {
+    pub name: String,
+    pub value: Option<String>,
+}
+
+fn normalize(name: &str) -> String {
+    name.replace('-', "_")
+}
+
+impl Param {
+    /// Whether this parameter's name is `name`, with `-` and `_` taken as equal.
+    pub fn name_is(&self, name: &str) -> bool {
+        normalize(&self.name) == normalize(name)
+    }
+}
+
+impl fmt::Display for Param {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.value {
+            Some(v) if v.contains(' ') => write!(f, "{}=\"{}\"", self.name, v),
+            Some(v) => write!(f, "{}={}", self.name, v),
+            None => f.write_str(&self.name),
+        }
+    }
+}
+
+/// A parsed command line, parameters in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cmdline {
+    pub params: Vec<Param>,
+}
+
+impl Cmdline {
+    /// Parses a command line. Never fails: an unterminated quote runs to the end.
+    pub fn parse(text: &str) -> Cmdline {
+        let mut params = Vec::new();
+        let mut word = String::new();
+        let mut quoted = false;
+        let mut any = false;
+        let mut flush = |word: &mut String, any: &mut bool| {
+            if *any {
+                let (name, value) = match word.split_once('=') {
+                    Some((n, v)) => (n.to_string(), Some(v.to_string())),
+                    None => (word.clone(), None),
+                };
+                params.push(Param { name, value });
+            }
+            word.clear();
+            *any = false;
+        };
+        for c in text.chars() {
+            match c {
+                '"' => {
+                    quoted = !quoted;
+                    any = true;
+                }
+                c if c.is_whitespace() && !quoted => flush(&mut word, &mut any),
+                c => {
+                    word.push(c);
+                    any = true;
+                }
+            }
+        }
+        flush(&mut word, &mut any);
+        Cmdline { params }
+    }
+
+    /// All values given for `name` (a parameter may repeat), in order.
+    pub fn values(&self, name: &str) -> Vec<&str> {
+        self.params.iter().filter(|p| p.name_is(name)).filter_map(|p| p.value.as_deref()).collect()
+    }
+
+    /// The last value of `name` (the one the kernel uses for most parameters).
+    pub fn value(&self, name: &str) -> Option<&str> {
+        self.values(name).last().copied()
+    }
+
+    /// Whether `name` appears at all, with or without a value.
+    pub fn has(&self, name: &str) -> bool {
+        self.params.iter().any(|p| p.name_is(name))
+    }
+
+    /// Whether `name=value` appears (value compared as written, comma lists split).
+    pub fn has_value(&self, name: &str, value: &str) -> bool {
+        self.values(name).iter().any(|v| v.split(',').any(|x| x == value))
+    }
+}
+
+impl fmt::Display for Cmdline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let words: Vec<String> = self.params.iter().map(Param::to_string).collect();
+        f.write_str(&words.join(" "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_guides_cmdline() {
+        let c = Cmdline::parse(
+            "initrd=\\amd-ucode.img root=PARTLABEL=NVMEROOT rw vfio-pci.ids=1002:66af,1002:ab20 video=efifb:off amd_iommu=on iommu=pt cgroup_no_v1=\"all\" threadirqs\n",
+        );
+        assert_eq!(c.value("vfio_pci.ids"), Some("1002:66af,1002:ab20"));
+        assert!(c.has_value("vfio-pci.ids", "1002:ab20"));
+        assert_eq!(c.value("root"), Some("PARTLABEL=NVMEROOT"));
+        assert_eq!(c.value("cgroup_no_v1"), Some("all"));
+        assert!(c.has("threadirqs") && c.has("rw") && !c.has("ro"));
+        assert_eq!(c.value("video"), Some("efifb:off"));
+    }
+
+    #[test]
+    fn quotes_spaces_and_repeats() {
+        let c = Cmdline::parse("  dyndbg=\"file foo.c +p\"  hugepagesz=1G hugepages=4 hugepagesz=2M hugepages=512 ");
+        assert_eq!(c.value("dyndbg"), Some("file foo.c +p"));
+        assert_eq!(c.values("hugepagesz"), ["1G", "2M"]);
+        assert_eq!(c.to_string(), "dyndbg=\"file foo.c +p\" hugepagesz=1G hugepages=4 hugepagesz=2M hugepages=512");
+        assert!(Cmdline::parse("").params.is_empty());
+        assert_eq!(Cmdline::parse("a=\"unterminated b").value("a"), Some("unterminated b"));
+    }
+}

@@ -1,0 +1,76 @@
+//! Kernel modules: which exist for a kernel (`modules.builtin`, `modules.dep`), which are
+//! loaded (`/proc/modules`), and the kernel release they belong to.
+
+use std::collections::BTreeSet;
+
+use crate::modprobe::module_name;
+
+/// The module name of a path in modules.builtin/modules.dep:
+/// `kernel/drivers/vfio/pci/vfio-pci.ko.zst` → `vfio_pci`.
+pub fn name_of_path(path: &str) -> Option<String> {
+    let file = path.trim().rsplit('/').next()?;
+    let stem = file.split(".ko").next()?;
+    (!stem.is_empty() && file.contains(".ko")).then(|| module_name(stem))
+}
+
+/// Module names in a `modules.builtin` text.
+pub fn builtin(text: &str) -> BTreeSet<String> {
+    text.lines().filter_map(name_of_path).collect()
+}
+
+/// Module names in a `modules.dep` text (`path: deps…`).
+pub fn available(text: &str) -> BTreeSet<String> {
+    text.lines().filter_map(|l| l.split(':').next()).filter_map(name_of_path).collect()
+}
+
+/// Loaded module names from `/proc/modules`.
+pub fn loaded(text: &str) -> BTreeSet<String> {
+    text.lines().filter_map(|l| l.split_whitespace().next()).map(module_name).collect()
+}
+
+/// `6.1.0-18-amd64` → (6, 1).
+pub fn kernel_version(release: &str) -> Option<(u32, u32)> {
+    let mut parts = release.trim().split(|c: char| !c.is_ascii_digit());
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+/// The modules vfio-pci needs on a kernel: `vfio_virqfd` was merged into `vfio` in 6.2,
+/// `vfio_pci_core` split out of `vfio_pci` in 5.16.
+pub fn vfio_modules(version: Option<(u32, u32)>) -> Vec<&'static str> {
+    let mut m = vec!["vfio", "vfio_iommu_type1", "vfio_pci"];
+    match version {
+        Some(v) if v >= (6, 2) => m.push("vfio_pci_core"),
+        Some(v) if v >= (5, 16) => m.extend(["vfio_pci_core", "vfio_virqfd"]),
+        _ => m.push("vfio_virqfd"),
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn module_lists() {
+        assert_eq!(name_of_path("kernel/drivers/vfio/pci/vfio-pci.ko.zst").as_deref(), Some("vfio_pci"));
+        assert_eq!(name_of_path("kernel/drivers/vfio/vfio.ko"), Some("vfio".into()));
+        assert_eq!(name_of_path("junk"), None);
+        let dep = "kernel/drivers/vfio/pci/vfio-pci.ko: kernel/drivers/vfio/pci/vfio-pci-core.ko kernel/drivers/vfio/vfio.ko\n\
+                   kernel/virt/lib/irqbypass.ko:\n";
+        assert_eq!(available(dep).into_iter().collect::<Vec<_>>(), ["irqbypass", "vfio_pci"]);
+        assert!(builtin("kernel/drivers/vfio/vfio.ko\n").contains("vfio"));
+        assert!(loaded("vfio_pci 16384 0 - Live 0x0\nkvm_amd 1 0 - Live 0x0\n").contains("kvm_amd"));
+    }
+
+    #[test]
+    fn versions() {
+        assert_eq!(kernel_version("6.1.0-18-amd64"), Some((6, 1)));
+        assert_eq!(kernel_version("5.9.8-arch1-1"), Some((5, 9)));
+        assert_eq!(kernel_version("banana"), None);
+        assert!(vfio_modules(Some((6, 1))).contains(&"vfio_virqfd"));
+        assert!(!vfio_modules(Some((6, 8))).contains(&"vfio_virqfd"));
+        assert!(!vfio_modules(Some((5, 0))).contains(&"vfio_pci_core"));
+    }
+}

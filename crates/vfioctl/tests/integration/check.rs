@@ -1,0 +1,137 @@
+//! `vfioctl check` against the real `virt-host-validate qemu`, on snapshots, and on the
+//! example hosts.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::util::{example_host, example_hosts, tool, vfioctl};
+
+fn json(run: &crate::util::Run) -> serde_json::Value {
+    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stdout))
+}
+
+/// title → status of every check vfioctl printed.
+fn statuses(v: &serde_json::Value) -> BTreeMap<String, String> {
+    v["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .map(|c| {
+            (c["title"].as_str().expect("title").to_string(), c["status"].as_str().expect("status").to_uppercase())
+        })
+        .collect()
+}
+
+/// `  QEMU: Checking for hardware virtualization     : PASS (…)` → (title, status).
+fn parse_vhv(out: &str) -> Vec<(String, String)> {
+    out.lines()
+        .filter_map(|l| {
+            let rest = l.trim_start().strip_prefix("QEMU: Checking ")?;
+            let (title, verdict) = rest.split_once(": ")?;
+            let status = verdict.split_whitespace().next()?.to_string();
+            Some((title.trim().to_string(), status))
+        })
+        .collect()
+}
+
+#[test]
+fn same_verdicts_as_virt_host_validate_on_this_machine() {
+    let vhv = tool("virt-host-validate", &["qemu"], "libvirt-clients");
+    let theirs = parse_vhv(&vhv.stdout);
+    assert!(theirs.len() >= 5, "virt-host-validate printed: {}", vhv.stdout);
+    let run = vfioctl(Path::new("/"), &["check", "--format", "json"]);
+    assert!(run.code == 0 || run.code == 1, "{}", run.stderr);
+    let ours = statuses(&json(&run));
+    let mut shared = 0;
+    for (title, status) in &theirs {
+        match ours.get(title) {
+            Some(s) => {
+                assert_eq!(s, status, "`{title}`: vfioctl {s}, virt-host-validate {status}");
+                shared += 1;
+            }
+            // Secure guests (SEV, s390 PV) are not a passthrough concern.
+            None => assert_eq!(title, "for secure guest support", "vfioctl lacks the check `{title}`"),
+        }
+    }
+    assert!(shared >= 5, "only {shared} shared checks");
+}
+
+#[test]
+fn a_snapshot_gives_the_same_verdicts_except_live_only_checks() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let snap = tmp.path().join("snap");
+    assert_eq!(vfioctl(Path::new("/"), &["snapshot", snap.to_str().expect("utf8")]).code, 0);
+    let live = json(&vfioctl(Path::new("/"), &["check", "--format", "json"]));
+    let copy = json(&vfioctl(&snap, &["check", "--format", "json"]));
+    assert_eq!(live["live"], true);
+    assert_eq!(copy["live"], false);
+    let (a, b) = (statuses(&live), statuses(&copy));
+    for (title, status) in &a {
+        let Some(s) = b.get(title) else { continue };
+        if s == "NOTE" && status != "NOTE" {
+            let msg = copy["checks"]
+                .as_array()
+                .expect("checks")
+                .iter()
+                .find(|c| c["title"] == title.as_str())
+                .expect("check")["message"]
+                .clone();
+            assert_eq!(msg, "not checked on a snapshot", "{title}");
+            continue;
+        }
+        // A module missing on the live machine is a failure there, a warning on a copy.
+        if title.ends_with("module is loaded") {
+            continue;
+        }
+        assert_eq!(s, status, "{title}");
+    }
+}
+
+#[test]
+fn check_text_on_every_example_host_is_stable() {
+    for host in example_hosts() {
+        let name = host.file_name().expect("name").to_string_lossy().into_owned();
+        let run = vfioctl(&host, &["check"]);
+        assert!(run.code == 0 || run.code == 1, "{name}: {}", run.stderr);
+        insta::assert_snapshot!(format!("check-{name}"), format!("exit {}\n{}", run.code, run.stdout));
+    }
+}
+
+fn by_id<'a>(v: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    v["checks"].as_array().expect("checks").iter().find(|c| c["id"] == id).unwrap_or_else(|| panic!("no check {id}"))
+}
+
+#[test]
+fn naming_a_device_checks_it() {
+    // Guide 001: the GTX 1080 Ti and its audio are on vfio-pci, its group is clean.
+    let v = json(&vfioctl(&example_host("r2600x"), &["check", "gpu", "--format", "json"]));
+    assert_eq!(v["device"], "0000:09:00.0");
+    assert_eq!(by_id(&v, "device.vfio")["status"], "pass");
+    assert_eq!(by_id(&v, "device.group")["status"], "pass");
+    assert_eq!(by_id(&v, "device.boot_vga")["status"], "pass");
+    assert_eq!(by_id(&v, "device.framebuffer")["status"], "pass");
+    // Its boot GPU still has efifb in its memory.
+    let v = json(&vfioctl(&example_host("r2600x"), &["check", "0a:00.0", "--format", "json"]));
+    assert_eq!(by_id(&v, "device.boot_vga")["status"], "warn");
+    assert_eq!(by_id(&v, "device.framebuffer")["status"], "fail");
+    assert!(by_id(&v, "device.framebuffer")["remedy"].as_str().expect("remedy").contains("video=efifb:off"));
+    // Guide 000's Radeon VII is still on amdgpu in the example host.
+    let run = vfioctl(&example_host("tr1950x"), &["check", "gpu", "--format", "json"]);
+    assert_eq!(run.code, 1);
+    let v = json(&run);
+    let vfio = by_id(&v, "device.vfio");
+    assert_eq!(vfio["status"], "fail");
+    assert!(vfio["message"].as_str().expect("message").contains("0d:00.0 (amdgpu)"), "{vfio}");
+    assert!(vfio["remedy"].as_str().expect("remedy").contains("vfio-pci.ids=1002:66af,1002:ab20"), "{vfio}");
+    assert!(by_id(&v, "device.group")["message"].as_str().expect("message").contains("0d:00.1 (group 21)"));
+}
+
+#[test]
+fn a_bad_selector_is_a_usage_error() {
+    let run = vfioctl(&example_host("tr1950x"), &["check", "99:00.0"]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("no PCI device 0000:99:00.0"), "{}", run.stderr);
+    let run = vfioctl(&example_host("tr1950x"), &["check", "144d:a808"]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("41:00.0") && run.stderr.contains("matches 3 devices"), "{}", run.stderr);
+}
