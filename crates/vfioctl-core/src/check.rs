@@ -853,23 +853,55 @@ fn device_checks(f: &Facts, t: &Target<'_>, out: &mut Out) {
             None,
         );
     } else {
-        let ids: BTreeSet<String> = functions.iter().map(|d| d.id.to_string()).collect();
-        let drivers: BTreeSet<&str> =
-            functions.iter().filter_map(|d| d.driver.as_deref()).filter(|d| *d != "vfio-pci").collect();
-        let softdeps: Vec<String> =
-            drivers.iter().map(|d| format!("softdep {} pre: vfio-pci", d.replace('-', "_"))).collect();
-        let mut fix = format!(
-            "reserve it at boot: add vfio-pci.ids={} to the kernel command line{}, regenerate the initramfs and reboot (vfioctl plan/apply will do this)",
-            ids.into_iter().collect::<Vec<_>>().join(","),
-            if softdeps.is_empty() { String::new() } else { format!(" and `{}` to /etc/modprobe.d/vfio.conf", softdeps.join("; ")) }
-        );
-        let ids_now = f.cmdline.as_ref().map(|c| c.values("vfio-pci.ids").join(",")).unwrap_or_default();
-        if !ids_now.is_empty() {
-            fix.push_str(&format!(
-                ". vfio-pci.ids={ids_now} is on the running command line already, so {} loaded first: that softdep (and vfio-pci in the initramfs) is what is missing",
-                drivers.into_iter().collect::<Vec<_>>().join(", ")
+        let mut ids: Vec<String> = Vec::new();
+        for d in &functions {
+            let id = d.id.to_string();
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        let mut reserved: BTreeSet<String> = BTreeSet::new();
+        if let Some(c) = &f.cmdline {
+            reserved.extend(c.values("vfio-pci.ids").iter().flat_map(|v| v.split(',')).map(str::to_string));
+        }
+        if let Some(v) = f.modprobe.option("vfio_pci", "ids") {
+            reserved.extend(v.split(',').map(str::to_string));
+        }
+        let ids_missing: Vec<&str> = ids.iter().filter(|i| !reserved.contains(*i)).map(String::as_str).collect();
+        let drivers: BTreeSet<String> = functions
+            .iter()
+            .filter_map(|d| d.driver.as_deref())
+            .filter(|d| *d != "vfio-pci")
+            .map(|d| d.replace('-', "_"))
+            .collect();
+        let softdeps_missing: Vec<&str> = drivers
+            .iter()
+            .filter(|d| !f.modprobe.softdep_pre.get(*d).is_some_and(|pre| pre.iter().any(|m| m == "vfio_pci")))
+            .map(String::as_str)
+            .collect();
+        let mut steps = Vec::new();
+        if !ids_missing.is_empty() {
+            steps.push(format!(
+                "add vfio-pci.ids={} to the kernel command line (or `options vfio-pci ids=...` to /etc/modprobe.d/vfio.conf)",
+                ids_missing.join(",")
             ));
         }
+        if !softdeps_missing.is_empty() {
+            let lines: Vec<String> = softdeps_missing.iter().map(|d| format!("softdep {d} pre: vfio-pci")).collect();
+            steps.push(format!(
+                "make vfio-pci load before {}: add `{}` to /etc/modprobe.d/vfio.conf",
+                softdeps_missing.join(", "),
+                lines.join("` and `")
+            ));
+        }
+        if ids_missing.is_empty() && softdeps_missing.is_empty() {
+            steps.push(format!(
+                "the ids and softdeps are configured, yet {} bound first: vfio-pci is probably not in the initramfs (add vfio, vfio_iommu_type1 and vfio_pci to its modules), or that driver is built into the kernel",
+                drivers.iter().map(String::as_str).collect::<Vec<_>>().join(", ")
+            ));
+        }
+        let fix =
+            format!("{}; then regenerate the initramfs and reboot (vfioctl plan/apply will do this)", steps.join("; "));
         out.push(
             "device.vfio",
             "DEVICE",
@@ -1129,6 +1161,30 @@ mod tests {
         assert!(m.remedy.as_deref().unwrap_or("").contains("options kvm ignore_msrs=1"));
         f.modprobe.add("options kvm ignore_msrs=1\n");
         assert!(by_id(&run(&f, None), "kvm.ignore_msrs").remedy.as_deref().unwrap_or("").contains("already set"));
+    }
+
+    #[test]
+    fn a_device_on_its_host_driver_gets_the_missing_steps() {
+        use crate::pci::ClassCode;
+        let mut gpu =
+            PciDevice::new("0d:00.0".parse().unwrap(), "1002:66af".parse().unwrap(), ClassCode::new(0x030000));
+        gpu.driver = Some("amdgpu".into());
+        gpu.iommu_group = Some(20);
+        gpu.reset_methods = Some(vec![]);
+        let devices: BTreeMap<PciAddress, PciDevice> = [(gpu.address, gpu.clone())].into();
+        let groups = [IommuGroup { id: 20, devices: vec![gpu.address] }];
+        let t = Target { device: &devices[&gpu.address], devices: &devices, groups: &groups };
+        let mut f = healthy();
+        f.iomem = Some(iomem::parse("e0000000-efffffff : 0000:0d:00.0\n  e0000000-e02fffff : efifb\n"));
+        let c = run(&f, Some(&t));
+        let fix = by_id(&c, "device.vfio").remedy.clone().unwrap_or_default();
+        assert!(fix.contains("vfio-pci.ids=1002:66af") && fix.contains("softdep amdgpu pre: vfio-pci"), "{fix}");
+        assert_eq!(by_id(&c, "device.framebuffer").status, Status::Fail);
+        assert_eq!(by_id(&c, "device.reset").status, Status::Warn);
+        f.cmdline = Some(Cmdline::parse("amd_iommu=on iommu=pt vfio-pci.ids=1002:66af"));
+        f.modprobe.add("softdep amdgpu pre: vfio-pci\n");
+        let fix = by_id(&run(&f, Some(&t)), "device.vfio").remedy.clone().unwrap_or_default();
+        assert!(fix.contains("not in the initramfs"), "{fix}");
     }
 
     #[test]

@@ -160,7 +160,8 @@ fn pci_windows(devs: &[Dev], fb: Option<&'static str>, base: u64, limit: u64) ->
         }
     }
     let mut a = Alloc { devs, children, cursor: base, fb };
-    let mut roots: Vec<(u32, u8)> = devs.iter().filter(|d| d.parent.is_none()).map(|d| (d.addr.domain, d.addr.bus)).collect();
+    let mut roots: Vec<(u32, u8)> =
+        devs.iter().filter(|d| d.parent.is_none()).map(|d| (d.addr.domain, d.addr.bus)).collect();
     roots.dedup();
     let mut out = Vec::new();
     for (dom, bus) in roots {
@@ -196,27 +197,31 @@ pub fn write(spec: &Spec, devs: &[Dev], t: &mut Tree) {
         Some("BOOTFB")
     };
     let low_end = 0x7a2f_ffffu64.min(0x0010_0000 + total.saturating_sub(1));
-    let mut list = vec![
-        Res::new(0, 0xfff, "Reserved"),
-        Res::new(0x1000, 0x9_ffff, "System RAM"),
-        Res::new(0xa_0000, 0xf_ffff, "Reserved")
-            .with(Res::new(0xa_0000, 0xb_ffff, "PCI Bus 0000:00"))
-            .with(Res::new(0xf_0000, 0xf_ffff, "System ROM")),
-        Res::new(0x0010_0000, low_end, "System RAM")
-            .with(Res::new(0x1f00_0000, 0x1fe0_2596, "Kernel code"))
-            .with(Res::new(0x2000_0000, 0x208d_2fff, "Kernel rodata"))
-            .with(Res::new(0x20a0_0000, 0x20cf_77ff, "Kernel data"))
-            .with(Res::new(0x211a_d000, 0x217f_ffff, "Kernel bss")),
-        Res::new(0x7a30_0000, 0x7bff_ffff, "Reserved"),
-        Res::new(0x7c00_0000, 0x7c3f_ffff, "ACPI Non-volatile Storage"),
-        Res::new(0x7c40_0000, 0x7fff_ffff, "Reserved"),
-        Res::new(0xf000_0000, 0xf7ff_ffff, "PCI MMCONFIG 0000 [bus 00-7f]")
-            .with(Res::new(0xf000_0000, 0xf7ff_ffff, "Reserved")),
-        Res::new(0xfec0_0000, 0xfec0_03ff, "IOAPIC 0"),
-        Res::new(0xfed0_0000, 0xfed0_03ff, "HPET 0").with(Res::new(0xfed0_0000, 0xfed0_03ff, "PNP0103:00")),
-        Res::new(0xfee0_0000, 0xfee0_0fff, "Local APIC").with(Res::new(0xfee0_0000, 0xfee0_0fff, "Reserved")),
-        Res::new(0xff00_0000, 0xffff_ffff, "Reserved"),
-    ];
+    let mut list =
+        vec![
+            Res::new(0, 0xfff, "Reserved"),
+            Res::new(0x1000, 0x9_ffff, "System RAM"),
+            Res::new(0xa_0000, 0xf_ffff, "Reserved")
+                .with(Res::new(0xa_0000, 0xb_ffff, "PCI Bus 0000:00"))
+                .with(Res::new(0xf_0000, 0xf_ffff, "System ROM")),
+            Res::new(0x0010_0000, low_end, "System RAM")
+                .with(Res::new(0x1f00_0000, 0x1fe0_2596, "Kernel code"))
+                .with(Res::new(0x2000_0000, 0x208d_2fff, "Kernel rodata"))
+                .with(Res::new(0x20a0_0000, 0x20cf_77ff, "Kernel data"))
+                .with(Res::new(0x211a_d000, 0x217f_ffff, "Kernel bss")),
+            Res::new(0x7a30_0000, 0x7bff_ffff, "Reserved"),
+            Res::new(0x7c00_0000, 0x7c3f_ffff, "ACPI Non-volatile Storage"),
+            Res::new(0x7c40_0000, 0x7fff_ffff, "Reserved"),
+            Res::new(0xf000_0000, 0xf7ff_ffff, "PCI MMCONFIG 0000 [bus 00-7f]").with(Res::new(
+                0xf000_0000,
+                0xf7ff_ffff,
+                "Reserved",
+            )),
+            Res::new(0xfec0_0000, 0xfec0_03ff, "IOAPIC 0"),
+            Res::new(0xfed0_0000, 0xfed0_03ff, "HPET 0").with(Res::new(0xfed0_0000, 0xfed0_03ff, "PNP0103:00")),
+            Res::new(0xfee0_0000, 0xfee0_0fff, "Local APIC").with(Res::new(0xfee0_0000, 0xfee0_0fff, "Reserved")),
+            Res::new(0xff00_0000, 0xffff_ffff, "Reserved"),
+        ];
     let high_end = 0x1_0000_0000u64 + total.saturating_sub(0x8000_0000) - 0x38_0000 - 1;
     if total > 0x8000_0000 {
         list.push(Res::new(0x1_0000_0000, high_end, "System RAM"));

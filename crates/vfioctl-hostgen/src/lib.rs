@@ -111,12 +111,17 @@ fn module_parameter(rel: &str) -> bool {
 
 /// Adds `[files]` and `[links]` to the generated tree.
 fn extra(spec: &Spec, t: &mut Tree) -> Result<(), Error> {
-    let mut added: Vec<&str> = Vec::new();
-    let entries = spec.files.iter().map(|(p, c)| ("files", p, c)).chain(spec.links.iter().map(|(p, c)| ("links", p, c)));
+    if let Some(p) = spec.links.keys().find(|p| spec.files.contains_key(*p)) {
+        return Err(Error::Spec(format!("\"{p}\" is both in [files] and in [links]")));
+    }
+    let entries =
+        spec.files.iter().map(|(p, c)| ("files", p, c)).chain(spec.links.iter().map(|(p, c)| ("links", p, c)));
     for (table, path, value) in entries {
         let rel = host_path(table, path)?;
         let conflict = |what: &str| {
-            Error::Spec(format!("[{table}] \"{path}\": conflicts with {what} hostgen generates; remove it from the spec"))
+            Error::Spec(format!(
+                "[{table}] \"{path}\": conflicts with {what} hostgen generates; remove it from the spec"
+            ))
         };
         match t.get(rel) {
             Some(tree::Node::File(_)) if table == "files" && module_parameter(rel) => {}
@@ -137,12 +142,6 @@ fn extra(spec: &Spec, t: &mut Tree) -> Result<(), Error> {
         } else {
             t.file(rel, value.clone());
         }
-        added.push(rel);
-    }
-    // A path in both tables.
-    added.sort_unstable();
-    if let Some(w) = added.windows(2).find(|w| w[0] == w[1]) {
-        return Err(Error::Spec(format!("/{} is both in [files] and in [links]", w[0])));
     }
     Ok(())
 }
@@ -201,6 +200,144 @@ mod tests {
         fs::create_dir_all(&empty).unwrap();
         write_tree(&t, &empty).unwrap();
         fs::remove_dir_all(&base).unwrap();
+    }
+
+    const MINI: &str =
+        "[host]\nname='t'\ncmdline='ro amd_iommu=on iommu=pt'\nkernel='6.1.0-18-amd64'\ndistro='debian'\n\
+        packages=['qemu','ovmf']\n[cpu]\nvendor='AuthenticAMD'\nmodel_name='x'\nfamily=23\nmodel=1\ncores_per_l3=2\n\
+        base_freq_khz=1\nmax_freq_khz=1\ncache={l1d='32K',l1i='64K',l2='512K',l3='8M'}\n[memory]\nnode_mib=[4096]\n\
+        [pci]\ndevices=[{addr='00:00.2',id='1022:1451',class='080600'},\n\
+        {addr='00:01.0',id='1002:67df',class='030000',group=0,driver='vfio-pci',boot_vga=true}]\n";
+
+    fn with_tables(tables: &str) -> Result<Tree, Error> {
+        let s = spec::parse(&format!("{MINI}{tables}")).map_err(|e| Error::Spec(e.to_string()))?;
+        build(&s)
+    }
+
+    fn text(t: &Tree, path: &str) -> String {
+        match t.get(path) {
+            Some(tree::Node::File(b)) => String::from_utf8_lossy(b).into_owned(),
+            other => panic!("{path}: {other:?}"),
+        }
+    }
+
+    fn err_of(tables: &str) -> String {
+        with_tables(tables).err().map(|e| e.to_string()).unwrap_or_default()
+    }
+
+    #[test]
+    fn files_and_links_are_added() {
+        let t = with_tables(
+            "[files]\n\"/etc/modprobe.d/kvm.conf\" = '''\noptions kvm ignore_msrs=1\n'''\n\
+             [links]\n\"/dev/input/by-id/usb-kbd-event-kbd\" = \"../event3\"\n",
+        )
+        .unwrap();
+        assert_eq!(text(&t, "etc/modprobe.d/kvm.conf"), "options kvm ignore_msrs=1\n");
+        assert_eq!(t.get("dev/input/by-id/usb-kbd-event-kbd"), Some(&tree::Node::Link("../event3".into())));
+    }
+
+    #[test]
+    fn bad_paths_are_rejected() {
+        for (key, why) in [
+            ("etc/x", "absolute"),
+            ("/etc/../x", "`..`"),
+            ("/etc/./x", "`.`"),
+            ("/etc//x", "empty"),
+            ("/etc/x/", "directory"),
+            ("/", "directory"),
+            ("/.hostgen", "marker"),
+        ] {
+            let err = err_of(&format!("[files]\n\"{key}\" = \"x\"\n"));
+            assert!(err.contains(key) && err.contains(why), "{key}: {err}");
+        }
+        assert!(err_of("[links]\n\"/etc/l\" = \"\"\n").contains("target"));
+    }
+
+    #[test]
+    fn generated_paths_conflict() {
+        for key in [
+            "/proc/cmdline",
+            "/proc/modules",
+            "/proc/cmdline/x",
+            "/sys/bus/pci",
+            "/sys/module/kvm/parameters",
+            "/lib/modules/6.1.0-18-amd64/modules.dep",
+            "/sys/firmware/acpi/tables/IVRS",
+            "/usr/bin/qemu-system-x86_64",
+        ] {
+            let err = err_of(&format!("[files]\n\"{key}\" = \"x\"\n"));
+            assert!(err.contains(key) && err.contains("conflicts"), "{key}: {err}");
+            let err = err_of(&format!("[links]\n\"{key}\" = \"y\"\n"));
+            assert!(err.contains(key) && err.contains("conflicts"), "link {key}: {err}");
+        }
+        // A parameter may be replaced by a file only, not by a link.
+        assert!(err_of("[links]\n\"/sys/module/kvm/parameters/ignore_msrs\" = \"y\"\n").contains("conflicts"));
+        // The same path in both tables.
+        assert!(err_of("[files]\n\"/etc/a\" = \"x\"\n[links]\n\"/etc/a\" = \"b\"\n").contains("both"));
+    }
+
+    #[test]
+    fn files_override_module_parameters() {
+        let t = with_tables("").unwrap();
+        assert_eq!(text(&t, "sys/module/kvm/parameters/ignore_msrs"), "N\n");
+        assert_eq!(text(&t, "sys/module/kvm_amd/parameters/npt"), "Y\n");
+        let t = with_tables(
+            "[files]\n\"/sys/module/kvm/parameters/ignore_msrs\" = \"Y\\n\"\n\
+             \"/sys/module/kvm_amd/parameters/avic\" = \"Y\\n\"\n",
+        )
+        .unwrap();
+        assert_eq!(text(&t, "sys/module/kvm/parameters/ignore_msrs"), "Y\n");
+        assert_eq!(text(&t, "sys/module/kvm_amd/parameters/avic"), "Y\n");
+        // A parameter of a module that is not loaded is simply a new file.
+        assert!(with_tables("[files]\n\"/sys/module/vhost_net/parameters/experimental_zcopytx\" = \"1\\n\"\n").is_ok());
+    }
+
+    #[test]
+    fn kernel_modules_cgroups_and_packages() {
+        let t = with_tables("").unwrap();
+        assert_eq!(text(&t, "proc/sys/kernel/osrelease"), "6.1.0-18-amd64\n");
+        assert!(text(&t, "proc/version").starts_with("Linux version 6.1.0-18-amd64 "));
+        let modules = text(&t, "proc/modules");
+        for m in [
+            "vfio_pci ",
+            "vfio_pci_core ",
+            "vfio ",
+            "vfio_iommu_type1 ",
+            "kvm ",
+            "kvm_amd ",
+            "irqbypass ",
+            "vfio_virqfd ",
+        ] {
+            assert!(modules.lines().any(|l| l.starts_with(m)), "{m}: {modules}");
+        }
+        let dep = text(&t, "lib/modules/6.1.0-18-amd64/modules.dep");
+        assert!(dep.contains("kernel/drivers/vfio/pci/vfio-pci.ko: kernel/drivers/vfio/pci/vfio-pci-core.ko"), "{dep}");
+        assert!(dep.contains("kernel/drivers/vfio/vfio_virqfd.ko:"));
+        assert!(!text(&t, "lib/modules/6.1.0-18-amd64/modules.builtin").contains("vfio"));
+        assert!(t.get("dev/vfio/0").is_some() && t.get("dev/kvm").is_some());
+        assert_eq!(text(&t, "proc/self/cgroup"), "0::/user.slice/user-1000.slice/session-2.scope\n");
+        assert!(text(&t, "proc/self/mountinfo").contains(" - cgroup2 cgroup2 "));
+        assert!(t.get("usr/share/OVMF/OVMF_CODE_4M.fd").is_some());
+        assert!(t.get("usr/sbin/libvirtd").is_none());
+        let iomem = text(&t, "proc/iomem");
+        assert!(iomem.contains(" : 0000:00:01.0\n    ") && iomem.contains(" : BOOTFB\n"), "{iomem}");
+        match t.get("sys/firmware/acpi/tables/IVRS") {
+            Some(tree::Node::File(b)) => assert_eq!(u32::from_le_bytes([b[4], b[5], b[6], b[7]]) as usize, b.len()),
+            other => panic!("{other:?}"),
+        }
+        // builtin_vfio and cgroup v1.
+        let s =
+            spec::parse(&MINI.replace("distro='debian'", "distro='debian'\nbuiltin_vfio=true\ncgroup='v1'")).unwrap();
+        let t = build(&s).unwrap();
+        let builtin = text(&t, "lib/modules/6.1.0-18-amd64/modules.builtin");
+        assert!(builtin.contains("kernel/drivers/vfio/pci/vfio-pci.ko\n"), "{builtin}");
+        assert!(!text(&t, "lib/modules/6.1.0-18-amd64/modules.dep").contains("vfio"));
+        assert!(!text(&t, "proc/modules").contains("vfio"));
+        assert!(text(&t, "proc/self/cgroup").contains("1:name=systemd:/"));
+        assert!(text(&t, "proc/self/mountinfo").contains("/sys/fs/cgroup/unified "));
+        // packages need a distro.
+        let s = spec::parse(&MINI.replace("distro='debian'\n", "")).unwrap();
+        assert!(build(&s).unwrap_err().to_string().contains("distro"));
     }
 
     #[test]

@@ -217,10 +217,7 @@ fn catalog(k: &Kernel, distro: Option<Distro>) -> BTreeMap<String, Module> {
         Some(Distro::Ubuntu) if k.at_least(6, 8) => "kernel/nvidia-550/nvidia",
         _ => "updates/dkms/nvidia",
     };
-    m.insert(
-        "nvidia".into(),
-        Module { path: nvidia.into(), deps: vec![], size: 56_807_424, proprietary: true },
-    );
+    m.insert("nvidia".into(), Module { path: nvidia.into(), deps: vec![], size: 56_807_424, proprietary: true });
     m
 }
 
@@ -493,7 +490,9 @@ pub fn write_cgroup(spec: &Spec, t: &mut Tree) {
             let opts = if at_least(5, 7) { "rw,nsdelegate,memory_recursiveprot" } else { "rw,nsdelegate" };
             t.file(
                 "proc/self/mountinfo",
-                format!("35 24 0:30 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:9 - cgroup2 cgroup2 {opts}\n"),
+                format!(
+                    "35 24 0:30 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:9 - cgroup2 cgroup2 {opts}\n"
+                ),
             );
             let controllers = if at_least(5, 13) {
                 "cpuset cpu io memory hugetlb pids rdma misc"
@@ -543,9 +542,12 @@ pub fn write_cgroup(spec: &Spec, t: &mut Tree) {
             for (_, dir, _, _) in &v1 {
                 t.file(format!("sys/fs/cgroup/{dir}/cgroup.procs"), "");
             }
-            for (link, target) in
-                [("cpu", "cpu,cpuacct"), ("cpuacct", "cpu,cpuacct"), ("net_cls", "net_cls,net_prio"), ("net_prio", "net_cls,net_prio")]
-            {
+            for (link, target) in [
+                ("cpu", "cpu,cpuacct"),
+                ("cpuacct", "cpu,cpuacct"),
+                ("net_cls", "net_cls,net_prio"),
+                ("net_prio", "net_cls,net_prio"),
+            ] {
                 t.link(format!("sys/fs/cgroup/{link}"), &format!("sys/fs/cgroup/{target}"));
             }
         }
@@ -803,7 +805,7 @@ pub fn write_acpi(spec: &Spec, devs: &[Dev], t: &mut Tree) {
             body.extend_from_slice(&0u16.to_le_bytes()); // PCI segment
             body.extend_from_slice(&0u16.to_le_bytes()); // IOMMU info
             body.extend_from_slice(&0x8004_8f6eu32.to_le_bytes()); // feature reporting
-            // Device entries: select all (start of range) .. end of range on its buses.
+                                                                   // Device entries: select all (start of range) .. end of range on its buses.
             body.extend_from_slice(&[3]);
             body.extend_from_slice(&(u16::from(bus) << 8).to_le_bytes());
             body.push(0);
