@@ -63,6 +63,8 @@ pub enum HostError {
         #[source]
         source: root::RootError,
     },
+    #[error("{root} does not look like a Linux host root: no /proc/cpuinfo and no /sys/devices/system/cpu")]
+    NotAHost { root: PathBuf },
     #[error(transparent)]
     Root(#[from] root::RootError),
     #[error(transparent)]
@@ -75,7 +77,7 @@ impl HostError {
     /// What the user can do about it.
     pub fn remedy(&self) -> Option<String> {
         match self {
-            HostError::NoPciBus { .. } | HostError::NoCpus { .. } => Some(
+            HostError::NoPciBus { .. } | HostError::NoCpus { .. } | HostError::NotAHost { .. } => Some(
                 "point --root (or VFIOCTL_ROOT) at / or at a directory made by `vfioctl snapshot`; \
                  inside containers, mount the host's /sys"
                     .into(),

@@ -65,6 +65,9 @@ pub fn render_text(checks: &[Check], live: bool) -> String {
 
 pub fn run(root: &HostRoot, args: &CheckArgs) -> Result<Exit, CliError> {
     let selector = args.device.as_deref().map(str::parse::<Selector>).transpose().map_err(CliError::Selector)?;
+    if !root.exists("/proc/cpuinfo") && !root.exists("/sys/devices/system/cpu") {
+        return Err(vfioctl_host::HostError::NotAHost { root: root.base().to_path_buf() }.into());
+    }
     let facts = facts::gather(root);
     let inventory = match selector {
         Some(_) => {

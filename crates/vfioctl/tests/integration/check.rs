@@ -141,3 +141,11 @@ fn a_bad_selector_is_a_usage_error() {
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("41:00.0") && run.stderr.contains("matches 3 devices"), "{}", run.stderr);
 }
+
+#[test]
+fn an_empty_directory_is_not_a_host() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let run = vfioctl(tmp.path(), &["check"]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("does not look like a Linux host root"), "{}", run.stderr);
+}
