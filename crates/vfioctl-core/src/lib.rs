@@ -25,6 +25,7 @@ pub mod lspci;
 pub mod modprobe;
 pub mod pci;
 pub mod pci_ids;
+pub mod plan;
 pub mod selector;
 pub mod sysfs_value;
 pub mod topology;
