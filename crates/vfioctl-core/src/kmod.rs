@@ -48,6 +48,38 @@ pub fn vfio_modules(version: Option<(u32, u32)>) -> Vec<&'static str> {
     m
 }
 
+/// `*` and `?` globbing, as in modules.alias patterns and systemd-boot's `default`.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    fn go(p: &[u8], n: &[u8]) -> bool {
+        match (p.first(), n.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => go(&p[1..], n) || (!n.is_empty() && go(p, &n[1..])),
+            (Some(b'?'), Some(_)) => go(&p[1..], &n[1..]),
+            (Some(a), Some(b)) if a == b => go(&p[1..], &n[1..]),
+            _ => false,
+        }
+    }
+    go(pattern.as_bytes(), name.as_bytes())
+}
+
+/// The modules whose `modules.alias` patterns match a device's `modalias`
+/// (`pci:v000010DEd00001B06sv…bc03sc00i00`), in file order, without duplicates.
+pub fn modules_for_alias(modules_alias: &str, modalias: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for line in modules_alias.lines() {
+        let mut w = line.split_whitespace();
+        if let (Some("alias"), Some(pattern), Some(module)) = (w.next(), w.next(), w.next()) {
+            if pattern.starts_with("pci:") && glob_match(pattern, modalias) {
+                let m = module_name(module);
+                if !out.contains(&m) {
+                    out.push(m);
+                }
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,6 +94,21 @@ mod tests {
         assert_eq!(available(dep).into_iter().collect::<Vec<_>>(), ["irqbypass", "vfio_pci"]);
         assert!(builtin("kernel/drivers/vfio/vfio.ko\n").contains("vfio"));
         assert!(loaded("vfio_pci 16384 0 - Live 0x0\nkvm_amd 1 0 - Live 0x0\n").contains("kvm_amd"));
+    }
+
+    #[test]
+    fn aliases() {
+        let aliases = "alias pci:v000010DEd*sv*sd*bc03sc00i00* nvidia\nalias pci:v000010DEd*sv*sd*bc03sc*i* nouveau\n\
+                       alias pci:v*d*sv*sd*bc04sc03i* snd_hda_intel\nalias usb:v1234* usbthing\n";
+        assert_eq!(
+            modules_for_alias(aliases, "pci:v000010DEd00001B06sv000010DEsd0000120Fbc03sc00i00"),
+            ["nvidia", "nouveau"]
+        );
+        assert_eq!(
+            modules_for_alias(aliases, "pci:v000010DEd000010EFsv000010DEsd0000120Fbc04sc03i00"),
+            ["snd_hda_intel"]
+        );
+        assert!(glob_match("arch*", "arch.conf") && !glob_match("a?c", "abbc"));
     }
 
     #[test]

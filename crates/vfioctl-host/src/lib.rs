@@ -9,12 +9,14 @@
 use std::path::PathBuf;
 
 pub mod cpu;
+pub mod drivers;
 pub mod facts;
 pub mod pci;
 pub mod pci_ids;
 pub mod proc;
 pub mod root;
 pub mod snapshot;
+pub mod storage;
 
 /// Something odd but not fatal met while reading: the file and what was wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]

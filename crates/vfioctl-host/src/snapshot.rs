@@ -261,6 +261,12 @@ impl Copier<'_> {
             for l in PCI_LINKS {
                 if let Some(t) = self.link(&dev.join(l))? {
                     self.mkdir(&t)?;
+                    // The driver's module (absent for built-in drivers): the softdep name.
+                    if *l == "driver" {
+                        if let Some(m) = self.link(&t.join("module"))? {
+                            self.mkdir(&m)?;
+                        }
+                    }
                 }
             }
         }
@@ -347,7 +353,7 @@ impl Copier<'_> {
             let release = release.trim();
             if !release.is_empty() && !release.contains('/') {
                 let dir = Path::new("/lib/modules").join(release);
-                for f in ["modules.builtin", "modules.dep"] {
+                for f in ["modules.builtin", "modules.dep", "modules.alias"] {
                     self.file(&dir.join(f), 4 << 20)?;
                 }
             }
@@ -362,7 +368,23 @@ impl Copier<'_> {
         let Ok(Some(mountinfo)) = self.src.read_optional("/proc/self/mountinfo") else { return Ok(()) };
         let lines: Vec<&str> =
             mountinfo.lines().filter(|l| l.contains(" - cgroup ") || l.contains(" - cgroup2 ")).collect();
-        self.put(Path::new("/proc/self/mountinfo"), (lines.join("\n") + "\n").as_bytes())?;
+        // Filesystems on block devices, for `plan`'s refusal to pass their controllers;
+        // mount points under home and removable-media directories lose their names.
+        let mut block = Vec::new();
+        for (majmin, _, _) in crate::storage::block_mounts(&mountinfo) {
+            let Some(line) = mountinfo.lines().find(|l| l.split_whitespace().nth(2) == Some(majmin.as_str())) else {
+                continue;
+            };
+            block.push(redact_mount_line(line));
+            let link = Path::new("/sys/dev/block").join(&majmin);
+            if let Some(dir) = self.link(&link)? {
+                self.block_dir(&dir, 0)?;
+            }
+        }
+        block.sort();
+        block.dedup();
+        let all: Vec<String> = block.into_iter().chain(lines.iter().map(|l| l.to_string())).collect();
+        self.put(Path::new("/proc/self/mountinfo"), (all.join("\n") + "\n").as_bytes())?;
         let placement = self.src.read_optional("/proc/self/cgroup").ok().flatten().unwrap_or_default();
         let path = placement
             .lines()
@@ -377,6 +399,22 @@ impl Copier<'_> {
                     self.file(&Path::new(mp).join("cgroup.controllers"), 4096)?;
                     self.file(&PathBuf::from(format!("{mp}{path}/cgroup.controllers")), 4096)?;
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// A block device's sysfs directory (its `dev` file) and, for device-mapper and md,
+    /// its `slaves` links, recursively.
+    fn block_dir(&mut self, dir: &Path, depth: usize) -> Result<(), SnapshotError> {
+        if depth > 8 {
+            return Ok(());
+        }
+        self.mkdir(dir)?;
+        self.file(&dir.join("dev"), 64)?;
+        for s in self.src.list(dir.join("slaves")).unwrap_or_default() {
+            if let Some(t) = self.link(&dir.join("slaves").join(s))? {
+                self.block_dir(&t, depth + 1)?;
             }
         }
         Ok(())
@@ -446,6 +484,19 @@ impl Copier<'_> {
         }
         Ok(())
     }
+}
+
+/// A mountinfo line with the mount point shortened when it names a person's files.
+fn redact_mount_line(line: &str) -> String {
+    let mut f: Vec<String> = line.split(' ').map(str::to_string).collect();
+    if let Some(mp) = f.get_mut(4) {
+        for base in ["/home/", "/media/", "/run/media/", "/mnt/", "/root/"] {
+            if mp.starts_with(base) {
+                *mp = format!("{base}REDACTED");
+            }
+        }
+    }
+    f.join(" ")
 }
 
 /// Serial numbers of the USB device behind an input event node (`../event3`), found in

@@ -24,6 +24,8 @@ pub enum Command {
     Topology(TopologyArgs),
     /// Host readiness: what stands between this host and a working passthrough VM.
     Check(CheckArgs),
+    /// What to reserve, pin and allocate to pass devices to a VM, each decision explained.
+    Plan(PlanArgs),
     /// Pack what vfioctl reads from this host into a directory or .tar.gz for a bug report.
     Snapshot(SnapshotArgs),
 }
@@ -77,4 +79,59 @@ pub struct CheckArgs {
     pub device: Option<String>,
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HugepagesArg {
+    /// 1 GiB pages when the CPU has them and the size allows, else 2 MiB.
+    Auto,
+    #[value(name = "2M")]
+    TwoM,
+    #[value(name = "1G")]
+    OneG,
+    None,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PlanArgs {
+    /// Devices to pass: PCI addresses (0d:00.0), vendor:device ids, or `gpu`.
+    #[arg(required = true)]
+    pub devices: Vec<String>,
+    /// vCPUs for the guest (default: the free cores of one L3 domain of the device's node).
+    #[arg(long)]
+    pub vcpus: Option<u32>,
+    /// Guest memory, e.g. 16G, 16384M (default: half the node, at most 16 GiB).
+    #[arg(long, value_parser = parse_size_mib)]
+    pub memory: Option<u64>,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub hugepages: HugepagesArg,
+    /// Plan even what vfioctl refuses by default (the boot GPU, a controller holding
+    /// mounted filesystems, controllers you did not ask for); the output says what you take on.
+    #[arg(long)]
+    pub force: bool,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+}
+
+/// `16G`, `16GiB`, `16384M`, `16384` (MiB) → MiB.
+pub fn parse_size_mib(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let lower = t.to_ascii_lowercase();
+    let (num, mult) = if let Some(n) =
+        lower.strip_suffix("gib").or_else(|| lower.strip_suffix("gb")).or_else(|| lower.strip_suffix('g'))
+    {
+        (n.to_string(), 1024)
+    } else if let Some(n) =
+        lower.strip_suffix("mib").or_else(|| lower.strip_suffix("mb")).or_else(|| lower.strip_suffix('m'))
+    {
+        (n.to_string(), 1)
+    } else {
+        (lower.clone(), 1)
+    };
+    num.trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("`{t}` is not a memory size; use e.g. 16G or 16384M"))
 }

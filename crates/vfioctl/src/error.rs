@@ -29,6 +29,8 @@ pub enum CliError {
     IommuOff { remedy: String },
     #[error(transparent)]
     Selector(vfioctl_core::selector::SelectorError),
+    #[error(transparent)]
+    Plan(vfioctl_core::plan::PlanError),
     #[error("cannot unpack the snapshot {path}: {err}")]
     Archive { path: std::path::PathBuf, err: std::io::Error },
     #[error("cannot write output: {0}")]
@@ -39,6 +41,10 @@ impl CliError {
     pub fn exit_code(&self) -> Exit {
         match self {
             CliError::IommuOff { .. } => Exit::Finding,
+            CliError::Plan(vfioctl_core::plan::PlanError::Selector(_) | vfioctl_core::plan::PlanError::NoDevices) => {
+                Exit::Env
+            }
+            CliError::Plan(_) => Exit::Finding,
             CliError::Host(_) | CliError::Output(_) | CliError::Archive { .. } | CliError::Selector(_) => Exit::Env,
         }
     }
@@ -48,6 +54,7 @@ impl CliError {
             CliError::IommuOff { remedy, .. } => Some(remedy.clone()),
             CliError::Host(e) => e.remedy(),
             CliError::Output(_) => None,
+            CliError::Plan(e) => e.remedy(),
             CliError::Selector(_) => Some("see `vfioctl list` for the devices of this host".into()),
             CliError::Archive { .. } => {
                 Some("pass a .tar.gz made by `vfioctl snapshot`, or unpack it and pass the directory".into())

@@ -1,4 +1,217 @@
 //! The plan: from a host and a request ("pass this GPU to a VM with 8 vCPUs and
 //! 16 GiB"), everything the guides decide by hand, each decision explained.
+//!
+//! [`build`] is a pure function of a [`PlanHost`] (what `vfioctl-host` read) and a
+//! [`Request`]; it either returns a [`Plan`] or refuses with the reasons and what
+//! `--force` would mean.
 
+pub mod devices;
+pub mod kernel;
+pub mod memory;
 pub mod pinning;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::cmdline::Cmdline;
+use crate::iommu::IommuGroup;
+use crate::pci::{PciAddress, PciDevice, VendorDevice};
+use crate::selector::{Selector, SelectorError};
+use crate::topology::Topology;
+use crate::vendor::CpuVendor;
+
+pub use devices::{Mount, PlannedDevice, Refusal};
+pub use kernel::{CmdlineChange, ConfigFile};
+pub use memory::{HugepageChoice, Hugepages, MemoryPlan};
+pub use pinning::{CpuPlan, CpuRequest, GuestTopology, VcpuPin};
+
+/// What the user asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub devices: Vec<Selector>,
+    pub vcpus: Option<u32>,
+    pub memory_mib: Option<u64>,
+    pub hugepages: HugepageChoice,
+    pub force: bool,
+}
+
+/// Everything about the host the plan depends on.
+#[derive(Debug, Clone)]
+pub struct PlanHost<'a> {
+    pub devices: &'a BTreeMap<PciAddress, PciDevice>,
+    pub groups: &'a [IommuGroup],
+    pub topology: &'a Topology,
+    pub vendor: CpuVendor,
+    pub cpu_flags: &'a BTreeSet<String>,
+    pub kernel: Option<(u32, u32)>,
+    pub running: Option<&'a Cmdline>,
+    /// The next boot's command line and where it comes from, when known.
+    pub next_boot: Option<(&'a str, &'a Cmdline)>,
+    pub mounts: &'a [Mount],
+    /// Modules that claim each device on the host.
+    pub host_modules: &'a BTreeMap<PciAddress, Vec<String>>,
+    /// Boot framebuffer names found inside each device's memory (/proc/iomem).
+    pub framebuffers: &'a BTreeMap<PciAddress, Vec<String>>,
+}
+
+/// The whole plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    pub devices: Vec<PlannedDevice>,
+    pub vfio_ids: Vec<String>,
+    pub numa_node: Option<u32>,
+    pub cpu: CpuPlan,
+    pub memory: MemoryPlan,
+    pub kernel_cmdline: CmdlineChange,
+    /// Where the command line above is to be edited.
+    pub cmdline_source: String,
+    pub modprobe: Vec<ConfigFile>,
+    pub initramfs_modules: Vec<String>,
+    /// One line per decision, for people.
+    pub reasons: Vec<String>,
+    pub warnings: Vec<String>,
+    /// Refusals overridden by `--force`, each with what the user takes on.
+    pub forced: Vec<Refusal>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Selector(#[from] SelectorError),
+    #[error("refusing to plan this passthrough:\n{}", .0.iter().map(|r| format!("  - {}", r.reason)).collect::<Vec<_>>().join("\n"))]
+    Refused(Vec<Refusal>),
+    #[error(transparent)]
+    Cpu(#[from] pinning::PinError),
+    #[error(transparent)]
+    Memory(#[from] memory::MemoryError),
+    #[error("no device named: pass at least one (an address, a vendor:device id, or `gpu`)")]
+    NoDevices,
+}
+
+impl PlanError {
+    /// What to do about it.
+    pub fn remedy(&self) -> Option<String> {
+        match self {
+            PlanError::Refused(rs) => {
+                let mut lines: Vec<String> = rs
+                    .iter()
+                    .map(|r| match &r.force {
+                        Some(f) => format!("--force would pass it anyway: {f}"),
+                        None => "not even --force can do this: choose another device or slot".to_string(),
+                    })
+                    .collect();
+                lines.dedup();
+                Some(lines.join("\n"))
+            }
+            PlanError::Selector(_) => Some("see `vfioctl list` for the devices of this host".into()),
+            PlanError::Cpu(_) => Some("ask for fewer vCPUs (--vcpus)".into()),
+            PlanError::Memory(memory::MemoryError::No1G) => Some("use --hugepages 2M".into()),
+            PlanError::Memory(_) => Some("ask for less memory (--memory)".into()),
+            PlanError::NoDevices => None,
+        }
+    }
+}
+
+/// Plans a passthrough.
+pub fn build(host: &PlanHost<'_>, req: &Request) -> Result<Plan, PlanError> {
+    if req.devices.is_empty() {
+        return Err(PlanError::NoDevices);
+    }
+    let sel = devices::select(&req.devices, host.devices, host.groups, host.mounts)?;
+    let mut warnings = sel.warnings.clone();
+    let mut forced = Vec::new();
+    if !sel.refusals.is_empty() {
+        let hard: Vec<Refusal> = sel.refusals.iter().filter(|r| r.force.is_none()).cloned().collect();
+        if !req.force || !hard.is_empty() {
+            return Err(PlanError::Refused(sel.refusals));
+        }
+        for r in &sel.refusals {
+            warnings.push(format!("--force: {}; you take on: {}", r.reason, r.force.as_deref().unwrap_or("")));
+        }
+        forced = sel.refusals.clone();
+    }
+    let mut reasons = Vec::new();
+    for d in &sel.devices {
+        reasons.push(format!("pass {} [{}:{}]: {}", d.address.short(), d.vendor_id, d.device_id, d.reason));
+    }
+    let (ids, id_warnings) = devices::vfio_ids(&sel.devices, host.devices);
+    warnings.extend(id_warnings);
+
+    // NUMA node: the first passed device that says.
+    let node = sel.devices.iter().filter_map(|d| host.devices.get(&d.address)).find_map(|d| d.numa_node);
+    let cpu = pinning::place(host.topology, &CpuRequest { vcpus: req.vcpus, node })?;
+    reasons.extend(cpu.reasons.iter().cloned());
+    warnings.extend(cpu.warnings.iter().cloned());
+    let memory =
+        memory::plan(host.topology, cpu.node, req.memory_mib, req.hugepages, host.cpu_flags.contains("pdpe1gb"))?;
+    reasons.extend(memory.reasons.iter().cloned());
+
+    let passed: Vec<PciAddress> = sel.devices.iter().map(|d| d.address).collect();
+    let mut protected: BTreeMap<VendorDevice, Vec<String>> = BTreeMap::new();
+    for m in host.mounts {
+        if let Some(d) = host.devices.get(&m.controller) {
+            if !passed.contains(&d.address) {
+                protected.entry(d.id).or_default().push(format!("{} (holds {})", d.address.short(), m.mount_point));
+            }
+        }
+    }
+    for d in host.devices.values().filter(|d| d.boot_vga == Some(true) && !passed.contains(&d.address)) {
+        protected.entry(d.id).or_default().push(format!("{} (the boot GPU)", d.address.short()));
+    }
+    let protected_ids = protected.into_iter().map(|(id, v)| (id, v.join(", "))).collect();
+    let (base, source) = match (host.next_boot, host.running) {
+        (Some((src, c)), _) => (c.clone(), src.to_string()),
+        (None, Some(r)) => {
+            (r.clone(), "the running kernel's command line (no boot loader configuration found)".to_string())
+        }
+        (None, None) => (Cmdline::default(), "unknown".to_string()),
+    };
+    let framebuffers: Vec<String> = passed.iter().filter_map(|a| host.framebuffers.get(a)).flatten().cloned().collect();
+    let kernel_host = kernel::KernelHost {
+        vendor: host.vendor,
+        kernel: host.kernel,
+        base,
+        running: host.running,
+        iommu_active: !host.groups.is_empty(),
+        multi_node: host.topology.nodes.len() > 1,
+        host_modules: host.host_modules,
+        framebuffers,
+        protected_ids,
+    };
+    let vga = sel.devices.iter().any(|d| d.class == "0300");
+    let k = kernel::plan(&kernel_host, &ids, vga, &memory, &passed);
+    reasons.extend(k.reasons.iter().cloned());
+    warnings.extend(k.warnings.iter().cloned());
+    for d in sel.devices.iter().filter(|d| d.driver.as_deref() != Some("vfio-pci")) {
+        if !host.host_modules.contains_key(&d.address) && d.driver.is_none() {
+            warnings.push(format!("{}'s host driver is unknown (no driver bound, no modules.alias): add a softdep for it by hand if one loads", d.address.short()));
+        }
+    }
+    let unknown: Vec<String> = sel
+        .devices
+        .iter()
+        .filter(|d| d.driver.as_deref() == Some("vfio-pci") && !host.host_modules.contains_key(&d.address))
+        .map(|d| d.address.short())
+        .collect();
+    if !unknown.is_empty() {
+        warnings.push(format!(
+            "{} already on vfio-pci and this host has no modules.alias to tell which driver would take them otherwise: keep the softdep lines you have",
+            unknown.join(", ")
+        ));
+    }
+    Ok(Plan {
+        vfio_ids: ids.iter().map(VendorDevice::to_string).collect(),
+        numa_node: cpu.node,
+        devices: sel.devices,
+        cpu,
+        memory,
+        kernel_cmdline: k.kernel_cmdline,
+        cmdline_source: source,
+        modprobe: k.modprobe,
+        initramfs_modules: k.initramfs_modules,
+        reasons,
+        warnings,
+        forced,
+    })
+}

@@ -2,6 +2,7 @@
 
 mod check;
 mod list;
+mod plan;
 mod snapshot;
 mod topology;
 
@@ -27,6 +28,7 @@ pub fn run(cli: &Cli) -> Result<Exit, CliError> {
     match &cli.command {
         Command::Check(args) => check::run(&root, args),
         Command::List(args) => list::run(&root, args),
+        Command::Plan(args) => plan::run(&root, args),
         Command::Topology(args) => topology::run(&root, args),
         Command::Snapshot(args) => snapshot::run(&root, args),
     }

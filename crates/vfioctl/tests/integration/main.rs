@@ -7,6 +7,7 @@
 mod check;
 mod examples;
 mod list;
+mod plan;
 mod snapshot;
 mod topology;
 mod util;

@@ -1,0 +1,210 @@
+//! Which devices go to the guest: the ones asked for, every other function of their
+//! slots, every endpoint of their IOMMU groups; never a bridge. And the refusals that
+//! keep a host bootable.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::iommu::IommuGroup;
+use crate::pci::{PciAddress, PciDevice, VendorDevice};
+use crate::selector::{Selector, SelectorError};
+
+/// A filesystem mounted from a block device behind a PCI controller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub controller: PciAddress,
+    pub mount_point: String,
+    pub source: String,
+}
+
+/// One device of the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlannedDevice {
+    pub address: PciAddress,
+    pub vendor_id: String,
+    pub device_id: String,
+    pub class: String,
+    pub iommu_group: Option<u32>,
+    pub driver: Option<String>,
+    /// Why it is in the plan.
+    pub reason: String,
+}
+
+/// A reason not to go ahead, and what `--force` would mean.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Refusal {
+    pub devices: Vec<PciAddress>,
+    pub reason: String,
+    /// `None`: not even `--force` can do it.
+    pub force: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selection {
+    pub devices: Vec<PlannedDevice>,
+    pub refusals: Vec<Refusal>,
+    pub warnings: Vec<String>,
+}
+
+fn short(a: &[PciAddress]) -> String {
+    a.iter().map(PciAddress::short).collect::<Vec<_>>().join(", ")
+}
+
+/// Expands the selectors into the devices to pass and checks them.
+pub fn select(
+    selectors: &[Selector],
+    devices: &BTreeMap<PciAddress, PciDevice>,
+    groups: &[IommuGroup],
+    mounts: &[Mount],
+) -> Result<Selection, SelectorError> {
+    let mut asked: Vec<&PciDevice> = Vec::new();
+    for s in selectors {
+        let d = s.resolve(devices)?;
+        if !asked.iter().any(|a| a.address == d.address) {
+            asked.push(d);
+        }
+    }
+    let asked_set: BTreeSet<PciAddress> = asked.iter().map(|d| d.address).collect();
+    let mut reason: BTreeMap<PciAddress, String> = asked.iter().map(|d| (d.address, "asked for".to_string())).collect();
+    let mut queue: Vec<PciAddress> = asked.iter().map(|d| d.address).collect();
+    let mut warnings = Vec::new();
+    while let Some(a) = queue.pop() {
+        for d in devices.values().filter(|d| d.address.same_slot(&a) && !d.is_bridge()) {
+            if let std::collections::btree_map::Entry::Vacant(e) = reason.entry(d.address) {
+                e.insert(format!("another function of {}'s slot", a.short()));
+                queue.push(d.address);
+            }
+        }
+        let group = devices.get(&a).and_then(|d| d.iommu_group).and_then(|g| groups.iter().find(|x| x.id == g));
+        if let Some(g) = group {
+            for m in &g.devices {
+                let Some(d) = devices.get(m) else { continue };
+                if d.is_bridge() || reason.contains_key(m) {
+                    continue;
+                }
+                reason.insert(*m, format!("in IOMMU group {} with {}", g.id, a.short()));
+                queue.push(*m);
+            }
+        }
+    }
+    if groups.is_empty() {
+        warnings.push("the IOMMU is off: group members cannot be known yet; plan again after enabling it".into());
+    }
+
+    let planned: Vec<&PciDevice> = reason.keys().filter_map(|a| devices.get(a)).collect();
+    let mut refusals = Vec::new();
+    let platform: Vec<PciAddress> = planned.iter().filter(|d| d.is_platform()).map(|d| d.address).collect();
+    if !platform.is_empty() {
+        refusals.push(Refusal {
+            reason: format!(
+                "{} belong to the chipset (host or ISA bridge) and share the group: this group cannot be passed",
+                short(&platform)
+            ),
+            devices: platform,
+            force: None,
+        });
+    }
+    let boot: Vec<PciAddress> = planned.iter().filter(|d| d.boot_vga == Some(true)).map(|d| d.address).collect();
+    if !boot.is_empty() {
+        refusals.push(Refusal {
+            reason: format!("{} drives the boot console: the host would lose its display", short(&boot)),
+            devices: boot,
+            force: Some("the host has no console while the guest runs (single-GPU passthrough); you need another way in (SSH) and video=efifb:off".into()),
+        });
+    }
+    let mut by_controller: BTreeMap<PciAddress, Vec<&Mount>> = BTreeMap::new();
+    for m in mounts {
+        if reason.contains_key(&m.controller) {
+            by_controller.entry(m.controller).or_default().push(m);
+        }
+    }
+    for (c, ms) in by_controller {
+        let root = ms.iter().any(|m| m.mount_point == "/");
+        let points: Vec<String> = ms.iter().map(|m| format!("{} ({})", m.mount_point, m.source)).collect();
+        refusals.push(Refusal {
+            devices: vec![c],
+            reason: format!(
+                "{} holds {}mounted filesystems: {}",
+                c.short(),
+                if root { "the root filesystem and other " } else { "" },
+                points.join(", ")
+            ),
+            force: Some(if root {
+                "the host loses its root filesystem the moment vfio-pci takes the controller: it will not boot".into()
+            } else {
+                "those filesystems vanish from the host (unmount them and remove them from /etc/fstab first)".into()
+            }),
+        });
+    }
+    let unasked: Vec<&PciDevice> = planned
+        .iter()
+        .copied()
+        .filter(|d| !asked_set.contains(&d.address))
+        .filter(|d| d.class.is_storage() || d.class.is_network() || d.class.is_usb())
+        .collect();
+    if !unasked.is_empty() {
+        let list: Vec<String> =
+            unasked.iter().map(|d| format!("{} ({})", d.address.short(), reason[&d.address])).collect();
+        refusals.push(Refusal {
+            devices: unasked.iter().map(|d| d.address).collect(),
+            reason: format!("storage, network or USB controllers you did not ask for come along: {}", list.join(", ")),
+            force: Some(
+                "the host loses these controllers and whatever hangs off them (disks, network, keyboard)".into(),
+            ),
+        });
+    }
+    for d in &planned {
+        if d.reset_methods.as_ref().is_some_and(|m| m.is_empty()) {
+            warnings.push(format!(
+                "{} has no reset method: it may not work again after the guest reboots",
+                d.address.short()
+            ));
+        }
+    }
+    let out = planned
+        .iter()
+        .map(|d| PlannedDevice {
+            address: d.address,
+            vendor_id: format!("{:04x}", d.id.vendor),
+            device_id: format!("{:04x}", d.id.device),
+            class: d.class.to_string(),
+            iommu_group: d.iommu_group,
+            driver: d.driver.clone(),
+            reason: reason[&d.address].clone(),
+        })
+        .collect();
+    Ok(Selection { devices: out, refusals, warnings })
+}
+
+/// The ids to reserve with `vfio-pci.ids`, and the ones that cannot be reserved by id
+/// because another device of the host, not passed, has the same id.
+pub fn vfio_ids(
+    planned: &[PlannedDevice],
+    devices: &BTreeMap<PciAddress, PciDevice>,
+) -> (Vec<VendorDevice>, Vec<String>) {
+    let addrs: BTreeSet<PciAddress> = planned.iter().map(|p| p.address).collect();
+    let mut ids: Vec<VendorDevice> = Vec::new();
+    let mut warnings = Vec::new();
+    for p in planned {
+        let Some(d) = devices.get(&p.address) else { continue };
+        if ids.contains(&d.id) {
+            continue;
+        }
+        let others: Vec<PciAddress> =
+            devices.values().filter(|o| o.id == d.id && !addrs.contains(&o.address)).map(|o| o.address).collect();
+        if others.is_empty() {
+            ids.push(d.id);
+        } else {
+            warnings.push(format!(
+                "{} has the id {} of {}, which is not passed: reserving by id would take it too; bind {} by address instead (driver_override: echo vfio-pci > /sys/bus/pci/devices/{}/driver_override, e.g. from a udev rule)",
+                short(&others),
+                d.id,
+                p.address.short(),
+                p.address.short(),
+                p.address
+            ));
+        }
+    }
+    (ids, warnings)
+}

@@ -1,0 +1,121 @@
+//! `vfioctl plan` on the guides' machines and the other example hosts.
+
+use std::path::Path;
+
+use crate::util::{example_host, vfioctl};
+
+fn plan_json(host: &str, args: &[&str]) -> serde_json::Value {
+    let mut a = vec!["plan", "--format", "json"];
+    a.extend_from_slice(args);
+    let run = vfioctl(&example_host(host), &a);
+    assert_eq!(run.code, 0, "{host} {args:?}: {}", run.stderr);
+    serde_json::from_str(&run.stdout).expect("json")
+}
+
+fn pins(v: &serde_json::Value) -> Vec<String> {
+    v["cpu"]["vcpupin"]
+        .as_array()
+        .expect("vcpupin")
+        .iter()
+        .map(|p| p["cpuset"].as_str().expect("cpuset").to_string())
+        .collect()
+}
+
+#[test]
+fn threadripper_radeon_vii_gets_the_guides_cpus() {
+    let v = plan_json("tr1950x", &["gpu", "--vcpus", "8", "--memory", "16G"]);
+    assert_eq!(pins(&v), ["4", "20", "5", "21", "6", "22", "7", "23"]);
+    assert_eq!(v["cpu"]["emulatorpin"], "0-3,16-19");
+    assert_eq!(v["cpu"]["topology"], serde_json::json!({"sockets":1,"dies":1,"cores":4,"threads":2}));
+    assert_eq!(v["numa_node"], 0);
+    let addrs: Vec<&str> =
+        v["devices"].as_array().expect("devices").iter().filter_map(|d| d["address"].as_str()).collect();
+    assert_eq!(addrs, ["0000:0d:00.0", "0000:0d:00.1"], "the audio function comes along although it is in group 21");
+    assert_eq!(v["vfio_ids"], serde_json::json!(["1002:66af", "1002:ab20"]));
+    assert_eq!(v["devices"][0]["iommu_group"], 20);
+    assert_eq!(v["memory"]["mib"], 16384);
+    let modprobe = v["modprobe"][0]["content"].as_str().expect("content");
+    assert!(modprobe.contains("softdep amdgpu pre: vfio-pci"), "{modprobe}");
+    // The guide's vfio-pci.ids reserves 144d:a808, the id of the NVMe drives: the plan drops it.
+    let warnings = v["warnings"].to_string();
+    assert!(warnings.contains("dropping 144d:a808"), "{warnings}");
+}
+
+#[test]
+fn ryzen_keeps_core_0_and_its_sibling() {
+    let v = plan_json("r2600x", &["gpu", "--vcpus", "8", "--memory", "16G", "--hugepages", "2M"]);
+    assert_eq!(pins(&v), ["2", "8", "3", "9", "4", "10", "5", "11"], "the guide's own pinning");
+    assert_eq!(v["cpu"]["emulatorpin"], "0-1,6-7");
+    // 16 GiB is 8192 pages of 2 MiB, not the guide's 8600.
+    assert_eq!(
+        v["memory"]["hugepages"],
+        serde_json::json!({"size_kib":2048,"count":8192,"node":0,"reserve_at_boot":false})
+    );
+    assert_eq!(v["initramfs_modules"], serde_json::json!(["vfio", "vfio_iommu_type1", "vfio_virqfd", "vfio_pci"]));
+}
+
+#[test]
+fn the_boot_gpu_is_refused_unless_forced() {
+    let host = example_host("tr1950x");
+    let run = vfioctl(&host, &["plan", "43:00.0"]);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("drives the boot console"), "{}", run.stderr);
+    assert!(run.stderr.contains("--force would pass it anyway"), "{}", run.stderr);
+    let run = vfioctl(&host, &["plan", "43:00.0", "--force", "--format", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    assert!(v["warnings"].to_string().contains("you take on"), "{}", v["warnings"]);
+    assert_eq!(v["forced"][0]["devices"][0], "0000:43:00.0");
+}
+
+#[test]
+fn controllers_nobody_asked_for_are_refused() {
+    // The X399 chipset USB controller shares group 15 with SATA, Wi-Fi and Ethernet.
+    let run = vfioctl(&example_host("tr1950x"), &["plan", "01:00.0"]);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("storage, network or USB controllers you did not ask for"), "{}", run.stderr);
+    assert!(run.stderr.contains("05:00.0"), "{}", run.stderr);
+}
+
+#[test]
+fn memory_that_does_not_fit_is_refused_with_the_numbers() {
+    let run = vfioctl(&example_host("r2600x"), &["plan", "gpu", "--memory", "40G"]);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("40960 MiB do not fit NUMA node 0"), "{}", run.stderr);
+}
+
+#[test]
+fn bad_requests_are_usage_errors() {
+    let host = example_host("r2600x");
+    assert_eq!(vfioctl(&host, &["plan", "zz"]).code, 2);
+    assert_eq!(vfioctl(&host, &["plan", "77:00.0"]).code, 2);
+    assert_eq!(vfioctl(&host, &["plan", "gpu", "--memory", "lots"]).code, 2);
+    assert_eq!(vfioctl(&host, &["plan"]).code, 2);
+}
+
+#[test]
+fn plan_text_is_stable() {
+    for (host, args) in [
+        ("tr1950x", ["gpu", "--vcpus", "8", "--memory", "16G"]),
+        ("r2600x", ["gpu", "--vcpus", "8", "--memory", "16G"]),
+    ] {
+        let mut a = vec!["plan"];
+        a.extend_from_slice(&args);
+        let run = vfioctl(&example_host(host), &a);
+        insta::assert_snapshot!(format!("plan-{host}"), format!("exit {}\n{}{}", run.code, run.stdout, run.stderr));
+    }
+}
+
+/// On this machine: the controller of the root filesystem is refused.
+#[test]
+fn the_root_filesystems_controller_is_refused_on_this_machine() {
+    let root = vfioctl_host::root::HostRoot::live();
+    let mounts = vfioctl_host::storage::mounts(&root);
+    let Some(m) = mounts.iter().find(|m| m.mount_point == "/") else {
+        eprintln!("the root filesystem is not on a PCI device here; nothing to check");
+        return;
+    };
+    let run = vfioctl(Path::new("/"), &["plan", &m.controller.to_string()]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(run.stderr.contains("holds the root filesystem"), "{}", run.stderr);
+}
