@@ -22,7 +22,10 @@ pub fn block_mounts(mountinfo: &str) -> Vec<(String, String, String)> {
             let majmin = f.get(2)?;
             let mount_point = f.get(4)?;
             let source = right.split_whitespace().nth(1).unwrap_or("");
-            (!majmin.starts_with("0:")).then(|| (majmin.to_string(), unescape(mount_point), source.to_string()))
+            // btrfs and other multi-device filesystems show an anonymous 0:N; their
+            // source still names the device.
+            (!majmin.starts_with("0:") || source.starts_with("/dev/"))
+                .then(|| (majmin.to_string(), unescape(mount_point), source.to_string()))
         })
         .collect()
 }
@@ -75,12 +78,30 @@ fn controllers(root: &HostRoot, dir: &Path, depth: usize, out: &mut BTreeSet<Pci
     }
 }
 
+/// The sysfs directory of a block device named by a mount source: `/dev/nvme0n1p3`, or
+/// `/dev/mapper/NAME` (found by its device-mapper name).
+fn by_source(root: &HostRoot, source: &str) -> Option<PathBuf> {
+    if let Some(name) = source.strip_prefix("/dev/mapper/") {
+        let dm = root.list("/sys/class/block").ok()?.into_iter().filter(|n| n.starts_with("dm-")).find(|n| {
+            root.read_optional(format!("/sys/class/block/{n}/dm/name")).ok().flatten().is_some_and(|t| t.trim() == name)
+        })?;
+        return resolve(root, &Path::new("/sys/class/block").join(dm));
+    }
+    let name = source.strip_prefix("/dev/")?;
+    if name.contains('/') || name.is_empty() {
+        return None;
+    }
+    resolve(root, &Path::new("/sys/class/block").join(name))
+}
+
 /// Every mounted filesystem with the PCI controller(s) holding it.
 pub fn mounts(root: &HostRoot) -> Vec<Mount> {
     let Ok(Some(info)) = root.read_optional("/proc/self/mountinfo") else { return Vec::new() };
     let mut out = Vec::new();
     for (majmin, mount_point, source) in block_mounts(&info) {
-        let Some(dir) = resolve(root, &Path::new("/sys/dev/block").join(&majmin)) else { continue };
+        let dir =
+            if majmin.starts_with("0:") { None } else { resolve(root, &Path::new("/sys/dev/block").join(&majmin)) };
+        let Some(dir) = dir.or_else(|| by_source(root, &source)) else { continue };
         let mut set = BTreeSet::new();
         controllers(root, &dir, 0, &mut set);
         for controller in set {
@@ -102,6 +123,8 @@ mod tests {
         let m = block_mounts(info);
         assert_eq!(m.len(), 2);
         assert_eq!(m[0], ("259:2".into(), "/".into(), "/dev/nvme0n1p2".into()));
+        let btrfs = block_mounts("30 1 0:34 /@ / rw - btrfs /dev/nvme0n1p3 rw,subvol=/@\n");
+        assert_eq!(btrfs[0].2, "/dev/nvme0n1p3");
         assert_eq!(m[1].1, "/media/a b");
     }
 

@@ -166,7 +166,26 @@ pub fn write(spec: &Spec, topo: &Topology, t: &mut Tree) -> Result<(), Error> {
     t.file(format!("{base}/smt/control"), if smt { "on\n" } else { "notsupported\n" });
 
     let p = (kib(&c.cache.l1d, "l1d")?, kib(&c.cache.l1i, "l1i")?, kib(&c.cache.l2, "l2")?);
-    let l3 = kib(&c.cache.l3, "l3")?;
+    let l3_default = kib(&c.cache.l3, "l3")?;
+    let l3_per_package = (c.nodes_per_package * c.l3_per_node) as usize;
+    let l3_sizes: Vec<u64> = match &c.l3_sizes {
+        Some(v) => {
+            check(v.len() == l3_per_package, || {
+                format!("cpu.l3_sizes has {} entries but a package has {l3_per_package} L3 domains", v.len())
+            })?;
+            v.iter().map(|s| kib(s, "l3_sizes")).collect::<Result<_, _>>()?
+        }
+        None => vec![l3_default; l3_per_package],
+    };
+    let l3_freqs: Vec<u32> = match &c.l3_max_freq_khz {
+        Some(v) => {
+            check(v.len() == l3_per_package, || {
+                format!("cpu.l3_max_freq_khz has {} entries but a package has {l3_per_package} L3 domains", v.len())
+            })?;
+            v.clone()
+        }
+        None => vec![c.max_freq_khz; l3_per_package],
+    };
     let e = match &c.hybrid {
         Some(h) => Some((kib(&h.e_l1d, "e_l1d")?, kib(&h.e_l1i, "e_l1i")?, kib(&h.e_l2, "e_l2")?)),
         None => None,
@@ -198,6 +217,8 @@ pub fn write(spec: &Spec, topo: &Topology, t: &mut Tree) -> Result<(), Error> {
         }
 
         let (l1d, l1i, l2) = if cpu.efficiency { e.unwrap_or(p) } else { p };
+        let l3_index = cpu.l3 as usize % l3_per_package;
+        let l3 = l3_sizes[l3_index];
         let levels = [
             CacheLevel { index: 0, level: 1, kind: "Data", kib: l1d, ways: if intel { 12 } else { 8 } },
             CacheLevel { index: 1, level: 1, kind: "Instruction", kib: l1i, ways: if intel { 8 } else { 4 } },
@@ -227,7 +248,7 @@ pub fn write(spec: &Spec, topo: &Topology, t: &mut Tree) -> Result<(), Error> {
 
         let (max, base_f) = match (&c.hybrid, cpu.efficiency) {
             (Some(h), true) => (h.e_max_freq_khz, h.e_base_freq_khz.unwrap_or(c.base_freq_khz)),
-            _ => (c.max_freq_khz, c.base_freq_khz),
+            _ => (l3_freqs[l3_index], c.base_freq_khz),
         };
         let fd = format!("{d}/cpufreq");
         t.file(format!("{fd}/cpuinfo_max_freq"), format!("{max}\n"));

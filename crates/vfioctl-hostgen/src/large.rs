@@ -125,6 +125,8 @@ fn cpu_spec(cpus: u32) -> Result<(CpuSpec, u32), Error> {
         cache: CacheSpec { l1d: "32K".into(), l1i: "32K".into(), l2: "512K".into(), l3: "32M".into() },
         hybrid: None,
         flags: None,
+        l3_sizes: None,
+        l3_max_freq_khz: None,
     };
     Ok((cpu, packages * nodes_per_package))
 }
@@ -335,6 +337,9 @@ pub fn spec(p: &Params) -> Result<Spec, Error> {
         pci: PciSpec { roots, devices: b.devices },
         files: Default::default(),
         links: Default::default(),
+        disks: Vec::new(),
+        volumes: Vec::new(),
+        mounts: Vec::new(),
     })
 }
 

@@ -12,6 +12,7 @@
 //! are up to date. The PCI part is readable by `lspci -A linux-sysfs`, the CPU part by
 //! hwloc (`lstopo --input DIR`).
 
+pub mod block;
 pub mod cpu;
 pub mod iomem;
 pub mod large;
@@ -62,6 +63,8 @@ pub fn load(path: &Path) -> Result<Spec, Error> {
 pub fn build(spec: &Spec) -> Result<Tree, Error> {
     let topo = cpu::topology(spec)?;
     let devs = pci::devices(spec, &topo)?;
+    let blocks = block::blocks(spec, &devs)?;
+    let (mounts, swaps) = block::mounts(spec, &blocks)?;
     let mut t = Tree::new();
     cpu::write(spec, &topo, &mut t)?;
     pci::write(spec, &topo, &devs, &mut t);
@@ -70,7 +73,9 @@ pub fn build(spec: &Spec) -> Result<Tree, Error> {
     system::write_kernel(spec, &mut t)?;
     system::write_modules(spec, &devs, &mut t)?;
     system::write_dev(spec, &devs, &mut t);
-    system::write_cgroup(spec, &mut t);
+    let cgroups = system::write_cgroup(spec, &mut t);
+    block::write(spec, &devs, &blocks, &mut t);
+    block::write_mountinfo(spec, &mounts, &swaps, &cgroups, &mut t);
     system::write_packages(spec, &mut t)?;
     iomem::write(spec, &devs, &mut t);
     extra(spec, &mut t)?;

@@ -36,6 +36,8 @@
 //! base_freq_khz = 3400000
 //! max_freq_khz = 4000000
 //! cache = { l1d = "32K", l1i = "64K", l2 = "512K", l3 = "8M" }   # l3 is per L3 domain
+//! l3_sizes = ["96M", "32M"]             # optional: per L3 domain of a package (X3D parts)
+//! l3_max_freq_khz = [5250000, 5760000]  # optional: max frequency per L3 domain likewise
 //! hybrid = { e_cores = 4, e_cores_per_l2 = 4, e_max_freq_khz = 3800000 }  # optional
 //!
 //! [memory]
@@ -68,6 +70,29 @@
 //! # targets are relative to the link's directory, as on the host).
 //! [links]
 //! "/dev/input/by-id/usb-Logitech_USB_Receiver-event-kbd" = "../event3"
+//!
+//! # Block devices, volumes and mounts (all optional; see "Disks and mounts" below).
+//! [[disks]]
+//! name = "nvme0n1"                      # nvme<C>n<N> (NVMe) or sd<letters> (SATA, USB)
+//! controller = "09:00.0"                # a [pci] device: class 0108, 0106 or 0c03
+//! size_gb = 1000                        # as sold (decimal GB)
+//! partitions = ["512M", "*"]            # sizes; "*" (last only): the rest of the disk
+//! model = "Samsung SSD 970 EVO 1TB"     # optional; with serial: /dev/disk/by-id links
+//! serial = "S467NX0M402183K"
+//!
+//! [[volumes]]
+//! name = "dm-0"                         # dm-N (device-mapper) or mdN (md RAID)
+//! dm_name = "cryptroot"                 # dm: required (/dev/mapper/cryptroot)
+//! dm_uuid = "CRYPT-LUKS2-6f1d...-cryptroot"   # dm: optional
+//! # level = "raid1"                     # md: required
+//! slaves = ["nvme0n1p3"]                # disks, partitions or earlier volumes
+//!
+//! [[mounts]]
+//! device = "dm-0"                       # a disk, partition or volume
+//! mount = "/"                           # omitted for fstype = "swap"
+//! fstype = "ext4"
+//! # subvol = "/root"                    # btrfs: the subvolume (mountinfo root field)
+//! # options = "rw,errors=remount-ro"    # superblock options; default per fstype
 //! ```
 //!
 //! Device fields: `addr` (`BB:DD.F` or `DDDD:BB:DD.F`), `id` (`vendor:device`), `class`
@@ -87,6 +112,45 @@
 //! replace a generated module parameter, `/sys/module/<module>/parameters/<name>`, since
 //! those are only the kernel's defaults (e.g. `ignore_msrs` as an `options kvm` line sets
 //! it). `[files]` never changes anything else that is generated (`/proc/modules`, ...).
+//!
+//! ## Disks and mounts
+//!
+//! Each `[[disks]]` entry is a whole disk on its PCI controller (which must be a device of
+//! `[pci]` with a host driver bound; its class decides the bus), laid out as on a live
+//! host:
+//!
+//! * NVMe (class 0108): `<controller dir>/nvme/nvme<C>/nvme<C>n<N>/nvme<C>n<N>p<k>`, the
+//!   controller directory with `model`, `serial`, `address`, ...; `/sys/class/nvme/nvme<C>`.
+//!   Major 259, minors handed out in spec order (disk, then its partitions). One
+//!   controller is one `nvme<C>`.
+//! * SATA (class 0106): `<controller dir>/ata<A>/host<H>/target<H>:0:0/<H>:0:0:0/block/sdX/sdX<k>`
+//!   with the SCSI device's `vendor` (`ATA`), `model`, `rev`. Major 8, minor 16 × the
+//!   disk's letter index (sda 0, sdb 16, ...) + partition. `ata<A>` counts the SATA disks
+//!   in spec order from 1, SCSI hosts `<H>` all sd disks from 0.
+//! * USB (class 0c03): `<controller dir>/usb<B>/<B>-<P>/<B>-<P>:1.0/host<H>/...` as
+//!   SATA, on the controller's SuperSpeed bus (B = 2 × its index among the spec's USB
+//!   controllers + 2), ports from 1; `removable` is 1.
+//!
+//! Every disk and partition (and volume) directory has `dev` (`MAJ:MIN`), `size`
+//! (512-byte sectors), `ro`, `uevent` and `subsystem`; disks `removable` and `queue/`,
+//! partitions `partition` and `start` (1 MiB aligned). Links: `/sys/dev/block/MAJ:MIN`
+//! and `/sys/class/block/NAME` for all, `/sys/block/NAME` for disks and volumes, a disk's
+//! `device`. `[[volumes]]` live in `sys/devices/virtual/block/NAME` (dm: major 253,
+//! `dm/name`, `dm/uuid`; md: major 9, `md/level`, ...) with `slaves/<dev>` links, and
+//! each slave gets `holders/<volume>`. Also `/proc/partitions` and, under `/dev`, an
+//! empty file per block device, `/dev/mapper/<dm_name>` and `/dev/disk/by-id` links.
+//!
+//! `[[mounts]]` needs a root filesystem (`mount = "/"`). Its `/proc/self/mountinfo`
+//! is a full systemd host's: sysfs, proc, devtmpfs, devpts, tmpfs `/run`, the root (parent
+//! id 1, `shared:1`), securityfs, `/dev/shm`, `/run/lock` (Debian, Ubuntu), the cgroup
+//! mounts, pstore, efivarfs (when `[files]` has `/sys/firmware/efi/...`), bpf, hugetlbfs,
+//! mqueue, debugfs, tracefs, fusectl, configfs, the other `[[mounts]]` in spec order and
+//! `/run/user/1000`; the virtual ones with `0:N` device numbers. The mount source is
+//! `/dev/<name>` (`/dev/mapper/<dm_name>` for dm). As on Linux, a btrfs mount shows an
+//! anonymous `0:N` device number (one per subvolume), not its block device's `MAJ:MIN`:
+//! only its source names the device. `/proc/self/mounts` (and the
+//! `/proc/mounts` link) list the same; swap areas go to `/proc/swaps`. Without
+//! `[[mounts]]`, mountinfo holds the cgroup lines only.
 //!
 //! ## Generated from `[host]` (no spec entries needed)
 //!
@@ -136,6 +200,73 @@ pub struct Spec {
     /// `[links]`: absolute host path of a symlink to its (verbatim) target.
     #[serde(default)]
     pub links: BTreeMap<String, String>,
+    /// `[[disks]]`: block devices on PCI storage controllers.
+    #[serde(default)]
+    pub disks: Vec<DiskSpec>,
+    /// `[[volumes]]`: device-mapper (`dm-N`) and md RAID (`mdN`) block devices.
+    #[serde(default)]
+    pub volumes: Vec<VolumeSpec>,
+    /// `[[mounts]]`: mounted filesystems and swap.
+    #[serde(default)]
+    pub mounts: Vec<MountSpec>,
+}
+
+/// `[[disks]]`: a whole disk on a PCI storage controller.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskSpec {
+    /// `nvme<C>n<N>` on an NVMe controller (class 0108), `sd<letters>` on SATA (0106) or
+    /// USB (0c03).
+    pub name: String,
+    /// PCI address of the controller (a device of `[pci]`).
+    pub controller: String,
+    /// Capacity in (decimal) GB, as sold; the sector count follows the IDEMA formula.
+    pub size_gb: u64,
+    /// Partition sizes (`"512M"`, `"100G"`); the last may be `"*"`, the rest of the disk.
+    #[serde(default)]
+    pub partitions: Vec<String>,
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Serial number: with `model`, names the `/dev/disk/by-id` links.
+    #[serde(default)]
+    pub serial: Option<String>,
+}
+
+/// `[[volumes]]`: a device-mapper or md device built on other block devices.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeSpec {
+    /// `dm-N` (major 253, minor N) or `mdN` (major 9, minor N).
+    pub name: String,
+    /// Block devices below it (disks, partitions or volumes listed before it).
+    pub slaves: Vec<String>,
+    /// dm only (required): the mapping's name, `/dev/mapper/<dm_name>`.
+    #[serde(default)]
+    pub dm_name: Option<String>,
+    /// dm only: `dm/uuid` (`CRYPT-LUKS2-...`, `LVM-...`); default empty.
+    #[serde(default)]
+    pub dm_uuid: Option<String>,
+    /// md only (required): the RAID level, `raid1`, `raid0`, ...
+    #[serde(default)]
+    pub level: Option<String>,
+}
+
+/// `[[mounts]]`: a filesystem mounted from a block device (or a swap area).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MountSpec {
+    /// The block device (a disk, partition or volume name).
+    pub device: String,
+    /// Mount point; omitted for `fstype = "swap"`.
+    #[serde(default)]
+    pub mount: Option<String>,
+    pub fstype: String,
+    /// btrfs subvolume mounted (mountinfo's root field, `subvol=` option).
+    #[serde(default)]
+    pub subvol: Option<String>,
+    /// Superblock options (mountinfo's last field); default: typical ones for the fstype.
+    #[serde(default)]
+    pub options: Option<String>,
 }
 
 /// `[pci]`: root buses and functions.
@@ -249,6 +380,13 @@ pub struct CpuSpec {
     /// Overrides the default `flags` line of /proc/cpuinfo.
     #[serde(default)]
     pub flags: Option<String>,
+    /// Per-L3-domain L3 sizes inside a package (overrides `cache.l3`), one entry per L3
+    /// of a package, e.g. `["96M", "32M"]` for a 7950X3D (CCD0 with V-Cache).
+    #[serde(default)]
+    pub l3_sizes: Option<Vec<String>>,
+    /// Per-L3-domain maximum frequencies (overrides `max_freq_khz`), like `l3_sizes`.
+    #[serde(default)]
+    pub l3_max_freq_khz: Option<Vec<u32>>,
 }
 
 fn one() -> u32 {

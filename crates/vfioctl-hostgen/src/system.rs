@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
+use crate::block::MountLine;
 use crate::pci::Dev;
 use crate::spec::{Cgroup, Distro, Package, Spec};
 use crate::tree::Tree;
@@ -69,12 +70,22 @@ pub fn proc_version(distro: Option<Distro>, k: &Kernel) -> String {
             "Linux version {r} (buildd@lcy02-amd64-115) (x86_64-linux-gnu-gcc-13 (Ubuntu 13.2.0-23ubuntu4) 13.2.0, GNU ld (GNU Binutils for Ubuntu) 2.42) #{}-Ubuntu SMP PREEMPT_DYNAMIC Fri Aug 30 12:02:04 UTC 2024\n",
             k.abi
         ),
+        Some(Distro::Ubuntu) if k.at_least(5, 15) => format!(
+            "Linux version {r} (buildd@lcy02-amd64-086) (gcc (Ubuntu 11.4.0-1ubuntu1~22.04) 11.4.0, GNU ld (GNU Binutils for Ubuntu) 2.38) #{}-Ubuntu SMP Fri Aug 2 19:25:20 UTC 2024\n",
+            k.abi + 10
+        ),
         Some(Distro::Ubuntu) => format!(
             "Linux version {r} (buildd@lgw01-amd64-015) (gcc version 7.4.0 (Ubuntu 7.4.0-1ubuntu1~18.04.1)) #{}~18.04.1-Ubuntu SMP Thu Oct 10 10:36:02 UTC 2019\n",
             k.abi + 1
         ),
+        Some(Distro::Arch) if k.at_least(6, 0) => format!(
+            "Linux version {r} (linux@archlinux) (gcc (GCC) 14.2.1 20240910, GNU ld (GNU Binutils) 2.43.0) #1 SMP PREEMPT_DYNAMIC Tue, 22 Oct 2024 18:31:38 +0000\n"
+        ),
         Some(Distro::Arch) => format!(
             "Linux version {r} (linux@archlinux) (gcc (GCC) 10.2.0, GNU ld (GNU Binutils) 2.35.1) #1 SMP PREEMPT Tue, 10 Nov 2020 22:44:11 +0000\n"
+        ),
+        Some(Distro::Fedora) if r.contains(".fc40.") => format!(
+            "Linux version {r} (mockbuild@de4b6cbb3ba04ac8ab5b3e3fbe2a7cf9) (gcc (GCC) 14.0.1 20240411 (Red Hat 14.0.1-0), GNU ld version 2.41-34.fc40) #1 SMP PREEMPT_DYNAMIC Thu Apr 11 18:25:26 UTC 2024\n"
         ),
         Some(Distro::Fedora) => format!(
             "Linux version {r} (mockbuild@bkernel01.iad2.fedoraproject.org) (gcc (GCC) 13.2.1 20240316 (Red Hat 13.2.1-7), GNU ld version 2.40-14.fc39) #1 SMP PREEMPT_DYNAMIC Mon Apr  1 17:58:11 UTC 2024\n"
@@ -193,7 +204,11 @@ fn catalog(k: &Kernel, distro: Option<Distro>) -> BTreeMap<String, Module> {
     add("kernel/drivers/net/ethernet/intel/i40e/i40e", &["ptp"], 462848);
     add("kernel/drivers/net/ethernet/mellanox/mlx5/core/mlx5_core", &["ptp"], 1802240);
     add("kernel/drivers/net/ethernet/aquantia/atlantic/atlantic", &["ptp"], 180224);
+    add("kernel/drivers/net/ethernet/realtek/r8169", &[], 110592);
     add("kernel/net/wireless/cfg80211", &[], 974848);
+    add("kernel/drivers/net/wireless/intel/iwlwifi/iwlwifi", &["cfg80211"], 466944);
+    add("kernel/drivers/misc/mei/mei", &[], 163840);
+    add("kernel/drivers/misc/mei/mei-me", &["mei"], 49152);
     add("kernel/net/mac80211/mac80211", &["cfg80211"], 913408);
     add("kernel/drivers/net/wireless/ath/ath", &["cfg80211"], 32768);
     add("kernel/drivers/net/wireless/ath/ath10k/ath10k_core", &["ath", "mac80211", "cfg80211"], 471040);
@@ -215,6 +230,8 @@ fn catalog(k: &Kernel, distro: Option<Distro>) -> BTreeMap<String, Module> {
     let nvidia = match distro {
         Some(Distro::Arch) => "extramodules/nvidia",
         Some(Distro::Ubuntu) if k.at_least(6, 8) => "kernel/nvidia-550/nvidia",
+        // Fedora: akmod-nvidia (RPM Fusion).
+        Some(Distro::Fedora) => "extra/nvidia/nvidia",
         _ => "updates/dkms/nvidia",
     };
     m.insert("nvidia".into(), Module { path: nvidia.into(), deps: vec![], size: 56_807_424, proprietary: true });
@@ -480,7 +497,10 @@ pub fn write_dev(spec: &Spec, devs: &[Dev], t: &mut Tree) {
 }
 
 /// `/proc/self/cgroup`, the cgroup lines of `/proc/self/mountinfo`, and the mounts.
-pub fn write_cgroup(spec: &Spec, t: &mut Tree) {
+/// Returns the cgroup mounts for a full mountinfo (`block::write_mountinfo`).
+pub fn write_cgroup(spec: &Spec, t: &mut Tree) -> Vec<MountLine> {
+    let nosuid = "rw,nosuid,nodev,noexec,relatime";
+    let mut out = Vec::new();
     let k = spec.host.kernel.as_deref().and_then(|r| Kernel::parse(r).ok());
     let at_least = |a, b| k.as_ref().is_none_or(|k| k.at_least(a, b));
     let scope = "/user.slice/user-1000.slice/session-2.scope";
@@ -488,6 +508,7 @@ pub fn write_cgroup(spec: &Spec, t: &mut Tree) {
         Cgroup::V2 => {
             t.file("proc/self/cgroup", format!("0::{scope}\n"));
             let opts = if at_least(5, 7) { "rw,nsdelegate,memory_recursiveprot" } else { "rw,nsdelegate" };
+            out.push(MountLine::new("/sys/fs/cgroup", "0:30", nosuid, "cgroup2", "cgroup2", opts));
             t.file(
                 "proc/self/mountinfo",
                 format!(
@@ -525,6 +546,25 @@ pub fn write_cgroup(spec: &Spec, t: &mut Tree) {
             }
             let _ = writeln!(cg, "0::{scope}");
             t.file("proc/self/cgroup", cg);
+            out.push(MountLine::new(
+                "/sys/fs/cgroup",
+                "0:22",
+                "ro,nosuid,nodev,noexec",
+                "tmpfs",
+                "tmpfs",
+                "ro,mode=755",
+            ));
+            out.push(MountLine::new("/sys/fs/cgroup/unified", "0:23", nosuid, "cgroup2", "cgroup", "rw"));
+            for (_, dir, opts, _) in v1.iter().rev() {
+                out.push(MountLine::new(
+                    &format!("/sys/fs/cgroup/{dir}"),
+                    "0:0",
+                    nosuid,
+                    "cgroup",
+                    "cgroup",
+                    &format!("rw,{opts}"),
+                ));
+            }
             let mut mi = String::from(
                 "26 25 0:23 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec,relatime shared:10 - cgroup2 cgroup rw\n",
             );
@@ -552,6 +592,7 @@ pub fn write_cgroup(spec: &Spec, t: &mut Tree) {
             }
         }
     }
+    out
 }
 
 /// Where each distro installs what a package provides. Empty marker files stand for the

@@ -79,6 +79,7 @@ pub enum PinError {
 fn size_text(kib: Option<u64>) -> String {
     match kib {
         Some(k) if k >= 1024 && k % 1024 == 0 => format!("{} MiB", k / 1024),
+        Some(k) if k >= 1024 => format!("{:.1} MiB", k as f64 / 1024.0),
         Some(k) => format!("{k} KiB"),
         None => "size unknown".into(),
     }
@@ -176,7 +177,9 @@ pub fn place(topo: &Topology, req: &CpuRequest) -> Result<CpuPlan, PinError> {
         Some(n) => n,
         None => {
             let n = if domains.len() > 1 {
-                let best = domains.iter().map(|d| d.cores.len()).max().unwrap_or(1) as u32;
+                // The largest L3 (a V-Cache die), then the one with the most free cores.
+                let best =
+                    domains.iter().map(|d| (d.size.unwrap_or(0), d.cores.len())).max().map_or(1, |(_, n)| n) as u32;
                 reasons.push(format!(
                     "{} vCPUs by default: the free cores of one L3 domain of node {} (pass --vcpus to choose)",
                     best * threads,
@@ -423,6 +426,14 @@ pub(crate) mod tests {
         assert!(!p.guest_cpus.contains(0));
         assert_eq!(p.guest_cpus.to_string(), "4-7,20-23", "far end of the V-Cache CCD, away from core 0");
         assert!(p.reasons.iter().any(|r| r.contains("largest L3")), "{:?}", p.reasons);
+    }
+
+    #[test]
+    fn default_count_fills_the_v_cache_die() {
+        let t = shape(1, 1, 2, 8, 2, true, &[96 * 1024, 32 * 1024]);
+        let p = place(&t, &CpuRequest { vcpus: None, node: Some(0) }).unwrap();
+        assert_eq!(p.vcpus, 14, "the V-Cache die's 7 free cores");
+        assert_eq!(p.l3, [0]);
     }
 
     #[test]

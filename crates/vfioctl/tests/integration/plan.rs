@@ -119,3 +119,46 @@ fn the_root_filesystems_controller_is_refused_on_this_machine() {
     assert_eq!(run.code, 1, "{}", run.stdout);
     assert!(run.stderr.contains("holds the root filesystem"), "{}", run.stderr);
 }
+
+#[test]
+fn dual_socket_puts_everything_on_the_gpus_socket() {
+    let v = plan_json("xeon-2s", &["gpu", "--vcpus", "8", "--memory", "32G"]);
+    assert_eq!(v["numa_node"], 1);
+    let node1 = |c: u32| (20..40).contains(&c) || (60..80).contains(&c);
+    for p in pins(&v) {
+        assert!(node1(p.parse().expect("cpu")), "vCPU on {p}, not node 1");
+    }
+    let emu: vfioctl_core::cpuset::CpuSet =
+        v["cpu"]["emulatorpin"].as_str().expect("emulatorpin").parse().expect("cpuset");
+    assert!(emu.iter().all(node1));
+    assert_eq!(
+        v["memory"]["hugepages"],
+        serde_json::json!({"size_kib":1048576,"count":32,"node":1,"reserve_at_boot":true})
+    );
+    let add = v["kernel_cmdline"]["add"].to_string();
+    assert!(add.contains("hugepages=1:32"), "per-node boot reservation on 5.15: {add}");
+}
+
+#[test]
+fn v_cache_die_is_preferred_by_default() {
+    let v = plan_json("r7950x3d", &["gpu"]);
+    assert_eq!(v["cpu"]["vcpus"], 14, "the V-Cache die minus the host's core");
+    assert_eq!(v["cpu"]["l3"], serde_json::json!([0]));
+    assert_eq!(v["initramfs_modules"], serde_json::json!(["vfio", "vfio_iommu_type1", "vfio_pci_core", "vfio_pci"]));
+}
+
+#[test]
+fn a_laptop_3d_controller_is_the_gpu() {
+    let v = plan_json("laptop-3d", &["gpu", "--memory", "8G"]);
+    assert_eq!(v["devices"][0]["address"], "0000:01:00.0");
+    assert_eq!(v["devices"][0]["class"], "0302");
+    assert_eq!(v["vfio_ids"], serde_json::json!(["10de:24dd", "10de:228b"]));
+}
+
+#[test]
+fn a_gpu_in_the_chipset_group_is_refused_with_the_root_disk_named() {
+    let run = vfioctl(&example_host("b450-chipset-gpu"), &["plan", "gpu"]);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("02:00.1 holds the root filesystem"), "{}", run.stderr);
+    assert!(run.stderr.contains("08:00.0 (in IOMMU group 3 with 06:00.0)"), "{}", run.stderr);
+}
