@@ -215,3 +215,79 @@ pub fn build(host: &PlanHost<'_>, req: &Request) -> Result<Plan, PlanError> {
         forced,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pci::ClassCode;
+    use crate::plan::pinning::tests::shape;
+
+    fn dev(addr: &str, id: &str, class: u32, group: u32) -> PciDevice {
+        let mut d = PciDevice::new(addr.parse().unwrap(), id.parse().unwrap(), ClassCode::new(class));
+        d.iommu_group = Some(group);
+        d.header_type = Some(0);
+        d.reset_methods = Some(vec!["flr".into()]);
+        d.numa_node = Some(0);
+        d
+    }
+
+    /// QEMU's `VGA` (the boot display) and `bochs-display` share 1234:1111: reserving the
+    /// guest's by id would take the host's display too (lab notes).
+    #[test]
+    fn a_shared_id_is_not_reserved_by_id() {
+        let mut boot = dev("00:02.0", "1234:1111", 0x030000, 1);
+        boot.boot_vga = Some(true);
+        let mut guest = dev("01:00.0", "1234:1111", 0x038000, 2);
+        guest.reset_methods = Some(vec![]);
+        let audio = dev("01:00.1", "8086:293e", 0x040300, 2);
+        let devices: BTreeMap<PciAddress, PciDevice> =
+            [boot, guest, audio].into_iter().map(|d| (d.address, d)).collect();
+        let groups = vec![
+            IommuGroup { id: 1, devices: vec!["00:02.0".parse().unwrap()] },
+            IommuGroup { id: 2, devices: vec!["01:00.0".parse().unwrap(), "01:00.1".parse().unwrap()] },
+        ];
+        let topo = shape(1, 1, 1, 4, 2, true, &[8192]);
+        let flags = BTreeSet::new();
+        let none = BTreeMap::new();
+        let host = PlanHost {
+            devices: &devices,
+            groups: &groups,
+            topology: &topo,
+            vendor: CpuVendor::Intel,
+            cpu_flags: &flags,
+            kernel: Some((6, 1)),
+            running: None,
+            next_boot: None,
+            mounts: &[],
+            host_modules: &none,
+            framebuffers: &none,
+        };
+        let req = Request {
+            devices: vec!["01:00.0".parse().unwrap()],
+            vcpus: Some(2),
+            memory_mib: Some(4096),
+            hugepages: HugepageChoice::Auto,
+            force: false,
+        };
+        let p = build(&host, &req).unwrap();
+        assert_eq!(p.vfio_ids, ["8086:293e"], "1234:1111 is not reserved by id");
+        let w = p.warnings.join("\n");
+        assert!(w.contains("00:02.0 has the id 1234:1111") && w.contains("driver_override"), "{w}");
+        assert!(w.contains("01:00.0 has no reset method"), "{w}");
+        // The IOMMU is on (groups exist) without a parameter: nothing to add for it but iommu=pt.
+        assert!(!p.kernel_cmdline.add.iter().any(|a| a.starts_with("intel_iommu")), "{:?}", p.kernel_cmdline);
+        assert!(p.kernel_cmdline.add.contains(&"iommu=pt".to_string()));
+        assert_eq!(p.memory.hugepages.as_ref().map(|h| h.size_kib), Some(2048), "no pdpe1gb: 2 MiB pages");
+        // 1 GiB pages without pdpe1gb is an error; none means none.
+        let e = build(&host, &Request { hugepages: HugepageChoice::Size1G, ..req.clone() }).unwrap_err();
+        assert_eq!(e, PlanError::Memory(memory::MemoryError::No1G));
+        assert!(build(&host, &Request { hugepages: HugepageChoice::None, ..req.clone() })
+            .unwrap()
+            .memory
+            .hugepages
+            .is_none());
+        // Asking for the boot display is refused, and the reason names it.
+        let e = build(&host, &Request { devices: vec!["00:02.0".parse().unwrap()], ..req.clone() }).unwrap_err();
+        assert!(e.to_string().contains("00:02.0 drives the boot console"), "{e}");
+    }
+}

@@ -162,3 +162,14 @@ fn a_gpu_in_the_chipset_group_is_refused_with_the_root_disk_named() {
     assert!(run.stderr.contains("02:00.1 holds the root filesystem"), "{}", run.stderr);
     assert!(run.stderr.contains("08:00.0 (in IOMMU group 3 with 06:00.0)"), "{}", run.stderr);
 }
+
+#[test]
+fn hybrid_cpus_give_the_guest_performance_cores_only() {
+    let v = plan_json("i7-12700k", &["gpu", "--vcpus", "12", "--memory", "8G"]);
+    for p in pins(&v) {
+        let cpu: u32 = p.parse().expect("cpu");
+        assert!((2..16).contains(&cpu), "vCPU on {cpu}: not a P-core, or the host's core 0");
+    }
+    assert_eq!(v["cpu"]["topology"]["threads"], 2);
+    assert!(v["cpu"]["emulatorpin"].as_str().expect("emulatorpin").contains("16-19"));
+}
