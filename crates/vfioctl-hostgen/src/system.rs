@@ -618,24 +618,7 @@ const PACKAGE_FILES: &[(Distro, bool, Package, &[&str])] = &[
     (Distro::Debian, true, Package::Qemu, &["usr/bin/qemu-system-x86_64"]),
     (Distro::Debian, true, Package::Ovmf, &["usr/share/OVMF/OVMF_CODE.fd", "usr/share/OVMF/OVMF_VARS.fd"]),
     (Distro::Debian, true, Package::Libvirt, &["usr/sbin/libvirtd", "usr/bin/virsh"]),
-    // Ubuntu 22.04+ (kernel 5.15+): as Debian.
-    (Distro::Ubuntu, false, Package::Qemu, &["usr/bin/qemu-system-x86_64"]),
-    (
-        Distro::Ubuntu,
-        false,
-        Package::Ovmf,
-        &[
-            "usr/share/OVMF/OVMF_CODE_4M.fd",
-            "usr/share/OVMF/OVMF_CODE_4M.secboot.fd",
-            "usr/share/OVMF/OVMF_VARS_4M.fd",
-            "usr/share/OVMF/OVMF_VARS_4M.ms.fd",
-        ],
-    ),
-    (Distro::Ubuntu, false, Package::Libvirt, &["usr/sbin/libvirtd", "usr/bin/virsh"]),
-    // Ubuntu 18.04/20.04: 2 MiB images, no firmware descriptors.
-    (Distro::Ubuntu, true, Package::Qemu, &["usr/bin/qemu-system-x86_64"]),
-    (Distro::Ubuntu, true, Package::Ovmf, &["usr/share/OVMF/OVMF_CODE.fd", "usr/share/OVMF/OVMF_VARS.fd"]),
-    (Distro::Ubuntu, true, Package::Libvirt, &["usr/sbin/libvirtd", "usr/bin/virsh"]),
+    // Ubuntu uses Debian's packages and paths (mapped where the table is read); only its era cut-off differs.
     // Arch since edk2-ovmf 202202: /usr/share/edk2/x64, 4 MiB images.
     (Distro::Arch, false, Package::Qemu, &["usr/bin/qemu-system-x86_64"]),
     (
@@ -726,7 +709,8 @@ pub fn write_packages(spec: &Spec, t: &mut Tree) -> Result<(), Error> {
     let k = spec.host.kernel.as_deref().map(Kernel::parse).transpose()?;
     let old = old_era(distro, k.as_ref());
     for pkg in &spec.host.packages {
-        for (_, _, _, paths) in PACKAGE_FILES.iter().filter(|(d, o, p, _)| *d == distro && *o == old && p == pkg) {
+        let layout = if distro == Distro::Ubuntu { Distro::Debian } else { distro };
+        for (_, _, _, paths) in PACKAGE_FILES.iter().filter(|(d, o, p, _)| *d == layout && *o == old && p == pkg) {
             for p in *paths {
                 t.file(*p, "");
             }
