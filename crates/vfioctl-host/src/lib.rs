@@ -8,6 +8,7 @@
 
 use std::path::PathBuf;
 
+pub mod apply;
 pub mod cpu;
 pub mod drivers;
 pub mod facts;

@@ -1,0 +1,450 @@
+//! Applying host configuration as one transaction that can always be undone.
+//!
+//! A [`Changeset`] says what every file should contain and which commands regenerate
+//! what depends on them (GRUB's config, the initramfs). [`apply`]:
+//! 1. writes a journal under `/var/lib/vfioctl/journal/ID/` (inside the root) holding a
+//!    copy of every file it will touch, its mode and owner, and the list of files it
+//!    will create; the journal is complete and synced before the first change;
+//! 2. writes each file as write-temp, fsync, rename, fsync the directory;
+//! 3. runs the commands (live; in a chroot of the root when it holds them; else
+//!    listed as pending), keeping their output in the journal;
+//! 4. on any failure restores every file from the journal, and says what failed; when
+//!    restoring fails too it says both and leaves the journal for `rollback`.
+//!
+//! [`rollback`] restores the state before the last apply byte for byte (content, mode,
+//! owner) from the journal and reruns the commands; [`status`] compares the files with
+//! what was applied.
+
+mod journal;
+mod run;
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+pub use journal::{Journal, JournalFile, JournalState, JOURNAL_DIR};
+pub use run::{CommandMode, CommandResult};
+
+use crate::root::HostRoot;
+
+/// What one file should contain after the apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileChange {
+    /// The host path (`/etc/default/grub`).
+    pub path: PathBuf,
+    pub after: Vec<u8>,
+    /// Why it changes, for people.
+    pub why: String,
+}
+
+/// A command that regenerates something from the files (`update-initramfs -u`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Command {
+    pub argv: Vec<String>,
+    pub why: String,
+}
+
+/// Everything an apply does.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changeset {
+    pub files: Vec<FileChange>,
+    pub commands: Vec<Command>,
+}
+
+/// A fault to inject, for tests of the transaction (`VFIOCTL_FAULT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Writing file N fails.
+    Write(usize),
+    /// The process dies right after writing file N (a crash between two writes).
+    Crash(usize),
+    /// Command N fails.
+    Command(usize),
+    /// Writing the last file fails, then restoring file N fails too.
+    Restore(usize),
+}
+
+impl std::str::FromStr for Fault {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (kind, n) = s.split_once(':').ok_or_else(|| format!("`{s}`: expected KIND:N"))?;
+        let n: usize = n.parse().map_err(|_| format!("`{s}`: N is not a number"))?;
+        match kind {
+            "write" => Ok(Fault::Write(n)),
+            "crash" => Ok(Fault::Crash(n)),
+            "command" => Ok(Fault::Command(n)),
+            "restore" => Ok(Fault::Restore(n)),
+            _ => Err(format!("`{s}`: KIND is write, crash, command or restore")),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("cannot write the journal {path}: {err}")]
+    Journal { path: PathBuf, err: std::io::Error },
+    #[error("{what} failed; every file was restored to its state before the apply")]
+    Restored { what: String },
+    #[error("{what} failed, and restoring failed too ({restore}); the journal {journal} holds the original files: run `vfioctl rollback`")]
+    Stuck { what: String, restore: String, journal: PathBuf },
+    #[error("nothing to roll back: no applied change is recorded under {0}")]
+    NothingToRollBack(PathBuf),
+    #[error("rolling back failed: {0}")]
+    Rollback(String),
+    #[error("the journal {path} cannot be read: {reason}")]
+    BadJournal { path: PathBuf, reason: String },
+}
+
+impl ApplyError {
+    pub fn remedy(&self) -> Option<String> {
+        match self {
+            ApplyError::Journal { .. } => {
+                Some("run as root, or check that /var/lib/vfioctl under the root is writable".into())
+            }
+            ApplyError::Stuck { .. } => Some("vfioctl rollback restores the files from the journal".into()),
+            ApplyError::Restored { .. } => Some("fix the cause above and apply again".into()),
+            ApplyError::NothingToRollBack(_) => None,
+            ApplyError::Rollback(_) | ApplyError::BadJournal { .. } => Some(
+                "the backups are plain files under /var/lib/vfioctl/journal/ID/files: copy them back by hand".into(),
+            ),
+        }
+    }
+}
+
+/// How an apply ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub journal: Option<PathBuf>,
+    pub written: Vec<PathBuf>,
+    pub commands: Vec<CommandResult>,
+}
+
+/// The current contents of a host file, `None` when absent.
+pub fn current(root: &HostRoot, path: &Path) -> Option<Vec<u8>> {
+    fs::read(root.path(path)).ok()
+}
+
+/// The files that would change (content differs from now).
+pub fn pending<'a>(root: &HostRoot, c: &'a Changeset) -> Vec<&'a FileChange> {
+    c.files.iter().filter(|f| current(root, &f.path).as_deref() != Some(&f.after[..])).collect()
+}
+
+/// Writes `bytes` to `real` atomically: a temporary file in the same directory, fsync,
+/// rename over, fsync the directory. Mode and owner are `meta`'s when given.
+pub fn atomic_write(real: &Path, bytes: &[u8], meta: Option<(u32, u32, u32)>) -> std::io::Result<()> {
+    let dir = real.parent().ok_or_else(|| std::io::Error::other("no parent directory"))?;
+    fs::create_dir_all(dir)?;
+    let name = real.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.vfioctl-tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        if let Some((mode, uid, gid)) = meta {
+            fs::set_permissions(&tmp, fs::Permissions::from_mode(mode & 0o7777))?;
+            // Only root can give files away; as a user the file stays ours.
+            let _ = std::os::unix::fs::chown(&tmp, Some(uid), Some(gid));
+        }
+        fs::rename(&tmp, real)?;
+        fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn meta_of(real: &Path) -> Option<(u32, u32, u32)> {
+    fs::symlink_metadata(real).ok().map(|m| (m.mode(), m.uid(), m.gid()))
+}
+
+/// Applies a changeset as a transaction.
+pub fn apply(
+    root: &HostRoot,
+    changes: &Changeset,
+    mode: CommandMode,
+    fault: Option<Fault>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Outcome, ApplyError> {
+    let todo = pending(root, changes);
+    if todo.is_empty() {
+        return Ok(Outcome { journal: None, written: Vec::new(), commands: Vec::new() });
+    }
+    let mut journal = Journal::create(root)?;
+    for f in &todo {
+        let real = root.path(&f.path);
+        let before = fs::read(&real).ok();
+        journal.record(root, &f.path, before.as_deref(), meta_of(&real), &f.after)?;
+    }
+    journal.commands = changes.commands.clone();
+    journal.state = JournalState::Writing;
+    journal.save(root)?;
+    progress(&format!("journal {}", journal.host_dir().display()));
+
+    let mut written = Vec::new();
+    for (i, f) in todo.iter().enumerate() {
+        let real = root.path(&f.path);
+        let meta = journal.files[i].meta().or(Some((0o100644, 0, 0)));
+        let last = i + 1 == todo.len();
+        let r = if fault == Some(Fault::Write(i)) || (last && matches!(fault, Some(Fault::Restore(_)))) {
+            Err(std::io::Error::other("injected fault"))
+        } else {
+            atomic_write(&real, &f.after, meta)
+        };
+        if let Err(e) = r {
+            return Err(fail(
+                root,
+                &mut journal,
+                format!("writing {}: {e}", f.path.display()),
+                fault,
+                false,
+                mode,
+                progress,
+            ));
+        }
+        progress(&format!("wrote {}", f.path.display()));
+        written.push(f.path.clone());
+        if fault == Some(Fault::Crash(i)) {
+            // A crash between two writes: no destructors, no restore.
+            std::process::abort();
+        }
+    }
+
+    let mut results = Vec::new();
+    for (i, c) in changes.commands.iter().enumerate() {
+        progress(&format!("running {} ({})", c.argv.join(" "), c.why));
+        let r = if fault == Some(Fault::Command(i)) {
+            CommandResult { argv: c.argv.clone(), status: run::Status::Failed(1), output: "injected fault\n".into() }
+        } else {
+            run::run(root, mode, &c.argv)
+        };
+        journal.save_output(root, i, &r.output)?;
+        let failed = matches!(r.status, run::Status::Failed(_) | run::Status::NotStarted(_));
+        let text = r.describe();
+        results.push(r);
+        journal.results = results.clone();
+        if failed {
+            return Err(fail(root, &mut journal, text, fault, true, mode, progress));
+        }
+    }
+    journal.state = JournalState::Applied;
+    journal.results = results.clone();
+    journal.save(root)?;
+    Ok(Outcome { journal: Some(journal.host_dir()), written, commands: results })
+}
+
+/// Restores every file of the journal; reruns the commands when some ran already.
+fn fail(
+    root: &HostRoot,
+    journal: &mut Journal,
+    what: String,
+    fault: Option<Fault>,
+    rerun: bool,
+    mode: CommandMode,
+    progress: &mut dyn FnMut(&str),
+) -> ApplyError {
+    progress(&format!("{what}: restoring"));
+    match restore_files(root, journal, fault) {
+        Ok(()) => {
+            if rerun {
+                for c in &journal.commands {
+                    let _ = run::run(root, mode, &c.argv);
+                }
+            }
+            journal.state = JournalState::Failed;
+            let _ = journal.save(root);
+            ApplyError::Restored { what }
+        }
+        Err(restore) => {
+            journal.state = JournalState::Incomplete;
+            let _ = journal.save(root);
+            ApplyError::Stuck { what, restore, journal: journal.host_dir() }
+        }
+    }
+}
+
+fn restore_files(root: &HostRoot, journal: &Journal, fault: Option<Fault>) -> Result<(), String> {
+    let mut errors = Vec::new();
+    for (i, f) in journal.files.iter().enumerate().rev() {
+        let real = root.path(&f.path);
+        let r = if fault == Some(Fault::Restore(i)) {
+            Err(std::io::Error::other("injected fault"))
+        } else {
+            match journal.backup(root, i) {
+                Some(bytes) => atomic_write(&real, &bytes, f.meta()),
+                None => match fs::remove_file(&real) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                    _ => Ok(()),
+                },
+            }
+        };
+        if let Err(e) = r {
+            errors.push(format!("{}: {e}", f.path.display()));
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("; "))
+    }
+}
+
+/// Restores the state before the last apply (also after a failed or crashed one).
+pub fn rollback(root: &HostRoot, mode: CommandMode, progress: &mut dyn FnMut(&str)) -> Result<Outcome, ApplyError> {
+    let mut journal = Journal::last(root)?
+        .filter(|j| j.state != JournalState::RolledBack && j.state != JournalState::Failed)
+        .ok_or_else(|| ApplyError::NothingToRollBack(root.path(JOURNAL_DIR)))?;
+    restore_files(root, &journal, None).map_err(ApplyError::Rollback)?;
+    let written: Vec<PathBuf> = journal.files.iter().map(|f| f.path.clone()).collect();
+    for p in &written {
+        progress(&format!("restored {}", p.display()));
+    }
+    let mut results = Vec::new();
+    for c in &journal.commands {
+        progress(&format!("running {}", c.argv.join(" ")));
+        results.push(run::run(root, mode, &c.argv));
+    }
+    journal.state = JournalState::RolledBack;
+    journal.save(root)?;
+    Ok(Outcome { journal: Some(journal.host_dir()), written, commands: results })
+}
+
+/// One applied file and whether it still holds what was applied.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FileStatus {
+    pub path: PathBuf,
+    pub created: bool,
+    /// `unchanged`, `changed since apply`, or `missing`.
+    pub state: &'static str,
+}
+
+/// What the last apply did and whether its files were changed since.
+pub fn status(root: &HostRoot) -> Result<Option<(Journal, Vec<FileStatus>)>, ApplyError> {
+    let Some(j) = Journal::last(root)? else { return Ok(None) };
+    let files = j
+        .files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let now = current(root, &f.path);
+            let state = match (now, j.after(root, i)) {
+                (None, _) => "missing",
+                (Some(n), Some(a)) if n == a => "unchanged",
+                _ => "changed since apply",
+            };
+            FileStatus { path: f.path.clone(), created: !f.existed, state }
+        })
+        .collect();
+    Ok(Some((j, files)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup() -> (tempfile::TempDir, HostRoot) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = HostRoot::new(dir.path());
+        fs::create_dir_all(root.path("/etc/default")).unwrap();
+        fs::write(root.path("/etc/default/grub"), "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"\n").unwrap();
+        fs::set_permissions(root.path("/etc/default/grub"), fs::Permissions::from_mode(0o640)).unwrap();
+        (dir, root)
+    }
+
+    fn changes() -> Changeset {
+        Changeset {
+            files: vec![
+                FileChange {
+                    path: "/etc/default/grub".into(),
+                    after: b"GRUB_CMDLINE_LINUX_DEFAULT=\"quiet iommu=pt\"\n".to_vec(),
+                    why: "cmdline".into(),
+                },
+                FileChange {
+                    path: "/etc/modprobe.d/vfio.conf".into(),
+                    after: b"options vfio-pci ids=10de:1b06\n".to_vec(),
+                    why: "vfio".into(),
+                },
+            ],
+            commands: vec![Command { argv: vec!["true".into()], why: "regenerate".into() }],
+        }
+    }
+
+    fn snapshot(root: &HostRoot) -> (Vec<u8>, u32, bool) {
+        let g = root.path("/etc/default/grub");
+        (
+            fs::read(&g).unwrap(),
+            fs::metadata(&g).unwrap().mode() & 0o7777,
+            root.path("/etc/modprobe.d/vfio.conf").exists(),
+        )
+    }
+
+    #[test]
+    fn apply_is_idempotent_and_rollback_restores_bytes_and_mode() {
+        let (_d, root) = setup();
+        let before = snapshot(&root);
+        let out = apply(&root, &changes(), CommandMode::Live, None, &mut |_| {}).unwrap();
+        assert_eq!(out.written.len(), 2);
+        assert_eq!(
+            fs::read_to_string(root.path("/etc/modprobe.d/vfio.conf")).unwrap(),
+            "options vfio-pci ids=10de:1b06\n"
+        );
+        assert_eq!(fs::metadata(root.path("/etc/default/grub")).unwrap().mode() & 0o7777, 0o640, "mode kept");
+        let (j, files) = status(&root).unwrap().unwrap();
+        assert_eq!(j.state, JournalState::Applied);
+        assert!(files.iter().all(|f| f.state == "unchanged"));
+        // Twice: nothing to do.
+        let again = apply(&root, &changes(), CommandMode::Live, None, &mut |_| {}).unwrap();
+        assert!(again.written.is_empty() && again.journal.is_none());
+        // Someone edits a file: status says so.
+        fs::write(root.path("/etc/default/grub"), "edited\n").unwrap();
+        assert_eq!(status(&root).unwrap().unwrap().1[0].state, "changed since apply");
+        fs::write(root.path("/etc/default/grub"), "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet iommu=pt\"\n").unwrap();
+        rollback(&root, CommandMode::Live, &mut |_| {}).unwrap();
+        assert_eq!(snapshot(&root), before);
+        assert!(matches!(rollback(&root, CommandMode::Live, &mut |_| {}), Err(ApplyError::NothingToRollBack(_))));
+    }
+
+    #[test]
+    fn every_injected_failure_restores_everything() {
+        for fault in [Fault::Write(0), Fault::Write(1), Fault::Command(0)] {
+            let (_d, root) = setup();
+            let before = snapshot(&root);
+            let e = apply(&root, &changes(), CommandMode::Live, Some(fault), &mut |_| {}).unwrap_err();
+            assert!(matches!(e, ApplyError::Restored { .. }), "{fault:?}: {e}");
+            assert_eq!(snapshot(&root), before, "{fault:?}");
+            assert_eq!(Journal::last(&root).unwrap().unwrap().state, JournalState::Failed);
+        }
+    }
+
+    #[test]
+    fn a_failing_command_is_a_failure_too() {
+        let (_d, root) = setup();
+        let before = snapshot(&root);
+        let mut c = changes();
+        c.commands[0].argv = vec!["false".into()];
+        let e = apply(&root, &c, CommandMode::Live, None, &mut |_| {}).unwrap_err();
+        assert!(e.to_string().contains("false exited with 1"), "{e}");
+        assert_eq!(snapshot(&root), before);
+    }
+
+    #[test]
+    fn when_restoring_fails_too_rollback_finishes_the_job() {
+        let (_d, root) = setup();
+        let before = snapshot(&root);
+        let e = apply(&root, &changes(), CommandMode::Live, Some(Fault::Restore(0)), &mut |_| {}).unwrap_err();
+        assert!(matches!(e, ApplyError::Stuck { .. }), "{e}");
+        assert!(e.to_string().contains("vfioctl rollback"));
+        assert_eq!(Journal::last(&root).unwrap().unwrap().state, JournalState::Incomplete);
+        rollback(&root, CommandMode::Live, &mut |_| {}).unwrap();
+        assert_eq!(snapshot(&root), before);
+    }
+
+    #[test]
+    fn commands_outside_a_live_root_are_pending_unless_the_root_holds_them() {
+        let (_d, root) = setup();
+        let r = run::run(&root, CommandMode::Chroot, &["update-initramfs".into(), "-u".into()]);
+        assert!(matches!(r.status, run::Status::Pending(_)), "{r:?}");
+        assert!(r.describe().contains("not inside"));
+    }
+}
