@@ -26,6 +26,12 @@ pub enum Command {
     Check(CheckArgs),
     /// What to reserve, pin and allocate to pass devices to a VM, each decision explained.
     Plan(PlanArgs),
+    /// Write the plan's host configuration as one transaction (see --dry-run).
+    Apply(ApplyArgs),
+    /// Restore the state before the last apply, byte for byte.
+    Rollback(RollbackArgs),
+    /// What the last apply did, and whether its files changed since.
+    Status(StatusArgs),
     /// Pack what vfioctl reads from this host into a directory or .tar.gz for a bug report.
     Snapshot(SnapshotArgs),
 }
@@ -134,4 +140,45 @@ pub fn parse_size_mib(s: &str) -> Result<u64, String> {
         .and_then(|n| n.checked_mul(mult))
         .filter(|n| *n > 0)
         .ok_or_else(|| format!("`{t}` is not a memory size; use e.g. 16G or 16384M"))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BootEntry {
+    /// Edit the default boot entry.
+    Default,
+    /// Add a new entry with the passthrough parameters; the default stays as it was.
+    Separate,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub plan: PlanArgs,
+    /// Show the diff of every file and the commands, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask before changing the host.
+    #[arg(long)]
+    pub yes: bool,
+    #[arg(long, value_enum, default_value = "default")]
+    pub boot_entry: BootEntry,
+    /// Write the files but do not run update-grub, update-initramfs and the like.
+    #[arg(long)]
+    pub no_commands: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RollbackArgs {
+    /// Do not ask.
+    #[arg(long)]
+    pub yes: bool,
+    /// Restore the files but do not rerun the regeneration commands.
+    #[arg(long)]
+    pub no_commands: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
 }

@@ -33,6 +33,12 @@ pub enum CliError {
     Plan(vfioctl_core::plan::PlanError),
     #[error("cannot unpack the snapshot {path}: {err}")]
     Archive { path: std::path::PathBuf, err: std::io::Error },
+    #[error(transparent)]
+    Apply(vfioctl_host::apply::ApplyError),
+    #[error("not asking without a terminal: pass --yes to go ahead (or --dry-run to look first)")]
+    NeedsYes,
+    #[error("this command is not available yet")]
+    NotYet,
     #[error("cannot write output: {0}")]
     Output(#[source] std::io::Error),
 }
@@ -41,6 +47,8 @@ impl CliError {
     pub fn exit_code(&self) -> Exit {
         match self {
             CliError::IommuOff { .. } => Exit::Finding,
+            CliError::Apply(vfioctl_host::apply::ApplyError::NothingToRollBack(_)) => Exit::Finding,
+            CliError::Apply(_) | CliError::NeedsYes | CliError::NotYet => Exit::Env,
             CliError::Plan(vfioctl_core::plan::PlanError::Selector(_) | vfioctl_core::plan::PlanError::NoDevices) => {
                 Exit::Env
             }
@@ -54,6 +62,8 @@ impl CliError {
             CliError::IommuOff { remedy, .. } => Some(remedy.clone()),
             CliError::Host(e) => e.remedy(),
             CliError::Output(_) => None,
+            CliError::Apply(e) => e.remedy(),
+            CliError::NeedsYes | CliError::NotYet => None,
             CliError::Plan(e) => e.remedy(),
             CliError::Selector(_) => Some("see `vfioctl list` for the devices of this host".into()),
             CliError::Archive { .. } => {

@@ -4,6 +4,7 @@ mod check;
 mod list;
 mod plan;
 mod snapshot;
+mod status;
 mod topology;
 
 use vfioctl_host::root::HostRoot;
@@ -31,5 +32,8 @@ pub fn run(cli: &Cli) -> Result<Exit, CliError> {
         Command::Plan(args) => plan::run(&root, args),
         Command::Topology(args) => topology::run(&root, args),
         Command::Snapshot(args) => snapshot::run(&root, args),
+        Command::Rollback(args) => status::rollback(&root, args),
+        Command::Status(args) => status::status(&root, args),
+        Command::Apply(_) => Err(CliError::NotYet),
     }
 }

@@ -1,0 +1,97 @@
+//! `vfioctl status` and `vfioctl rollback`.
+
+use std::io::IsTerminal;
+
+use serde::Serialize;
+use vfioctl_host::apply::{self, CommandMode, FileStatus};
+use vfioctl_host::root::HostRoot;
+
+use crate::cli::{Format, RollbackArgs, StatusArgs};
+use crate::error::{CliError, Exit};
+use crate::output;
+
+#[derive(Debug, Serialize)]
+struct StatusJson<'a> {
+    applied: bool,
+    journal: Option<String>,
+    state: Option<String>,
+    created: Option<u64>,
+    files: &'a [FileStatus],
+    pending_commands: Vec<String>,
+}
+
+pub fn status(root: &HostRoot, args: &StatusArgs) -> Result<Exit, CliError> {
+    let st = apply::status(root).map_err(CliError::Apply)?;
+    let (j, files) = match &st {
+        Some((j, f)) => (Some(j), f.as_slice()),
+        None => (None, &[][..]),
+    };
+    let pending: Vec<String> = j
+        .map(|j| j.results.iter().filter(|r| r.describe().contains("pending")).map(|r| r.argv.join(" ")).collect())
+        .unwrap_or_default();
+    let state = j.map(|j| format!("{:?}", j.state).to_lowercase());
+    match args.format {
+        Format::Json => output::print_json(&StatusJson {
+            applied: j.is_some_and(|j| j.state == apply::JournalState::Applied),
+            journal: j.map(|j| j.host_dir().display().to_string()),
+            state,
+            created: j.map(|j| j.created),
+            files,
+            pending_commands: pending,
+        })?,
+        Format::Text => {
+            let Some(j) = j else {
+                output::print("Nothing applied: no vfioctl journal on this host.\n")?;
+                return Ok(Exit::Ok);
+            };
+            let mut t = format!(
+                "Last apply: {} (journal {}, created {} s after the epoch), state {}\n",
+                j.id,
+                j.host_dir().display(),
+                j.created,
+                state.unwrap_or_default()
+            );
+            for f in files {
+                t.push_str(&format!(
+                    "  {:<45} {}{}\n",
+                    f.path.display(),
+                    f.state,
+                    if f.created { " (created by vfioctl)" } else { "" }
+                ));
+            }
+            for p in &pending {
+                t.push_str(&format!("  pending command: {p}\n"));
+            }
+            if files.iter().any(|f| f.state != "unchanged") {
+                t.push_str("Some files changed since the apply: `vfioctl rollback` restores the state before the apply and discards those changes.\n");
+            }
+            output::print(&t)?;
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+/// Asks on the terminal; without one, the user must pass --yes.
+pub fn confirm(question: &str) -> Result<bool, CliError> {
+    if !std::io::stdin().is_terminal() {
+        return Err(CliError::NeedsYes);
+    }
+    eprint!("{question} [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer).map_err(CliError::Output)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+pub fn rollback(root: &HostRoot, args: &RollbackArgs) -> Result<Exit, CliError> {
+    if !args.yes && !confirm("Restore every file vfioctl changed in its last apply?")? {
+        return Ok(Exit::Finding);
+    }
+    let mode = if args.no_commands { CommandMode::Never } else { CommandMode::for_root(root) };
+    let out = apply::rollback(root, mode, &mut |m| eprintln!("vfioctl: {m}")).map_err(CliError::Apply)?;
+    let mut t = format!("Rolled back: {} files restored.\n", out.written.len());
+    for r in &out.commands {
+        t.push_str(&format!("  {}\n", r.describe()));
+    }
+    output::print(&t)?;
+    Ok(Exit::Ok)
+}
