@@ -37,8 +37,8 @@ pub enum CliError {
     Apply(vfioctl_host::apply::ApplyError),
     #[error("not asking without a terminal: pass --yes to go ahead (or --dry-run to look first)")]
     NeedsYes,
-    #[error("this command is not available yet")]
-    NotYet,
+    #[error(transparent)]
+    Change(vfioctl_host::apply::changes::ChangeError),
     #[error("cannot write output: {0}")]
     Output(#[source] std::io::Error),
 }
@@ -48,7 +48,7 @@ impl CliError {
         match self {
             CliError::IommuOff { .. } => Exit::Finding,
             CliError::Apply(vfioctl_host::apply::ApplyError::NothingToRollBack(_)) => Exit::Finding,
-            CliError::Apply(_) | CliError::NeedsYes | CliError::NotYet => Exit::Env,
+            CliError::Apply(_) | CliError::NeedsYes | CliError::Change(_) => Exit::Env,
             CliError::Plan(vfioctl_core::plan::PlanError::Selector(_) | vfioctl_core::plan::PlanError::NoDevices) => {
                 Exit::Env
             }
@@ -63,7 +63,10 @@ impl CliError {
             CliError::Host(e) => e.remedy(),
             CliError::Output(_) => None,
             CliError::Apply(e) => e.remedy(),
-            CliError::NeedsYes | CliError::NotYet => None,
+            CliError::NeedsYes => None,
+            CliError::Change(_) => {
+                Some("the file is left as it is; edit it by hand, or report it with a `vfioctl snapshot`".into())
+            }
             CliError::Plan(e) => e.remedy(),
             CliError::Selector(_) => Some("see `vfioctl list` for the devices of this host".into()),
             CliError::Archive { .. } => {

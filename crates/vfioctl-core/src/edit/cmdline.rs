@@ -65,7 +65,14 @@ pub fn edit(line: &str, e: &CmdlineEdit) -> String {
             None => match slots.iter().position(|(k, _)| *k == key) {
                 Some(s) => {
                     let (_, at) = slots.remove(s);
-                    tokens.insert(at.min(tokens.len()), new.to_string());
+                    let at = at.min(tokens.len());
+                    tokens.insert(at, new.to_string());
+                    // Later slots at or after this point moved one to the right.
+                    for (_, p) in slots.iter_mut() {
+                        if *p >= at {
+                            *p += 1;
+                        }
+                    }
                 }
                 None => tokens.push(new.to_string()),
             },
@@ -130,6 +137,14 @@ mod tests {
         assert_eq!(out, "root=/dev/x vfio-pci.ids=1002:66af,1002:ab20 cgroup_no_v1=\"all\" rw");
         let out = edit_line("intel_iommu=off quiet", &e(&["intel_iommu=on"], &["intel_iommu=off"]));
         assert_eq!(out, "intel_iommu=on quiet");
+    }
+
+    #[test]
+    fn replacements_keep_their_order() {
+        let edit =
+            e(&["default_hugepagesz=1G", "hugepagesz=1G", "hugepages=16"], &["default_hugepagesz=2M", "hugepagesz=2M"]);
+        let out = edit_line("iommu=pt default_hugepagesz=2M hugepagesz=2M quiet", &edit);
+        assert_eq!(out, "iommu=pt default_hugepagesz=1G hugepagesz=1G quiet hugepages=16");
     }
 
     fn edit_line(s: &str, e: &CmdlineEdit) -> String {

@@ -2,8 +2,28 @@
 //! from the file's current text (or `None` when it does not exist) to its new text:
 //! comments, quoting style and unrelated settings are kept; applying the same change
 //! twice gives the same text as applying it once.
+//!
+//! Kernel command line: [`grub`], [`loader_entry`], [`kernel_cmdline_file`],
+//! [`kernelstub`], [`refind`], [`limine`] (all over a [`CmdlineEdit`], merged by the rules
+//! of [`cmdline::edit`]). Early modules: [`initramfs_tools`], [`mkinitcpio`], [`dracut`],
+//! [`booster`]. Files vfioctl owns: [`owned`].
 
+pub mod booster;
 pub mod cmdline;
+pub mod dracut;
+pub mod grub;
+pub mod initramfs_tools;
+pub mod kernel_cmdline_file;
+pub mod kernelstub;
+pub mod limine;
+pub mod loader_entry;
+pub mod mkinitcpio;
+pub mod owned;
+pub mod refind;
+mod text;
+
+#[cfg(test)]
+mod fuzzgen;
 
 /// Kernel command line parameters to add and remove (a plan's `kernel_cmdline`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

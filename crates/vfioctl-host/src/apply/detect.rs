@@ -108,7 +108,11 @@ pub fn bootloader(root: &HostRoot) -> Option<Bootloader> {
                 })
             })
             .cloned();
-        let grub_bls = root.exists("/etc/default/grub") && (root.exists("/boot/grub2") || has_program(root, "grubby"));
+        // GRUB reads BLS entries too (Fedora, RHEL); systemd-boot has a loader.conf.
+        let grub_bls = root.exists("/etc/default/grub")
+            && (root.exists("/boot/grub2")
+                || has_program(root, "grubby")
+                || !root.exists(format!("{loader}/loader.conf")));
         return Some(Bootloader::LoaderEntries { dir: dir.into(), entries, default, grub_bls });
     }
     if root.exists("/etc/default/grub") {

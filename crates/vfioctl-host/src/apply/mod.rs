@@ -15,6 +15,7 @@
 //! owner) from the journal and reruns the commands; [`status`] compares the files with
 //! what was applied.
 
+pub mod changes;
 pub mod detect;
 mod journal;
 mod run;

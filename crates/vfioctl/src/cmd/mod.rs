@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+mod apply;
 mod check;
 mod list;
 mod plan;
@@ -34,6 +35,6 @@ pub fn run(cli: &Cli) -> Result<Exit, CliError> {
         Command::Snapshot(args) => snapshot::run(&root, args),
         Command::Rollback(args) => status::rollback(&root, args),
         Command::Status(args) => status::status(&root, args),
-        Command::Apply(_) => Err(CliError::NotYet),
+        Command::Apply(args) => apply::run(&root, args),
     }
 }

@@ -106,6 +106,16 @@ fn hugepages(a: HugepagesArg) -> HugepageChoice {
 }
 
 pub fn run(root: &HostRoot, args: &PlanArgs) -> Result<Exit, CliError> {
+    let p = build(root, args)?;
+    match args.format {
+        Format::Json => output::print_json(&p)?,
+        Format::Text => output::print(&render_text(&p))?,
+    }
+    Ok(Exit::Ok)
+}
+
+/// Reads the host and builds the plan the arguments ask for.
+pub fn build(root: &HostRoot, args: &PlanArgs) -> Result<Plan, CliError> {
     let selectors = args
         .devices
         .iter()
@@ -158,10 +168,5 @@ pub fn run(root: &HostRoot, args: &PlanArgs) -> Result<Exit, CliError> {
         hugepages: hugepages(args.hugepages),
         force: args.force,
     };
-    let p = plan::build(&host, &req).map_err(CliError::Plan)?;
-    match args.format {
-        Format::Json => output::print_json(&p)?,
-        Format::Text => output::print(&render_text(&p))?,
-    }
-    Ok(Exit::Ok)
+    plan::build(&host, &req).map_err(CliError::Plan)
 }

@@ -1,0 +1,399 @@
+//! Editing `/etc/default/grub`: the kernel parameters live in `GRUB_CMDLINE_LINUX` (every
+//! entry, recovery included) and `GRUB_CMDLINE_LINUX_DEFAULT` (the normal entries).
+//!
+//! The file is a shell fragment. Only the values of uncommented assignments of those two
+//! keys are touched (`export` prefix allowed), and inside them only the parameters that
+//! change: quoting, line continuations, `$GRUB_CMDLINE_LINUX_DEFAULT` self-references and
+//! trailing comments stay as written.
+//!
+//! - Parameters to remove go from every assignment of either key that holds them.
+//! - A parameter to add that already appears (by name) is edited where it is: in the last
+//!   `GRUB_CMDLINE_LINUX_DEFAULT` if it is there, else in the last assignment of either key
+//!   that has it (so `vfio-pci.ids` in `GRUB_CMDLINE_LINUX` gains ids there).
+//! - Other parameters go to the end of the last `GRUB_CMDLINE_LINUX_DEFAULT`; without one,
+//!   a `GRUB_CMDLINE_LINUX_DEFAULT="…"` line is added after the last `GRUB_CMDLINE_LINUX`
+//!   (or at the end of the file).
+//! - A bare value (`KEY=quiet`) gets double quotes when it needs them; a value mixing
+//!   quoting styles (`"$A"' b'`) is refused when it would have to change.
+//!
+//! `/etc/default/grub.d/*.cfg` files are sourced after this file and may override it; they
+//! are the caller's business (this editor works on any of them alike).
+
+use super::text::{apply, apply_escaped, has_param, param_name, splice};
+use super::{CmdlineEdit, EditError};
+
+const LINUX: &str = "GRUB_CMDLINE_LINUX";
+const DEFAULT: &str = "GRUB_CMDLINE_LINUX_DEFAULT";
+const WHAT: &str = "/etc/default/grub";
+
+/// One uncommented `KEY=value` assignment: the key, the value's raw span (quotes included)
+/// and where its line ends (after the line break).
+#[derive(Debug)]
+struct Assign {
+    key: String,
+    value: (usize, usize),
+    line_next: usize,
+}
+
+fn is_blank(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+/// The end of a double-quoted string whose opening quote is at `i`: the index after the
+/// closing quote, or `None` when it is not closed.
+fn close_double(b: &[u8], i: usize) -> Option<usize> {
+    let mut k = i + 1;
+    while k < b.len() {
+        match b[k] {
+            b'\\' => k += 2,
+            b'"' => return Some(k + 1),
+            _ => k += 1,
+        }
+    }
+    None
+}
+
+fn close_single(b: &[u8], i: usize) -> Option<usize> {
+    b.get(i + 1..)?.iter().position(|&c| c == b'\'').map(|p| i + 1 + p + 1)
+}
+
+/// The end of the shell word starting at `i` (quotes may span lines).
+fn word_end(b: &[u8], mut i: usize, open: &mut bool) -> usize {
+    while i < b.len() {
+        match b[i] {
+            b'"' => i = close_double(b, i).unwrap_or_else(|| eof(b, open)),
+            b'\'' => i = close_single(b, i).unwrap_or_else(|| eof(b, open)),
+            b'\\' => i = (i + 2).min(b.len()),
+            b' ' | b'\t' | b'\n' | b'\r' | b';' | b'&' | b'|' | b'(' | b')' | b'<' | b'>' => return i,
+            _ => i += 1,
+        }
+    }
+    i
+}
+
+/// The start of the next line after `i`, skipping quoted strings and comments.
+fn line_next(b: &[u8], mut i: usize, open: &mut bool) -> usize {
+    let mut word_start = true;
+    while i < b.len() {
+        match b[i] {
+            b'\n' => return i + 1,
+            b'#' if word_start => {
+                return b[i..].iter().position(|&c| c == b'\n').map_or(b.len(), |p| i + p + 1);
+            }
+            b'"' => i = close_double(b, i).unwrap_or_else(|| eof(b, open)),
+            b'\'' => i = close_single(b, i).unwrap_or_else(|| eof(b, open)),
+            b'\\' => i = (i + 2).min(b.len()),
+            c => {
+                word_start = is_blank(c) || c == b';';
+                i += 1;
+                continue;
+            }
+        }
+        word_start = false;
+    }
+    b.len()
+}
+
+/// The end of the text, noting that a quote was left open.
+fn eof(b: &[u8], open: &mut bool) -> usize {
+    *open = true;
+    b.len()
+}
+
+/// Every uncommented assignment, in order; an error when a quote is never closed (the
+/// shell would not read the file, and nothing after it can be found).
+fn scan(text: &str) -> Result<Vec<Assign>, EditError> {
+    let mut open = false;
+    let b = text.as_bytes();
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < b.len() {
+        let mut p = pos;
+        while p < b.len() && is_blank(b[p]) {
+            p += 1;
+        }
+        if b[p..].starts_with(b"export") && b.get(p + 6).is_some_and(|&c| is_blank(c)) {
+            p += 6;
+            while p < b.len() && is_blank(b[p]) {
+                p += 1;
+            }
+        }
+        let ks = p;
+        while p < b.len() && (b[p].is_ascii_alphanumeric() || b[p] == b'_') {
+            p += 1;
+        }
+        let mut value = None;
+        if p > ks && b.get(p) == Some(&b'=') && !b[ks].is_ascii_digit() {
+            let vs = p + 1;
+            let ve = word_end(b, vs, &mut open);
+            value = Some((text[ks..p].to_string(), (vs, ve)));
+            p = ve;
+        }
+        let next = line_next(b, p, &mut open).max(pos + 1);
+        if let Some((key, value)) = value {
+            out.push(Assign { key, value, line_next: next });
+        }
+        pos = next;
+    }
+    if open {
+        return Err(EditError::Unsupported { what: WHAT.into(), reason: "a quote is never closed".into() });
+    }
+    Ok(out)
+}
+
+/// How a value is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Style {
+    Double,
+    Single,
+    Bare,
+    Mixed,
+}
+
+fn style(b: &[u8], (vs, ve): (usize, usize)) -> Style {
+    let raw = &b[vs..ve];
+    match raw.first() {
+        Some(b'"') if close_double(b, vs) == Some(ve) => Style::Double,
+        Some(b'\'') if close_single(b, vs) == Some(ve) => Style::Single,
+        _ if raw.iter().any(|c| matches!(c, b'"' | b'\'' | b'\\' | b'`')) => Style::Mixed,
+        _ => Style::Bare,
+    }
+}
+
+/// Escapes a parameter for a double-quoted shell string (a `$VAR` token already in the
+/// value, such as `$GRUB_CMDLINE_LINUX_DEFAULT`, is kept as written).
+fn unescape_double(s: &str) -> String {
+    let mut out = String::new();
+    let mut it = s.chars().peekable();
+    while let Some(c) = it.next() {
+        match (c, it.peek()) {
+            ('\\', Some(&n)) if matches!(n, '"' | '\\' | '`' | '$') => {
+                out.push(n);
+                it.next();
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+fn escape_double(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        if matches!(c, '"' | '\\' | '`' | '$') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The new raw value, or `None` when the edit leaves it alone.
+fn edit_value(text: &str, a: &Assign, e: &CmdlineEdit) -> Result<Option<String>, EditError> {
+    let (vs, ve) = a.value;
+    let raw = &text[vs..ve];
+    let new = match style(text.as_bytes(), a.value) {
+        Style::Double => {
+            let inner = &raw[1..raw.len() - 1];
+            format!("\"{}\"", apply_escaped(inner, e, true, WHAT, &escape_double, &unescape_double)?)
+        }
+        Style::Single => {
+            let inner = &raw[1..raw.len() - 1];
+            format!(
+                "'{}'",
+                apply_escaped(inner, e, false, WHAT, &|s| s.replace('\'', "'\\''"), &|s| s.replace("'\\''", "'"))?
+            )
+        }
+        Style::Bare => {
+            let v = apply_escaped(raw, e, false, WHAT, &escape_double, &unescape_double)?;
+            let plain = v.chars().all(|c| c.is_ascii_alphanumeric() || "_.,:=/+-@%".contains(c));
+            if v == raw || (plain && !v.is_empty()) {
+                v
+            } else {
+                format!("\"{v}\"")
+            }
+        }
+        Style::Mixed => {
+            if apply(raw, e, false, WHAT).is_ok_and(|v| v == raw) {
+                return Ok(None);
+            }
+            return Err(EditError::Unsupported {
+                what: format!("{} in /etc/default/grub", a.key),
+                reason: format!("its value {raw} mixes quoting styles; edit it by hand"),
+            });
+        }
+    };
+    Ok((new != raw).then_some(new))
+}
+
+/// Applies the kernel command line edit to `/etc/default/grub` (`None`: the file does not
+/// exist, and the result holds only a `GRUB_CMDLINE_LINUX_DEFAULT` line).
+pub fn edit(current: Option<&str>, e: &CmdlineEdit) -> Result<String, EditError> {
+    let text = current.unwrap_or("");
+    let assigns: Vec<Assign> = scan(text)?.into_iter().filter(|a| a.key == LINUX || a.key == DEFAULT).collect();
+    let value = |a: &Assign| {
+        let raw = &text[a.value.0..a.value.1];
+        match style(text.as_bytes(), a.value) {
+            Style::Double | Style::Single => &raw[1..raw.len() - 1],
+            _ => raw,
+        }
+    };
+    let last_default = assigns.iter().rposition(|a| a.key == DEFAULT);
+    let mut adds: Vec<Vec<String>> = vec![Vec::new(); assigns.len()];
+    let mut new_default: Vec<String> = Vec::new();
+    for add in &e.add {
+        let name = param_name(add);
+        let target = last_default
+            .filter(|&i| has_param(value(&assigns[i]), &name))
+            .or_else(|| assigns.iter().rposition(|a| has_param(value(a), &name)))
+            .or(last_default);
+        match target {
+            Some(i) => adds[i].push(add.clone()),
+            None => new_default.push(add.clone()),
+        }
+    }
+    let mut reps = Vec::new();
+    for (a, add) in assigns.iter().zip(adds) {
+        let ed = CmdlineEdit { add, remove: e.remove.clone() };
+        if let Some(new) = edit_value(text, a, &ed)? {
+            reps.push((a.value.0, a.value.1, new));
+        }
+    }
+    let new_default = apply("", &CmdlineEdit { add: new_default, remove: Vec::new() }, false, WHAT)?;
+    if !new_default.is_empty() {
+        let line = format!("{DEFAULT}=\"{}\"\n", escape_double(&new_default));
+        let at = assigns.iter().rposition(|a| a.key == LINUX).map_or(text.len(), |i| assigns[i].line_next);
+        let before = &text[..at];
+        let mut line = if at > 0 && !before.ends_with('\n') { format!("\n{line}") } else { line };
+        let last = before.strip_suffix('\n').unwrap_or(before);
+        if (last.len() - last.trim_end_matches('\\').len()) % 2 == 1 {
+            // The line before ends in a continuation: give it an empty line to continue to.
+            line.insert(0, '\n');
+        }
+        reps.push((at, at, line));
+    }
+    Ok(splice(text, reps))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::edit::fuzzgen;
+
+    fn e(add: &[&str], remove: &[&str]) -> CmdlineEdit {
+        CmdlineEdit {
+            add: add.iter().map(|s| s.to_string()).collect(),
+            remove: remove.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    const DEBIAN: &str = "# If you change this file, run 'update-grub' afterwards to update\n\
+# /boot/grub/grub.cfg.\n\
+# For full documentation of the options in this file, see:\n\
+#   info -f grub -n 'Simple configuration'\n\
+\n\
+GRUB_DEFAULT=0\n\
+GRUB_TIMEOUT=5\n\
+GRUB_DISTRIBUTOR=`lsb_release -i -s 2> /dev/null || echo Debian`\n\
+GRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"\n\
+GRUB_CMDLINE_LINUX=\"\"\n\
+\n\
+# Uncomment to enable BadRAM filtering, modify to suit your needs\n\
+#GRUB_BADRAM=\"0x01234567,0xfefefefe,0x89abcdef,0xefefefef\"\n\
+\n\
+# Uncomment to get a beep at grub start\n\
+#GRUB_INIT_TUNE=\"480 440 1\"\n";
+
+    const FEDORA: &str = "GRUB_TIMEOUT=5\n\
+GRUB_DISTRIBUTOR=\"$(sed 's, release .*$,,g' /etc/system-release)\"\n\
+GRUB_DEFAULT=saved\n\
+GRUB_DISABLE_SUBMENU=true\n\
+GRUB_TERMINAL_OUTPUT=\"console\"\n\
+GRUB_CMDLINE_LINUX=\"rd.lvm.lv=fedora/root rd.lvm.lv=fedora/swap \\\n    rhgb quiet vfio-pci.ids=10de:1b06\"\n\
+GRUB_DISABLE_RECOVERY=\"true\"\n\
+GRUB_ENABLE_BLSCFG=true\n";
+
+    fn twice(text: Option<&str>, ed: &CmdlineEdit) -> String {
+        let once = edit(text, ed).unwrap();
+        assert_eq!(edit(Some(&once), ed).unwrap(), once, "not idempotent");
+        once
+    }
+
+    #[test]
+    fn debian_default_gains_parameters() {
+        let ed = e(&["amd_iommu=on", "iommu=pt", "vfio-pci.ids=10de:1b06,10de:10ef"], &[]);
+        let out = twice(Some(DEBIAN), &ed);
+        assert_eq!(
+            out,
+            DEBIAN.replace(
+                "_DEFAULT=\"quiet\"",
+                "_DEFAULT=\"quiet amd_iommu=on iommu=pt vfio-pci.ids=10de:1b06,10de:10ef\""
+            )
+        );
+    }
+
+    #[test]
+    fn fedora_linux_keeps_continuation_and_merges_ids_there() {
+        let ed = e(&["intel_iommu=on", "iommu=pt", "vfio-pci.ids=10de:1b06,10de:10ef"], &["rhgb"]);
+        let out = twice(Some(FEDORA), &ed);
+        assert_eq!(
+            out,
+            FEDORA
+                .replace("    rhgb quiet vfio-pci.ids=10de:1b06\"", "    quiet vfio-pci.ids=10de:1b06,10de:10ef\"")
+                .replace(
+                    "GRUB_DISABLE_RECOVERY",
+                    "GRUB_CMDLINE_LINUX_DEFAULT=\"intel_iommu=on iommu=pt\"\nGRUB_DISABLE_RECOVERY"
+                )
+        );
+    }
+
+    #[test]
+    fn last_uncommented_assignment_quotes_exports_and_comments() {
+        let text = "#GRUB_CMDLINE_LINUX_DEFAULT=\"quiet splash\"\n\
+                    GRUB_CMDLINE_LINUX_DEFAULT='quiet'\n\
+                    export GRUB_CMDLINE_LINUX_DEFAULT='$GRUB_CMDLINE_LINUX_DEFAULT splash' # keep me\n\
+                    GRUB_CMDLINE_LINUX=\"intel_iommu=off\"\n";
+        let out = twice(Some(text), &e(&["intel_iommu=on", "iommu=pt"], &["intel_iommu=off"]));
+        assert_eq!(
+            out,
+            "#GRUB_CMDLINE_LINUX_DEFAULT=\"quiet splash\"\n\
+             GRUB_CMDLINE_LINUX_DEFAULT='quiet'\n\
+             export GRUB_CMDLINE_LINUX_DEFAULT='$GRUB_CMDLINE_LINUX_DEFAULT splash iommu=pt' # keep me\n\
+             GRUB_CMDLINE_LINUX=\"intel_iommu=on\"\n"
+        );
+    }
+
+    #[test]
+    fn bare_values_and_missing_default() {
+        let out = twice(Some("GRUB_CMDLINE_LINUX_DEFAULT=quiet\n"), &e(&["iommu=pt"], &[]));
+        assert_eq!(out, "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet iommu=pt\"\n");
+        let out = twice(Some("GRUB_CMDLINE_LINUX_DEFAULT=\nGRUB_X=1"), &e(&["iommu=pt"], &[]));
+        assert_eq!(out, "GRUB_CMDLINE_LINUX_DEFAULT=iommu=pt\nGRUB_X=1");
+        let out = twice(Some("GRUB_TIMEOUT=5"), &e(&["iommu=pt", "a=\"b c\""], &[]));
+        assert_eq!(out, "GRUB_TIMEOUT=5\nGRUB_CMDLINE_LINUX_DEFAULT=\"iommu=pt a=\\\"b c\\\"\"\n");
+        assert_eq!(twice(None, &e(&["iommu=pt"], &[])), "GRUB_CMDLINE_LINUX_DEFAULT=\"iommu=pt\"\n");
+        assert_eq!(twice(Some(DEBIAN), &e(&[], &["nothing"])), DEBIAN);
+    }
+
+    #[test]
+    fn guide_file_and_mixed_quotes() {
+        let guide = "GRUB_CMDLINE_LINUX_DEFAULT=\"amd_iommu=on iommu=pt kvm_amd.npt=1 rd.modules-load=vfio-pci\"\n\
+                     GRUB_CMDLINE_LINUX=\"\"\n";
+        assert_eq!(twice(Some(guide), &e(&["amd_iommu=on", "iommu=pt"], &[])), guide);
+        let mixed = "GRUB_CMDLINE_LINUX_DEFAULT=\"$X\"' quiet'\n";
+        assert!(edit(Some(mixed), &e(&["iommu=pt"], &[])).is_err());
+        assert_eq!(edit(Some(mixed), &e(&[], &["absent"])).unwrap(), mixed);
+    }
+
+    #[test]
+    fn never_panics() {
+        let words = ["GRUB_CMDLINE_LINUX_DEFAULT=", "GRUB_CMDLINE_LINUX=", "export ", "quiet", "a=x", "iommu=pt"];
+        for s in fuzzgen::strings(0x9e3779b97f4a7c15, 3000, 24, &words) {
+            for ed in fuzzgen::edits() {
+                if let Ok(once) = edit(Some(&s), &ed) {
+                    assert_eq!(edit(Some(&once), &ed).as_deref(), Ok(once.as_str()), "{s:?} {ed:?}");
+                }
+            }
+        }
+    }
+}

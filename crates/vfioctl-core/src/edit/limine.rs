@@ -1,0 +1,303 @@
+//! Editing `limine.conf` (Limine 8 syntax): global `key: value` lines, then entries
+//! opened by `/Name` lines (`//Name` for a sub-entry, `/+Name` for an expanded
+//! directory), each with indented `key: value` lines such as `protocol: linux`,
+//! `path: boot():/vmlinuz-linux` and `cmdline: …` (also spelled `kernel_cmdline:`).
+//!
+//! [`edit`] changes the command line of the default entry: the one `default_entry:`
+//! names (1-based, counting every `/` line in file order, as Limine's menu does), else the
+//! first; when that is not a Linux entry (a directory), the first Linux entry after it.
+//! An entry without a `cmdline:` gets one after its last line. [`separate_entry`]
+//! instead puts a copy of the default entry right after it, named `… (vfioctl
+//! passthrough)`, with the edited command line.
+
+use super::text::{apply, lines, splice, Line};
+use super::{CmdlineEdit, EditError};
+
+/// What [`separate_entry`] appends to the copy's name.
+pub const SEPARATE_SUFFIX: &str = " (vfioctl passthrough)";
+
+fn err(reason: impl Into<String>) -> EditError {
+    EditError::Unsupported { what: "limine.conf".into(), reason: reason.into() }
+}
+
+#[derive(Debug)]
+struct Entry {
+    /// Index of the `/Name` line.
+    line: usize,
+    /// The slashes (and `+`) before the name.
+    prefix: String,
+    name: String,
+    /// One past the last line of the entry's own block (the next `/` line).
+    end: usize,
+}
+
+/// `key: value` (or `key=value`): the lower-cased key and the value's start.
+fn key_value(text: &str, l: &Line) -> Option<(String, usize)> {
+    let line = &text[l.start..l.end];
+    let body = line.trim_start();
+    if body.starts_with('#') || body.starts_with('/') {
+        return None;
+    }
+    let k = body.find([':', '='])?;
+    let key = body[..k].trim();
+    if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return None;
+    }
+    let after = &body[k + 1..];
+    let vs = l.end - after.trim_start_matches([' ', '\t']).len();
+    Some((key.to_ascii_lowercase(), vs))
+}
+
+fn entries(text: &str, ls: &[Line]) -> Vec<Entry> {
+    let mut out: Vec<Entry> = Vec::new();
+    for (i, l) in ls.iter().enumerate() {
+        let body = text[l.start..l.end].trim_start();
+        if !body.starts_with('/') {
+            continue;
+        }
+        let slashes = body.len() - body.trim_start_matches('/').len();
+        let plus = usize::from(body[slashes..].starts_with('+'));
+        if let Some(last) = out.last_mut() {
+            last.end = i;
+        }
+        out.push(Entry {
+            line: i,
+            prefix: body[..slashes + plus].to_string(),
+            name: body[slashes + plus..].to_string(),
+            end: ls.len(),
+        });
+    }
+    out
+}
+
+fn is_linux(text: &str, ls: &[Line], e: &Entry) -> bool {
+    ls[e.line + 1..e.end].iter().filter_map(|l| key_value(text, l)).any(|(k, v)| {
+        (k == "protocol"
+            && text[v..ls.iter().find(|x| x.start <= v && v <= x.end).map_or(v, |x| x.end)].trim() == "linux")
+            || k == "cmdline"
+            || k == "kernel_cmdline"
+    })
+}
+
+/// The index (in `entries`) of the entry to edit.
+fn default_entry(text: &str, ls: &[Line], all: &[Entry]) -> Result<usize, EditError> {
+    let first_entry_line = all.first().map_or(ls.len(), |e| e.line);
+    let mut start = 0;
+    for l in &ls[..first_entry_line] {
+        if let Some((k, v)) = key_value(text, l) {
+            if k == "default_entry" {
+                start = text[v..l.end].trim().parse::<usize>().unwrap_or(1).saturating_sub(1);
+            }
+        }
+    }
+    if all.is_empty() {
+        return Err(err("no entry in the file"));
+    }
+    let start = start.min(all.len() - 1);
+    (start..all.len()).find(|&i| is_linux(text, ls, &all[i])).ok_or_else(|| {
+        err(format!("entry {} ({}) and the ones after it are not Linux entries", start + 1, all[start].name))
+    })
+}
+
+/// The replacements that apply `e` to the command line of entry `en`.
+fn edit_entry(text: &str, ls: &[Line], en: &Entry, e: &CmdlineEdit) -> Result<Vec<(usize, usize, String)>, EditError> {
+    let block = &ls[en.line + 1..en.end];
+    let cmd = block
+        .iter()
+        .filter_map(|l| key_value(text, l).map(|kv| (l, kv)))
+        .rfind(|(_, (k, _))| k == "cmdline" || k == "kernel_cmdline");
+    if let Some((l, (_, vs))) = cmd {
+        let new = apply(&text[vs..l.end], e, false, "limine.conf")?;
+        return Ok(if new == text[vs..l.end] { Vec::new() } else { vec![(vs, l.end, new)] });
+    }
+    let new = apply("", e, false, "limine.conf")?;
+    if new.is_empty() {
+        return Ok(Vec::new());
+    }
+    let last = block.iter().rfind(|l| key_value(text, l).is_some());
+    let indent = last.map_or("    ", |l| {
+        let line = &text[l.start..l.end];
+        &line[..line.len() - line.trim_start().len()]
+    });
+    let after = last.unwrap_or(&ls[en.line]);
+    let mut line = format!("{indent}cmdline: {new}\n");
+    if after.next == after.end {
+        line.insert(0, '\n');
+    }
+    Ok(vec![(after.next, after.next, line)])
+}
+
+/// Applies the kernel command line edit to the default entry. `None` (no file) is an error.
+pub fn edit(current: Option<&str>, e: &CmdlineEdit) -> Result<String, EditError> {
+    let text = current.ok_or_else(|| err("the file does not exist"))?;
+    let ls = lines(text);
+    let all = entries(text, &ls);
+    let i = default_entry(text, &ls, &all)?;
+    Ok(splice(text, edit_entry(text, &ls, &all[i], e)?))
+}
+
+/// Puts a copy of the default entry, named `<name> (vfioctl passthrough)` and with the
+/// edited command line, right after it. When that copy exists already, its command line
+/// is edited instead.
+pub fn separate_entry(current: &str, e: &CmdlineEdit) -> Result<String, EditError> {
+    let ls = lines(current);
+    let all = entries(current, &ls);
+    let i = default_entry(current, &ls, &all)?;
+    let en = &all[i];
+    let name = format!("{}{SEPARATE_SUFFIX}", en.name.trim_end());
+    if let Some(copy) = all.iter().find(|x| x.name.trim_end() == name) {
+        return Ok(splice(current, edit_entry(current, &ls, copy, e)?));
+    }
+    // The entry's own lines, without trailing blank or comment lines.
+    let mut last = en.line;
+    for (k, l) in ls.iter().enumerate().take(en.end).skip(en.line + 1) {
+        if key_value(current, l).is_some() {
+            last = k;
+        }
+    }
+    let head = &ls[en.line];
+    let indent = &current[head.start..head.end]
+        [..current[head.start..head.end].len() - current[head.start..head.end].trim_start().len()];
+    let mut copy = format!("{indent}{}{name}\n", en.prefix);
+    for l in &ls[en.line + 1..=last] {
+        copy.push_str(&current[l.start..l.end]);
+        copy.push('\n');
+    }
+    let cls = lines(&copy);
+    let centries = entries(&copy, &cls);
+    let copy = match centries.first() {
+        Some(c) => splice(&copy, edit_entry(&copy, &cls, c, e)?),
+        None => copy,
+    };
+    let at = ls[last].next;
+    let blank = ls.get(last + 1).is_some_and(|l| l.start == l.end);
+    let mut insert = String::new();
+    if ls[last].next == ls[last].end {
+        insert.push('\n');
+    }
+    if blank {
+        insert.push('\n');
+        insert.push_str(&copy);
+    } else {
+        insert.push_str(&copy);
+    }
+    Ok(splice(current, vec![(at, at, insert)]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::edit::fuzzgen;
+
+    fn e(add: &[&str], remove: &[&str]) -> CmdlineEdit {
+        CmdlineEdit {
+            add: add.iter().map(|s| s.to_string()).collect(),
+            remove: remove.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    const CACHYOS: &str = r#"timeout: 5
+default_entry: 2
+# interface_branding: CachyOS
+
+/+CachyOS
+    comment: CachyOS kernels
+
+//linux-cachyos
+    protocol: linux
+    kernel_path: boot():/vmlinuz-linux-cachyos
+    kernel_cmdline: quiet nowatchdog splash rw rootflags=subvol=/@ root=UUID=7d1e
+    module_path: boot():/initramfs-linux-cachyos.img
+
+//linux-cachyos-lts
+    protocol: linux
+    kernel_path: boot():/vmlinuz-linux-cachyos-lts
+    kernel_cmdline: quiet nowatchdog splash rw rootflags=subvol=/@ root=UUID=7d1e
+    module_path: boot():/initramfs-linux-cachyos-lts.img
+"#;
+
+    const ARCH: &str = r#"timeout: 3
+
+/Arch Linux
+    protocol: linux
+    path: boot():/vmlinuz-linux
+    cmdline: root=UUID=5e6f rw
+    module_path: boot():/initramfs-linux.img
+
+/Arch Linux (fallback)
+    protocol: linux
+    path: boot():/vmlinuz-linux
+    cmdline: root=UUID=5e6f rw
+    module_path: boot():/initramfs-linux-fallback.img
+"#;
+
+    fn twice(text: &str, ed: &CmdlineEdit) -> String {
+        let once = edit(Some(text), ed).unwrap();
+        assert_eq!(edit(Some(&once), ed).unwrap(), once, "not idempotent");
+        once
+    }
+
+    #[test]
+    fn first_entry_and_default_entry() {
+        let ed = e(&["amd_iommu=on", "iommu=pt"], &[]);
+        assert_eq!(twice(ARCH, &ed), ARCH.replacen("rw\n", "rw amd_iommu=on iommu=pt\n", 1));
+        // default_entry 2 is the first kernel inside the CachyOS directory.
+        assert_eq!(
+            twice(CACHYOS, &e(&["iommu=pt"], &["splash"])),
+            CACHYOS.replacen("nowatchdog splash rw", "nowatchdog rw", 1).replacen(
+                "UUID=7d1e\n",
+                "UUID=7d1e iommu=pt\n",
+                1
+            )
+        );
+        let third = CACHYOS.replace("default_entry: 2", "default_entry: 3");
+        let out = twice(&third, &e(&["iommu=pt"], &[]));
+        assert!(
+            out.ends_with("UUID=7d1e iommu=pt\n    module_path: boot():/initramfs-linux-cachyos-lts.img\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn entry_without_cmdline() {
+        let text = "/Linux\n    protocol: linux\n    path: boot():/vmlinuz\n";
+        assert_eq!(twice(text, &e(&["iommu=pt"], &[])), format!("{text}    cmdline: iommu=pt\n"));
+        let text = "/Linux\n  protocol: linux";
+        assert_eq!(twice(text, &e(&["iommu=pt"], &[])), "/Linux\n  protocol: linux\n  cmdline: iommu=pt\n");
+        assert!(edit(Some("timeout: 3\n"), &e(&["x"], &[])).is_err());
+        assert!(edit(Some("/EFI\n    protocol: efi\n"), &e(&["x"], &[])).is_err());
+    }
+
+    #[test]
+    fn separate_copy_after_the_default() {
+        let ed = e(&["iommu=pt"], &[]);
+        let out = separate_entry(ARCH, &ed).unwrap();
+        assert_eq!(
+            out,
+            ARCH.replacen(
+                "\n/Arch Linux (fallback)",
+                "\n/Arch Linux (vfioctl passthrough)\n    protocol: linux\n    path: boot():/vmlinuz-linux\n    cmdline: root=UUID=5e6f rw iommu=pt\n    module_path: boot():/initramfs-linux.img\n\n/Arch Linux (fallback)",
+                1
+            )
+        );
+        assert_eq!(separate_entry(&out, &ed).unwrap(), out);
+        let out = separate_entry(CACHYOS, &ed).unwrap();
+        assert!(out.contains(
+            "\n\n//linux-cachyos (vfioctl passthrough)\n    protocol: linux\n    kernel_path: boot():/vmlinuz-linux-cachyos\n    kernel_cmdline: quiet nowatchdog splash rw rootflags=subvol=/@ root=UUID=7d1e iommu=pt\n"
+        ), "{out}");
+        assert_eq!(separate_entry(&out, &ed).unwrap(), out);
+    }
+
+    #[test]
+    fn never_panics() {
+        let words = ["/", "//", "protocol: linux\n", "cmdline: ", "default_entry: 2\n", "  ", "quiet", "a=x"];
+        for s in fuzzgen::strings(19, 3000, 24, &words) {
+            for ed in fuzzgen::edits() {
+                if let Ok(once) = edit(Some(&s), &ed) {
+                    assert_eq!(edit(Some(&once), &ed).as_deref(), Ok(once.as_str()), "{s:?} {ed:?}");
+                }
+                let _ = separate_entry(&s, &ed);
+            }
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! `vfioctl apply`: the plan's host configuration as one transaction.
+
+use similar::TextDiff;
+use vfioctl_host::apply::{self, changes, CommandMode, Fault};
+use vfioctl_host::root::HostRoot;
+
+use super::plan;
+use crate::cli::{ApplyArgs, BootEntry};
+use crate::error::{CliError, Exit};
+use crate::output;
+
+/// Unified diffs of every changing file, then the commands.
+pub fn render_changes(root: &HostRoot, prepared: &changes::Prepared, mode: CommandMode) -> String {
+    let mut out = String::new();
+    for f in apply::pending(root, &prepared.changes) {
+        let before = apply::current(root, &f.path).map(|b| String::from_utf8_lossy(&b).into_owned());
+        let after = String::from_utf8_lossy(&f.after).into_owned();
+        let old_name = match before {
+            Some(_) => format!("a{}", f.path.display()),
+            None => "/dev/null".to_string(),
+        };
+        let diff = TextDiff::from_lines(before.as_deref().unwrap_or(""), &after);
+        out.push_str(&format!("# {}: {}\n", f.path.display(), f.why));
+        out.push_str(
+            &diff.unified_diff().context_radius(3).header(&old_name, &format!("b{}", f.path.display())).to_string(),
+        );
+    }
+    if !prepared.changes.commands.is_empty() {
+        out.push_str(match mode {
+            CommandMode::Live => "\nThen it runs:\n",
+            CommandMode::Chroot => {
+                "\nThen it runs, inside the root (chroot) when the root holds them, else lists them for you:\n"
+            }
+            CommandMode::Never => "\nThese commands are left for you to run:\n",
+        });
+        for c in &prepared.changes.commands {
+            out.push_str(&format!("  {}   # {}\n", c.argv.join(" "), c.why));
+        }
+    }
+    for n in &prepared.notes {
+        out.push_str(&format!("\nNote: {n}\n"));
+    }
+    out
+}
+
+pub fn run(root: &HostRoot, args: &ApplyArgs) -> Result<Exit, CliError> {
+    let p = plan::build(root, &args.plan)?;
+    for w in &p.warnings {
+        eprintln!("vfioctl: warning: {w}");
+    }
+    let prepared = changes::prepare(root, &p, args.boot_entry == BootEntry::Separate).map_err(CliError::Change)?;
+    let mode = if args.no_commands { CommandMode::Never } else { CommandMode::for_root(root) };
+    if apply::pending(root, &prepared.changes).is_empty() {
+        output::print("Nothing to do: this host already has the plan's configuration.\n")?;
+        return Ok(Exit::Ok);
+    }
+    let text = render_changes(root, &prepared, mode);
+    output::print(&format!(
+        "Boot loader: {}; initramfs: {}\n\n{text}",
+        prepared.bootloader.as_deref().unwrap_or("none"),
+        prepared.initramfs.as_deref().unwrap_or("none")
+    ))?;
+    if args.dry_run {
+        return Ok(Exit::Ok);
+    }
+    if !args.yes && !super::status::confirm("Apply these changes?")? {
+        eprintln!("vfioctl: nothing changed");
+        return Ok(Exit::Finding);
+    }
+    // Test hook: VFIOCTL_FAULT=write:N|crash:N|command:N|restore:N.
+    let fault = std::env::var("VFIOCTL_FAULT").ok().and_then(|f| f.parse::<Fault>().ok());
+    let out = apply::apply(root, &prepared.changes, mode, fault, &mut |m| eprintln!("vfioctl: {m}"))
+        .map_err(CliError::Apply)?;
+    let mut t = format!(
+        "\nApplied: {} files written; journal {}.\n",
+        out.written.len(),
+        out.journal.as_ref().map(|j| j.display().to_string()).unwrap_or_default()
+    );
+    for r in &out.commands {
+        t.push_str(&format!("  {}\n", r.describe()));
+    }
+    t.push_str("Reboot, then check with `vfioctl check gpu`. `vfioctl rollback` undoes all of this.\n");
+    output::print(&t)?;
+    Ok(Exit::Ok)
+}
