@@ -70,7 +70,9 @@ pub fn edit(current: Option<&str>, e: &CmdlineEdit) -> Result<String, EditError>
     for (&(a, b), add) in spans.iter().zip(adds) {
         let new = apply(&text[a..b], &CmdlineEdit { add, remove: e.remove.clone() }, false, WHAT)?;
         if new != text[a..b] {
-            reps.push((a, b, new));
+            // A bare `options` line needs a space before its first parameter.
+            let sep = if a == b && !text[..a].ends_with([' ', '\t']) && !new.is_empty() { " " } else { "" };
+            reps.push((a, b, format!("{sep}{new}")));
         }
     }
     let out = splice(text, reps);
@@ -159,6 +161,7 @@ grub_class fedora\n";
         let text = "title Linux\r\noptions  root=/dev/sda2 vfio-pci.ids=1002:66af\r\noptions quiet\r\n";
         let out = twice(text, &e(&["iommu=pt", "vfio-pci.ids=1002:ab20"], &["root=/dev/sda2"]));
         assert_eq!(out, "title Linux\r\noptions  vfio-pci.ids=1002:66af,1002:ab20\r\noptions quiet iommu=pt\r\n");
+        assert_eq!(twice("options\n", &e(&["iommu=pt"], &[])), "options iommu=pt\n");
         let out = twice("title X\nlinux /vmlinuz", &e(&["iommu=pt"], &[]));
         assert_eq!(out, "title X\nlinux /vmlinuz\noptions iommu=pt\n");
     }

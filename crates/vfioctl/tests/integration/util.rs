@@ -51,15 +51,31 @@ fn finish(out: Output) -> Run {
 
 /// Runs vfioctl with `--root ROOT` and the arguments (names from [`ids_file`]).
 pub fn vfioctl(root: &Path, args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_vfioctl"))
-        .arg("--root")
+    vfioctl_env(root, args, &[])
+}
+
+/// [`vfioctl`] with extra environment variables.
+pub fn vfioctl_env(root: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vfioctl"));
+    cmd.arg("--root")
         .arg(root)
         .args(args)
         .env_remove("VFIOCTL_ROOT")
-        .env("VFIOCTL_PCI_IDS", ids_file())
-        .output()
-        .expect("run vfioctl");
-    finish(out)
+        .env_remove("VFIOCTL_FAULT")
+        .env("VFIOCTL_PCI_IDS", ids_file());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    finish(cmd.output().expect("run vfioctl"))
+}
+
+/// A private copy of an example host, to change.
+pub fn copy_host(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dst = tmp.path().join(name);
+    let ok = Command::new("cp").arg("-a").arg(example_host(name)).arg(&dst).status().expect("cp");
+    assert!(ok.success());
+    (tmp, dst)
 }
 
 /// Runs an oracle tool; a missing tool is a test failure that says how to install it.

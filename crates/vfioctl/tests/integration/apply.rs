@@ -1,0 +1,150 @@
+//! `vfioctl apply`, `rollback`, `status`: diffs per boot loader and initramfs builder, the
+//! transaction under injected faults, idempotence.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::util::{copy_host, vfioctl, vfioctl_env};
+
+const PLAN: &[&str] = &["gpu", "--vcpus", "8", "--memory", "16G", "--hugepages", "2M"];
+
+fn args<'a>(cmd: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec![cmd];
+    v.extend_from_slice(PLAN);
+    v.extend_from_slice(extra);
+    v
+}
+
+/// Every file under the root's etc and boot with its bytes and mode.
+fn tree(root: &Path) -> BTreeMap<PathBuf, (Vec<u8>, u32)> {
+    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, (Vec<u8>, u32)>) {
+        let Ok(rd) = fs::read_dir(dir) else { return };
+        for e in rd.flatten() {
+            let p = e.path();
+            let m = fs::symlink_metadata(&p).expect("metadata");
+            if m.is_dir() {
+                walk(base, &p, out);
+            } else if m.is_file() {
+                out.insert(p.strip_prefix(base).expect("under").to_path_buf(), (fs::read(&p).expect("read"), m.mode()));
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    for d in ["etc", "boot"] {
+        walk(root, &root.join(d), &mut out);
+    }
+    out
+}
+
+#[test]
+fn apply_then_rollback_is_byte_for_byte_and_twice_is_nothing() {
+    let (_t, root) = copy_host("r2600x");
+    let before = tree(&root);
+    let run = vfioctl(&root, &args("apply", &["--yes"]));
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("Applied: 3 files written"), "{}", run.stdout);
+    assert!(run.stdout.contains("pending"), "commands are not run outside the root: {}", run.stdout);
+    let grub = fs::read_to_string(root.join("etc/default/grub")).expect("grub");
+    assert!(grub.contains("vfio-pci.ids=10de:1b06,10de:10ef\""), "{grub}");
+    let status = vfioctl(&root, &["status", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&status.stdout).expect("json");
+    assert_eq!(v["applied"], true);
+    assert!(v["files"].as_array().expect("files").iter().all(|f| f["state"] == "unchanged"));
+    let again = vfioctl(&root, &args("apply", &["--yes"]));
+    assert_eq!(again.code, 0);
+    assert!(again.stdout.starts_with("Nothing to do"), "{}", again.stdout);
+    let run = vfioctl(&root, &["rollback", "--yes"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(tree(&root), before);
+}
+
+#[test]
+fn dry_run_changes_nothing_and_without_yes_it_refuses_to_ask_a_pipe() {
+    let (_t, root) = copy_host("r2600x");
+    let before = tree(&root);
+    let run = vfioctl(&root, &args("apply", &["--dry-run"]));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("+++ b/etc/default/grub"), "{}", run.stdout);
+    let run = vfioctl(&root, &args("apply", &[]));
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("pass --yes"), "{}", run.stderr);
+    assert_eq!(tree(&root), before);
+}
+
+/// Each step of the transaction fails in turn, the process is killed between writes:
+/// afterwards (with `rollback` where the apply could not finish by itself) every file is
+/// as it was, byte for byte.
+#[test]
+fn every_fault_leaves_the_host_as_it_was() {
+    for fault in ["write:0", "write:1", "command:0", "restore:0", "crash:0", "crash:1"] {
+        let (_t, root) = copy_host("r2600x");
+        let before = tree(&root);
+        let run = vfioctl_env(&root, &args("apply", &["--yes", "--no-commands"]), &[("VFIOCTL_FAULT", fault)]);
+        assert_ne!(run.code, 0, "{fault}: {}", run.stdout);
+        if fault.starts_with("crash") || fault.starts_with("restore") {
+            assert_ne!(tree(&root), before, "{fault}: the fault left a half-applied host to repair");
+            let rb = vfioctl(&root, &["rollback", "--yes", "--no-commands"]);
+            assert_eq!(rb.code, 0, "{fault}: {}", rb.stderr);
+        } else if fault != "command:0" {
+            assert!(run.stderr.contains("every file was restored"), "{fault}: {}", run.stderr);
+        }
+        assert_eq!(tree(&root), before, "{fault}");
+    }
+}
+
+/// A derived host: r2600x with its boot loader or initramfs configuration replaced.
+fn derived(remove: &[&str], files: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf) {
+    let (t, root) = copy_host("r2600x");
+    for r in remove {
+        let p = root.join(r);
+        if p.is_dir() {
+            fs::remove_dir_all(&p).expect("rm dir");
+        } else {
+            fs::remove_file(&p).expect("rm");
+        }
+    }
+    for (path, text) in files {
+        let p = root.join(path.trim_start_matches('/'));
+        fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        fs::write(p, text).expect("write");
+    }
+    (t, root)
+}
+
+const MKINITCPIO: &str = "# vim:set ft=sh\n# MODULES\nMODULES=()\n\nBINARIES=()\nFILES=()\nHOOKS=(base udev autodetect microcode modconf kms keyboard keymap consolefont block filesystems fsck)\n";
+const KERNELSTUB: &str = "{\n    \"default\": {\n        \"kernel_options\": [\n            \"quiet\",\n            \"splash\"\n        ],\n        \"esp_path\": \"/boot/efi\",\n        \"setup_loader\": false,\n        \"manage_mode\": false,\n        \"force_update\": false,\n        \"live_mode\": false,\n        \"config_rev\": 3\n    },\n    \"user\": {\n        \"kernel_options\": [\n            \"quiet\",\n            \"loglevel=0\",\n            \"systemd.show_status=false\",\n            \"splash\"\n        ],\n        \"esp_path\": \"/boot/efi\",\n        \"setup_loader\": true,\n        \"manage_mode\": true,\n        \"force_update\": false,\n        \"live_mode\": false,\n        \"config_rev\": 3\n    }\n}\n";
+
+#[test]
+fn diffs_for_every_boot_loader_and_initramfs_builder() {
+    let grub = "etc/default/grub";
+    let itools = "etc/initramfs-tools";
+    let cases: Vec<(&str, Vec<&str>, Vec<(&str, &str)>, Vec<&str>)> = vec![
+        ("grub-initramfs-tools", vec![], vec![], vec![]),
+        ("kernel-cmdline-dracut", vec![grub, itools], vec![("/etc/kernel/cmdline", "root=UUID=1234 rw quiet amd_iommu=on\n"), ("/etc/dracut.conf.d/10-local.conf", "hostonly=\"yes\"\n")], vec![]),
+        ("kernelstub-initramfs-tools", vec![grub], vec![("/etc/kernelstub/configuration", KERNELSTUB)], vec![]),
+        ("refind-mkinitcpio", vec![grub, itools], vec![("/boot/refind_linux.conf", "\"Boot with standard options\"  \"rw root=UUID=1234 quiet\"\n\"Boot to single-user mode\"    \"rw root=UUID=1234 single\"\n"), ("/etc/mkinitcpio.conf", MKINITCPIO)], vec![]),
+        ("refind-separate", vec![grub, itools], vec![("/boot/refind_linux.conf", "\"Boot with standard options\"  \"rw root=UUID=1234 quiet\"\n")], vec!["--boot-entry", "separate"]),
+        ("limine-booster", vec![grub, itools], vec![("/boot/limine.conf", "timeout: 5\n\n/Arch Linux\n    protocol: linux\n    kernel_path: boot():/vmlinuz-linux\n    cmdline: root=UUID=1234 rw quiet\n    module_path: boot():/initramfs-linux.img\n"), ("/etc/booster.yaml", "compression: zstd\n")], vec![]),
+        ("systemd-boot-separate", vec![grub, itools], vec![("/boot/loader/loader.conf", "default arch.conf\ntimeout 3\n"), ("/boot/loader/entries/arch.conf", "title   Arch Linux\nlinux   /vmlinuz-linux\ninitrd  /initramfs-linux.img\noptions root=UUID=1234 rw\n"), ("/etc/mkinitcpio.conf", MKINITCPIO)], vec!["--boot-entry", "separate"]),
+        ("fedora-bls-dracut", vec![itools], vec![("/boot/loader/entries/abc-6.8.5-301.fc40.x86_64.conf", "title Fedora Linux (6.8.5-301.fc40.x86_64) 40 (Workstation Edition)\nversion 6.8.5-301.fc40.x86_64\nlinux /vmlinuz-6.8.5-301.fc40.x86_64\ninitrd /initramfs-6.8.5-301.fc40.x86_64.img\noptions root=UUID=1234 ro rhgb quiet\ngrub_users $grub_users\ngrub_arg --unrestricted\ngrub_class fedora\n"), ("/etc/dracut.conf", "# dracut config\n")], vec![]),
+    ];
+    for (name, remove, files, extra) in cases {
+        let (_t, root) = derived(&remove, &files);
+        let mut a = args("apply", &["--dry-run"]);
+        a.extend_from_slice(&extra);
+        let run = vfioctl(&root, &a);
+        assert_eq!(run.code, 0, "{name}: {}", run.stderr);
+        insta::assert_snapshot!(format!("apply-{name}"), run.stdout);
+        // And for real: applying twice is applying once; rollback restores all.
+        let before = tree(&root);
+        let mut a = args("apply", &["--yes", "--no-commands"]);
+        a.extend_from_slice(&extra);
+        assert_eq!(vfioctl(&root, &a).code, 0, "{name}");
+        let again = vfioctl(&root, &a);
+        assert!(again.stdout.starts_with("Nothing to do"), "{name}: {}", again.stdout);
+        assert_eq!(vfioctl(&root, &["rollback", "--yes", "--no-commands"]).code, 0, "{name}");
+        assert_eq!(tree(&root), before, "{name}");
+    }
+}
