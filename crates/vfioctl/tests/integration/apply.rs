@@ -116,11 +116,14 @@ fn derived(remove: &[&str], files: &[(&str, &str)]) -> (tempfile::TempDir, PathB
 const MKINITCPIO: &str = "# vim:set ft=sh\n# MODULES\nMODULES=()\n\nBINARIES=()\nFILES=()\nHOOKS=(base udev autodetect microcode modconf kms keyboard keymap consolefont block filesystems fsck)\n";
 const KERNELSTUB: &str = "{\n    \"default\": {\n        \"kernel_options\": [\n            \"quiet\",\n            \"splash\"\n        ],\n        \"esp_path\": \"/boot/efi\",\n        \"setup_loader\": false,\n        \"manage_mode\": false,\n        \"force_update\": false,\n        \"live_mode\": false,\n        \"config_rev\": 3\n    },\n    \"user\": {\n        \"kernel_options\": [\n            \"quiet\",\n            \"loglevel=0\",\n            \"systemd.show_status=false\",\n            \"splash\"\n        ],\n        \"esp_path\": \"/boot/efi\",\n        \"setup_loader\": true,\n        \"manage_mode\": true,\n        \"force_update\": false,\n        \"live_mode\": false,\n        \"config_rev\": 3\n    }\n}\n";
 
+/// (name, paths removed from r2600x, files written, extra apply arguments).
+type Case<'a> = (&'a str, Vec<&'a str>, Vec<(&'a str, &'a str)>, Vec<&'a str>);
+
 #[test]
 fn diffs_for_every_boot_loader_and_initramfs_builder() {
     let grub = "etc/default/grub";
     let itools = "etc/initramfs-tools";
-    let cases: Vec<(&str, Vec<&str>, Vec<(&str, &str)>, Vec<&str>)> = vec![
+    let cases: Vec<Case> = vec![
         ("grub-initramfs-tools", vec![], vec![], vec![]),
         ("kernel-cmdline-dracut", vec![grub, itools], vec![("/etc/kernel/cmdline", "root=UUID=1234 rw quiet amd_iommu=on\n"), ("/etc/dracut.conf.d/10-local.conf", "hostonly=\"yes\"\n")], vec![]),
         ("kernelstub-initramfs-tools", vec![grub], vec![("/etc/kernelstub/configuration", KERNELSTUB)], vec![]),
