@@ -1,0 +1,13 @@
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use vfioctl_core::edit;
+
+include!("common.rs");
+
+fuzz_target!(|data: &[u8]| {
+    let (text, e) = split(data);
+    let m = modules(&e);
+    if let Ok(once) = edit::booster::edit(Some(&text), &m) {
+        let _ = edit::booster::edit(Some(&once), &m);
+    }
+});

@@ -1,0 +1,13 @@
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use vfioctl_core::edit;
+
+include!("common.rs");
+
+fuzz_target!(|data: &[u8]| {
+    let (text, e) = split(data);
+    twice(&text, &e, edit::refind::edit);
+    if let Ok(copy) = edit::refind::separate_entry(&text, &e) {
+        let _ = edit::refind::separate_entry(&copy, &e);
+    }
+});
