@@ -55,7 +55,53 @@ fn owned(root: &HostRoot, path: &str, planned: &str) -> FileChange {
         path: path.into(),
         after: edit::owned::owned_file(current.as_deref(), &format!("{header}\n"), &body).into_bytes(),
         why: "module options for the passthrough".into(),
+        new_mode: None,
     }
+}
+
+/// modprobe.d text without `ids=` on `options vfio-pci` lines (a line left with no
+/// option goes).
+fn without_vfio_ids(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        if w.len() >= 2 && w[0] == "options" && (w[1] == "vfio-pci" || w[1] == "vfio_pci") {
+            let rest: Vec<&str> = w[2..].iter().copied().filter(|o| !o.starts_with("ids=")).collect();
+            if !rest.is_empty() {
+                out.push_str(&format!("options {} {}\n", w[1], rest.join(" ")));
+            }
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// The `/etc/grub.d` script behind `--boot-entry separate` on GRUB.
+pub const GRUB_SEPARATE: &str = "/etc/grub.d/41_vfioctl";
+
+/// A grub.d script that runs GRUB's own `10_linux` again with the edited command line and
+/// a distinct title; it sorts after `10_linux`, so the default entry stays the old one.
+fn grub_separate_script(default_grub: &str, e: &CmdlineEdit) -> String {
+    let vars = vfioctl_core::grub::assignments(default_grub);
+    let get = |k: &str| vars.get(k).cloned().unwrap_or_default();
+    let only_removals = CmdlineEdit { add: Vec::new(), remove: e.remove.clone() };
+    let linux = edit::cmdline::edit(&get("GRUB_CMDLINE_LINUX"), &only_removals);
+    let default = edit::cmdline::edit(&get("GRUB_CMDLINE_LINUX_DEFAULT"), e);
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+    format!(
+        "#!/bin/sh\n# Written by vfioctl: a boot entry with the passthrough parameters, after the default one.\n\
+         # `vfioctl rollback` removes it.\n\
+         export GRUB_CMDLINE_LINUX={}\n\
+         export GRUB_CMDLINE_LINUX_DEFAULT={}\n\
+         export GRUB_DISTRIBUTOR=\"${{GRUB_DISTRIBUTOR:-Linux}} (vfioctl passthrough)\"\n\
+         export GRUB_DISABLE_SUBMENU=true\n\
+         export GRUB_DISABLE_RECOVERY=true\n\
+         exec /etc/grub.d/10_linux\n",
+        quote(&linux),
+        quote(&default)
+    )
 }
 
 /// Prepares the changes for a plan.
@@ -66,17 +112,33 @@ pub fn prepare(root: &HostRoot, plan: &Plan, separate_entry: bool) -> Result<Pre
     p.bootloader = Some(boot.name().to_string());
     let cmdline_changes = !e.add.is_empty() || !e.remove.is_empty();
     let push = |p: &mut Prepared, path: &Path, after: String, why: &str| {
-        p.changes.files.push(FileChange { path: path.to_path_buf(), after: after.into_bytes(), why: why.to_string() })
+        p.changes.files.push(FileChange {
+            path: path.to_path_buf(),
+            after: after.into_bytes(),
+            why: why.to_string(),
+            new_mode: None,
+        })
     };
     if cmdline_changes {
         match &boot {
             Bootloader::Grub { regenerate } => {
-                if separate_entry {
-                    return Err(ChangeError::NoSeparateEntry("GRUB"));
-                }
                 let path = Path::new("/etc/default/grub");
-                let after = edited(path, edit::grub::edit(read(root, path).as_deref(), &e))?;
-                push(&mut p, path, after, "kernel command line (GRUB_CMDLINE_LINUX_DEFAULT)");
+                if separate_entry {
+                    let text = read(root, path).unwrap_or_default();
+                    p.changes.files.push(FileChange {
+                        path: GRUB_SEPARATE.into(),
+                        after: grub_separate_script(&text, &e).into_bytes(),
+                        why: "a separate GRUB entry with the passthrough parameters (after the default one)".into(),
+                        new_mode: Some(0o755),
+                    });
+                    p.notes.push(
+                        "the default GRUB entry stays as it was; choose \"… (vfioctl passthrough)\" in the boot menu"
+                            .into(),
+                    );
+                } else {
+                    let after = edited(path, edit::grub::edit(read(root, path).as_deref(), &e))?;
+                    push(&mut p, path, after, "kernel command line (GRUB_CMDLINE_LINUX_DEFAULT)");
+                }
                 p.changes.commands.push(Command { argv: regenerate.clone(), why: "regenerate grub.cfg".into() });
             }
             Bootloader::LoaderEntries { entries, default, grub_bls, .. } => {
@@ -146,9 +208,14 @@ pub fn prepare(root: &HostRoot, plan: &Plan, separate_entry: bool) -> Result<Pre
         }
     }
 
-    // modprobe.d.
+    // modprobe.d. With a separate boot entry the ids live on that entry's command line
+    // only, so the default entry leaves the devices to their host drivers.
     for f in &plan.modprobe {
-        p.changes.files.push(owned(root, &f.path, &f.content));
+        let content = if separate_entry { without_vfio_ids(&f.content) } else { f.content.clone() };
+        p.changes.files.push(owned(root, &f.path, &content));
+    }
+    if separate_entry {
+        p.notes.push("the devices are reserved by vfio-pci.ids on the new entry's command line only; the default entry leaves them to their host drivers".into());
     }
 
     // Early modules.

@@ -38,6 +38,8 @@ pub struct FileChange {
     pub after: Vec<u8>,
     /// Why it changes, for people.
     pub why: String,
+    /// Mode for a file the apply creates (default 0644); existing files keep theirs.
+    pub new_mode: Option<u32>,
 }
 
 /// A command that regenerates something from the files (`update-initramfs -u`).
@@ -187,7 +189,7 @@ pub fn apply(
     let mut written = Vec::new();
     for (i, f) in todo.iter().enumerate() {
         let real = root.path(&f.path);
-        let meta = journal.files[i].meta().or(Some((0o100644, 0, 0)));
+        let meta = journal.files[i].meta().or(Some((f.new_mode.unwrap_or(0o644), 0, 0)));
         let last = i + 1 == todo.len();
         let r = if fault == Some(Fault::Write(i)) || (last && matches!(fault, Some(Fault::Restore(_)))) {
             Err(std::io::Error::other("injected fault"))

@@ -125,6 +125,7 @@ fn diffs_for_every_boot_loader_and_initramfs_builder() {
     let itools = "etc/initramfs-tools";
     let cases: Vec<Case> = vec![
         ("grub-initramfs-tools", vec![], vec![], vec![]),
+        ("grub-separate", vec![], vec![], vec!["--boot-entry", "separate"]),
         ("kernel-cmdline-dracut", vec![grub, itools], vec![("/etc/kernel/cmdline", "root=UUID=1234 rw quiet amd_iommu=on\n"), ("/etc/dracut.conf.d/10-local.conf", "hostonly=\"yes\"\n")], vec![]),
         ("kernelstub-initramfs-tools", vec![grub], vec![("/etc/kernelstub/configuration", KERNELSTUB)], vec![]),
         ("refind-mkinitcpio", vec![grub, itools], vec![("/boot/refind_linux.conf", "\"Boot with standard options\"  \"rw root=UUID=1234 quiet\"\n\"Boot to single-user mode\"    \"rw root=UUID=1234 single\"\n"), ("/etc/mkinitcpio.conf", MKINITCPIO)], vec![]),
@@ -150,4 +151,18 @@ fn diffs_for_every_boot_loader_and_initramfs_builder() {
         assert_eq!(vfioctl(&root, &["rollback", "--yes", "--no-commands"]).code, 0, "{name}");
         assert_eq!(tree(&root), before, "{name}");
     }
+}
+
+/// The grub.d script of `--boot-entry separate` is valid shell and executable.
+#[test]
+fn grub_separate_entry_is_an_executable_script() {
+    let (_t, root) = copy_host("r2600x");
+    let run = vfioctl(&root, &args("apply", &["--yes", "--no-commands", "--boot-entry", "separate"]));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let script = root.join("etc/grub.d/41_vfioctl");
+    assert_eq!(fs::metadata(&script).expect("script").mode() & 0o777, 0o755);
+    let sh = std::process::Command::new("sh").arg("-n").arg(&script).status().expect("sh");
+    assert!(sh.success());
+    let vfio = fs::read_to_string(root.join("etc/modprobe.d/vfio.conf")).expect("vfio.conf");
+    assert!(!vfio.contains("options vfio-pci ids=10de:1b06,10de:10ef\n"), "{vfio}");
 }
