@@ -363,11 +363,13 @@ mod tests {
                     path: "/etc/default/grub".into(),
                     after: b"GRUB_CMDLINE_LINUX_DEFAULT=\"quiet iommu=pt\"\n".to_vec(),
                     why: "cmdline".into(),
+                    new_mode: None,
                 },
                 FileChange {
                     path: "/etc/modprobe.d/vfio.conf".into(),
                     after: b"options vfio-pci ids=10de:1b06\n".to_vec(),
                     why: "vfio".into(),
+                    new_mode: None,
                 },
             ],
             commands: vec![Command { argv: vec!["true".into()], why: "regenerate".into() }],
