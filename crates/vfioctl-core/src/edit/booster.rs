@@ -89,18 +89,13 @@ pub fn edit(current: Option<&str>, modules: &[String]) -> Result<String, EditErr
 mod tests {
     use super::*;
     use crate::edit::fuzzgen;
-
-    fn v(s: &[&str]) -> Vec<String> {
-        s.iter().map(|x| x.to_string()).collect()
-    }
+    use crate::edit::fuzzgen::{v, VFIO};
 
     fn twice(text: Option<&str>, m: &[String]) -> String {
         let once = edit(text, m).unwrap();
         assert_eq!(edit(Some(&once), m).unwrap(), once, "not idempotent");
         once
     }
-
-    const VFIO: [&str; 3] = ["vfio", "vfio_iommu_type1", "vfio_pci"];
 
     const CONFIG: &str = "# booster config, see booster.yaml(5)\n\
 network:\n\

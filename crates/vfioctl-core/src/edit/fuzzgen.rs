@@ -56,3 +56,16 @@ pub(crate) fn edits() -> Vec<super::CmdlineEdit> {
         super::CmdlineEdit { add: v(&["dyndbg=\"a b\"", "$x"]), remove: v(&["a=b"]) },
     ]
 }
+
+/// Owned strings from string literals.
+pub fn v(s: &[&str]) -> Vec<String> {
+    s.iter().map(|x| x.to_string()).collect()
+}
+
+/// A command line edit from string literals.
+pub fn e(add: &[&str], remove: &[&str]) -> super::CmdlineEdit {
+    super::CmdlineEdit { add: v(add), remove: v(remove) }
+}
+
+/// The modules the editors' tests load early.
+pub const VFIO: [&str; 3] = ["vfio", "vfio_iommu_type1", "vfio_pci"];

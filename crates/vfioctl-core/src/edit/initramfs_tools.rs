@@ -50,6 +50,7 @@ pub fn edit(current: Option<&str>, modules: &[String]) -> Result<String, EditErr
 mod tests {
     use super::*;
     use crate::edit::fuzzgen;
+    use crate::edit::fuzzgen::v;
 
     /// The file of guide 001 (examples/hosts/r2600x/etc/initramfs-tools/modules).
     const GUIDE: &str = "# List of modules that you want to include in your initramfs.
@@ -77,10 +78,6 @@ vfio_pci
 nvidiafb
 nvidia
 ";
-
-    fn v(s: &[&str]) -> Vec<String> {
-        s.iter().map(|x| x.to_string()).collect()
-    }
 
     fn twice(text: Option<&str>, m: &[String]) -> String {
         let once = edit(text, m).unwrap();

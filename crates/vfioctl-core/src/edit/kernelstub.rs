@@ -188,13 +188,7 @@ pub fn edit(current: Option<&str>, e: &CmdlineEdit) -> Result<String, EditError>
 mod tests {
     use super::*;
     use crate::edit::fuzzgen;
-
-    fn e(add: &[&str], remove: &[&str]) -> CmdlineEdit {
-        CmdlineEdit {
-            add: add.iter().map(|s| s.to_string()).collect(),
-            remove: remove.iter().map(|s| s.to_string()).collect(),
-        }
-    }
+    use crate::edit::fuzzgen::e;
 
     const POP: &str = r#"{
   "default": {

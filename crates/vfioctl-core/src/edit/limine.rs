@@ -188,13 +188,7 @@ pub fn separate_entry(current: &str, e: &CmdlineEdit) -> Result<String, EditErro
 mod tests {
     use super::*;
     use crate::edit::fuzzgen;
-
-    fn e(add: &[&str], remove: &[&str]) -> CmdlineEdit {
-        CmdlineEdit {
-            add: add.iter().map(|s| s.to_string()).collect(),
-            remove: remove.iter().map(|s| s.to_string()).collect(),
-        }
-    }
+    use crate::edit::fuzzgen::e;
 
     const CACHYOS: &str = r#"timeout: 5
 default_entry: 2

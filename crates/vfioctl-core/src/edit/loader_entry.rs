@@ -113,13 +113,7 @@ pub fn separate_entry(current: &str, e: &CmdlineEdit, suffix_title: &str) -> Res
 mod tests {
     use super::*;
     use crate::edit::fuzzgen;
-
-    fn e(add: &[&str], remove: &[&str]) -> CmdlineEdit {
-        CmdlineEdit {
-            add: add.iter().map(|s| s.to_string()).collect(),
-            remove: remove.iter().map(|s| s.to_string()).collect(),
-        }
-    }
+    use crate::edit::fuzzgen::e;
 
     const ARCH: &str = "# Created by: archinstall\n\
 title   Arch Linux (linux)\n\

@@ -203,6 +203,7 @@ pub fn edit(current: Option<&str>, modules: &[String]) -> Result<String, EditErr
 mod tests {
     use super::*;
     use crate::edit::fuzzgen;
+    use crate::edit::fuzzgen::{v, VFIO};
 
     const STOCK: &str = r#"# vim:set ft=sh
 # MODULES
@@ -223,17 +224,11 @@ BINARIES=()
 HOOKS=(base udev autodetect microcode modconf kms keyboard keymap consolefont block filesystems fsck)
 "#;
 
-    fn v(s: &[&str]) -> Vec<String> {
-        s.iter().map(|x| x.to_string()).collect()
-    }
-
     fn twice(text: Option<&str>, m: &[String]) -> String {
         let once = edit(text, m).unwrap();
         assert_eq!(edit(Some(&once), m).unwrap(), once, "not idempotent");
         once
     }
-
-    const VFIO: [&str; 3] = ["vfio", "vfio_iommu_type1", "vfio_pci"];
 
     #[test]
     fn stock_arch_file() {

@@ -129,10 +129,7 @@ pub fn owned_file(current: Option<&str>, header: &str, lines: &[String]) -> Stri
 mod tests {
     use super::*;
     use crate::edit::fuzzgen;
-
-    fn v(s: &[&str]) -> Vec<String> {
-        s.iter().map(|x| x.to_string()).collect()
-    }
+    use crate::edit::fuzzgen::v;
 
     const HEADER: &str = "# Written by vfioctl: reserve 0000:09:00.0, 0000:09:00.1 for vfio-pci.\n";
 

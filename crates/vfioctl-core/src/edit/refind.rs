@@ -122,13 +122,7 @@ pub fn separate_entry(current: &str, e: &CmdlineEdit) -> Result<String, EditErro
 mod tests {
     use super::*;
     use crate::edit::fuzzgen;
-
-    fn e(add: &[&str], remove: &[&str]) -> CmdlineEdit {
-        CmdlineEdit {
-            add: add.iter().map(|s| s.to_string()).collect(),
-            remove: remove.iter().map(|s| s.to_string()).collect(),
-        }
-    }
+    use crate::edit::fuzzgen::e;
 
     const MKRLCONF: &str =
         "\"Boot with standard options\"  \"ro root=UUID=1b2c3d4e-5f60-4a1b-8c2d-3e4f5a6b7c8d quiet splash\"\n\

@@ -228,13 +228,7 @@ pub(crate) fn same_module(a: &str, b: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn e(add: &[&str], remove: &[&str]) -> CmdlineEdit {
-        CmdlineEdit {
-            add: add.iter().map(|s| s.to_string()).collect(),
-            remove: remove.iter().map(|s| s.to_string()).collect(),
-        }
-    }
+    use crate::edit::fuzzgen::e;
 
     #[test]
     fn keeps_layout() {
