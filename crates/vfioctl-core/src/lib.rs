@@ -17,6 +17,7 @@
 pub mod check;
 pub mod cmdline;
 pub mod cpuset;
+pub mod domain;
 pub mod edit;
 pub mod grub;
 pub mod iomem;

@@ -12,6 +12,7 @@ pub mod apply;
 pub mod cpu;
 pub mod drivers;
 pub mod facts;
+pub mod firmware;
 pub mod pci;
 pub mod pci_ids;
 pub mod proc;

@@ -26,6 +26,8 @@ pub enum Command {
     Check(CheckArgs),
     /// What to reserve, pin and allocate to pass devices to a VM, each decision explained.
     Plan(PlanArgs),
+    /// The libvirt domain XML for the plan: pinning, hugepages, Hyper-V, hostdevs, evdev.
+    Domain(DomainArgs),
     /// Write the plan's host configuration as one transaction (see --dry-run).
     Apply(ApplyArgs),
     /// Restore the state before the last apply, byte for byte.
@@ -181,4 +183,30 @@ pub struct RollbackArgs {
 pub struct StatusArgs {
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OsArg {
+    Win10,
+    Win11,
+    Linux,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DomainArgs {
+    #[command(flatten)]
+    pub plan: PlanArgs,
+    /// The domain's name.
+    #[arg(long)]
+    pub name: String,
+    /// Guest OS: Windows gets Hyper-V enlightenments; win11 secure boot and a TPM.
+    #[arg(long, value_enum, default_value = "win10")]
+    pub os: OsArg,
+    /// Keyboard and mouse by evdev: `auto` (the -event-kbd and -event-mouse links of
+    /// /dev/input/by-id) or paths.
+    #[arg(long, num_args = 1..)]
+    pub evdev: Vec<String>,
+    /// Write the XML to this file instead of stdout.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }

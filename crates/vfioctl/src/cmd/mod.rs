@@ -2,6 +2,7 @@
 
 mod apply;
 mod check;
+mod domain;
 mod list;
 mod plan;
 mod snapshot;
@@ -36,5 +37,6 @@ pub fn run(cli: &Cli) -> Result<Exit, CliError> {
         Command::Rollback(args) => status::rollback(&root, args),
         Command::Status(args) => status::status(&root, args),
         Command::Apply(args) => apply::run(&root, args),
+        Command::Domain(args) => domain::run(&root, args),
     }
 }

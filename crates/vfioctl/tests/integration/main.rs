@@ -6,6 +6,7 @@
 
 mod apply;
 mod check;
+mod domain;
 mod examples;
 mod list;
 mod plan;

@@ -1,0 +1,253 @@
+//! The libvirt domain of a plan: everything the guides write by hand into their domain
+//! XML, decided from the plan and the host. [`render`] is pure and returns the XML text.
+
+mod hyperv;
+mod xml;
+
+use std::collections::BTreeMap;
+
+use crate::pci::PciAddress;
+use crate::plan::Plan;
+use crate::vendor::CpuVendor;
+
+pub use hyperv::{enlightenments, Enlightenment};
+use xml::esc;
+
+/// The guest operating system: Windows gets Hyper-V enlightenments and a local-time
+/// clock; Windows 11 also secure boot and a TPM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuestOs {
+    Windows10,
+    Windows11,
+    Linux,
+}
+
+impl GuestOs {
+    pub fn is_windows(self) -> bool {
+        matches!(self, GuestOs::Windows10 | GuestOs::Windows11)
+    }
+}
+
+/// UEFI firmware: the code image and the variable store template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Firmware {
+    pub code: String,
+    pub vars: Option<String>,
+    pub secure: bool,
+}
+
+/// What the domain depends on besides the plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainHost {
+    pub vendor: CpuVendor,
+    /// The host has an invariant TSC (`constant_tsc` and `nonstop_tsc`).
+    pub invtsc: bool,
+    pub firmware: Option<Firmware>,
+    pub emulator: Option<String>,
+    /// libvirt and QEMU versions (major, minor); `None` when unknown (newest assumed).
+    pub libvirt: Option<(u32, u32)>,
+    pub qemu: Option<(u32, u32)>,
+}
+
+/// What the user asked for the VM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainRequest {
+    pub name: String,
+    pub os: GuestOs,
+    /// `/dev/input/by-id/…-event-kbd` and `-event-mouse` paths to hand over by evdev.
+    pub evdev: Vec<String>,
+}
+
+/// Renders the domain XML.
+pub fn render(plan: &Plan, host: &DomainHost, req: &DomainRequest) -> String {
+    let mut x = String::new();
+    let w = &mut x;
+    let kib = plan.memory.mib * 1024;
+    let c = &plan.cpu;
+    push(w, 0, "<domain type='kvm'>");
+    push(w, 1, &format!("<name>{}</name>", esc(&req.name)));
+    push(w, 1, &format!("<memory unit='KiB'>{kib}</memory>"));
+    push(w, 1, &format!("<currentMemory unit='KiB'>{kib}</currentMemory>"));
+    if let Some(h) = &plan.memory.hugepages {
+        push(w, 1, "<memoryBacking>");
+        push(w, 2, "<hugepages>");
+        push(w, 3, &format!("<page size='{}' unit='KiB'/>", h.size_kib));
+        push(w, 2, "</hugepages>");
+        push(w, 1, "</memoryBacking>");
+    }
+    push(w, 1, &format!("<vcpu placement='static' cpuset='{}'>{}</vcpu>", c.guest_cpus, c.vcpus));
+    push(w, 1, "<iothreads>1</iothreads>");
+    push(w, 1, "<cputune>");
+    for p in &c.vcpupin {
+        push(w, 2, &format!("<vcpupin vcpu='{}' cpuset='{}'/>", p.vcpu, p.cpuset));
+    }
+    push(w, 2, &format!("<emulatorpin cpuset='{}'/>", c.emulatorpin));
+    push(w, 2, &format!("<iothreadpin iothread='1' cpuset='{}'/>", c.iothreadpin));
+    push(w, 1, "</cputune>");
+    if let Some(n) = plan.numa_node {
+        push(w, 1, "<!-- guest memory on the NUMA node of the passed device -->");
+        push(w, 1, "<numatune>");
+        push(w, 2, &format!("<memory mode='strict' nodeset='{n}'/>"));
+        push(w, 1, "</numatune>");
+    }
+    push(w, 1, "<os>");
+    push(w, 2, "<type arch='x86_64' machine='q35'>hvm</type>");
+    match &host.firmware {
+        Some(f) => {
+            let secure = if f.secure { " secure='yes'" } else { "" };
+            push(w, 2, &format!("<loader readonly='yes'{secure} type='pflash'>{}</loader>", esc(&f.code)));
+            let nvram = format!("/var/lib/libvirt/qemu/nvram/{}_VARS.fd", esc(&req.name));
+            match &f.vars {
+                Some(v) => push(w, 2, &format!("<nvram template='{}'>{nvram}</nvram>", esc(v))),
+                None => push(w, 2, &format!("<nvram>{nvram}</nvram>")),
+            }
+        }
+        None => push(w, 2, "<!-- no OVMF found on this host: install it (vfioctl check) and render again -->"),
+    }
+    push(w, 2, "<boot dev='hd'/>");
+    push(w, 1, "</os>");
+    push(w, 1, "<features>");
+    push(w, 2, "<acpi/>");
+    push(w, 2, "<apic/>");
+    if req.os.is_windows() {
+        // mode='custom' exists since libvirt 8.0; before it, custom was the only mode.
+        let mode = if host.libvirt.is_none_or(|v| v >= (8, 0)) { " mode='custom'" } else { "" };
+        push(w, 2, &format!("<hyperv{mode}>"));
+        for e in enlightenments(host.libvirt, host.qemu) {
+            push(w, 3, &e.xml());
+        }
+        push(w, 2, "</hyperv>");
+    }
+    push(w, 2, "<!-- GPU drivers that refuse to run in a VM do not see KVM -->");
+    push(w, 2, "<kvm>");
+    push(w, 3, "<hidden state='on'/>");
+    push(w, 2, "</kvm>");
+    push(w, 2, "<vmport state='off'/>");
+    if req.os == GuestOs::Windows11 {
+        push(w, 2, "<smm state='on'/>");
+    }
+    push(w, 2, "<ioapic driver='kvm'/>");
+    push(w, 1, "</features>");
+    push(w, 1, "<cpu mode='host-passthrough' check='none' migratable='off'>");
+    // `dies` exists since libvirt 6.1.
+    let dies =
+        if host.libvirt.is_none_or(|v| v >= (6, 1)) { format!(" dies='{}'", c.topology.dies) } else { String::new() };
+    push(
+        w,
+        2,
+        &format!(
+            "<topology sockets='{}'{dies} cores='{}' threads='{}'/>",
+            c.topology.sockets, c.topology.cores, c.topology.threads
+        ),
+    );
+    push(w, 2, "<cache mode='passthrough'/>");
+    if host.vendor == CpuVendor::Amd && c.topology.threads > 1 {
+        push(w, 2, "<!-- AMD: without topoext the guest sees no SMT siblings -->");
+        push(w, 2, "<feature policy='require' name='topoext'/>");
+    }
+    if host.invtsc {
+        push(w, 2, "<feature policy='require' name='invtsc'/>");
+    }
+    push(w, 1, "</cpu>");
+    push(w, 1, &format!("<clock offset='{}'>", if req.os.is_windows() { "localtime" } else { "utc" }));
+    push(w, 2, "<timer name='rtc' tickpolicy='catchup'/>");
+    push(w, 2, "<timer name='pit' tickpolicy='delay'/>");
+    push(w, 2, "<timer name='hpet' present='no'/>");
+    if req.os.is_windows() {
+        push(w, 2, "<timer name='hypervclock' present='yes'/>");
+    }
+    push(w, 1, "</clock>");
+    push(w, 1, "<on_poweroff>destroy</on_poweroff>");
+    push(w, 1, "<on_reboot>restart</on_reboot>");
+    push(w, 1, "<on_crash>destroy</on_crash>");
+    push(w, 1, "<pm>");
+    push(w, 2, "<suspend-to-mem enabled='no'/>");
+    push(w, 2, "<suspend-to-disk enabled='no'/>");
+    push(w, 1, "</pm>");
+    push(w, 1, "<devices>");
+    if let Some(e) = &host.emulator {
+        push(w, 2, &format!("<emulator>{}</emulator>", esc(e)));
+    }
+    // One root port per physical slot; the slot's functions stay together on it.
+    let mut slots: BTreeMap<(u32, u8, u8), Vec<PciAddress>> = BTreeMap::new();
+    for d in &plan.devices {
+        slots.entry((d.address.domain, d.address.bus, d.address.device)).or_default().push(d.address);
+    }
+    let ports = slots.len().max(1);
+    for i in 0..ports {
+        let index = i + 1;
+        // Eight root ports per guest slot, from slot 2 on.
+        let shares = ports - (i / 8) * 8 > 1;
+        let multi = if i % 8 == 0 && shares { " multifunction='on'" } else { "" };
+        push(w, 2, &format!("<controller type='pci' index='{index}' model='pcie-root-port'>"));
+        push(
+            w,
+            3,
+            &format!(
+                "<address type='pci' domain='0x0000' bus='0x00' slot='0x{:02x}' function='0x{:x}'{multi}/>",
+                2 + i / 8,
+                i % 8
+            ),
+        );
+        push(w, 2, "</controller>");
+    }
+    for (port, (_, fns)) in slots.iter().enumerate() {
+        let bus = port + 1;
+        for a in fns {
+            push(w, 2, "<hostdev mode='subsystem' type='pci' managed='yes'>");
+            push(w, 3, "<driver name='vfio'/>");
+            push(w, 3, "<source>");
+            push(
+                w,
+                4,
+                &format!(
+                    "<address domain='0x{:04x}' bus='0x{:02x}' slot='0x{:02x}' function='0x{:x}'/>",
+                    a.domain, a.bus, a.device, a.function
+                ),
+            );
+            push(w, 3, "</source>");
+            let multi = if a.function == 0 && fns.len() > 1 { " multifunction='on'" } else { "" };
+            push(
+                w,
+                3,
+                &format!(
+                    "<address type='pci' domain='0x0000' bus='0x{bus:02x}' slot='0x00' function='0x{:x}'{multi}/>",
+                    a.function
+                ),
+            );
+            push(w, 2, "</hostdev>");
+        }
+    }
+    for path in &req.evdev {
+        let kbd = path.ends_with("-event-kbd");
+        let native = host.libvirt.is_none_or(|v| v >= (7, 4));
+        if native {
+            push(w, 2, "<input type='evdev'>");
+            if kbd {
+                push(w, 3, &format!("<source dev='{}' grab='all' grabToggle='ctrl-ctrl' repeat='on'/>", esc(path)));
+            } else {
+                push(w, 3, &format!("<source dev='{}'/>", esc(path)));
+            }
+            push(w, 2, "</input>");
+        }
+    }
+    push(w, 2, "<input type='mouse' bus='ps2'/>");
+    push(w, 2, "<input type='keyboard' bus='ps2'/>");
+    if req.os == GuestOs::Windows11 {
+        push(w, 2, "<tpm model='tpm-crb'>");
+        push(w, 3, "<backend type='emulator' version='2.0'/>");
+        push(w, 2, "</tpm>");
+    }
+    push(w, 2, "<memballoon model='none'/>");
+    push(w, 1, "</devices>");
+    push(w, 0, "</domain>");
+    x
+}
+
+fn push(w: &mut String, depth: usize, line: &str) {
+    for _ in 0..depth {
+        w.push_str("  ");
+    }
+    w.push_str(line);
+    w.push('\n');
+}

@@ -1,0 +1,72 @@
+//! `vfioctl domain`: the libvirt domain XML of a plan.
+
+use vfioctl_core::domain::{self, DomainHost, DomainRequest, GuestOs};
+use vfioctl_host::apply::atomic_write;
+use vfioctl_host::root::HostRoot;
+use vfioctl_host::{facts, firmware};
+
+use super::plan;
+use crate::cli::{DomainArgs, OsArg};
+use crate::error::{CliError, Exit};
+use crate::output;
+
+fn version(v: Option<&str>) -> Option<(u32, u32)> {
+    let mut it = v?.split('.');
+    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+}
+
+/// `/dev/input/by-id` links ending in -event-kbd and -event-mouse.
+fn evdev_auto(root: &HostRoot) -> Vec<String> {
+    let mut found: Vec<String> = root
+        .list("/dev/input/by-id")
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|n| n.ends_with("-event-kbd") || n.ends_with("-event-mouse"))
+        .map(|n| format!("/dev/input/by-id/{n}"))
+        .collect();
+    found.sort();
+    found
+}
+
+pub fn run(root: &HostRoot, args: &DomainArgs) -> Result<Exit, CliError> {
+    let p = plan::build(root, &args.plan)?;
+    for w in &p.warnings {
+        eprintln!("vfioctl: warning: {w}");
+    }
+    let f = facts::gather(root);
+    let os = match args.os {
+        OsArg::Win10 => GuestOs::Windows10,
+        OsArg::Win11 => GuestOs::Windows11,
+        OsArg::Linux => GuestOs::Linux,
+    };
+    let flags = f.cpu_flags.clone().unwrap_or_default();
+    let host = DomainHost {
+        vendor: f.vendor,
+        invtsc: flags.contains("constant_tsc") && flags.contains("nonstop_tsc"),
+        firmware: firmware::choose(root, &f.ovmf, os == GuestOs::Windows11),
+        emulator: f.qemu.as_ref().map(|q| q.path.clone()),
+        libvirt: version(f.libvirt.as_ref().and_then(|l| l.version.as_deref())),
+        qemu: version(f.qemu.as_ref().and_then(|q| q.version.as_deref())),
+    };
+    if host.firmware.is_none() {
+        eprintln!("vfioctl: warning: no OVMF firmware on this host: the domain has no UEFI loader (vfioctl check says how to install it)");
+    }
+    if os == GuestOs::Windows11 && !host.firmware.as_ref().is_some_and(|f| f.secure) {
+        eprintln!("vfioctl: warning: no secure-boot OVMF build on this host: Windows 11 setup wants secure boot (install the distribution's secure-boot OVMF)");
+    }
+    let evdev = if args.evdev.iter().any(|e| e == "auto") { evdev_auto(root) } else { args.evdev.clone() };
+    for e in &evdev {
+        if !root.path(e).exists() && std::fs::symlink_metadata(root.path(e)).is_err() {
+            eprintln!("vfioctl: warning: {e} does not exist on this host");
+        }
+    }
+    let xml = domain::render(&p, &host, &DomainRequest { name: args.name.clone(), os, evdev });
+    match &args.out {
+        Some(path) => {
+            atomic_write(path, xml.as_bytes(), None).map_err(CliError::Output)?;
+            eprintln!("vfioctl: wrote {}", path.display());
+        }
+        None => output::print(&xml)?,
+    }
+    Ok(Exit::Ok)
+}
