@@ -206,7 +206,25 @@ pub struct DomainArgs {
     /// /dev/input/by-id) or paths.
     #[arg(long, num_args = 1..)]
     pub evdev: Vec<String>,
+    /// System disk: a stable block device path (/dev/disk/by-id/…) or an image file.
+    #[arg(long)]
+    pub disk: Option<String>,
+    /// Bus of the system disk.
+    #[arg(long, value_enum, default_value = "scsi")]
+    pub disk_bus: DiskBusArg,
+    /// Installer or driver ISOs (e.g. Windows and virtio-win), attached as CD-ROMs.
+    #[arg(long)]
+    pub iso: Vec<String>,
+    /// Network: `default` (libvirt's NAT network), `network:NAME`, `bridge:BR`, `direct:IFACE`.
+    #[arg(long)]
+    pub network: Option<String>,
     /// Write the XML to this file instead of stdout.
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DiskBusArg {
+    Scsi,
+    Sata,
 }

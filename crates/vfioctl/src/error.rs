@@ -35,6 +35,8 @@ pub enum CliError {
     Archive { path: std::path::PathBuf, err: std::io::Error },
     #[error(transparent)]
     Apply(vfioctl_host::apply::ApplyError),
+    #[error("{0}")]
+    Usage(String),
     #[error("not asking without a terminal: pass --yes to go ahead (or --dry-run to look first)")]
     NeedsYes,
     #[error(transparent)]
@@ -48,7 +50,7 @@ impl CliError {
         match self {
             CliError::IommuOff { .. } => Exit::Finding,
             CliError::Apply(vfioctl_host::apply::ApplyError::NothingToRollBack(_)) => Exit::Finding,
-            CliError::Apply(_) | CliError::NeedsYes | CliError::Change(_) => Exit::Env,
+            CliError::Apply(_) | CliError::NeedsYes | CliError::Change(_) | CliError::Usage(_) => Exit::Env,
             CliError::Plan(vfioctl_core::plan::PlanError::Selector(_) | vfioctl_core::plan::PlanError::NoDevices) => {
                 Exit::Env
             }
@@ -63,7 +65,7 @@ impl CliError {
             CliError::Host(e) => e.remedy(),
             CliError::Output(_) => None,
             CliError::Apply(e) => e.remedy(),
-            CliError::NeedsYes => None,
+            CliError::NeedsYes | CliError::Usage(_) => None,
             CliError::Change(_) => {
                 Some("the file is left as it is; edit it by hand, or report it with a `vfioctl snapshot`".into())
             }

@@ -49,6 +49,33 @@ pub struct DomainHost {
     pub qemu: Option<(u32, u32)>,
 }
 
+/// The guest's system disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disk {
+    /// A whole disk or partition by its stable path (`/dev/disk/by-id/…`).
+    Block(String),
+    /// An image file; its format from the name (`.qcow2`, else raw).
+    Image(String),
+}
+
+/// Where the disks hang.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskBus {
+    /// virtio-scsi, with the I/O thread.
+    Scsi,
+    Sata,
+}
+
+/// The guest's network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Network {
+    /// libvirt's `default` NAT network (or another named one).
+    Libvirt(String),
+    Bridge(String),
+    /// macvtap on a host interface.
+    Direct(String),
+}
+
 /// What the user asked for the VM.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DomainRequest {
@@ -56,6 +83,11 @@ pub struct DomainRequest {
     pub os: GuestOs,
     /// `/dev/input/by-id/…-event-kbd` and `-event-mouse` paths to hand over by evdev.
     pub evdev: Vec<String>,
+    pub disk: Option<Disk>,
+    pub disk_bus: DiskBus,
+    /// Installer and driver ISOs, attached as CD-ROMs.
+    pub isos: Vec<String>,
+    pub network: Option<Network>,
 }
 
 /// Renders the domain XML.
@@ -231,6 +263,18 @@ pub fn render(plan: &Plan, host: &DomainHost, req: &DomainRequest) -> String {
             push(w, 2, "</input>");
         }
     }
+    storage(w, req);
+    if let Some(n) = &req.network {
+        let (kind, source) = match n {
+            Network::Libvirt(name) => ("network", format!("<source network='{}'/>", esc(name))),
+            Network::Bridge(br) => ("bridge", format!("<source bridge='{}'/>", esc(br))),
+            Network::Direct(dev) => ("direct", format!("<source dev='{}' mode='bridge'/>", esc(dev))),
+        };
+        push(w, 2, &format!("<interface type='{kind}'>"));
+        push(w, 3, &source);
+        push(w, 3, "<model type='virtio'/>");
+        push(w, 2, "</interface>");
+    }
     push(w, 2, "<input type='mouse' bus='ps2'/>");
     push(w, 2, "<input type='keyboard' bus='ps2'/>");
     if req.os == GuestOs::Windows11 {
@@ -242,6 +286,51 @@ pub fn render(plan: &Plan, host: &DomainHost, req: &DomainRequest) -> String {
     push(w, 1, "</devices>");
     push(w, 0, "</domain>");
     x
+}
+
+/// The system disk and the CD-ROMs; `sd*` names on virtio-scsi or SATA.
+fn storage(w: &mut String, req: &DomainRequest) {
+    let bus = match req.disk_bus {
+        DiskBus::Scsi => "scsi",
+        DiskBus::Sata => "sata",
+    };
+    if req.disk.is_some() && req.disk_bus == DiskBus::Scsi {
+        push(w, 2, "<controller type='scsi' index='0' model='virtio-scsi'>");
+        push(w, 3, "<driver iothread='1'/>");
+        push(w, 2, "</controller>");
+    }
+    let mut letter = b'a';
+    let mut next = || {
+        let name = format!("sd{}", letter as char);
+        letter = letter.saturating_add(1);
+        name
+    };
+    match &req.disk {
+        Some(Disk::Block(dev)) => {
+            push(w, 2, "<disk type='block' device='disk'>");
+            push(w, 3, "<driver name='qemu' type='raw' cache='none' io='native' discard='unmap'/>");
+            push(w, 3, &format!("<source dev='{}'/>", esc(dev)));
+            push(w, 3, &format!("<target dev='{}' bus='{bus}'/>", next()));
+            push(w, 2, "</disk>");
+        }
+        Some(Disk::Image(file)) => {
+            let format = if file.ends_with(".qcow2") { "qcow2" } else { "raw" };
+            push(w, 2, "<disk type='file' device='disk'>");
+            push(w, 3, &format!("<driver name='qemu' type='{format}' cache='none' io='native' discard='unmap'/>"));
+            push(w, 3, &format!("<source file='{}'/>", esc(file)));
+            push(w, 3, &format!("<target dev='{}' bus='{bus}'/>", next()));
+            push(w, 2, "</disk>");
+        }
+        None => {}
+    }
+    for iso in &req.isos {
+        push(w, 2, "<disk type='file' device='cdrom'>");
+        push(w, 3, "<driver name='qemu' type='raw'/>");
+        push(w, 3, &format!("<source file='{}'/>", esc(iso)));
+        push(w, 3, &format!("<target dev='{}' bus='sata'/>", next()));
+        push(w, 3, "<readonly/>");
+        push(w, 2, "</disk>");
+    }
 }
 
 fn push(w: &mut String, depth: usize, line: &str) {

@@ -1,12 +1,12 @@
 //! `vfioctl domain`: the libvirt domain XML of a plan.
 
-use vfioctl_core::domain::{self, DomainHost, DomainRequest, GuestOs};
+use vfioctl_core::domain::{self, Disk, DiskBus, DomainHost, DomainRequest, GuestOs, Network};
 use vfioctl_host::apply::atomic_write;
 use vfioctl_host::root::HostRoot;
 use vfioctl_host::{facts, firmware};
 
 use super::plan;
-use crate::cli::{DomainArgs, OsArg};
+use crate::cli::{DiskBusArg, DomainArgs, OsArg};
 use crate::error::{CliError, Exit};
 use crate::output;
 
@@ -60,7 +60,42 @@ pub fn run(root: &HostRoot, args: &DomainArgs) -> Result<Exit, CliError> {
             eprintln!("vfioctl: warning: {e} does not exist on this host");
         }
     }
-    let xml = domain::render(&p, &host, &DomainRequest { name: args.name.clone(), os, evdev });
+    let disk =
+        args.disk
+            .as_ref()
+            .map(|d| if d.starts_with("/dev/") { Disk::Block(d.clone()) } else { Disk::Image(d.clone()) });
+    if let Some(Disk::Block(d)) = &disk {
+        if !d.starts_with("/dev/disk/by-") {
+            eprintln!("vfioctl: warning: {d} may name another disk after a reboot; use its /dev/disk/by-id path");
+        }
+    }
+    let network = match args.network.as_deref() {
+        None => None,
+        Some("default") => Some(Network::Libvirt("default".into())),
+        Some(n) => Some(match n.split_once(':') {
+            Some(("network", name)) => Network::Libvirt(name.into()),
+            Some(("bridge", br)) => Network::Bridge(br.into()),
+            Some(("direct", dev)) => Network::Direct(dev.into()),
+            _ => {
+                return Err(CliError::Usage(format!(
+                    "--network {n}: use default, network:NAME, bridge:BR or direct:IFACE"
+                )))
+            }
+        }),
+    };
+    let req = DomainRequest {
+        name: args.name.clone(),
+        os,
+        evdev,
+        disk,
+        disk_bus: match args.disk_bus {
+            DiskBusArg::Scsi => DiskBus::Scsi,
+            DiskBusArg::Sata => DiskBus::Sata,
+        },
+        isos: args.iso.clone(),
+        network,
+    };
+    let xml = domain::render(&p, &host, &req);
     match &args.out {
         Some(path) => {
             atomic_write(path, xml.as_bytes(), None).map_err(CliError::Output)?;

@@ -70,3 +70,32 @@ fn evdev_auto_takes_the_keyboard_and_mouse_links() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(std::fs::read_to_string(&file).expect("file").starts_with("<domain type='kvm'>"));
 }
+
+#[test]
+fn disks_isos_and_networks_validate() {
+    let host = example_host("r2600x");
+    for extra in [
+        &["--disk", "/dev/disk/by-id/ata-OCZ-TRION100_95UB60EOKMGX", "--network", "default"][..],
+        &[
+            "--disk",
+            "/var/lib/libvirt/images/win10.qcow2",
+            "--disk-bus",
+            "sata",
+            "--iso",
+            "/isos/Win10.iso",
+            "--iso",
+            "/isos/virtio-win.iso",
+            "--network",
+            "bridge:br0",
+        ],
+        &["--disk", "/var/lib/libvirt/images/w.img", "--network", "direct:enp5s0"],
+    ] {
+        let mut a = vec!["domain", "gpu", "--memory", "8G", "--name", "vm"];
+        a.extend_from_slice(extra);
+        let run = vfioctl(&host, &a);
+        assert_eq!(run.code, 0, "{extra:?}: {}", run.stderr);
+        validate(&run.stdout, &format!("{extra:?}"));
+    }
+    let run = vfioctl(&host, &["domain", "gpu", "--name", "vm", "--network", "carrier-pigeon"]);
+    assert_eq!(run.code, 2);
+}
