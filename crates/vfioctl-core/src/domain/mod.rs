@@ -96,7 +96,14 @@ pub fn render(plan: &Plan, host: &DomainHost, req: &DomainRequest) -> String {
     let w = &mut x;
     let kib = plan.memory.mib * 1024;
     let c = &plan.cpu;
-    push(w, 0, "<domain type='kvm'>");
+    // libvirt before 7.4 has no <input type='evdev'>: QEMU's input-linux objects instead.
+    let native_evdev = host.libvirt.is_none_or(|v| v >= (7, 4));
+    let legacy_evdev = !native_evdev && !req.evdev.is_empty();
+    if legacy_evdev {
+        push(w, 0, "<domain type='kvm' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>");
+    } else {
+        push(w, 0, "<domain type='kvm'>");
+    }
     push(w, 1, &format!("<name>{}</name>", esc(&req.name)));
     push(w, 1, &format!("<memory unit='KiB'>{kib}</memory>"));
     push(w, 1, &format!("<currentMemory unit='KiB'>{kib}</currentMemory>"));
@@ -252,8 +259,7 @@ pub fn render(plan: &Plan, host: &DomainHost, req: &DomainRequest) -> String {
     }
     for path in &req.evdev {
         let kbd = path.ends_with("-event-kbd");
-        let native = host.libvirt.is_none_or(|v| v >= (7, 4));
-        if native {
+        if native_evdev {
             push(w, 2, "<input type='evdev'>");
             if kbd {
                 push(w, 3, &format!("<source dev='{}' grab='all' grabToggle='ctrl-ctrl' repeat='on'/>", esc(path)));
@@ -284,6 +290,15 @@ pub fn render(plan: &Plan, host: &DomainHost, req: &DomainRequest) -> String {
     }
     push(w, 2, "<memballoon model='none'/>");
     push(w, 1, "</devices>");
+    if legacy_evdev {
+        push(w, 1, "<qemu:commandline>");
+        for (i, path) in req.evdev.iter().enumerate() {
+            let opts = if path.ends_with("-event-kbd") { ",grab_all=on,repeat=on" } else { "" };
+            push(w, 2, "<qemu:arg value='-object'/>");
+            push(w, 2, &format!("<qemu:arg value='input-linux,id=evdev{i},evdev={}{opts}'/>", esc(path)));
+        }
+        push(w, 1, "</qemu:commandline>");
+    }
     push(w, 0, "</domain>");
     x
 }
@@ -339,4 +354,56 @@ fn push(w: &mut String, depth: usize, line: &str) {
     }
     w.push_str(line);
     w.push('\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::pinning::tests::shape;
+    use crate::plan::{pinning, CmdlineChange, CpuRequest, MemoryPlan};
+
+    fn plan() -> Plan {
+        let t = shape(1, 1, 2, 3, 2, true, &[8192]);
+        Plan {
+            devices: Vec::new(),
+            vfio_ids: Vec::new(),
+            numa_node: Some(0),
+            cpu: pinning::place(&t, &CpuRequest { vcpus: Some(4), node: Some(0) }).unwrap(),
+            memory: MemoryPlan { mib: 4096, hugepages: None, reasons: Vec::new() },
+            kernel_cmdline: CmdlineChange::default(),
+            cmdline_source: String::new(),
+            modprobe: Vec::new(),
+            initramfs_modules: Vec::new(),
+            reasons: Vec::new(),
+            warnings: Vec::new(),
+            forced: Vec::new(),
+        }
+    }
+
+    fn host(libvirt: Option<(u32, u32)>) -> DomainHost {
+        DomainHost { vendor: CpuVendor::Amd, invtsc: false, firmware: None, emulator: None, libvirt, qemu: None }
+    }
+
+    fn req() -> DomainRequest {
+        DomainRequest {
+            name: "w<1>".into(),
+            os: GuestOs::Windows10,
+            evdev: vec!["/dev/input/by-id/kbd-event-kbd".into(), "/dev/input/by-id/m-event-mouse".into()],
+            disk: None,
+            disk_bus: DiskBus::Scsi,
+            isos: Vec::new(),
+            network: None,
+        }
+    }
+
+    #[test]
+    fn evdev_native_or_input_linux_by_libvirt_version() {
+        let new = render(&plan(), &host(Some((9, 0))), &req());
+        assert!(new.contains("<input type='evdev'>") && !new.contains("qemu:commandline"));
+        assert!(new.contains("<name>w&lt;1&gt;</name>"));
+        let old = render(&plan(), &host(Some((6, 0))), &req());
+        assert!(old.starts_with("<domain type='kvm' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>"));
+        assert!(old.contains("input-linux,id=evdev0,evdev=/dev/input/by-id/kbd-event-kbd,grab_all=on,repeat=on"));
+        assert!(!old.contains("<input type='evdev'>") && !old.contains("dies=") && !old.contains("mode='custom'"));
+    }
 }
