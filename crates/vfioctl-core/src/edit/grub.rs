@@ -19,7 +19,7 @@
 //! `/etc/default/grub.d/*.cfg` files are sourced after this file and may override it; they
 //! are the caller's business (this editor works on any of them alike).
 
-use super::text::{apply, apply_escaped, has_param, param_name, splice};
+use super::text::{apply, apply_escaped, close_double, has_param, param_name, splice};
 use super::{CmdlineEdit, EditError};
 
 const LINUX: &str = "GRUB_CMDLINE_LINUX";
@@ -37,20 +37,6 @@ struct Assign {
 
 fn is_blank(b: u8) -> bool {
     b == b' ' || b == b'\t'
-}
-
-/// The end of a double-quoted string whose opening quote is at `i`: the index after the
-/// closing quote, or `None` when it is not closed.
-fn close_double(b: &[u8], i: usize) -> Option<usize> {
-    let mut k = i + 1;
-    while k < b.len() {
-        match b[k] {
-            b'\\' => k += 2,
-            b'"' => return Some(k + 1),
-            _ => k += 1,
-        }
-    }
-    None
 }
 
 fn close_single(b: &[u8], i: usize) -> Option<usize> {

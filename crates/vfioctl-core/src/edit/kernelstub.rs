@@ -27,17 +27,7 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
 /// The end of the JSON value starting at `i`.
 fn value_end(b: &[u8], i: usize) -> Option<usize> {
     match *b.get(i)? {
-        b'"' => {
-            let mut k = i + 1;
-            while k < b.len() {
-                match b[k] {
-                    b'\\' => k += 2,
-                    b'"' => return Some(k + 1),
-                    _ => k += 1,
-                }
-            }
-            None
-        }
+        b'"' => super::text::close_double(b, i),
         b'{' | b'[' => {
             let mut depth = 0usize;
             let mut k = i;

@@ -225,6 +225,20 @@ pub(crate) fn same_module(a: &str, b: &str) -> bool {
     a.replace('-', "_") == b.replace('-', "_")
 }
 
+/// The end of a double-quoted string whose opening quote is at `i`: the index after the
+/// closing quote, or `None` when it is not closed.
+pub(crate) fn close_double(b: &[u8], i: usize) -> Option<usize> {
+    let mut k = i + 1;
+    while k < b.len() {
+        match b[k] {
+            b'\\' => k += 2,
+            b'"' => return Some(k + 1),
+            _ => k += 1,
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
