@@ -69,3 +69,14 @@ pub fn e(add: &[&str], remove: &[&str]) -> super::CmdlineEdit {
 
 /// The modules the editors' tests load early.
 pub const VFIO: [&str; 3] = ["vfio", "vfio_iommu_type1", "vfio_pci"];
+
+/// Applies an editor once, checks that a second run changes nothing, returns the text.
+pub fn idempotent<A: ?Sized>(
+    edit: impl Fn(Option<&str>, &A) -> Result<String, super::EditError>,
+    text: Option<&str>,
+    arg: &A,
+) -> String {
+    let once = edit(text, arg).unwrap();
+    assert_eq!(edit(Some(&once), arg).unwrap(), once, "not idempotent");
+    once
+}
