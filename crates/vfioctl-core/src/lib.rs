@@ -32,3 +32,4 @@ pub mod selector;
 pub mod sysfs_value;
 pub mod topology;
 pub mod vendor;
+pub mod xml;

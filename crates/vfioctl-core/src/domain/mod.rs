@@ -2,7 +2,6 @@
 //! XML, decided from the plan and the host. [`render`] is pure and returns the XML text.
 
 mod hyperv;
-mod xml;
 
 use std::collections::BTreeMap;
 
@@ -10,8 +9,8 @@ use crate::pci::PciAddress;
 use crate::plan::Plan;
 use crate::vendor::CpuVendor;
 
+use crate::xml::esc;
 pub use hyperv::{enlightenments, Enlightenment};
-use xml::esc;
 
 /// The guest operating system: Windows gets Hyper-V enlightenments and a local-time
 /// clock; Windows 11 also secure boot and a TPM.

@@ -1,0 +1,423 @@
+//! A lossless XML tree for libvirt domains.
+//!
+//! Patching a user's domain must keep everything they had: comments, attribute order and
+//! quoting, indentation, unknown elements, namespaces. So the tree keeps the raw text of
+//! every part it did not change, and writing an unchanged [`Document`] gives back the
+//! input byte for byte. Changed attributes are written as `name='value'`, libvirt's style;
+//! inserted elements are indented like their new siblings.
+//!
+//! Every element remembers the line and column of its `<`, for findings that point into
+//! the user's file.
+
+mod parse;
+
+use std::fmt;
+
+pub use parse::{parse, XmlError};
+
+/// A whole document: what comes before the root (declaration, comments), the root, and
+/// what follows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Document {
+    pub before: Vec<Node>,
+    pub root: Element,
+    pub after: Vec<Node>,
+}
+
+/// One piece of content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Node {
+    Element(Element),
+    /// Character data exactly as written (entities still escaped).
+    Text(String),
+    /// The inside of `<!--…-->`.
+    Comment(String),
+    /// CDATA, processing instructions and DOCTYPE, verbatim.
+    Raw(String),
+}
+
+/// An attribute; `raw` is its exact source (with the whitespace before it) until it is set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attr {
+    pub name: String,
+    pub value: String,
+    raw: Option<String>,
+}
+
+/// An element with its attributes in their order and its content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Element {
+    pub name: String,
+    attrs: Vec<Attr>,
+    pub children: Vec<Node>,
+    /// Whitespace between the last attribute and `>` or `/>`.
+    tag_space: String,
+    /// Written as `<name/>` (while it has no children).
+    empty: bool,
+    /// Whitespace inside the end tag, `</name  >`.
+    end_space: String,
+    /// Where its `<` was in the source; 0 for elements made here.
+    pub line: u32,
+    pub column: u32,
+}
+
+/// `&`, `<`, `>`, `'` and `"` as entities.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\'' => out.push_str("&apos;"),
+            '"' => out.push_str("&quot;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+impl Document {
+    /// The text of the document; the input unchanged when nothing was edited.
+    pub fn write(&self) -> String {
+        let mut out = String::new();
+        for n in &self.before {
+            n.write(&mut out);
+        }
+        self.root.write(&mut out);
+        for n in &self.after {
+            n.write(&mut out);
+        }
+        out
+    }
+
+    /// The indentation unit of the document: what the root's first child is indented by
+    /// (two spaces when that cannot be told).
+    pub fn indent_unit(&self) -> String {
+        for n in &self.root.children {
+            if let Node::Text(t) = n {
+                if let Some(i) = t.rfind('\n') {
+                    let unit = t.get(i + 1..).unwrap_or("");
+                    if !unit.is_empty() && unit.trim().is_empty() {
+                        return unit.to_string();
+                    }
+                }
+            }
+        }
+        "  ".to_string()
+    }
+}
+
+impl fmt::Display for Document {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.write())
+    }
+}
+
+impl Node {
+    fn write(&self, out: &mut String) {
+        match self {
+            Node::Element(e) => e.write(out),
+            Node::Text(t) | Node::Raw(t) => out.push_str(t),
+            Node::Comment(c) => {
+                out.push_str("<!--");
+                out.push_str(c);
+                out.push_str("-->");
+            }
+        }
+    }
+
+    pub fn as_element(&self) -> Option<&Element> {
+        match self {
+            Node::Element(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    fn is_blank(&self) -> bool {
+        matches!(self, Node::Text(t) if t.trim().is_empty())
+    }
+}
+
+impl Element {
+    fn bare(name: String, line: u32, column: u32) -> Self {
+        Element {
+            name,
+            attrs: Vec::new(),
+            children: Vec::new(),
+            tag_space: String::new(),
+            empty: false,
+            end_space: String::new(),
+            line,
+            column,
+        }
+    }
+
+    /// A new element, written `<name/>` until it gets children.
+    pub fn new(name: &str) -> Self {
+        let mut e = Element::bare(name.to_string(), 0, 0);
+        e.empty = true;
+        e
+    }
+
+    /// Builder form of [`Element::set_attr`].
+    pub fn with_attr(mut self, name: &str, value: &str) -> Self {
+        self.set_attr(name, value);
+        self
+    }
+
+    fn write(&self, out: &mut String) {
+        out.push('<');
+        out.push_str(&self.name);
+        for a in &self.attrs {
+            match &a.raw {
+                Some(raw) => out.push_str(raw),
+                None => {
+                    out.push(' ');
+                    out.push_str(&a.name);
+                    out.push_str("='");
+                    out.push_str(&esc(&a.value));
+                    out.push('\'');
+                }
+            }
+        }
+        out.push_str(&self.tag_space);
+        if self.empty && self.children.is_empty() {
+            out.push_str("/>");
+            return;
+        }
+        out.push('>');
+        for c in &self.children {
+            c.write(out);
+        }
+        out.push_str("</");
+        out.push_str(&self.name);
+        out.push_str(&self.end_space);
+        out.push('>');
+    }
+
+    /// The element as text (with its own raw parts).
+    pub fn to_xml(&self) -> String {
+        let mut out = String::new();
+        self.write(&mut out);
+        out
+    }
+
+    pub fn attrs(&self) -> impl Iterator<Item = &Attr> {
+        self.attrs.iter()
+    }
+
+    pub fn attr(&self, name: &str) -> Option<&str> {
+        self.attrs.iter().find(|a| a.name == name).map(|a| a.value.as_str())
+    }
+
+    /// Sets an attribute, keeping its place; a no-op (raw text kept) when the value is
+    /// already that. Returns whether anything changed.
+    pub fn set_attr(&mut self, name: &str, value: &str) -> bool {
+        match self.attrs.iter_mut().find(|a| a.name == name) {
+            Some(a) if a.value == value => false,
+            Some(a) => {
+                a.value = value.to_string();
+                a.raw = None;
+                true
+            }
+            None => {
+                self.attrs.push(Attr { name: name.to_string(), value: value.to_string(), raw: None });
+                true
+            }
+        }
+    }
+
+    pub fn remove_attr(&mut self, name: &str) -> bool {
+        let before = self.attrs.len();
+        self.attrs.retain(|a| a.name != name);
+        before != self.attrs.len()
+    }
+
+    /// Child elements.
+    pub fn elements(&self) -> impl Iterator<Item = &Element> {
+        self.children.iter().filter_map(Node::as_element)
+    }
+
+    pub fn elements_mut(&mut self) -> impl Iterator<Item = &mut Element> {
+        self.children.iter_mut().filter_map(|n| match n {
+            Node::Element(e) => Some(e),
+            _ => None,
+        })
+    }
+
+    /// The first child element with this name.
+    pub fn child(&self, name: &str) -> Option<&Element> {
+        self.elements().find(|e| e.name == name)
+    }
+
+    pub fn child_mut(&mut self, name: &str) -> Option<&mut Element> {
+        self.elements_mut().find(|e| e.name == name)
+    }
+
+    /// Child elements with this name.
+    pub fn children_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Element> + 'a {
+        self.elements().filter(move |e| e.name == name)
+    }
+
+    /// Follows a `/`-separated path of child names from this element.
+    pub fn find(&self, path: &str) -> Option<&Element> {
+        path.split('/').filter(|s| !s.is_empty()).try_fold(self, |e, name| e.child(name))
+    }
+
+    pub fn find_mut(&mut self, path: &str) -> Option<&mut Element> {
+        let mut e = self;
+        for name in path.split('/').filter(|s| !s.is_empty()) {
+            e = e.child_mut(name)?;
+        }
+        Some(e)
+    }
+
+    /// The character content (text and CDATA, entities decoded), trimmed.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        for c in &self.children {
+            match c {
+                Node::Text(t) => out.push_str(&parse::unescape(t).unwrap_or_else(|_| t.clone())),
+                Node::Raw(r) => {
+                    if let Some(inner) = r.strip_prefix("<![CDATA[").and_then(|r| r.strip_suffix("]]>")) {
+                        out.push_str(inner);
+                    }
+                }
+                _ => {}
+            }
+        }
+        out.trim().to_string()
+    }
+
+    /// Sets the character content of a leaf element; a no-op when equal.
+    pub fn set_text(&mut self, value: &str) -> bool {
+        if self.text() == value.trim() && self.elements().next().is_none() {
+            return false;
+        }
+        self.children = vec![Node::Text(esc(value))];
+        true
+    }
+
+    /// Removes the child elements for which `drop` is true, with the whitespace in front
+    /// of each; comments are the user's and stay. Returns how many went.
+    pub fn remove_elements(&mut self, mut drop: impl FnMut(&Element) -> bool) -> usize {
+        let mut removed = 0;
+        let mut i = 0;
+        while i < self.children.len() {
+            let goes = matches!(&self.children[i], Node::Element(e) if drop(e));
+            if !goes {
+                i += 1;
+                continue;
+            }
+            self.children.remove(i);
+            removed += 1;
+            // The line break and indentation that led up to it; comments stay.
+            let mut j = i;
+            if j > 0 && self.children[j - 1].is_blank() {
+                self.children.remove(j - 1);
+                j -= 1;
+            }
+            i = j;
+        }
+        if removed > 0 && self.elements().next().is_none() && self.children.iter().all(Node::is_blank) {
+            self.children.clear();
+            self.empty = true;
+        }
+        removed
+    }
+
+    /// Inserts `nodes` (an element, maybe with a comment before it) as children, after
+    /// the child element at `after` (an index among child elements), or at the end. They
+    /// are indented for `depth` levels of `unit`, like the siblings.
+    pub fn insert(&mut self, after: Option<usize>, nodes: Vec<Node>, depth: usize, unit: &str) {
+        let indent = format!("\n{}", unit.repeat(depth));
+        let close = format!("\n{}", unit.repeat(depth.saturating_sub(1)));
+        let mut block = Vec::new();
+        for n in nodes {
+            block.push(Node::Text(indent.clone()));
+            block.push(match n {
+                Node::Element(mut e) => {
+                    e.reindent(depth + 1, unit);
+                    Node::Element(e)
+                }
+                other => other,
+            });
+        }
+        if self.children.iter().all(Node::is_blank) {
+            self.children.clear();
+            self.children.extend(block);
+            self.children.push(Node::Text(close));
+            self.empty = false;
+            return;
+        }
+        let at = match after {
+            Some(k) => self
+                .children
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| matches!(n, Node::Element(_)))
+                .nth(k)
+                .map(|(i, _)| i + 1),
+            None => None,
+        };
+        let at = match at {
+            Some(i) => i,
+            // At the end, before the closing whitespace.
+            None => match self.children.last() {
+                Some(n) if n.is_blank() => self.children.len() - 1,
+                _ => {
+                    self.children.push(Node::Text(close));
+                    self.children.len() - 1
+                }
+            },
+        };
+        for (k, n) in block.into_iter().enumerate() {
+            self.children.insert(at + k, n);
+        }
+    }
+
+    /// Replaces this element's layout whitespace so it sits at `depth` levels.
+    pub fn reindent(&mut self, depth: usize, unit: &str) {
+        if self.elements().next().is_none() && !self.children.iter().any(|c| matches!(c, Node::Comment(_))) {
+            return;
+        }
+        let indent = format!("\n{}", unit.repeat(depth));
+        let close = format!("\n{}", unit.repeat(depth.saturating_sub(1)));
+        let old = std::mem::take(&mut self.children);
+        for n in old {
+            match n {
+                n if n.is_blank() => {}
+                Node::Element(mut e) => {
+                    e.reindent(depth + 1, unit);
+                    self.children.push(Node::Text(indent.clone()));
+                    self.children.push(Node::Element(e));
+                }
+                other => {
+                    self.children.push(Node::Text(indent.clone()));
+                    self.children.push(other);
+                }
+            }
+        }
+        self.children.push(Node::Text(close));
+    }
+
+    /// Equal in meaning: same name, same attributes in any order, same child elements in
+    /// order, same text; layout whitespace and comments do not count.
+    pub fn same_as(&self, other: &Element) -> bool {
+        if self.name != other.name || self.attrs.len() != other.attrs.len() {
+            return false;
+        }
+        if !self.attrs.iter().all(|a| other.attr(&a.name) == Some(a.value.as_str())) {
+            return false;
+        }
+        let mine: Vec<&Element> = self.elements().collect();
+        let theirs: Vec<&Element> = other.elements().collect();
+        mine.len() == theirs.len()
+            && mine.iter().zip(&theirs).all(|(a, b)| a.same_as(b))
+            && (!mine.is_empty() || self.text() == other.text())
+    }
+}
+
+#[cfg(test)]
+mod tests;

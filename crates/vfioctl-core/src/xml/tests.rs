@@ -1,0 +1,125 @@
+use super::*;
+
+pub(crate) const GUIDE_000: &str = include_str!("../../../../examples/domains/guide-000-CompromisedBeast.xml");
+pub(crate) const GUIDE_001: &str = include_str!("../../../../examples/domains/guide-001-win10.xml");
+
+fn doc(s: &str) -> Document {
+    parse(s).unwrap()
+}
+
+#[test]
+fn the_guides_domains_round_trip_byte_for_byte() {
+    for g in [GUIDE_000, GUIDE_001] {
+        let d = doc(g);
+        assert_eq!(d.write(), g);
+        assert_eq!(d.root.name, "domain");
+        assert_eq!(d.indent_unit(), "  ");
+    }
+    let d = doc(GUIDE_000);
+    assert_eq!(d.root.find("name").unwrap().text(), "CompromisedBeast");
+    assert_eq!(d.root.find("features/hyperv/vendor_id").unwrap().attr("value"), Some("banana"));
+    let vcpu = d.root.find("vcpu").unwrap();
+    assert_eq!((vcpu.line, vcpu.column), (6, 3));
+}
+
+#[test]
+fn awkward_but_valid_xml_round_trips() {
+    for s in [
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!DOCTYPE d [<!ENTITY x \"y\">]>\n<d/>\n",
+        "\u{feff}<d a=\"1\"  b = 'two' \n c='&amp;&#65;&#x42;'  ></d  >",
+        "<!-- c --><d><![CDATA[<raw> & ]]><?pi x?><e/>text &lt; more</d><!-- after -->\n",
+        "<d xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'><qemu:commandline/></d>",
+        "<d>\r\n\t<é attr='ü'/>\r\n</d>",
+    ] {
+        assert_eq!(doc(s).write(), s);
+    }
+    let d = doc("<d><![CDATA[a<b]]> &amp; c</d>");
+    assert_eq!(d.root.text(), "a<b & c");
+}
+
+#[test]
+fn malformed_xml_says_where() {
+    for (s, line, column, what) in [
+        ("<d>\n  <e>\n</d>", 3, 1, "</d> closes <e> opened at line 2, column 3"),
+        ("<d>\n  <e a=1/>\n</d>", 2, 8, "the value of `a` is not quoted"),
+        ("<d a='1' a='2'/>", 1, 10, "appears twice"),
+        ("<d>&nbsp;</d>", 1, 4, "unknown entity `&nbsp;`"),
+        ("<d>\n<e>", 2, 1, "<e> is never closed"),
+        ("", 1, 1, "no root element"),
+        ("<d/><e/>", 1, 5, "content after the root element"),
+        ("<d><!-- x", 1, 4, "comment is never closed"),
+        ("<d a='<'/>", 1, 7, "`<` in the value"),
+        ("<d></e>", 1, 4, "</e> closes <d>"),
+        ("x<d/>", 1, 1, "text before the root element"),
+        ("<d><1/></d>", 1, 5, "expected a name"),
+    ] {
+        let e = parse(s).unwrap_err();
+        assert!(e.message.contains(what), "{s:?}: {e}");
+        assert_eq!((e.line, e.column), (line, column), "{s:?}: {e}");
+    }
+}
+
+#[test]
+fn no_prefix_or_mangling_of_a_guide_panics() {
+    let g = GUIDE_001;
+    for (i, _) in g.char_indices().step_by(7) {
+        let _ = parse(&g[..i]);
+        let _ = parse(&g[i..]);
+        let mut s = g.to_string();
+        s.insert(i, '<');
+        let _ = parse(&s);
+    }
+    let deep = "<a>".repeat(100_000);
+    assert!(parse(&deep).is_err());
+    let deep = format!("{}{}", "<a>".repeat(600), "</a>".repeat(600));
+    assert!(parse(&deep).unwrap_err().message.contains("nested deeper than 512"));
+}
+
+#[test]
+fn setting_an_attribute_keeps_the_others_raw() {
+    let mut d = doc("<d>\n  <e  b=\"1\" a='x'   />\n</d>");
+    let e = d.root.child_mut("e").unwrap();
+    assert!(!e.set_attr("b", "1"));
+    assert!(e.set_attr("a", "it's"));
+    assert!(e.set_attr("c", "3"));
+    assert_eq!(d.write(), "<d>\n  <e  b=\"1\" a='it&apos;s' c='3'   />\n</d>");
+}
+
+#[test]
+fn inserting_indents_like_the_siblings() {
+    let mut d = doc("<d>\n    <a/>\n    <b/>\n</d>\n");
+    let unit = d.indent_unit();
+    assert_eq!(unit, "    ");
+    let mut new = Element::new("c").with_attr("x", "1");
+    new.insert(None, vec![Node::Element(Element::new("leaf"))], 1, "  ");
+    d.root.insert(Some(0), vec![Node::Comment(" why ".into()), Node::Element(new)], 1, &unit);
+    d.root.insert(None, vec![Node::Element(Element::new("z"))], 1, &unit);
+    assert_eq!(
+        d.write(),
+        "<d>\n    <a/>\n    <!-- why -->\n    <c x='1'>\n        <leaf/>\n    </c>\n    <b/>\n    <z/>\n</d>\n"
+    );
+    let mut e = doc("<d>\n  <f/>\n</d>");
+    e.root.child_mut("f").unwrap().insert(None, vec![Node::Element(Element::new("g"))], 2, "  ");
+    assert_eq!(e.write(), "<d>\n  <f>\n    <g/>\n  </f>\n</d>");
+}
+
+#[test]
+fn removing_takes_the_line_but_keeps_comments() {
+    let mut d = doc("<d>\n  <a/>\n  <!-- mine -->\n  <b n='1'/>\n  <b n='2'/>\n</d>");
+    assert_eq!(d.root.remove_elements(|e| e.attr("n") == Some("1")), 1);
+    assert_eq!(d.write(), "<d>\n  <a/>\n  <!-- mine -->\n  <b n='2'/>\n</d>");
+    assert_eq!(d.root.remove_elements(|_| true), 2);
+    assert_eq!(d.write(), "<d>\n  <!-- mine -->\n</d>");
+    let mut e = doc("<d>\n  <a/>\n</d>");
+    e.root.remove_elements(|_| true);
+    assert_eq!(e.write(), "<d/>");
+}
+
+#[test]
+fn sameness_ignores_layout_and_attribute_order() {
+    let a = doc("<d a='1' b=\"2\">\n  <!-- c -->\n  <e>x</e>\n</d>").root;
+    let b = doc("<d b='2' a='1'><e> x </e></d>").root;
+    let c = doc("<d b='2' a='1'><e>y</e></d>").root;
+    assert!(a.same_as(&b));
+    assert!(!a.same_as(&c));
+}
