@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 pub mod apply;
 pub mod cpu;
+pub mod disk;
 pub mod drivers;
 pub mod facts;
 pub mod firmware;

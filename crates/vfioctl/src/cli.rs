@@ -27,7 +27,7 @@ pub enum Command {
     /// What to reserve, pin and allocate to pass devices to a VM, each decision explained.
     Plan(PlanArgs),
     /// The libvirt domain XML for the plan: pinning, hugepages, Hyper-V, hostdevs, evdev.
-    Domain(DomainArgs),
+    Domain(Box<DomainArgs>),
     /// Write the plan's host configuration as one transaction (see --dry-run).
     Apply(ApplyArgs),
     /// Restore the state before the last apply, byte for byte.
@@ -196,9 +196,22 @@ pub enum OsArg {
 pub struct DomainArgs {
     #[command(flatten)]
     pub plan: PlanArgs,
-    /// The domain's name.
+    /// The domain's name (default with --from/--from-libvirt: the domain's own).
+    #[arg(long, required_unless_present_any = ["from", "from_libvirt"])]
+    pub name: Option<String>,
+    /// Patch this domain XML file instead of writing a new domain: everything in it is
+    /// kept, only what the plan decides changes, and the diff is shown.
+    #[arg(long, value_name = "FILE", conflicts_with = "from_libvirt")]
+    pub from: Option<PathBuf>,
+    /// Patch the inactive definition of this libvirt domain.
+    #[arg(long, value_name = "NAME")]
+    pub from_libvirt: Option<String>,
+    /// Define the domain in libvirt (through its API).
     #[arg(long)]
-    pub name: String,
+    pub define: bool,
+    /// libvirt connection URI for --define, --from-libvirt and domain capabilities.
+    #[arg(long, value_name = "URI", env = "LIBVIRT_DEFAULT_URI", default_value = "qemu:///system")]
+    pub connect: String,
     /// Guest OS: Windows gets Hyper-V enlightenments; win11 secure boot and a TPM.
     #[arg(long, value_enum, default_value = "win10")]
     pub os: OsArg,
@@ -209,6 +222,10 @@ pub struct DomainArgs {
     /// System disk: a stable block device path (/dev/disk/by-id/…) or an image file.
     #[arg(long)]
     pub disk: Option<String>,
+    /// Create the --disk image with this size (e.g. 128G): qcow2 by qemu-img when the
+    /// name ends in .qcow2, else a sparse raw file. An existing file is never touched.
+    #[arg(long, value_name = "SIZE", requires = "disk")]
+    pub disk_size: Option<String>,
     /// Bus of the system disk.
     #[arg(long, value_enum, default_value = "scsi")]
     pub disk_bus: DiskBusArg,

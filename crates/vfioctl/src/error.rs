@@ -43,6 +43,20 @@ pub enum CliError {
     Change(vfioctl_host::apply::changes::ChangeError),
     #[error("cannot write output: {0}")]
     Output(#[source] std::io::Error),
+    #[error("cannot read {path}")]
+    Input {
+        path: std::path::PathBuf,
+        #[source]
+        err: std::io::Error,
+    },
+    #[error("{from} is not well-formed XML")]
+    DomainXml {
+        from: String,
+        #[source]
+        err: vfioctl_core::xml::XmlError,
+    },
+    #[error(transparent)]
+    Disk(vfioctl_host::disk::DiskError),
 }
 
 impl CliError {
@@ -55,7 +69,13 @@ impl CliError {
                 Exit::Env
             }
             CliError::Plan(_) => Exit::Finding,
-            CliError::Host(_) | CliError::Output(_) | CliError::Archive { .. } | CliError::Selector(_) => Exit::Env,
+            CliError::Host(_)
+            | CliError::Output(_)
+            | CliError::Archive { .. }
+            | CliError::Selector(_)
+            | CliError::Input { .. }
+            | CliError::DomainXml { .. }
+            | CliError::Disk(_) => Exit::Env,
         }
     }
 
@@ -63,7 +83,11 @@ impl CliError {
         match self {
             CliError::IommuOff { remedy, .. } => Some(remedy.clone()),
             CliError::Host(e) => e.remedy(),
-            CliError::Output(_) => None,
+            CliError::Output(_) | CliError::Input { .. } => None,
+            CliError::DomainXml { .. } => {
+                Some("fix the XML at that line and column (virt-xml-validate FILE domain helps), then run again".into())
+            }
+            CliError::Disk(e) => e.remedy(),
             CliError::Apply(e) => e.remedy(),
             CliError::NeedsYes | CliError::Usage(_) => None,
             CliError::Change(_) => {

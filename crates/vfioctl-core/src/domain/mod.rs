@@ -2,6 +2,7 @@
 //! XML, decided from the plan and the host. [`render`] is pure and returns the XML text.
 
 mod hyperv;
+mod patch;
 
 use std::collections::BTreeMap;
 
@@ -11,6 +12,7 @@ use crate::vendor::CpuVendor;
 
 use crate::xml::esc;
 pub use hyperv::{enlightenments, Enlightenment};
+pub use patch::{patch, PatchReport};
 
 /// The guest operating system: Windows gets Hyper-V enlightenments and a local-time
 /// clock; Windows 11 also secure boot and a TPM.
@@ -361,7 +363,7 @@ mod tests {
     use crate::plan::pinning::tests::shape;
     use crate::plan::{pinning, CmdlineChange, CpuRequest, MemoryPlan};
 
-    fn plan() -> Plan {
+    pub(crate) fn plan() -> Plan {
         let t = shape(1, 1, 2, 3, 2, true, &[8192]);
         Plan {
             devices: Vec::new(),
@@ -379,11 +381,11 @@ mod tests {
         }
     }
 
-    fn host(libvirt: Option<(u32, u32)>) -> DomainHost {
+    pub(crate) fn host(libvirt: Option<(u32, u32)>) -> DomainHost {
         DomainHost { vendor: CpuVendor::Amd, invtsc: false, firmware: None, emulator: None, libvirt, qemu: None }
     }
 
-    fn req() -> DomainRequest {
+    pub(crate) fn req() -> DomainRequest {
         DomainRequest {
             name: "w<1>".into(),
             os: GuestOs::Windows10,

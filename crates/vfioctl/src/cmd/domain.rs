@@ -1,12 +1,14 @@
 //! `vfioctl domain`: the libvirt domain XML of a plan.
 
+use similar::TextDiff;
 use vfioctl_core::domain::{self, Disk, DiskBus, DomainHost, DomainRequest, GuestOs, Network};
+use vfioctl_core::xml;
 use vfioctl_host::apply::atomic_write;
 use vfioctl_host::root::HostRoot;
-use vfioctl_host::{facts, firmware};
+use vfioctl_host::{disk, facts, firmware};
 
 use super::plan;
-use crate::cli::{DiskBusArg, DomainArgs, OsArg};
+use crate::cli::{self, DiskBusArg, DomainArgs, OsArg};
 use crate::error::{CliError, Exit};
 use crate::output;
 
@@ -83,8 +85,25 @@ pub fn run(root: &HostRoot, args: &DomainArgs) -> Result<Exit, CliError> {
             }
         }),
     };
+    let existing = match (&args.from, &args.from_libvirt) {
+        (Some(path), _) => {
+            let text = std::fs::read_to_string(path).map_err(|err| CliError::Input { path: path.clone(), err })?;
+            Some((path.display().to_string(), text))
+        }
+        (None, Some(name)) => Some((format!("libvirt domain {name}"), libvirt_xml(&args.connect, name)?)),
+        (None, None) => None,
+    };
+    let mut doc = match &existing {
+        Some((from, text)) => Some(xml::parse(text).map_err(|err| CliError::DomainXml { from: from.clone(), err })?),
+        None => None,
+    };
+    let name = match (&args.name, &doc) {
+        (Some(n), _) => n.clone(),
+        (None, Some(d)) => d.root.find("name").map(|n| n.text()).unwrap_or_default(),
+        (None, None) => return Err(CliError::Usage("--name is required for a new domain".into())),
+    };
     let req = DomainRequest {
-        name: args.name.clone(),
+        name,
         os,
         evdev,
         disk,
@@ -95,7 +114,34 @@ pub fn run(root: &HostRoot, args: &DomainArgs) -> Result<Exit, CliError> {
         isos: args.iso.clone(),
         network,
     };
-    let xml = domain::render(&p, &host, &req);
+    let rendered = domain::render(&p, &host, &req);
+    let xml = match (&mut doc, &existing) {
+        (Some(doc), Some((from, before))) => {
+            let want = xml::parse(&rendered).map_err(|err| CliError::DomainXml { from: "vfioctl".into(), err })?;
+            let report = domain::patch(doc, &want);
+            let after = doc.write();
+            eprint!("{}", patch_summary(from, before, &after, &report));
+            after
+        }
+        _ => rendered,
+    };
+    if let (Some(size), Some(Disk::Image(path))) = (&args.disk_size, &req.disk) {
+        let bytes = cli::parse_size_mib(size).map_err(CliError::Usage)? * 1024 * 1024;
+        match disk::create_image(root, path, bytes).map_err(CliError::Disk)? {
+            disk::Created::New { path, bytes, format } => {
+                eprintln!("vfioctl: created {} ({format}, {} GiB, sparse)", path.display(), bytes >> 30)
+            }
+            disk::Created::Existed { path, bytes } => eprintln!(
+                "vfioctl: {} exists ({} bytes): left as it is, not resized or overwritten",
+                path.display(),
+                bytes
+            ),
+        }
+    } else if let Some(Disk::Image(path)) = &req.disk {
+        if !root.path(path).exists() {
+            eprintln!("vfioctl: warning: {path} does not exist: create it with --disk-size SIZE, or with qemu-img");
+        }
+    }
     match &args.out {
         Some(path) => {
             atomic_write(path, xml.as_bytes(), None).map_err(CliError::Output)?;
@@ -103,5 +149,35 @@ pub fn run(root: &HostRoot, args: &DomainArgs) -> Result<Exit, CliError> {
         }
         None => output::print(&xml)?,
     }
+    if args.define {
+        define(&args.connect, &xml)?;
+    }
     Ok(Exit::Ok)
+}
+
+/// The changes of a patch as a unified diff and a list, for stderr.
+fn patch_summary(from: &str, before: &str, after: &str, report: &domain::PatchReport) -> String {
+    let mut out = String::new();
+    if report.changes.is_empty() {
+        out.push_str(&format!("vfioctl: {from} already has the plan: nothing changed\n"));
+    } else {
+        let diff = TextDiff::from_lines(before, after);
+        out.push_str(&diff.unified_diff().context_radius(2).header(from, "patched").to_string());
+        out.push_str(&format!("vfioctl: {} changes to {from}:\n", report.changes.len()));
+        for c in &report.changes {
+            out.push_str(&format!("  - {c}\n"));
+        }
+    }
+    for n in &report.notes {
+        out.push_str(&format!("vfioctl: note: {n}\n"));
+    }
+    out
+}
+
+fn libvirt_xml(_uri: &str, _name: &str) -> Result<String, CliError> {
+    Err(CliError::Usage("--from-libvirt is not wired yet".into()))
+}
+
+fn define(_uri: &str, _xml: &str) -> Result<(), CliError> {
+    Err(CliError::Usage("--define is not wired yet".into()))
 }

@@ -1,0 +1,719 @@
+//! Bringing an existing domain up to the plan without losing anything the user had.
+//!
+//! [`patch`] takes the user's domain as a lossless [`Document`] and the domain
+//! [`render`](super::render) would write for the plan, and changes only what the plan
+//! decides: memory size and hugepages, vCPUs and their pinning, the NUMA node, Hyper-V
+//! enlightenments and the KVM features, the CPU mode and topology, the timers, the
+//! passed devices, evdev inputs and the memory balloon (and the disks, CD-ROMs and
+//! network when they were asked for). Everything else — the UUID, disks, MAC addresses,
+//! comments, metadata, unknown elements, the qemu namespace — stays byte for byte, and a
+//! domain that already has the plan comes back unchanged.
+//!
+//! Values that are the user's choice as long as they are sound stay too: the vendor id
+//! string, a spinlock retry count of at least 4095, the numatune mode, the clock offset.
+
+use std::collections::BTreeSet;
+use std::str::FromStr;
+
+use crate::cpuset::CpuSet;
+use crate::xml::{Document, Element, Node};
+
+/// What a patch did, in words, one line per change, plus notes on what it kept that the
+/// plan would not have written.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PatchReport {
+    pub changes: Vec<String>,
+    pub notes: Vec<String>,
+}
+
+/// libvirt's order of the domain's top-level elements and of devices; new elements go
+/// after the last sibling that comes before them here.
+const DOMAIN_ORDER: &[&str] = &[
+    "name",
+    "uuid",
+    "genid",
+    "title",
+    "description",
+    "metadata",
+    "maxMemory",
+    "memory",
+    "currentMemory",
+    "blkiotune",
+    "memtune",
+    "memoryBacking",
+    "vcpu",
+    "vcpus",
+    "iothreads",
+    "iothreadids",
+    "cputune",
+    "numatune",
+    "resource",
+    "sysinfo",
+    "bootloader",
+    "os",
+    "idmap",
+    "features",
+    "cpu",
+    "clock",
+    "on_poweroff",
+    "on_reboot",
+    "on_crash",
+    "pm",
+    "perf",
+    "devices",
+    "seclabel",
+    "qemu:commandline",
+];
+
+const DEVICE_ORDER: &[&str] = &[
+    "emulator",
+    "disk",
+    "controller",
+    "lease",
+    "filesystem",
+    "interface",
+    "smartcard",
+    "serial",
+    "parallel",
+    "console",
+    "channel",
+    "input",
+    "tpm",
+    "graphics",
+    "sound",
+    "audio",
+    "video",
+    "hostdev",
+    "redirdev",
+    "hub",
+    "watchdog",
+    "memballoon",
+];
+
+const QEMU_NS: &str = "http://libvirt.org/schemas/domain/qemu/1.0";
+
+struct Patcher<'a> {
+    unit: String,
+    report: &'a mut PatchReport,
+}
+
+/// Brings `doc` up to `desired` (the rendered domain of the plan).
+pub fn patch(doc: &mut Document, desired: &Document) -> PatchReport {
+    let mut report = PatchReport::default();
+    let mut p = Patcher { unit: doc.indent_unit(), report: &mut report };
+    let d = &desired.root;
+    let e = &mut doc.root;
+    if let (Some(want), Some(have)) = (d.find("name"), e.find("name").map(Element::text)) {
+        if want.text() != have {
+            p.leaf(e, d, want, 1);
+        }
+    }
+    for name in ["memory", "currentMemory"] {
+        if let Some(want) = d.child(name) {
+            p.memory(e, d, want);
+        }
+    }
+    p.hugepages(e, d);
+    if let Some(want) = d.child("vcpu") {
+        p.leaf(e, d, want, 1);
+    }
+    if let Some(want) = d.child("iothreads") {
+        if e.child("iothreads").and_then(|t| t.text().parse::<u32>().ok()).is_none_or(|n| n < 1) {
+            p.leaf(e, d, want, 1);
+        }
+    }
+    p.cputune(e, d);
+    p.numatune(e, d);
+    p.features(e, d);
+    p.cpu(e, d);
+    p.clock(e, d);
+    p.devices(e, d);
+    report
+}
+
+impl Patcher<'_> {
+    fn changed(&mut self, what: String) {
+        self.report.changes.push(what);
+    }
+
+    /// Inserts a copy of `want` (with the comment in front of it in `from`) into
+    /// `parent` at `depth`, in libvirt's order.
+    fn insert(&mut self, parent: &mut Element, from: &Element, want: &Element, depth: usize, order: &[&str]) {
+        let mut nodes = Vec::new();
+        if let Some(c) = comment_before(from, want) {
+            nodes.push(c);
+        }
+        nodes.push(Node::Element(want.clone()));
+        let rank = order.iter().position(|n| *n == want.name);
+        let after = rank.and_then(|r| {
+            parent
+                .elements()
+                .enumerate()
+                .filter(|(_, c)| order.iter().position(|n| *n == c.name).is_some_and(|cr| cr <= r))
+                .map(|(i, _)| i)
+                .last()
+        });
+        parent.insert(after, nodes, depth, &self.unit);
+    }
+
+    /// Sets a leaf element (attributes and text) at `depth` under `parent`, or adds it
+    /// (with its comment in `from`).
+    fn leaf(&mut self, parent: &mut Element, from: &Element, want: &Element, depth: usize) {
+        match parent.child_mut(&want.name) {
+            Some(have) => {
+                let before = have.to_xml();
+                let mut any = sync_attrs(have, want, &[]);
+                if !want.text().is_empty() || have.elements().next().is_none() {
+                    any |= have.set_text(&want.text());
+                }
+                if any {
+                    let after = have.to_xml();
+                    self.changed(format!("{} → {}", one_line(&before), one_line(&after)));
+                }
+            }
+            None => {
+                self.changed(format!("added {}", one_line(&want.to_xml())));
+                self.insert(parent, from, want, depth, DOMAIN_ORDER);
+            }
+        }
+    }
+
+    fn memory(&mut self, e: &mut Element, from: &Element, want: &Element) {
+        let want_kib = kib(want);
+        match e.child(&want.name) {
+            Some(have) if kib(have) == want_kib && want_kib.is_some() => {}
+            _ => self.leaf(e, from, want, 1),
+        }
+    }
+
+    fn hugepages(&mut self, e: &mut Element, d: &Element) {
+        let want = d.find("memoryBacking/hugepages");
+        let have = e.find("memoryBacking/hugepages");
+        match (want, have) {
+            (None, None) => {}
+            (None, Some(_)) => {
+                if let Some(mb) = e.child_mut("memoryBacking") {
+                    mb.remove_elements(|c| c.name == "hugepages");
+                    if mb.elements().next().is_none() {
+                        e.remove_elements(|c| c.name == "memoryBacking");
+                    }
+                }
+                self.changed("removed <hugepages>: the plan reserves none".into());
+            }
+            (Some(w), Some(h)) if pages(w) == pages(h) => {}
+            (Some(w), _) => {
+                let Some(wmb) = d.child("memoryBacking") else { return };
+                match e.child_mut("memoryBacking") {
+                    None => self.insert(e, d, wmb, 1, DOMAIN_ORDER),
+                    Some(mb) => {
+                        mb.remove_elements(|c| c.name == "hugepages");
+                        let mut nodes = Vec::new();
+                        if let Some(c) = comment_before(wmb, w) {
+                            nodes.push(c);
+                        }
+                        nodes.push(Node::Element(w.clone()));
+                        mb.insert(None, nodes, 2, &self.unit);
+                    }
+                }
+                self.changed(format!("hugepages: {}", one_line(&w.to_xml())));
+            }
+        }
+    }
+
+    fn cputune(&mut self, e: &mut Element, d: &Element) {
+        let Some(want) = d.child("cputune") else { return };
+        if e.child("cputune").is_none() {
+            self.insert(e, d, want, 1, DOMAIN_ORDER);
+            self.changed("added <cputune> with the plan's pinning".into());
+            return;
+        }
+        let Some(have) = e.child_mut("cputune") else { return };
+        let vcpus: BTreeSet<String> =
+            want.children_named("vcpupin").filter_map(|p| p.attr("vcpu")).map(String::from).collect();
+        let gone = have.remove_elements(|c| c.name == "vcpupin" && c.attr("vcpu").is_none_or(|v| !vcpus.contains(v)));
+        if gone > 0 {
+            self.changed(format!("removed {gone} <vcpupin> for vCPUs the plan does not have"));
+        }
+        for w in want.elements() {
+            let key = match w.name.as_str() {
+                "vcpupin" => "vcpu",
+                "iothreadpin" => "iothread",
+                _ => "",
+            };
+            let found =
+                have.elements_mut().find(|c| c.name == w.name && (key.is_empty() || c.attr(key) == w.attr(key)));
+            match found {
+                Some(c) => {
+                    let before = c.to_xml();
+                    if sync_attrs(c, w, &[]) {
+                        self.report.changes.push(format!("{} → {}", one_line(&before), one_line(&c.to_xml())));
+                    }
+                }
+                None => {
+                    let after = have.elements().enumerate().filter(|(_, c)| c.name == w.name).map(|(i, _)| i).last();
+                    have.insert(after, vec![Node::Element(w.clone())], 2, &self.unit);
+                    self.report.changes.push(format!("added {}", one_line(&w.to_xml())));
+                }
+            }
+        }
+    }
+
+    fn numatune(&mut self, e: &mut Element, d: &Element) {
+        let Some(want) = d.child("numatune") else { return };
+        let Some(wm) = want.child("memory") else { return };
+        match e.child_mut("numatune").and_then(|n| n.child_mut("memory")) {
+            Some(m) => {
+                let before = m.to_xml();
+                // The mode is the user's; the node is the plan's.
+                if sync_attrs(m, wm, &["mode"]) {
+                    self.report.changes.push(format!("{} → {}", one_line(&before), one_line(&m.to_xml())));
+                }
+            }
+            None => {
+                if e.child("numatune").is_some() {
+                    if let Some(n) = e.child_mut("numatune") {
+                        n.insert(None, vec![Node::Element(wm.clone())], 2, &self.unit);
+                    }
+                } else {
+                    self.insert(e, d, want, 1, DOMAIN_ORDER);
+                }
+                self.changed(format!("added {}", one_line(&wm.to_xml())));
+            }
+        }
+    }
+
+    fn features(&mut self, e: &mut Element, d: &Element) {
+        let Some(want) = d.child("features") else { return };
+        if e.child("features").is_none() {
+            self.insert(e, d, want, 1, DOMAIN_ORDER);
+            self.changed("added <features> (Hyper-V enlightenments, KVM hidden, vmport, ioapic)".into());
+            return;
+        }
+        if let Some(have) = e.child_mut("features") {
+            self.merge_by_name(have, want, 2, "features");
+        }
+    }
+
+    /// Merges children keyed by element name, recursively, keeping values that are the
+    /// user's choice when sound.
+    fn merge_by_name(&mut self, have: &mut Element, want: &Element, depth: usize, path: &str) {
+        for w in want.elements() {
+            let here = format!("{path}/{}", w.name);
+            if have.child(&w.name).is_none() {
+                let mut nodes = Vec::new();
+                if let Some(c) = comment_before(want, w) {
+                    nodes.push(c);
+                }
+                nodes.push(Node::Element(w.clone()));
+                have.insert(None, nodes, depth, &self.unit);
+                self.changed(format!("added <{here}>: {}", one_line(&w.to_xml())));
+                continue;
+            }
+            let Some(h) = have.child_mut(&w.name) else { continue };
+            if here == "features/hyperv" && h.attr("mode") == Some("passthrough") {
+                continue;
+            }
+            let keep: &[&str] = match here.as_str() {
+                "features/hyperv" => &["mode"],
+                "features/hyperv/vendor_id"
+                    if h.attr("value").is_some_and(|v| !v.is_empty() && v.chars().count() <= 12) =>
+                {
+                    &["value"]
+                }
+                "features/hyperv/spinlocks"
+                    if h.attr("retries").and_then(|r| r.parse::<u32>().ok()).is_some_and(|r| r >= 4095) =>
+                {
+                    &["retries"]
+                }
+                _ => &[],
+            };
+            let before = h.to_xml();
+            if sync_attrs(h, w, keep) {
+                let line =
+                    if h.elements().next().is_some() { format!("<{here}> attributes") } else { one_line(&before) };
+                self.changed(format!("{line} → {}", one_line(&start_tag(h))));
+            }
+            self.merge_by_name(h, w, depth + 1, &here);
+        }
+    }
+
+    fn cpu(&mut self, e: &mut Element, d: &Element) {
+        let Some(want) = d.child("cpu") else { return };
+        if e.child("cpu").is_none() {
+            self.insert(e, d, want, 1, DOMAIN_ORDER);
+            self.changed("added <cpu mode='host-passthrough'> with the plan's topology".into());
+            return;
+        }
+        let Some(have) = e.child_mut("cpu") else { return };
+        let before = start_tag(have);
+        if sync_attrs(have, want, &[]) {
+            self.report.changes.push(format!("{} → {}", before, start_tag(have)));
+        }
+        for w in want.elements() {
+            let found = have
+                .elements_mut()
+                .find(|c| c.name == w.name && (w.name != "feature" || c.attr("name") == w.attr("name")));
+            match found {
+                Some(c) => {
+                    let before = c.to_xml();
+                    let mut any = sync_attrs(c, w, &[]);
+                    if c.name == "cache" && c.attr("mode") == Some("passthrough") {
+                        any |= c.remove_attr("level");
+                    }
+                    if any {
+                        self.report.changes.push(format!("{} → {}", one_line(&before), one_line(&c.to_xml())));
+                    }
+                }
+                None => {
+                    let mut nodes = Vec::new();
+                    if let Some(c) = comment_before(want, w) {
+                        nodes.push(c);
+                    }
+                    nodes.push(Node::Element(w.clone()));
+                    have.insert(None, nodes, 2, &self.unit);
+                    self.report.changes.push(format!("added {}", one_line(&w.to_xml())));
+                }
+            }
+        }
+    }
+
+    fn clock(&mut self, e: &mut Element, d: &Element) {
+        let Some(want) = d.child("clock") else { return };
+        if e.child("clock").is_none() {
+            self.insert(e, d, want, 1, DOMAIN_ORDER);
+            self.changed("added <clock> with the plan's timers".into());
+            return;
+        }
+        let Some(have) = e.child_mut("clock") else { return };
+        for w in want.children_named("timer") {
+            let found = have.elements().position(|c| c.name == "timer" && c.attr("name") == w.attr("name"));
+            match found.and_then(|i| have.elements_mut().nth(i)) {
+                Some(c) => {
+                    let before = c.to_xml();
+                    if sync_attrs(c, w, &[]) {
+                        self.report.changes.push(format!("{} → {}", one_line(&before), one_line(&c.to_xml())));
+                    }
+                }
+                None => {
+                    have.insert(None, vec![Node::Element(w.clone())], 2, &self.unit);
+                    self.report.changes.push(format!("added {}", one_line(&w.to_xml())));
+                }
+            }
+        }
+    }
+
+    fn devices(&mut self, e: &mut Element, d: &Element) {
+        let Some(want) = d.child("devices") else { return };
+        let machine = e.find("os/type").and_then(|t| t.attr("machine")).unwrap_or("q35").to_string();
+        let q35 = machine.contains("q35");
+        let legacy_args: Vec<String> = e
+            .child("qemu:commandline")
+            .map(|c| c.children_named("qemu:arg").filter_map(|a| a.attr("value")).map(String::from).collect())
+            .unwrap_or_default();
+        if e.child("devices").is_none() {
+            e.insert(None, vec![Node::Element(Element::new("devices"))], 1, &self.unit);
+        }
+        let Some(have) = e.child_mut("devices") else { return };
+        let mut next_index = have
+            .children_named("controller")
+            .filter(|c| c.attr("type") == Some("pci"))
+            .filter_map(|c| c.attr("index").and_then(|i| i.parse::<u32>().ok()))
+            .max()
+            .unwrap_or(0)
+            + 1;
+        // Passed devices: new ones get a new root port per physical slot.
+        let mut ports: Vec<((u32, u32, u32), u32)> = Vec::new();
+        for w in want.children_named("hostdev").filter(|h| h.attr("type") == Some("pci")) {
+            let Some(src) = w.find("source/address") else { continue };
+            let key = pci_key(src);
+            let present = have
+                .children_named("hostdev")
+                .any(|h| h.attr("type") == Some("pci") && h.find("source/address").is_some_and(|a| pci_key(a) == key));
+            if present {
+                continue;
+            }
+            let mut new = w.clone();
+            let slot = (key.0, key.1, key.2);
+            if q35 {
+                let bus = match ports.iter().find(|(s, _)| *s == slot) {
+                    Some((_, b)) => *b,
+                    None => {
+                        let b = next_index;
+                        next_index += 1;
+                        ports.push((slot, b));
+                        let port = Element::new("controller")
+                            .with_attr("type", "pci")
+                            .with_attr("index", &b.to_string())
+                            .with_attr("model", "pcie-root-port");
+                        self.insert(have, want, &port, 2, DEVICE_ORDER);
+                        b
+                    }
+                };
+                if let Some(addr) = new.child_mut("address") {
+                    addr.set_attr("bus", &format!("0x{bus:02x}"));
+                }
+            } else {
+                new.remove_elements(|c| c.name == "address");
+                self.report.notes.push(format!("machine {machine} is not q35: libvirt places the new hostdev itself"));
+            }
+            self.insert(have, want, &new, 2, DEVICE_ORDER);
+            self.report.changes.push(format!("added hostdev {:04x}:{:02x}:{:02x}.{:x}", key.0, key.1, key.2, key.3));
+        }
+        let planned: BTreeSet<(u32, u32, u32, u32)> = want
+            .children_named("hostdev")
+            .filter(|h| h.attr("type") == Some("pci"))
+            .filter_map(|w| w.find("source/address"))
+            .map(pci_key)
+            .collect();
+        for h in have.children_named("hostdev").filter(|h| h.attr("type") == Some("pci")) {
+            if let Some(k) = h.find("source/address").map(pci_key) {
+                if !planned.contains(&k) {
+                    self.report.notes.push(format!(
+                        "kept hostdev {:04x}:{:02x}:{:02x}.{:x}, which the plan does not pass",
+                        k.0, k.1, k.2, k.3
+                    ));
+                }
+            }
+        }
+        // Keyboard and mouse by evdev, unless already there in either form.
+        for w in want.children_named("input").filter(|i| i.attr("type") == Some("evdev")) {
+            let Some(dev) = w.child("source").and_then(|s| s.attr("dev")) else { continue };
+            let native = have
+                .children_named("input")
+                .any(|i| i.attr("type") == Some("evdev") && i.child("source").and_then(|s| s.attr("dev")) == Some(dev));
+            let legacy = legacy_args.iter().any(|a| a.split(',').any(|o| o == format!("evdev={dev}")));
+            if !native && !legacy {
+                self.insert(have, want, w, 2, DEVICE_ORDER);
+                self.report.changes.push(format!("added evdev input {dev}"));
+            }
+        }
+        // Disks, CD-ROMs and the network, when asked for and not there yet.
+        let mut taken: BTreeSet<String> = have
+            .children_named("disk")
+            .filter_map(|x| x.child("target").and_then(|t| t.attr("dev")).map(String::from))
+            .collect();
+        for w in want.children_named("disk") {
+            let src = w.child("source").and_then(|s| s.attr("file").or_else(|| s.attr("dev")));
+            let present = have.children_named("disk").any(|x| {
+                x.child("source").and_then(|s| s.attr("file").or_else(|| s.attr("dev"))) == src && src.is_some()
+            });
+            if present {
+                continue;
+            }
+            let mut new = w.clone();
+            if let Some(t) = new.child_mut("target") {
+                let bus = t.attr("bus").unwrap_or("sata").to_string();
+                let prefix = if bus == "virtio" { "vd" } else { "sd" };
+                let free = (b'a'..=b'z').map(|c| format!("{prefix}{}", c as char)).find(|n| !taken.contains(n));
+                if let Some(name) = free {
+                    t.set_attr("dev", &name);
+                    taken.insert(name);
+                }
+                if bus == "scsi"
+                    && !have
+                        .children_named("controller")
+                        .any(|c| c.attr("type") == Some("scsi") && c.attr("model") == Some("virtio-scsi"))
+                {
+                    if let Some(ctl) = want.children_named("controller").find(|c| c.attr("type") == Some("scsi")) {
+                        let ctl = ctl.clone();
+                        self.insert(have, want, &ctl, 2, DEVICE_ORDER);
+                        self.report.changes.push("added a virtio-scsi controller".into());
+                    }
+                }
+            }
+            self.insert(have, want, &new, 2, DEVICE_ORDER);
+            self.report.changes.push(format!("added disk {}", src.unwrap_or("?")));
+        }
+        for w in want.children_named("interface") {
+            let src = w.child("source").map(|s| s.to_xml());
+            let present = have.children_named("interface").any(|x| x.child("source").map(|s| s.to_xml()) == src);
+            if !present {
+                self.insert(have, want, w, 2, DEVICE_ORDER);
+                self.report
+                    .changes
+                    .push(format!("added interface {}", src.as_deref().map(one_line).unwrap_or_default()));
+            }
+        }
+        if let Some(w) = want.child("tpm") {
+            if have.child("tpm").is_none() {
+                self.insert(have, want, w, 2, DEVICE_ORDER);
+                self.report.changes.push("added a TPM 2.0 (tpm-crb, emulated)".into());
+            }
+        }
+        if let Some(w) = want.child("memballoon") {
+            match have.child("memballoon") {
+                Some(b) if b.attr("model") == w.attr("model") => {}
+                Some(b) => {
+                    let before = one_line(&start_tag(b));
+                    have.remove_elements(|c| c.name == "memballoon");
+                    self.insert(have, want, w, 2, DEVICE_ORDER);
+                    self.report.changes.push(format!("{before} → {}", one_line(&w.to_xml())));
+                }
+                None => {
+                    self.insert(have, want, w, 2, DEVICE_ORDER);
+                    self.report.changes.push(format!("added {}", one_line(&w.to_xml())));
+                }
+            }
+        }
+        self.qemu_args(e, d, &legacy_args);
+    }
+
+    /// QEMU input-linux objects (libvirt before 7.4) the plan has and the domain lacks.
+    fn qemu_args(&mut self, e: &mut Element, d: &Element, existing: &[String]) {
+        let Some(want) = d.child("qemu:commandline") else { return };
+        let args: Vec<&Element> = want.children_named("qemu:arg").collect();
+        let mut missing = Vec::new();
+        for pair in args.chunks(2) {
+            let [flag, value] = pair else { continue };
+            let Some(v) = value.attr("value") else { continue };
+            let dev = v.split(',').find_map(|o| o.strip_prefix("evdev="));
+            let present = existing.iter().any(|a| a.split(',').any(|o| dev.is_some_and(|d| o == format!("evdev={d}"))));
+            if !present {
+                missing.push((*flag).clone());
+                missing.push((*value).clone());
+                self.report.changes.push(format!("added QEMU argument -object {v}"));
+            }
+        }
+        if missing.is_empty() {
+            return;
+        }
+        if e.attr("xmlns:qemu").is_none() {
+            e.set_attr("xmlns:qemu", QEMU_NS);
+        }
+        match e.child_mut("qemu:commandline") {
+            Some(c) => {
+                for m in missing {
+                    c.insert(None, vec![Node::Element(m)], 2, &self.unit);
+                }
+            }
+            None => {
+                let mut c = Element::new("qemu:commandline");
+                for m in missing {
+                    c.insert(None, vec![Node::Element(m)], 1, "  ");
+                }
+                self.insert(e, d, &c, 1, DOMAIN_ORDER);
+            }
+        }
+    }
+}
+
+/// The comment directly in front of `child` among `parent`'s children.
+fn comment_before(parent: &Element, child: &Element) -> Option<Node> {
+    let i = parent.children.iter().position(|n| matches!(n, Node::Element(e) if std::ptr::eq(e, child)))?;
+    parent.children[..i].iter().rev().find(|n| !matches!(n, Node::Text(t) if t.trim().is_empty())).and_then(|n| match n
+    {
+        Node::Comment(_) => Some(n.clone()),
+        _ => None,
+    })
+}
+
+/// Sets `want`'s attributes on `have`, except `keep`; values equal in meaning (CPU sets,
+/// numbers written differently) are left as written. Attributes `want` lacks stay.
+fn sync_attrs(have: &mut Element, want: &Element, keep: &[&str]) -> bool {
+    let mut any = false;
+    for a in want.attrs() {
+        if keep.contains(&a.name.as_str()) && have.attr(&a.name).is_some() {
+            continue;
+        }
+        match have.attr(&a.name) {
+            Some(v) if same_value(&a.name, v, &a.value) => {}
+            None if is_default(&have.name, &a.name, &a.value) => {}
+            _ => any |= have.set_attr(&a.name, &a.value),
+        }
+    }
+    any
+}
+
+/// Attribute values libvirt treats as the same.
+fn same_value(name: &str, a: &str, b: &str) -> bool {
+    if a == b {
+        return true;
+    }
+    match name {
+        "cpuset" | "nodeset" => matches!((CpuSet::from_str(a), CpuSet::from_str(b)), (Ok(x), Ok(y)) if x == y),
+        "domain" | "bus" | "slot" | "function" => number(a).is_some() && number(a) == number(b),
+        "state" | "present" | "enabled" => yes(a).is_some() && yes(a) == yes(b),
+        _ => false,
+    }
+}
+
+/// Attributes whose absence means this value.
+fn is_default(element: &str, name: &str, value: &str) -> bool {
+    matches!(
+        (element, name, value),
+        ("topology", "dies" | "clusters", "1")
+            | ("memory" | "currentMemory", "unit", "KiB")
+            | ("hyperv", "mode", "custom")
+    )
+}
+
+fn yes(v: &str) -> Option<bool> {
+    match v {
+        "on" | "yes" => Some(true),
+        "off" | "no" => Some(false),
+        _ => None,
+    }
+}
+
+fn number(s: &str) -> Option<u32> {
+    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => u32::from_str_radix(h, 16).ok(),
+        None => s.parse().ok(),
+    }
+}
+
+fn pci_key(a: &Element) -> (u32, u32, u32, u32) {
+    let f = |n: &str| a.attr(n).and_then(number).unwrap_or(0);
+    (f("domain"), f("bus"), f("slot"), f("function"))
+}
+
+/// A `<memory>`-like size in KiB.
+fn kib(e: &Element) -> Option<u64> {
+    let n: u64 = e.text().parse().ok()?;
+    let mult: u64 = match e.attr("unit").unwrap_or("KiB") {
+        "b" | "bytes" => return Some(n / 1024),
+        "KB" => return Some(n * 1000 / 1024),
+        "k" | "KiB" => 1,
+        "MB" => return Some(n * 1_000_000 / 1024),
+        "M" | "MiB" => 1024,
+        "GB" => return Some(n * 1_000_000_000 / 1024),
+        "G" | "GiB" => 1024 * 1024,
+        "T" | "TiB" => 1024 * 1024 * 1024,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+/// The page sizes (KiB) and nodesets of a `<hugepages>`.
+fn pages(h: &Element) -> Vec<(Option<u64>, Option<String>)> {
+    let mut v: Vec<_> = h
+        .children_named("page")
+        .map(|p| {
+            let size =
+                p.attr("size").and_then(|s| s.parse::<u64>().ok()).map(|s| match p.attr("unit").unwrap_or("KiB") {
+                    "M" | "MiB" => s * 1024,
+                    "G" | "GiB" => s * 1024 * 1024,
+                    _ => s,
+                });
+            (size, p.attr("nodeset").map(String::from))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn start_tag(e: &Element) -> String {
+    let mut s = format!("<{}", e.name);
+    for a in e.attrs() {
+        s.push_str(&format!(" {}='{}'", a.name, a.value));
+    }
+    s.push('>');
+    s
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,249 @@
+use super::*;
+use crate::domain::tests::{host, plan, req};
+use crate::domain::{render, Disk, GuestOs, Network};
+use crate::pci::PciAddress;
+use crate::plan::devices::PlannedDevice;
+use crate::plan::memory::Hugepages;
+use crate::xml::{parse, Element, Node};
+
+const GUIDE_000: &str = include_str!("../../../../../examples/domains/guide-000-CompromisedBeast.xml");
+const GUIDE_001: &str = include_str!("../../../../../examples/domains/guide-001-win10.xml");
+
+fn gpu_plan() -> crate::plan::Plan {
+    let mut p = plan();
+    for f in 0..2 {
+        p.devices.push(PlannedDevice {
+            address: PciAddress { domain: 0, bus: 0x0d, device: 0, function: f },
+            vendor_id: "1002".into(),
+            device_id: if f == 0 { "66af" } else { "ab20" }.into(),
+            class: if f == 0 { "0300" } else { "0403" }.into(),
+            iommu_group: Some(16),
+            driver: None,
+            reason: String::new(),
+        });
+    }
+    p.memory.hugepages = Some(Hugepages { size_kib: 1048576, count: 4, node: Some(0), reserve_at_boot: true });
+    p
+}
+
+fn patched(existing: &str, desired: &str) -> (String, PatchReport) {
+    let mut doc = parse(existing).unwrap();
+    let want = parse(desired).unwrap();
+    let report = patch(&mut doc, &want);
+    (doc.write(), report)
+}
+
+/// Every element of `before` (by its path of names and identifying attributes) is in
+/// `after`, with its attributes, except the attributes the plan owns; every comment too.
+pub(crate) fn nothing_lost(before: &str, after: &str, owned: &[&str]) {
+    fn key(e: &Element) -> String {
+        let id = ["name", "type", "index", "vcpu", "iothread", "dev", "file", "value", "model"]
+            .iter()
+            .filter_map(|k| e.attr(k).map(|v| format!("[{k}={v}]")))
+            .collect::<String>();
+        let src = e.find("source/address").map(|a| a.to_xml()).or_else(|| e.find("source").map(|s| s.to_xml()));
+        format!("{}{id}{}", e.name, src.unwrap_or_default())
+    }
+    fn walk(e: &Element, path: String, out: &mut Vec<(String, Vec<(String, String)>)>, comments: &mut Vec<String>) {
+        let attrs = e.attrs().map(|a| (a.name.clone(), a.value.clone())).collect();
+        out.push((path.clone(), attrs));
+        for c in &e.children {
+            match c {
+                Node::Element(ch) => walk(ch, format!("{path}/{}", key(ch)), out, comments),
+                Node::Comment(t) => comments.push(t.clone()),
+                _ => {}
+            }
+        }
+    }
+    let (mut b, mut a, mut bc, mut ac) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let bd = parse(before).unwrap();
+    let ad = parse(after).unwrap();
+    walk(&bd.root, key(&bd.root), &mut b, &mut bc);
+    walk(&ad.root, key(&ad.root), &mut a, &mut ac);
+    for c in &bc {
+        assert!(ac.contains(c), "comment lost: {c}");
+    }
+    for (path, attrs) in &b {
+        let owned_path = owned.iter().any(|o| path.contains(o));
+        let same: Vec<&Vec<(String, String)>> = a.iter().filter(|(p, _)| p == path).map(|(_, at)| at).collect();
+        if same.is_empty() {
+            assert!(owned_path, "element lost: {path}\n{after}");
+            continue;
+        }
+        for (k, v) in attrs {
+            let still = same.iter().any(|now| now.iter().any(|(k2, v2)| k2 == k && v2 == v));
+            assert!(still || owned_path, "{path}: attribute {k}='{v}' lost or changed\n{after}");
+        }
+    }
+}
+
+#[test]
+fn an_empty_change_changes_nothing() {
+    for g in [GUIDE_000, GUIDE_001] {
+        let (out, report) = patched(g, g);
+        assert_eq!(out, g);
+        assert_eq!(report, PatchReport::default());
+    }
+}
+
+#[test]
+fn a_domain_that_has_the_plan_comes_back_unchanged() {
+    let mut reqs = vec![req()];
+    let mut r = req();
+    r.os = GuestOs::Windows11;
+    r.disk = Some(Disk::Image("/var/lib/libvirt/images/w.qcow2".into()));
+    r.isos = vec!["/isos/win.iso".into(), "/isos/virtio-win.iso".into()];
+    r.network = Some(Network::Bridge("br0".into()));
+    reqs.push(r);
+    let mut r = req();
+    r.os = GuestOs::Linux;
+    r.disk = Some(Disk::Block("/dev/disk/by-id/nvme-x".into()));
+    r.network = Some(Network::Libvirt("default".into()));
+    reqs.push(r);
+    for plan in [plan(), gpu_plan()] {
+        for libvirt in [None, Some((6, 0)), Some((9, 0))] {
+            for r in &reqs {
+                let xml = render(&plan, &host(libvirt), r);
+                let (out, report) = patched(&xml, &xml);
+                assert_eq!(out, xml);
+                assert!(report.changes.is_empty(), "{:?}", report.changes);
+            }
+        }
+    }
+}
+
+#[test]
+fn guide_000_gets_the_plan_and_keeps_everything_else() {
+    let mut r = req();
+    r.name = "CompromisedBeast".into();
+    r.evdev.clear();
+    let want = render(&gpu_plan(), &host(Some((9, 0))), &r);
+    let (out, report) = patched(GUIDE_000, &want);
+    nothing_lost(
+        GUIDE_000,
+        &out,
+        &["cputune", "vcpu", "numatune", "memory[", "currentMemory", "timer[name=pit]", "memballoon", "cpu/topology"],
+    );
+    // The plan's values are in.
+    let d = parse(&out).unwrap().root;
+    assert_eq!(d.find("vcpu").unwrap().text(), "4");
+    assert_eq!(d.children_named("cputune").next().unwrap().children_named("vcpupin").count(), 4);
+    assert_eq!(d.find("memory").unwrap().text(), "4194304");
+    assert!(d.find("memoryBacking/hugepages/page").is_some());
+    assert_eq!(d.find("numatune/memory").unwrap().attr("mode"), Some("preferred"), "the mode is the user's");
+    assert_eq!(d.find("features/hyperv/vendor_id").unwrap().attr("value"), Some("banana"));
+    let hyperv: Vec<&str> = d.find("features/hyperv").unwrap().elements().map(|e| e.name.as_str()).collect();
+    for name in ["runtime", "ipi", "stimer", "vpindex"] {
+        assert!(hyperv.contains(&name), "{name} missing: {hyperv:?}");
+    }
+    assert!(d.find("features/hyperv/stimer/direct").is_some());
+    assert!(d.find("features/ioapic").is_some());
+    let pit = d.find("clock").unwrap().children_named("timer").find(|t| t.attr("name") == Some("pit")).unwrap();
+    assert_eq!(pit.attr("tickpolicy"), Some("delay"));
+    assert_eq!(d.find("clock").unwrap().attr("offset"), Some("utc"), "the offset is the user's");
+    // The guide already passes 0d:00.0 and .1: nothing new, no new port.
+    assert!(!report.changes.iter().any(|c| c.contains("hostdev")), "{:?}", report.changes);
+    assert_eq!(
+        d.find("devices").unwrap().children_named("controller").count(),
+        parse(GUIDE_000).unwrap().root.find("devices").unwrap().children_named("controller").count()
+    );
+    // And the patch is stable.
+    let (again, report) = patched(&out, &want);
+    assert_eq!(again, out);
+    assert!(report.changes.is_empty(), "{:?}", report.changes);
+}
+
+#[test]
+fn guide_001_gets_new_hostdevs_on_new_ports_and_native_evdev_is_not_doubled() {
+    let mut r = req();
+    r.name = "win10".into();
+    r.evdev = vec![
+        "/dev/input/by-id/usb-Logitech_USB_Receiver-event-kbd".into(),
+        "/dev/input/by-id/usb-MOSART_Semi._2.4G_Keyboard_Mouse-if01-event-mouse".into(),
+    ];
+    let want = render(&gpu_plan(), &host(Some((9, 0))), &r);
+    let (out, report) = patched(GUIDE_001, &want);
+    nothing_lost(
+        GUIDE_001,
+        &out,
+        &[
+            "cputune",
+            "vcpu",
+            "numatune",
+            "memory[",
+            "currentMemory",
+            "timer[",
+            "memballoon",
+            "cpu/topology",
+            "cpu/cache",
+        ],
+    );
+    let d = parse(&out).unwrap().root;
+    let devices = d.find("devices").unwrap();
+    let max_before = parse(GUIDE_001)
+        .unwrap()
+        .root
+        .find("devices")
+        .unwrap()
+        .children_named("controller")
+        .filter_map(|c| c.attr("index").and_then(|i| i.parse::<u32>().ok()))
+        .max()
+        .unwrap();
+    let port = devices
+        .children_named("controller")
+        .find(|c| c.attr("index") == Some(&(max_before + 1).to_string()))
+        .expect("a new root port");
+    assert_eq!(port.attr("model"), Some("pcie-root-port"));
+    let new: Vec<&Element> = devices
+        .children_named("hostdev")
+        .filter(|h| h.find("source/address").and_then(|a| a.attr("bus")) == Some("0x0d"))
+        .collect();
+    assert_eq!(new.len(), 2);
+    for h in &new {
+        assert_eq!(h.child("address").unwrap().attr("bus"), Some(format!("0x{:02x}", max_before + 1).as_str()));
+    }
+    // The guide hands over both devices with qemu:commandline input-linux already.
+    assert!(!report.changes.iter().any(|c| c.contains("evdev")), "{:?}", report.changes);
+    assert!(report.notes.iter().any(|n| n.contains("kept hostdev")), "{:?}", report.notes);
+    let (again, _) = patched(&out, &want);
+    assert_eq!(again, out);
+}
+
+#[test]
+fn a_bare_domain_gets_everything_indented_like_its_own() {
+    let bare = "<domain type='kvm'>\n    <name>x</name>\n    <!-- mine -->\n    <memory unit='GiB'>4</memory>\n    <os>\n        <type arch='x86_64' machine='q35'>hvm</type>\n    </os>\n    <devices>\n        <emulator>/usr/bin/qemu-system-x86_64</emulator>\n        <memballoon model='virtio'>\n            <address type='pci'/>\n        </memballoon>\n    </devices>\n</domain>\n";
+    let mut r = req();
+    r.name = "x".into();
+    let want = render(&gpu_plan(), &host(Some((6, 0))), &r);
+    let (out, report) = patched(bare, &want);
+    assert!(out.contains("\n    <memory unit='GiB'>4</memory>\n"), "4 GiB is the plan's 4194304 KiB\n{out}");
+    assert!(out.contains("\n    <cputune>\n        <vcpupin vcpu='0'"), "{out}");
+    assert!(out.contains("\n        <memballoon model='none'/>\n    </devices>"), "{out}");
+    assert!(out.starts_with("<domain type='kvm' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>"), "{out}");
+    assert!(out.contains("<qemu:arg value='input-linux,id=evdev0,"), "{out}");
+    assert!(out.contains("<!-- mine -->"));
+    assert!(report.changes.iter().any(|c| c.contains("memballoon")), "{:?}", report.changes);
+    let (again, report) = patched(&out, &want);
+    assert_eq!(again, out, "{:?}", report.changes);
+}
+
+#[test]
+fn fewer_vcpus_drop_the_extra_pins_and_sound_user_values_stay() {
+    let mut r = req();
+    r.name = "CompromisedBeast".into();
+    let want = render(&plan(), &host(None), &r);
+    let mut doc = parse(GUIDE_000).unwrap();
+    if let Some(s) = doc.root.find_mut("features/hyperv/spinlocks") {
+        s.set_attr("retries", "4096");
+    }
+    let (out, report) = patched(&doc.write(), &want);
+    let d = parse(&out).unwrap().root;
+    assert!(report.changes.iter().any(|c| c.contains("removed 4 <vcpupin>")), "{:?}", report.changes);
+    assert_eq!(d.find("features/hyperv/spinlocks").unwrap().attr("retries"), Some("4096"));
+    let mut doc = parse(GUIDE_000).unwrap();
+    if let Some(s) = doc.root.find_mut("features/hyperv/vendor_id") {
+        s.set_attr("value", "thirteen-char");
+    }
+    let (out, _) = patched(&doc.write(), &want);
+    assert_eq!(parse(&out).unwrap().root.find("features/hyperv/vendor_id").unwrap().attr("value"), Some("vfioctl"));
+}
