@@ -1,6 +1,6 @@
 //! `vfioctl domain`: every generated domain passes libvirt's own schema check.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::util::{example_host, tool, vfioctl};
 
@@ -98,4 +98,138 @@ fn disks_isos_and_networks_validate() {
     }
     let run = vfioctl(&host, &["domain", "gpu", "--name", "vm", "--network", "carrier-pigeon"]);
     assert_eq!(run.code, 2);
+}
+
+fn guide(name: &str) -> PathBuf {
+    crate::util::workspace().join("examples/domains").join(name)
+}
+
+/// Lines of the user's file that no plan decides: they must all survive a patch.
+fn users_lines(xml: &str) -> Vec<&str> {
+    xml.lines()
+        .map(str::trim)
+        // The balloon is the plan's: virtio becomes none.
+        .filter(|l| !l.contains("balloon"))
+        .filter(|l| {
+            [
+                "<uuid>",
+                "<mac ",
+                "<source ",
+                "<!--",
+                "<qemu:arg",
+                "<seclabel",
+                "<alias",
+                "<disk",
+                "<interface",
+                "<loader",
+            ]
+            .iter()
+            .any(|p| l.starts_with(p))
+        })
+        .collect()
+}
+
+#[test]
+fn patching_the_guides_domains_keeps_what_the_user_had() {
+    for (host, file, args) in [
+        ("tr1950x", "guide-000-CompromisedBeast.xml", &["--vcpus", "8", "--memory", "16G"][..]),
+        ("r2600x", "guide-001-win10.xml", &["--memory", "8G"][..]),
+    ] {
+        let from = guide(file);
+        let original = std::fs::read_to_string(&from).expect("guide");
+        let mut a = vec!["domain", "gpu", "--from", from.to_str().expect("utf8")];
+        a.extend_from_slice(args);
+        let run = vfioctl(&example_host(host), &a);
+        assert_eq!(run.code, 0, "{host}: {}", run.stderr);
+        validate(&run.stdout, file);
+        for line in users_lines(&original) {
+            assert!(run.stdout.contains(line), "{file}: lost {line}\n{}", run.stdout);
+        }
+        assert!(run.stderr.contains("--- ") && run.stderr.contains("changes to"), "{}", run.stderr);
+        // Patching the result with the same plan changes nothing.
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let once = tmp.path().join("once.xml");
+        std::fs::write(&once, &run.stdout).expect("write");
+        let mut a = vec!["domain", "gpu", "--from", once.to_str().expect("utf8")];
+        a.extend_from_slice(args);
+        let again = vfioctl(&example_host(host), &a);
+        assert_eq!(again.code, 0, "{}", again.stderr);
+        assert_eq!(again.stdout, run.stdout);
+        assert!(again.stderr.contains("already has the plan: nothing changed"), "{}", again.stderr);
+    }
+    let patched = vfioctl(
+        &example_host("tr1950x"),
+        &[
+            "domain",
+            "gpu",
+            "--vcpus",
+            "8",
+            "--memory",
+            "16G",
+            "--from",
+            guide("guide-000-CompromisedBeast.xml").to_str().expect("utf8"),
+        ],
+    );
+    insta::assert_snapshot!("domain-patch-guide-000-stderr", patched.stderr);
+}
+
+#[test]
+fn a_generated_domain_patched_with_its_own_plan_is_unchanged() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let file = tmp.path().join("vm.xml");
+    let args = ["domain", "gpu", "--memory", "8G", "--evdev", "auto", "--os", "win11", "--network", "default"];
+    let mut a = args.to_vec();
+    a.extend(["--name", "vm", "--out", file.to_str().expect("utf8")]);
+    let run = vfioctl(&example_host("r2600x"), &a);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let mut a = args.to_vec();
+    a.extend(["--from", file.to_str().expect("utf8")]);
+    let again = vfioctl(&example_host("r2600x"), &a);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert_eq!(again.stdout, std::fs::read_to_string(&file).expect("read"));
+    assert!(again.stderr.contains("nothing changed"), "{}", again.stderr);
+}
+
+#[test]
+fn malformed_domains_are_refused_with_line_and_column() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let file = tmp.path().join("bad.xml");
+    std::fs::write(&file, "<domain type='kvm'>\n  <name>x</name>\n  <vcpu>2</cpu>\n</domain>\n").expect("write");
+    let run = vfioctl(&example_host("r2600x"), &["domain", "gpu", "--from", file.to_str().expect("utf8")]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("is not well-formed XML"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("line 3, column 10: </cpu> closes <vcpu> opened at line 3, column 3"),
+        "{}",
+        run.stderr
+    );
+    let run = vfioctl(&example_host("r2600x"), &["domain", "gpu"]);
+    assert_eq!(run.code, 2, "--name or --from is needed");
+}
+
+#[test]
+fn disk_size_creates_a_sparse_image_and_never_overwrites() {
+    let (_tmp, root) = crate::util::copy_host("r2600x");
+    let a = [
+        "domain",
+        "gpu",
+        "--memory",
+        "8G",
+        "--name",
+        "w",
+        "--disk",
+        "/var/lib/libvirt/images/w.img",
+        "--disk-size",
+        "64G",
+    ];
+    let run = vfioctl(&root, &a);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let image = root.join("var/lib/libvirt/images/w.img");
+    assert_eq!(std::fs::metadata(&image).expect("image").len(), 64 << 30);
+    assert!(run.stderr.contains("created"), "{}", run.stderr);
+    std::fs::write(&image, b"data").expect("write");
+    let run = vfioctl(&root, &a);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("left as it is"), "{}", run.stderr);
+    assert_eq!(std::fs::read(&image).expect("image"), b"data");
 }
