@@ -14,6 +14,7 @@ pub mod disk;
 pub mod drivers;
 pub mod facts;
 pub mod firmware;
+pub mod libvirt;
 pub mod pci;
 pub mod pci_ids;
 pub mod proc;

@@ -43,6 +43,16 @@ const TABLE: &[(&str, Version, Version)] = &[
     ("ipi", (4, 10), (3, 1)),
 ];
 
+/// (enlightenment, one it needs): QEMU refuses to start without the second. stimer also
+/// needs the hypervclock timer, which is a `<clock>` timer, not a `<hyperv>` feature.
+pub const REQUIRES: &[(&str, &str)] =
+    &[("synic", "vpindex"), ("stimer", "synic"), ("tlbflush", "vpindex"), ("ipi", "vpindex")];
+
+/// The enlightenments `name` needs (directly).
+pub fn requires(name: &str) -> impl Iterator<Item = &'static str> + '_ {
+    REQUIRES.iter().filter(move |(n, _)| *n == name).map(|&(_, dep)| dep)
+}
+
 /// The enlightenments this libvirt and QEMU support (all when a version is unknown).
 pub fn enlightenments(libvirt: Option<(u32, u32)>, qemu: Option<(u32, u32)>) -> Vec<Enlightenment> {
     TABLE
@@ -64,8 +74,7 @@ mod tests {
         assert!(old.contains(&"synic") && !old.contains(&"stimer") && !old.contains(&"tlbflush"), "{old:?}");
         for list in [all.iter().map(|e| e.name).collect::<Vec<_>>(), old] {
             let pos = |n: &str| list.iter().position(|x| *x == n);
-            for (needs, dep) in [("synic", "vpindex"), ("stimer", "synic"), ("tlbflush", "vpindex"), ("ipi", "vpindex")]
-            {
+            for &(needs, dep) in REQUIRES {
                 if let Some(p) = pos(needs) {
                     assert!(pos(dep).is_some_and(|d| d < p), "{needs} without {dep}");
                 }

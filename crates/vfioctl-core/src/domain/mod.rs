@@ -1,6 +1,7 @@
 //! The libvirt domain of a plan: everything the guides write by hand into their domain
 //! XML, decided from the plan and the host. [`render`] is pure and returns the XML text.
 
+pub mod caps;
 mod hyperv;
 mod patch;
 
