@@ -210,8 +210,10 @@ pub struct DomainArgs {
     #[arg(long)]
     pub define: bool,
     /// libvirt connection URI for --define, --from-libvirt and domain capabilities.
-    #[arg(long, value_name = "URI", env = "LIBVIRT_DEFAULT_URI", default_value = "qemu:///system")]
-    pub connect: String,
+    /// (default qemu:///system). With it, or on the live host when libvirtd answers, the
+    /// Hyper-V enlightenments follow libvirt's domain capabilities.
+    #[arg(long, value_name = "URI", env = "LIBVIRT_DEFAULT_URI")]
+    pub connect: Option<String>,
     /// Guest OS: Windows gets Hyper-V enlightenments; win11 secure boot and a TPM.
     #[arg(long, value_enum, default_value = "win10")]
     pub os: OsArg,

@@ -57,6 +57,8 @@ pub enum CliError {
     },
     #[error(transparent)]
     Disk(vfioctl_host::disk::DiskError),
+    #[error(transparent)]
+    Libvirt(vfioctl_host::libvirt::LibvirtError),
 }
 
 impl CliError {
@@ -76,6 +78,9 @@ impl CliError {
             | CliError::Input { .. }
             | CliError::DomainXml { .. }
             | CliError::Disk(_) => Exit::Env,
+            // libvirt refusing the domain is a finding about it; no connection is the environment.
+            CliError::Libvirt(vfioctl_host::libvirt::LibvirtError::Refused { .. }) => Exit::Finding,
+            CliError::Libvirt(_) => Exit::Env,
         }
     }
 
@@ -88,6 +93,7 @@ impl CliError {
                 Some("fix the XML at that line and column (virt-xml-validate FILE domain helps), then run again".into())
             }
             CliError::Disk(e) => e.remedy(),
+            CliError::Libvirt(e) => e.remedy(),
             CliError::Apply(e) => e.remedy(),
             CliError::NeedsYes | CliError::Usage(_) => None,
             CliError::Change(_) => {

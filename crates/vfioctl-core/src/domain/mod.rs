@@ -49,6 +49,9 @@ pub struct DomainHost {
     /// libvirt and QEMU versions (major, minor); `None` when unknown (newest assumed).
     pub libvirt: Option<(u32, u32)>,
     pub qemu: Option<(u32, u32)>,
+    /// libvirt's domain capabilities, when a connection gave them: they limit the
+    /// Hyper-V enlightenments to what this host's KVM and QEMU really offer.
+    pub caps: Option<caps::DomainCaps>,
 }
 
 /// The guest's system disk.
@@ -154,7 +157,11 @@ pub fn render(plan: &Plan, host: &DomainHost, req: &DomainRequest) -> String {
         // mode='custom' exists since libvirt 8.0; before it, custom was the only mode.
         let mode = if host.libvirt.is_none_or(|v| v >= (8, 0)) { " mode='custom'" } else { "" };
         push(w, 2, &format!("<hyperv{mode}>"));
-        for e in enlightenments(host.libvirt, host.qemu) {
+        let mut list = enlightenments(host.libvirt, host.qemu);
+        if let Some(c) = &host.caps {
+            list = caps::supported(list, c);
+        }
+        for e in list {
             push(w, 3, &e.xml());
         }
         push(w, 2, "</hyperv>");
@@ -383,7 +390,15 @@ mod tests {
     }
 
     pub(crate) fn host(libvirt: Option<(u32, u32)>) -> DomainHost {
-        DomainHost { vendor: CpuVendor::Amd, invtsc: false, firmware: None, emulator: None, libvirt, qemu: None }
+        DomainHost {
+            vendor: CpuVendor::Amd,
+            invtsc: false,
+            firmware: None,
+            emulator: None,
+            libvirt,
+            qemu: None,
+            caps: None,
+        }
     }
 
     pub(crate) fn req() -> DomainRequest {

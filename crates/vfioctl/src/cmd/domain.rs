@@ -1,11 +1,14 @@
 //! `vfioctl domain`: the libvirt domain XML of a plan.
 
 use similar::TextDiff;
-use vfioctl_core::domain::{self, Disk, DiskBus, DomainHost, DomainRequest, GuestOs, Network};
+use vfioctl_core::domain::{self, caps, Disk, DiskBus, DomainHost, DomainRequest, GuestOs, Network};
 use vfioctl_core::xml;
 use vfioctl_host::apply::atomic_write;
+use vfioctl_host::libvirt::{Libvirt, LibvirtError};
 use vfioctl_host::root::HostRoot;
 use vfioctl_host::{disk, facts, firmware};
+
+const DEFAULT_URI: &str = "qemu:///system";
 
 use super::plan;
 use crate::cli::{self, DiskBusArg, DomainArgs, OsArg};
@@ -42,13 +45,14 @@ pub fn run(root: &HostRoot, args: &DomainArgs) -> Result<Exit, CliError> {
         OsArg::Linux => GuestOs::Linux,
     };
     let flags = f.cpu_flags.clone().unwrap_or_default();
-    let host = DomainHost {
+    let mut host = DomainHost {
         vendor: f.vendor,
         invtsc: flags.contains("constant_tsc") && flags.contains("nonstop_tsc"),
         firmware: firmware::choose(root, &f.ovmf, os == GuestOs::Windows11),
         emulator: f.qemu.as_ref().map(|q| q.path.clone()),
         libvirt: version(f.libvirt.as_ref().and_then(|l| l.version.as_deref())),
         qemu: version(f.qemu.as_ref().and_then(|q| q.version.as_deref())),
+        caps: None,
     };
     if host.firmware.is_none() {
         eprintln!("vfioctl: warning: no OVMF firmware on this host: the domain has no UEFI loader (vfioctl check says how to install it)");
@@ -85,12 +89,17 @@ pub fn run(root: &HostRoot, args: &DomainArgs) -> Result<Exit, CliError> {
             }
         }),
     };
+    let conn = connect(root, args)?;
+    from_libvirt(conn.as_ref(), &mut host);
     let existing = match (&args.from, &args.from_libvirt) {
         (Some(path), _) => {
             let text = std::fs::read_to_string(path).map_err(|err| CliError::Input { path: path.clone(), err })?;
             Some((path.display().to_string(), text))
         }
-        (None, Some(name)) => Some((format!("libvirt domain {name}"), libvirt_xml(&args.connect, name)?)),
+        (None, Some(name)) => {
+            let c = conn.as_ref().ok_or(CliError::Libvirt(LibvirtError::Unsupported))?;
+            Some((format!("libvirt domain {name}"), c.domain_xml(name).map_err(CliError::Libvirt)?))
+        }
         (None, None) => None,
     };
     let mut doc = match &existing {
@@ -150,7 +159,9 @@ pub fn run(root: &HostRoot, args: &DomainArgs) -> Result<Exit, CliError> {
         None => output::print(&xml)?,
     }
     if args.define {
-        define(&args.connect, &xml)?;
+        let c = conn.as_ref().ok_or(CliError::Libvirt(LibvirtError::Unsupported))?;
+        let d = c.define(&xml).map_err(CliError::Libvirt)?;
+        eprintln!("vfioctl: defined domain {} ({}) at {}", d.name, d.uuid, c.uri());
     }
     Ok(Exit::Ok)
 }
@@ -174,10 +185,44 @@ fn patch_summary(from: &str, before: &str, after: &str, report: &domain::PatchRe
     out
 }
 
-fn libvirt_xml(_uri: &str, _name: &str) -> Result<String, CliError> {
-    Err(CliError::Usage("--from-libvirt is not wired yet".into()))
+/// The libvirt connection: required for --define, --from-libvirt and an explicit
+/// --connect; otherwise tried quietly on the live host for domain capabilities.
+fn connect(root: &HostRoot, args: &DomainArgs) -> Result<Option<Libvirt>, CliError> {
+    let needed = args.define || args.from_libvirt.is_some() || args.connect.is_some();
+    let uri = args.connect.as_deref().unwrap_or(DEFAULT_URI);
+    if !needed && (!root.is_live() || !cfg!(feature = "libvirt")) {
+        return Ok(None);
+    }
+    match Libvirt::open(uri) {
+        Ok(l) => Ok(Some(l)),
+        Err(e) if needed => Err(CliError::Libvirt(e)),
+        Err(_) => Ok(None),
+    }
 }
 
-fn define(_uri: &str, _xml: &str) -> Result<(), CliError> {
-    Err(CliError::Usage("--define is not wired yet".into()))
+/// Versions and domain capabilities from the connection, when there is one.
+fn from_libvirt(conn: Option<&Libvirt>, host: &mut DomainHost) {
+    let Some(c) = conn else { return };
+    if let Ok(v) = c.versions() {
+        host.libvirt = Some((v.libvirt.0, v.libvirt.1));
+        if let Some(q) = v.hypervisor {
+            host.qemu = Some((q.0, q.1));
+        }
+    }
+    match c.domain_capabilities(host.emulator.as_deref()) {
+        Ok(x) => match caps::parse(&x.xml) {
+            Ok(parsed) => {
+                if let Some(list) = &parsed.hyperv {
+                    eprintln!(
+                        "vfioctl: libvirt at {} offers these Hyper-V enlightenments: {}",
+                        c.uri(),
+                        if list.is_empty() { "none".to_string() } else { list.join(", ") }
+                    );
+                }
+                host.caps = Some(parsed);
+            }
+            Err(e) => eprintln!("vfioctl: warning: cannot read libvirt's domain capabilities: {e}"),
+        },
+        Err(e) => eprintln!("vfioctl: warning: {e}: using the version tables instead"),
+    }
 }
