@@ -8,6 +8,7 @@ mod apply;
 mod check;
 mod domain;
 mod examples;
+mod libvirt;
 mod list;
 mod plan;
 mod snapshot;
