@@ -113,6 +113,7 @@ pub fn render(plan: &Plan, host: &DomainHost, req: &DomainRequest) -> String {
     push(w, 1, &format!("<memory unit='KiB'>{kib}</memory>"));
     push(w, 1, &format!("<currentMemory unit='KiB'>{kib}</currentMemory>"));
     if let Some(h) = &plan.memory.hugepages {
+        push(w, 1, "<!-- guest RAM from the hugepages vfioctl apply reserves -->");
         push(w, 1, "<memoryBacking>");
         push(w, 2, "<hugepages>");
         push(w, 3, &format!("<page size='{}' unit='KiB'/>", h.size_kib));
@@ -121,6 +122,7 @@ pub fn render(plan: &Plan, host: &DomainHost, req: &DomainRequest) -> String {
     }
     push(w, 1, &format!("<vcpu placement='static' cpuset='{}'>{}</vcpu>", c.guest_cpus, c.vcpus));
     push(w, 1, "<iothreads>1</iothreads>");
+    push(w, 1, "<!-- vCPU pairs on the SMT siblings of whole host cores; QEMU's own threads elsewhere -->");
     push(w, 1, "<cputune>");
     for p in &c.vcpupin {
         push(w, 2, &format!("<vcpupin vcpu='{}' cpuset='{}'/>", p.vcpu, p.cpuset));
@@ -156,6 +158,7 @@ pub fn render(plan: &Plan, host: &DomainHost, req: &DomainRequest) -> String {
     if req.os.is_windows() {
         // mode='custom' exists since libvirt 8.0; before it, custom was the only mode.
         let mode = if host.libvirt.is_none_or(|v| v >= (8, 0)) { " mode='custom'" } else { "" };
+        push(w, 2, "<!-- Hyper-V enlightenments: Windows' paravirtual interfaces (less idle CPU, better timers) -->");
         push(w, 2, &format!("<hyperv{mode}>"));
         let mut list = enlightenments(host.libvirt, host.qemu);
         if let Some(c) = &host.caps {
@@ -176,6 +179,7 @@ pub fn render(plan: &Plan, host: &DomainHost, req: &DomainRequest) -> String {
     }
     push(w, 2, "<ioapic driver='kvm'/>");
     push(w, 1, "</features>");
+    push(w, 1, "<!-- the host's own CPU model; not migratable, so invtsc can be passed -->");
     push(w, 1, "<cpu mode='host-passthrough' check='none' migratable='off'>");
     // `dies` exists since libvirt 6.1.
     let dies =
@@ -217,6 +221,9 @@ pub fn render(plan: &Plan, host: &DomainHost, req: &DomainRequest) -> String {
         push(w, 2, &format!("<emulator>{}</emulator>", esc(e)));
     }
     // One root port per physical slot; the slot's functions stay together on it.
+    if !plan.devices.is_empty() {
+        push(w, 2, "<!-- one root port per physical slot; its functions stay together, as on the host -->");
+    }
     let mut slots: BTreeMap<(u32, u8, u8), Vec<PciAddress>> = BTreeMap::new();
     for d in &plan.devices {
         slots.entry((d.address.domain, d.address.bus, d.address.device)).or_default().push(d.address);
@@ -297,6 +304,7 @@ pub fn render(plan: &Plan, host: &DomainHost, req: &DomainRequest) -> String {
         push(w, 3, "<backend type='emulator' version='2.0'/>");
         push(w, 2, "</tpm>");
     }
+    push(w, 2, "<!-- no balloon: the memory of a guest with passed devices is pinned anyway -->");
     push(w, 2, "<memballoon model='none'/>");
     push(w, 1, "</devices>");
     if legacy_evdev {
