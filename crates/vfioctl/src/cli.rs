@@ -167,6 +167,10 @@ pub struct ApplyArgs {
     /// Write the files but do not run update-grub, update-initramfs and the like.
     #[arg(long)]
     pub no_commands: bool,
+    /// Keyboard and mouse the VM takes by evdev (`auto` or paths, as for `domain`): with
+    /// libvirt before 7.4 they go into qemu.conf's cgroup_device_acl.
+    #[arg(long, num_args = 1..)]
+    pub evdev: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]

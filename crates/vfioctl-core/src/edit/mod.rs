@@ -6,7 +6,7 @@
 //! Kernel command line: [`grub`], [`loader_entry`], [`kernel_cmdline_file`],
 //! [`kernelstub`], [`refind`], [`limine`] (all over a [`CmdlineEdit`], merged by the rules
 //! of [`cmdline::edit`]). Early modules: [`initramfs_tools`], [`mkinitcpio`], [`dracut`],
-//! [`booster`]. Files vfioctl owns: [`owned`].
+//! [`booster`]. Files vfioctl owns: [`owned`]. libvirt's QEMU driver settings: [`qemu_conf`].
 
 pub mod booster;
 pub mod cmdline;
@@ -19,6 +19,7 @@ pub mod limine;
 pub mod loader_entry;
 pub mod mkinitcpio;
 pub mod owned;
+pub mod qemu_conf;
 pub mod refind;
 mod text;
 

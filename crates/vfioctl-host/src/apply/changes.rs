@@ -26,6 +26,9 @@ pub enum ChangeError {
         "--boot-entry separate is not supported with {0} yet; apply with the default entry, or add an entry by hand"
     )]
     NoSeparateEntry(&'static str),
+    /// A file that must be read to be edited exists but cannot be read (permissions).
+    #[error(transparent)]
+    Read(crate::root::RootError),
 }
 
 /// What the plan changes on this host, and notes for the user.
@@ -279,4 +282,232 @@ pub fn prepare(root: &HostRoot, plan: &Plan, separate_entry: bool) -> Result<Pre
         p.changes.commands.clear();
     }
     Ok(p)
+}
+
+/// libvirt's QEMU driver configuration.
+pub const QEMU_CONF: &str = "/etc/libvirt/qemu.conf";
+
+/// The first libvirt with `<input type='evdev'>`, which it sets up itself (device cgroup,
+/// namespace, DAC/SELinux/AppArmor labels); older ones need `cgroup_device_acl`.
+pub const NATIVE_EVDEV: (u32, u32) = (7, 4);
+
+/// The libvirt daemons that read qemu.conf: monolithic, and the modular QEMU driver daemon.
+const LIBVIRT_UNITS: &[&str] = &["libvirtd.service", "virtqemud.service"];
+/// Where systemd unit files live, local ones first.
+const UNIT_DIRS: &[&str] =
+    &["/etc/systemd/system", "/run/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system"];
+
+/// What handing keyboard and mouse to the guest by evdev needs from the host (see
+/// [`evdev_acl`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EvdevAcl {
+    /// The `/etc/libvirt/qemu.conf` change, when one is needed.
+    pub file: Option<FileChange>,
+    /// Restarting the libvirt daemon so it reads qemu.conf again (only with `file`).
+    pub command: Option<Command>,
+    pub notes: Vec<String>,
+}
+
+impl EvdevAcl {
+    /// Adds the file, the command and the notes to a prepared apply.
+    pub fn add_to(self, p: &mut Prepared) {
+        p.changes.files.extend(self.file);
+        p.changes.commands.extend(self.command);
+        p.notes.extend(self.notes);
+    }
+}
+
+/// A unit file of the root, not masked (a link to `/dev/null`).
+fn has_unit(root: &HostRoot, unit: &str) -> bool {
+    let mut found = false;
+    for dir in UNIT_DIRS {
+        let real = root.path(Path::new(dir).join(unit));
+        if std::fs::read_link(&real).is_ok_and(|t| t == Path::new("/dev/null")) {
+            return false;
+        }
+        found |= std::fs::symlink_metadata(&real).is_ok();
+    }
+    found
+}
+
+/// The `cgroup_device_acl` entries `evdev` devices need in qemu.conf, and what else to do.
+///
+/// With libvirt before 7.4 (`libvirt`, major and minor) the domain hands the devices over
+/// with `<qemu:commandline>` `-object input-linux,evdev=…`, which libvirt does not know:
+/// its device cgroup (and private `/dev`) must list them, so the missing paths are added
+/// to `/etc/libvirt/qemu.conf` ([`edit::qemu_conf::add_device_acl`]), with a command that
+/// restarts the daemon when the root has its systemd unit (`systemctl try-restart`, which
+/// leaves a stopped daemon alone: it reads the file when it starts), else a note. With
+/// libvirt 7.4 or later, or an unknown version (the domain then uses `<input
+/// type='evdev'>`, as `vfioctl domain` does), libvirt sets the devices up itself: no
+/// change, a note. `user = "root"`, which the guides also set, is never written.
+pub fn evdev_acl(root: &HostRoot, evdev: &[String], libvirt: Option<(u32, u32)>) -> Result<EvdevAcl, ChangeError> {
+    let mut out = EvdevAcl::default();
+    if evdev.is_empty() {
+        return Ok(out);
+    }
+    let version = match libvirt {
+        Some(v) if v < NATIVE_EVDEV => v,
+        Some((major, minor)) => {
+            out.notes.push(format!(
+                "libvirt {major}.{minor} sets up <input type='evdev'> devices itself (device cgroup and ownership): qemu.conf needs no cgroup_device_acl for them"
+            ));
+            return Ok(out);
+        }
+        None => {
+            out.notes.push(
+                "libvirt's version is unknown: the domain uses <input type='evdev'>, which libvirt 7.4 and later sets up itself; qemu.conf is left alone"
+                    .into(),
+            );
+            return Ok(out);
+        }
+    };
+    let path = Path::new(QEMU_CONF);
+    let current = root.read_optional(path).map_err(ChangeError::Read)?;
+    let text = current.as_deref().unwrap_or("");
+    let after = edited(path, edit::qemu_conf::add_device_acl(text, evdev))?;
+    if current.as_deref() == Some(after.as_str()) {
+        out.notes.push(format!("{QEMU_CONF} already lets QEMU open the evdev devices (cgroup_device_acl)"));
+        return Ok(out);
+    }
+    out.file = Some(FileChange {
+        path: path.to_path_buf(),
+        after: after.into_bytes(),
+        why: "let QEMU open the evdev devices handed over by qemu:commandline".into(),
+        // qemu.conf may hold passwords (vnc_password, spice_password): distributions ship it 0600.
+        new_mode: Some(0o600),
+    });
+    out.notes.push(format!(
+        "libvirt {}.{} has no <input type='evdev'>: the devices are allowed in cgroup_device_acl; the list applies when a VM starts, so shut the VM down and start it again",
+        version.0, version.1
+    ));
+    let units: Vec<&str> = LIBVIRT_UNITS.iter().copied().filter(|u| has_unit(root, u)).collect();
+    if units.is_empty() {
+        let how = if root.exists("/etc/init.d/libvirtd") { " (rc-service libvirtd restart)" } else { "" };
+        out.notes.push(format!(
+            "restart the libvirt daemon{how} so that it reads {QEMU_CONF} again (libvirtd, or virtqemud with the modular daemons)"
+        ));
+    } else {
+        let mut argv = vec!["systemctl".to_string(), "try-restart".to_string()];
+        argv.extend(units.iter().map(|u| u.to_string()));
+        out.command =
+            Some(Command { argv, why: "restart the running libvirt daemon so that it reads qemu.conf again".into() });
+    }
+    match edit::qemu_conf::string_setting(text, "user").as_deref() {
+        Some("root" | "+0" | "0") => {}
+        user => out.notes.push(format!(
+            "QEMU runs as {} and needs read access to the evdev devices (group input, e.g. `usermod -aG input USER`); vfioctl does not set user = \"root\"",
+            user.map_or_else(|| "libvirt's QEMU user (libvirt-qemu or qemu), not root,".to_string(), |u| format!("user {u:?}"))
+        )),
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KBD: &str = "/dev/input/by-id/usb-Logitech_USB_Receiver-event-kbd";
+    const MOUSE: &str = "/dev/input/by-id/usb-MOSART_Semi._2.4G_Keyboard_Mouse-if01-event-mouse";
+
+    fn host(files: &[(&str, &str)]) -> (tempfile::TempDir, HostRoot) {
+        let d = tempfile::tempdir().unwrap();
+        let r = HostRoot::new(d.path());
+        for (f, content) in files {
+            let p = r.path(f);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, content).unwrap();
+        }
+        (d, r)
+    }
+
+    fn evdev() -> Vec<String> {
+        vec![KBD.to_string(), MOUSE.to_string()]
+    }
+
+    #[test]
+    fn native_evdev_or_unknown_libvirt_changes_nothing() {
+        let (_d, r) = host(&[(QEMU_CONF, "#cgroup_device_acl = [\n#]\n")]);
+        for v in [Some((7, 4)), Some((9, 0)), None] {
+            let a = evdev_acl(&r, &evdev(), v).unwrap();
+            assert_eq!((a.file, a.command), (None, None), "{v:?}");
+            assert_eq!(a.notes.len(), 1);
+            assert!(a.notes[0].contains("<input type='evdev'>"), "{:?}", a.notes);
+        }
+        assert_eq!(evdev_acl(&r, &[], Some((6, 0))).unwrap(), EvdevAcl::default());
+    }
+
+    #[test]
+    fn old_libvirt_gets_the_list_and_a_restart_of_the_unit_it_has() {
+        let (_d, r) = host(&[
+            (QEMU_CONF, "#cgroup_device_acl = [\n#    \"/dev/null\"\n#]\n"),
+            ("/lib/systemd/system/libvirtd.service", "[Unit]\n"),
+            ("/usr/lib/systemd/system/virtqemud.service", "[Unit]\n"),
+        ]);
+        let a = evdev_acl(&r, &evdev(), Some((7, 0))).unwrap();
+        let f = a.file.clone().unwrap();
+        assert_eq!(f.path, Path::new(QEMU_CONF));
+        assert_eq!(f.why, "let QEMU open the evdev devices handed over by qemu:commandline");
+        let after = String::from_utf8(f.after).unwrap();
+        assert!(after.starts_with("#cgroup_device_acl = [\n#    \"/dev/null\"\n#]\n\n# Added by vfioctl"), "{after}");
+        assert_eq!(edit::qemu_conf::device_acl(&after).unwrap().len(), 9);
+        assert_eq!(a.command.unwrap().argv, ["systemctl", "try-restart", "libvirtd.service", "virtqemud.service"]);
+        assert!(a.notes.iter().any(|n| n.contains("start it again")), "{:?}", a.notes);
+        assert!(a.notes.iter().any(|n| n.contains("libvirt's QEMU user")), "{:?}", a.notes);
+
+        // Applied: the second run changes nothing and restarts nothing.
+        std::fs::write(r.path(QEMU_CONF), &after).unwrap();
+        let again = evdev_acl(&r, &evdev(), Some((7, 0))).unwrap();
+        assert_eq!((again.file, again.command), (None, None));
+        assert!(again.notes[0].contains("already"), "{:?}", again.notes);
+    }
+
+    #[test]
+    fn guide_host_and_masked_or_missing_units() {
+        let guide = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/hosts/r2600x/etc/libvirt/qemu.conf"
+        ))
+        .unwrap();
+        // The guide's list has both devices already.
+        let (_d, r) = host(&[(QEMU_CONF, &guide), ("/lib/systemd/system/libvirtd.service", "")]);
+        let a = evdev_acl(&r, &evdev(), Some((6, 0))).unwrap();
+        assert_eq!((a.file, a.command), (None, None));
+        // A new device: one more line; user = "root" stays and needs no note.
+        let new = vec!["/dev/input/by-id/usb-Razer-event-mouse".to_string()];
+        let a = evdev_acl(&r, &new, Some((6, 0))).unwrap();
+        let after = String::from_utf8(a.file.unwrap().after).unwrap();
+        assert!(after.starts_with("# Master configuration file") && after.contains("user = \"root\"\n"));
+        assert!(after.ends_with("-event-mouse\",\n    \"/dev/input/by-id/usb-Razer-event-mouse\"\n]\n"), "{after}");
+        assert_eq!(a.command.unwrap().argv, ["systemctl", "try-restart", "libvirtd.service"]);
+        assert!(!a.notes.iter().any(|n| n.contains("usermod")), "{:?}", a.notes);
+
+        // No qemu.conf and no systemd unit (a masked one does not count): a new 0600
+        // file and a note to restart the daemon by hand.
+        let (_d, r) =
+            host(&[("/etc/init.d/libvirtd", "#!/sbin/openrc-run\n"), ("/lib/systemd/system/libvirtd.service", "")]);
+        std::fs::create_dir_all(r.path("/etc/systemd/system")).unwrap();
+        std::os::unix::fs::symlink("/dev/null", r.path("/etc/systemd/system/libvirtd.service")).unwrap();
+        let a = evdev_acl(&r, &evdev(), Some((5, 0))).unwrap();
+        let f = a.file.unwrap();
+        assert_eq!(f.new_mode, Some(0o600));
+        assert!(String::from_utf8(f.after).unwrap().starts_with("# Added by vfioctl"));
+        assert_eq!(a.command, None);
+        assert!(a.notes.iter().any(|n| n.contains("rc-service libvirtd restart")), "{:?}", a.notes);
+    }
+
+    #[test]
+    fn broken_qemu_conf_is_an_error_and_add_to_merges() {
+        let (_d, r) = host(&[(QEMU_CONF, "cgroup_device_acl = [ \"/dev/null\"\n")]);
+        let e = evdev_acl(&r, &evdev(), Some((7, 0))).unwrap_err();
+        assert!(e.to_string().starts_with("/etc/libvirt/qemu.conf: "), "{e}");
+        let (_d, r) = host(&[("/usr/lib/systemd/system/virtqemud.service", "")]);
+        let mut p = Prepared::default();
+        p.notes.push("plan".into());
+        evdev_acl(&r, &evdev(), Some((7, 3))).unwrap().add_to(&mut p);
+        assert_eq!(p.changes.files.len(), 1);
+        assert_eq!(p.changes.commands[0].argv, ["systemctl", "try-restart", "virtqemud.service"]);
+        assert_eq!(p.notes[0], "plan");
+        assert!(p.notes.len() >= 3);
+    }
 }

@@ -2,6 +2,7 @@
 
 use similar::TextDiff;
 use vfioctl_host::apply::{self, changes, CommandMode, Fault};
+use vfioctl_host::facts;
 use vfioctl_host::root::HostRoot;
 
 use super::plan;
@@ -48,7 +49,10 @@ pub fn run(root: &HostRoot, args: &ApplyArgs) -> Result<Exit, CliError> {
     for w in &p.warnings {
         eprintln!("vfioctl: warning: {w}");
     }
-    let prepared = changes::prepare(root, &p, args.boot_entry == BootEntry::Separate).map_err(CliError::Change)?;
+    let mut prepared = changes::prepare(root, &p, args.boot_entry == BootEntry::Separate).map_err(CliError::Change)?;
+    let evdev = super::domain::evdev_paths(root, &args.evdev);
+    let libvirt = facts::gather(root).libvirt.and_then(|l| super::domain::version(l.version.as_deref()));
+    changes::evdev_acl(root, &evdev, libvirt).map_err(CliError::Change)?.add_to(&mut prepared);
     let mode = if args.no_commands { CommandMode::Never } else { CommandMode::for_root(root) };
     if apply::pending(root, &prepared.changes).is_empty() {
         output::print("Nothing to do: this host already has the plan's configuration.\n")?;

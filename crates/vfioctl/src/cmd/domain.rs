@@ -15,9 +15,18 @@ use crate::cli::{self, DiskBusArg, DomainArgs, OsArg};
 use crate::error::{CliError, Exit};
 use crate::output;
 
-fn version(v: Option<&str>) -> Option<(u32, u32)> {
+pub(crate) fn version(v: Option<&str>) -> Option<(u32, u32)> {
     let mut it = v?.split('.');
     Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+}
+
+/// `--evdev` as given: `auto` means the keyboard and mouse links of the host.
+pub(crate) fn evdev_paths(root: &HostRoot, given: &[String]) -> Vec<String> {
+    if given.iter().any(|e| e == "auto") {
+        evdev_auto(root)
+    } else {
+        given.to_vec()
+    }
 }
 
 /// `/dev/input/by-id` links ending in -event-kbd and -event-mouse.
@@ -60,7 +69,7 @@ pub fn run(root: &HostRoot, args: &DomainArgs) -> Result<Exit, CliError> {
     if os == GuestOs::Windows11 && !host.firmware.as_ref().is_some_and(|f| f.secure) {
         eprintln!("vfioctl: warning: no secure-boot OVMF build on this host: Windows 11 setup wants secure boot (install the distribution's secure-boot OVMF)");
     }
-    let evdev = if args.evdev.iter().any(|e| e == "auto") { evdev_auto(root) } else { args.evdev.clone() };
+    let evdev = evdev_paths(root, &args.evdev);
     for e in &evdev {
         if !root.path(e).exists() && std::fs::symlink_metadata(root.path(e)).is_err() {
             eprintln!("vfioctl: warning: {e} does not exist on this host");

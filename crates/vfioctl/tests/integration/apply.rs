@@ -166,3 +166,37 @@ fn grub_separate_entry_is_an_executable_script() {
     let vfio = fs::read_to_string(root.join("etc/modprobe.d/vfio.conf")).expect("vfio.conf");
     assert!(!vfio.contains("options vfio-pci ids=10de:1b06,10de:10ef\n"), "{vfio}");
 }
+
+#[test]
+fn evdev_devices_go_into_qemu_conf_only_for_libvirt_before_7_4() {
+    let (_t, root) = copy_host("r2600x");
+    let marker = |v: &str| format!("#vfioctl-snapshot: program marker\nlibvirtd (libvirt) {v}\n");
+    // The guide's Ubuntu 18.04: libvirt 4.0, and its qemu.conf already lists both devices.
+    fs::write(root.join("usr/sbin/libvirtd"), marker("4.0.0")).expect("marker");
+    let run = vfioctl(&root, &args("apply", &["--dry-run", "--evdev", "auto"]));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(!run.stdout.contains("etc/libvirt/qemu.conf\n"), "{}", run.stdout);
+    assert!(run.stdout.contains("already"), "{}", run.stdout);
+    // Without the guide's list: the devices are added to a list of libvirt's defaults.
+    let conf = root.join("etc/libvirt/qemu.conf");
+    let text = fs::read_to_string(&conf).expect("qemu.conf");
+    let start = text.find("cgroup_device_acl").expect("the guide's list");
+    let end = start + text[start..].find(']').expect("end of list") + 1;
+    let without = format!("{}{}", &text[..start], &text[end..]);
+    fs::write(&conf, &without).expect("write");
+    let run = vfioctl(&root, &args("apply", &["--yes", "--evdev", "auto"]));
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let now = fs::read_to_string(&conf).expect("qemu.conf");
+    assert!(now.starts_with(&without), "everything the file had stays, the list is appended:\n{now}");
+    for dev in ["\"/dev/kvm\"", "usb-Logitech_USB_Receiver-event-kbd\"", "Keyboard_Mouse-if01-event-mouse\""] {
+        assert!(now.contains(dev), "{dev} missing:\n{now}");
+    }
+    let run = vfioctl(&root, &["rollback", "--yes"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(fs::read_to_string(&conf).expect("qemu.conf"), without);
+    // libvirt 7.4 and later set native evdev up themselves: nothing to write.
+    fs::write(root.join("usr/sbin/libvirtd"), marker("9.0.0")).expect("marker");
+    let run = vfioctl(&root, &args("apply", &["--dry-run", "--evdev", "auto"]));
+    assert!(!run.stdout.contains("qemu.conf:"), "{}", run.stdout);
+    assert!(run.stdout.contains("devices itself"), "{}", run.stdout);
+}
