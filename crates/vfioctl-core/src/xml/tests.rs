@@ -62,12 +62,19 @@ fn malformed_xml_says_where() {
 #[test]
 fn no_prefix_or_mangling_of_a_guide_panics() {
     let g = GUIDE_001;
+    let round_trips = |s: &str| {
+        if let Ok(d) = parse(s) {
+            assert_eq!(d.write(), s);
+        }
+    };
     for (i, _) in g.char_indices().step_by(7) {
-        let _ = parse(&g[..i]);
-        let _ = parse(&g[i..]);
-        let mut s = g.to_string();
-        s.insert(i, '<');
-        let _ = parse(&s);
+        round_trips(&g[..i]);
+        round_trips(&g[i..]);
+        for c in ['<', '>', '&', '\'', '"', '/', '='] {
+            let mut s = g.to_string();
+            s.insert(i, c);
+            round_trips(&s);
+        }
     }
     let deep = "<a>".repeat(100_000);
     assert!(parse(&deep).is_err());

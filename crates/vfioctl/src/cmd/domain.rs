@@ -70,6 +70,11 @@ pub fn run(root: &HostRoot, args: &DomainArgs) -> Result<Exit, CliError> {
         eprintln!("vfioctl: warning: no secure-boot OVMF build on this host: Windows 11 setup wants secure boot (install the distribution's secure-boot OVMF)");
     }
     let evdev = evdev_paths(root, &args.evdev);
+    if !evdev.is_empty() && host.libvirt.is_some_and(|v| v < (7, 4)) {
+        eprintln!(
+            "vfioctl: note: libvirt before 7.4 takes evdev devices by qemu:commandline; `vfioctl apply … --evdev` adds them to qemu.conf's cgroup_device_acl"
+        );
+    }
     for e in &evdev {
         if !root.path(e).exists() && std::fs::symlink_metadata(root.path(e)).is_err() {
             eprintln!("vfioctl: warning: {e} does not exist on this host");
