@@ -67,7 +67,7 @@ fn no_prefix_or_mangling_of_a_guide_panics() {
             assert_eq!(d.write(), s);
         }
     };
-    for (i, _) in g.char_indices().step_by(7) {
+    for (i, _) in g.char_indices().step_by(29) {
         round_trips(&g[..i]);
         round_trips(&g[i..]);
         for c in ['<', '>', '&', '\'', '"', '/', '='] {
