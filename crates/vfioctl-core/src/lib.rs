@@ -14,6 +14,7 @@
 //! ([`pci_ids::PciIds`]) and renderers ([`lspci`]). Nothing here touches the file system:
 //! `vfioctl-host` reads a host root and hands the values to these functions.
 
+pub mod audit;
 pub mod check;
 pub mod cmdline;
 pub mod cpuset;

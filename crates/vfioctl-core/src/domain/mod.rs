@@ -2,7 +2,7 @@
 //! XML, decided from the plan and the host. [`render`] is pure and returns the XML text.
 
 pub mod caps;
-mod hyperv;
+pub mod hyperv;
 mod patch;
 
 use std::collections::BTreeMap;

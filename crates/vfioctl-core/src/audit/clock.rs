@@ -1,0 +1,59 @@
+//! The clock: HPET off, the Hyper-V clock for Windows, catch-up and delay tick policies.
+
+use super::{Area, Cx, Finding, Severity};
+use crate::xml::Element;
+
+pub const IDS: &[(&str, Severity, &str)] = &[
+    ("clock-hpet", Severity::Warning, "the HPET timer is present"),
+    ("clock-no-hypervclock", Severity::Warning, "a Windows guest without the hypervclock timer"),
+    ("clock-rtc-tickpolicy", Severity::Info, "the RTC does not catch up missed ticks"),
+    ("clock-pit-tickpolicy", Severity::Info, "the PIT does not delay missed ticks"),
+];
+
+const AREA: Area = Area::Clock;
+
+fn timer<'a>(clock: Option<&'a Element>, name: &str) -> Option<&'a Element> {
+    clock?.children_named("timer").find(|t| t.attr("name") == Some(name))
+}
+
+pub(super) fn check<'a>(cx: &Cx<'a>, out: &mut Vec<Finding>) {
+    let clock = cx.root.find("clock");
+    let parent = clock.or_else(|| cx.closest("clock"));
+    let at = |t: Option<&'a Element>| t.or(parent);
+    let hpet = timer(clock, "hpet");
+    if hpet.is_none_or(|t| t.attr("present") != Some("no")) {
+        out.push(
+            Finding::at("clock-hpet", Severity::Warning, AREA, "clock/timer[@name='hpet']", at(hpet))
+                .message("the HPET timer is present")
+                .why("an emulated HPET costs a VM exit per access; Windows polls it heavily and burns CPU at idle")
+                .fix("<timer name='hpet' present='no'/>"),
+        );
+    }
+    let hv = timer(clock, "hypervclock");
+    if cx.windows && hv.is_none_or(|t| t.attr("present") == Some("no")) {
+        out.push(
+            Finding::at("clock-no-hypervclock", Severity::Warning, AREA, "clock/timer[@name='hypervclock']", at(hv))
+                .message("a Windows guest without the hypervclock timer")
+                .why("the Hyper-V reference clock is Windows' cheapest time source; without it Windows reads emulated timers")
+                .fix("<timer name='hypervclock' present='yes'/>"),
+        );
+    }
+    let rtc = timer(clock, "rtc");
+    if rtc.and_then(|t| t.attr("tickpolicy")) != Some("catchup") {
+        out.push(
+            Finding::at("clock-rtc-tickpolicy", Severity::Info, AREA, "clock/timer[@name='rtc']", at(rtc))
+                .message("the RTC timer does not catch up missed ticks")
+                .why("when the guest misses RTC ticks (host load), its clock drifts unless they are caught up")
+                .fix("<timer name='rtc' tickpolicy='catchup'/>"),
+        );
+    }
+    let pit = timer(clock, "pit");
+    if pit.and_then(|t| t.attr("tickpolicy")) != Some("delay") {
+        out.push(
+            Finding::at("clock-pit-tickpolicy", Severity::Info, AREA, "clock/timer[@name='pit']", at(pit))
+                .message("the PIT timer does not delay missed ticks")
+                .why("delaying missed PIT ticks avoids bursts of interrupts after the guest was descheduled")
+                .fix("<timer name='pit' tickpolicy='delay'/>"),
+        );
+    }
+}

@@ -1,0 +1,179 @@
+//! Linting an existing libvirt domain against the host it runs on.
+//!
+//! [`audit`] reads a domain (a lossless [`Document`], so every finding carries the line
+//! and column of its element) together with what the host says about itself
+//! ([`AuditHost`]) and returns [`Finding`]s: each with a stable id, a severity, what is
+//! wrong, why it matters and the fix as an XML snippet. The rules are the knowledge the
+//! planner and renderer use (one source of truth for what a good domain is): the
+//! enlightenment dependencies of [`crate::domain::hyperv`], the pinning rules of
+//! [`crate::plan::pinning`], the device rules of [`crate::plan::devices`].
+//!
+//! Areas, each in its own file: [`hyperv`], [`clock`], [`cpu`], [`memory`], [`devices`],
+//! [`security`].
+
+pub mod clock;
+pub mod cpu;
+mod cx;
+pub mod devices;
+pub mod hyperv;
+pub mod memory;
+pub mod security;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::check::HugepagePool;
+use crate::iommu::IommuGroup;
+use crate::pci::{PciAddress, PciDevice};
+use crate::topology::Topology;
+use crate::vendor::CpuVendor;
+use crate::xml::{Document, Element};
+
+pub use cx::{Cx, Hostdev, Pins};
+
+/// How bad a finding is. Exit status 1 for warnings and errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// The domain will not start, or will not work as meant.
+    Error,
+    /// It works, but worse than it could (stutter, idle CPU burn, lost performance).
+    Warning,
+    /// Worth knowing; nothing to fix necessarily.
+    Info,
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+            Severity::Info => "info",
+        })
+    }
+}
+
+/// The part of the domain a finding is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Area {
+    Hyperv,
+    Clock,
+    Cpu,
+    Memory,
+    Devices,
+    Security,
+}
+
+impl Area {
+    pub fn title(self) -> &'static str {
+        match self {
+            Area::Hyperv => "Hyper-V enlightenments",
+            Area::Clock => "Clock and timers",
+            Area::Cpu => "CPU and pinning",
+            Area::Memory => "Memory",
+            Area::Devices => "Devices",
+            Area::Security => "Security",
+        }
+    }
+}
+
+/// One thing wrong or missed in the domain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// Stable id, e.g. `hyperv-synic-without-vpindex`.
+    pub id: &'static str,
+    pub severity: Severity,
+    pub area: Area,
+    /// The element, as a path from the domain (`features/hyperv/synic`).
+    pub element: String,
+    /// Where that element is in the file (1-based); `None` when it is missing altogether
+    /// (then the line of the closest parent).
+    pub line: Option<u32>,
+    pub column: Option<u32>,
+    /// What is wrong.
+    pub message: String,
+    /// Why it matters.
+    pub why: String,
+    /// The fix, as an XML snippet (or a host command where the fix is on the host).
+    pub fix: String,
+}
+
+impl Finding {
+    /// A finding at `at` (an element of the domain, or its closest existing parent).
+    pub fn at(id: &'static str, severity: Severity, area: Area, element: &str, at: Option<&Element>) -> Finding {
+        Finding {
+            id,
+            severity,
+            area,
+            element: element.to_string(),
+            line: at.map(|e| e.line).filter(|l| *l > 0),
+            column: at.map(|e| e.column).filter(|c| *c > 0),
+            message: String::new(),
+            why: String::new(),
+            fix: String::new(),
+        }
+    }
+
+    pub fn message(mut self, m: impl Into<String>) -> Self {
+        self.message = m.into();
+        self
+    }
+
+    pub fn why(mut self, m: impl Into<String>) -> Self {
+        self.why = m.into();
+        self
+    }
+
+    pub fn fix(mut self, m: impl Into<String>) -> Self {
+        self.fix = m.into();
+        self
+    }
+}
+
+/// What the audit needs to know about the host.
+#[derive(Debug, Clone, Copy)]
+pub struct AuditHost<'a> {
+    pub vendor: CpuVendor,
+    pub topology: &'a Topology,
+    pub devices: &'a BTreeMap<PciAddress, PciDevice>,
+    pub groups: &'a [IommuGroup],
+    pub hugepages: &'a [HugepagePool],
+    /// libvirt's version (major, minor), when known.
+    pub libvirt: Option<(u32, u32)>,
+    /// `/etc/libvirt/qemu.conf`, when readable (empty when absent).
+    pub qemu_conf: Option<&'a str>,
+    /// Names in `/dev/input/by-id`, when that could be read.
+    pub input_by_id: Option<&'a BTreeSet<String>>,
+}
+
+/// Audits a domain. Findings come sorted by area, then severity, then line.
+pub fn audit(doc: &Document, host: &AuditHost<'_>) -> Vec<Finding> {
+    let cx = Cx::new(&doc.root, host);
+    let mut out = Vec::new();
+    hyperv::check(&cx, &mut out);
+    clock::check(&cx, &mut out);
+    cpu::check(&cx, &mut out);
+    memory::check(&cx, &mut out);
+    devices::check(&cx, &mut out);
+    security::check(&cx, &mut out);
+    out.sort_by(|a, b| (a.area, a.severity, a.line, a.id).cmp(&(b.area, b.severity, b.line, b.id)));
+    out
+}
+
+/// Every finding id with its severity and a one-line title: the catalogue README lists.
+pub fn catalogue() -> Vec<(&'static str, Severity, Area, &'static str)> {
+    let mut all = Vec::new();
+    all.extend(hyperv::IDS.iter().map(|&(id, s, t)| (id, s, Area::Hyperv, t)));
+    all.extend(clock::IDS.iter().map(|&(id, s, t)| (id, s, Area::Clock, t)));
+    all.extend(cpu::IDS.iter().map(|&(id, s, t)| (id, s, Area::Cpu, t)));
+    all.extend(memory::IDS.iter().map(|&(id, s, t)| (id, s, Area::Memory, t)));
+    all.extend(devices::IDS.iter().map(|&(id, s, t)| (id, s, Area::Devices, t)));
+    all.extend(security::IDS.iter().map(|&(id, s, t)| (id, s, Area::Security, t)));
+    all
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

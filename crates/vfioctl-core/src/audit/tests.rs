@@ -1,0 +1,303 @@
+//! The audit's test bench: a small AMD host, the domain vfioctl renders for it (which must
+//! audit clean), and helpers that break that domain one way at a time.
+//!
+//! Each area's tests live in `audit/<area>/tests` style modules below or in this file;
+//! every finding id of [`super::catalogue`] must have a case that asserts exactly it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::str::FromStr;
+
+use super::*;
+use crate::check::HugepagePool;
+use crate::domain::{render, DiskBus, DomainHost, DomainRequest, GuestOs};
+use crate::pci::{ClassCode, PciAddress, PciDevice, VendorDevice};
+use crate::plan::devices::PlannedDevice;
+use crate::plan::memory::Hugepages;
+use crate::plan::pinning::tests::shape;
+use crate::plan::{pinning, CmdlineChange, CpuRequest, MemoryPlan, Plan};
+use crate::xml::{parse, Document};
+
+pub(crate) const KBD: &str = "/dev/input/by-id/usb-Logitech_USB_Receiver-event-kbd";
+pub(crate) const MOUSE: &str = "/dev/input/by-id/usb-Logitech_USB_Receiver-if01-event-mouse";
+
+/// A host: one AMD package, one node, two L3 domains of four SMT cores (CPU n and n+8
+/// are siblings; CPUs 0-3,8-11 share one L3, 4-7,12-15 the other); a GPU 0d:00.0 with
+/// its audio 0d:00.1 in group 16 on vfio-pci; a USB controller 0e:00.0 alone in group 17
+/// on xhci_hcd; a SATA controller 0f:00.0 and a NIC 0f:00.1 sharing group 18; eight
+/// 1 GiB pages reserved and free on node 0.
+#[derive(Debug)]
+pub(crate) struct Bench {
+    pub topology: Topology,
+    pub devices: BTreeMap<PciAddress, PciDevice>,
+    pub groups: Vec<IommuGroup>,
+    pub hugepages: Vec<HugepagePool>,
+    pub libvirt: Option<(u32, u32)>,
+    pub qemu_conf: String,
+    pub input: BTreeSet<String>,
+    pub vendor: CpuVendor,
+}
+
+pub(crate) fn addr(s: &str) -> PciAddress {
+    PciAddress::from_str(s).unwrap()
+}
+
+impl Bench {
+    pub(crate) fn new() -> Self {
+        let topology = shape(1, 1, 2, 4, 2, true, &[16384, 16384]);
+        let mut devices = BTreeMap::new();
+        let mut dev = |a: &str, id: &str, class: u32, group: u32, driver: &str| {
+            let mut d = PciDevice::new(addr(a), VendorDevice::from_str(id).unwrap(), ClassCode::new(class));
+            d.iommu_group = Some(group);
+            d.driver = Some(driver.to_string());
+            d.numa_node = Some(0);
+            devices.insert(d.address, d);
+        };
+        dev("0000:0d:00.0", "1002:66af", 0x030000, 16, "vfio-pci");
+        dev("0000:0d:00.1", "1002:ab20", 0x040300, 16, "vfio-pci");
+        dev("0000:0e:00.0", "1022:145f", 0x0c0330, 17, "xhci_hcd");
+        dev("0000:0f:00.0", "1022:7901", 0x010601, 18, "ahci");
+        dev("0000:0f:00.1", "8086:1539", 0x020000, 18, "igb");
+        let groups = vec![
+            IommuGroup { id: 16, devices: vec![addr("0000:0d:00.0"), addr("0000:0d:00.1")] },
+            IommuGroup { id: 17, devices: vec![addr("0000:0e:00.0")] },
+            IommuGroup { id: 18, devices: vec![addr("0000:0f:00.0"), addr("0000:0f:00.1")] },
+        ];
+        let hugepages = vec![HugepagePool { node: Some(0), size_kib: 1048576, total: 8, free: 8 }];
+        let input = ["usb-Logitech_USB_Receiver-event-kbd", "usb-Logitech_USB_Receiver-if01-event-mouse"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        Bench {
+            topology,
+            devices,
+            groups,
+            hugepages,
+            libvirt: Some((9, 0)),
+            qemu_conf: String::new(),
+            input,
+            vendor: CpuVendor::Amd,
+        }
+    }
+
+    pub(crate) fn host(&self) -> AuditHost<'_> {
+        AuditHost {
+            vendor: self.vendor,
+            topology: &self.topology,
+            devices: &self.devices,
+            groups: &self.groups,
+            hugepages: &self.hugepages,
+            libvirt: self.libvirt,
+            qemu_conf: Some(&self.qemu_conf),
+            input_by_id: Some(&self.input),
+        }
+    }
+
+    /// The domain vfioctl writes for the GPU on this host: 6 vCPUs on the L3 without CPU 0,
+    /// 4 GiB on 1 GiB pages, Windows 10 with evdev keyboard and mouse.
+    pub(crate) fn clean(&self) -> String {
+        let cpu = pinning::place(&self.topology, &CpuRequest { vcpus: Some(6), node: Some(0) }).unwrap();
+        let devices = ["0000:0d:00.0", "0000:0d:00.1"]
+            .iter()
+            .map(|a| PlannedDevice {
+                address: addr(a),
+                vendor_id: "1002".into(),
+                device_id: "66af".into(),
+                class: "0300".into(),
+                iommu_group: Some(16),
+                driver: Some("vfio-pci".into()),
+                reason: String::new(),
+            })
+            .collect();
+        let plan = Plan {
+            devices,
+            vfio_ids: Vec::new(),
+            numa_node: Some(0),
+            cpu,
+            memory: MemoryPlan {
+                mib: 4096,
+                hugepages: Some(Hugepages { size_kib: 1048576, count: 4, node: Some(0), reserve_at_boot: true }),
+                reasons: Vec::new(),
+            },
+            kernel_cmdline: CmdlineChange::default(),
+            cmdline_source: String::new(),
+            modprobe: Vec::new(),
+            initramfs_modules: Vec::new(),
+            reasons: Vec::new(),
+            warnings: Vec::new(),
+            forced: Vec::new(),
+        };
+        let host = DomainHost {
+            vendor: self.vendor,
+            invtsc: true,
+            firmware: None,
+            emulator: Some("/usr/bin/qemu-system-x86_64".into()),
+            libvirt: self.libvirt,
+            qemu: None,
+            caps: None,
+        };
+        let req = DomainRequest {
+            name: "win10".into(),
+            os: GuestOs::Windows10,
+            evdev: vec![KBD.into(), MOUSE.into()],
+            disk: None,
+            disk_bus: DiskBus::Scsi,
+            isos: Vec::new(),
+            network: None,
+        };
+        render(&plan, &host, &req)
+    }
+
+    pub(crate) fn audit(&self, xml: &str) -> Vec<Finding> {
+        audit(&parse(xml).unwrap(), &self.host())
+    }
+}
+
+/// The ids of findings at warning or above (info findings do not fail an audit).
+pub(crate) fn ids(findings: &[Finding]) -> Vec<&'static str> {
+    findings.iter().map(|f| f.id).collect()
+}
+
+/// The clean domain with one edit.
+pub(crate) fn broken(bench: &Bench, edit: impl FnOnce(&mut Document)) -> String {
+    let mut doc = parse(&bench.clean()).unwrap();
+    edit(&mut doc);
+    doc.write()
+}
+
+/// Asserts the findings are exactly `want` (ids, any order).
+#[track_caller]
+pub(crate) fn exactly(findings: &[Finding], want: &[&str]) {
+    let mut got = ids(findings);
+    got.sort_unstable();
+    let mut want = want.to_vec();
+    want.sort_unstable();
+    assert_eq!(got, want, "{findings:#?}");
+}
+
+#[test]
+fn the_rendered_domain_audits_clean() {
+    let b = Bench::new();
+    exactly(&b.audit(&b.clean()), &[]);
+}
+
+#[test]
+fn every_id_is_unique_and_named_by_its_area() {
+    let all = catalogue();
+    let unique: BTreeSet<&str> = all.iter().map(|c| c.0).collect();
+    assert_eq!(unique.len(), all.len());
+    for (id, _, area, title) in &all {
+        let prefix = match area {
+            Area::Hyperv => "hyperv-",
+            Area::Clock => "clock-",
+            Area::Cpu => "cpu-",
+            Area::Memory => "memory-",
+            Area::Devices => "device",
+            Area::Security => "security-",
+        };
+        assert!(id.starts_with(prefix) || (*area == Area::Devices && id.starts_with("evdev-")), "{id}");
+        assert!(!title.is_empty());
+    }
+}
+
+#[test]
+fn findings_point_at_their_line() {
+    let b = Bench::new();
+    let xml = broken(&b, |d| {
+        if let Some(h) = d.root.find_mut("features/hyperv/spinlocks") {
+            h.set_attr("retries", "100");
+        }
+    });
+    let f = b.audit(&xml);
+    let line = xml.lines().position(|l| l.contains("retries='100'")).unwrap() as u32 + 1;
+    let s = f.iter().find(|f| f.id == "hyperv-spinlocks-low").unwrap();
+    assert_eq!(s.line, Some(line));
+    assert!(s.fix.contains("8191"));
+}
+
+#[test]
+fn hyperv_cases() {
+    let b = Bench::new();
+    let hv = |edit: &dyn Fn(&mut Element)| {
+        broken(&b, |d| {
+            if let Some(h) = d.root.find_mut("features/hyperv") {
+                edit(h);
+            }
+        })
+    };
+    exactly(
+        &b.audit(&hv(&|h| {
+            h.remove_elements(|e| e.name == "ipi" || e.name == "runtime");
+        })),
+        &["hyperv-missing"],
+    );
+    exactly(
+        &b.audit(&hv(&|h| {
+            h.remove_elements(|e| e.name == "vpindex");
+        })),
+        &["hyperv-missing", "hyperv-dependency", "hyperv-dependency", "hyperv-dependency"],
+    );
+    exactly(
+        &b.audit(&broken(&b, |d| {
+            if let Some(c) = d.root.find_mut("clock") {
+                c.remove_elements(|t| t.attr("name") == Some("hypervclock"));
+            }
+        })),
+        &["hyperv-stimer-without-hypervclock", "clock-no-hypervclock"],
+    );
+    exactly(
+        &b.audit(&hv(&|h| {
+            if let Some(v) = h.child_mut("vendor_id") {
+                v.set_attr("value", "0123456789abc");
+            }
+        })),
+        &["hyperv-vendor-id-too-long"],
+    );
+    exactly(
+        &b.audit(&hv(&|h| {
+            if let Some(v) = h.child_mut("spinlocks") {
+                v.set_attr("retries", "4094");
+            }
+        })),
+        &["hyperv-spinlocks-low"],
+    );
+    exactly(
+        &b.audit(&broken(&b, |d| {
+            if let Some(f) = d.root.find_mut("features") {
+                f.remove_elements(|e| e.name == "hyperv");
+            }
+        })),
+        &["hyperv-missing"],
+    );
+    // A Linux guest (no hyperv, UTC clock) misses nothing.
+    let linux = broken(&b, |d| {
+        if let Some(f) = d.root.find_mut("features") {
+            f.remove_elements(|e| e.name == "hyperv");
+        }
+        if let Some(c) = d.root.find_mut("clock") {
+            c.set_attr("offset", "utc");
+            c.remove_elements(|t| t.attr("name") == Some("hypervclock"));
+        }
+    });
+    exactly(&b.audit(&linux), &[]);
+}
+
+#[test]
+fn clock_cases() {
+    let b = Bench::new();
+    let timer = |name: &'static str, attr: &'static str, value: &'static str| {
+        broken(&b, move |d| {
+            if let Some(c) = d.root.find_mut("clock") {
+                if let Some(t) = c.elements_mut().find(|t| t.attr("name") == Some(name)) {
+                    t.set_attr(attr, value);
+                }
+            }
+        })
+    };
+    exactly(&b.audit(&timer("hpet", "present", "yes")), &["clock-hpet"]);
+    exactly(&b.audit(&timer("rtc", "tickpolicy", "delay")), &["clock-rtc-tickpolicy"]);
+    exactly(&b.audit(&timer("pit", "tickpolicy", "discard")), &["clock-pit-tickpolicy"]);
+    exactly(
+        &b.audit(&timer("hypervclock", "present", "no")),
+        &["clock-no-hypervclock", "hyperv-stimer-without-hypervclock"],
+    );
+}
