@@ -9,6 +9,7 @@
 use std::path::PathBuf;
 
 pub mod apply;
+pub mod audit;
 pub mod cpu;
 pub mod disk;
 pub mod drivers;

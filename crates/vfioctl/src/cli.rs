@@ -28,6 +28,8 @@ pub enum Command {
     Plan(PlanArgs),
     /// The libvirt domain XML for the plan: pinning, hugepages, Hyper-V, hostdevs, evdev.
     Domain(Box<DomainArgs>),
+    /// Lint an existing libvirt domain against this host: what is wrong or missed, and the fix.
+    Audit(AuditArgs),
     /// Write the plan's host configuration as one transaction (see --dry-run).
     Apply(ApplyArgs),
     /// Restore the state before the last apply, byte for byte.
@@ -250,4 +252,28 @@ pub struct DomainArgs {
 pub enum DiskBusArg {
     Scsi,
     Sata,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AuditArgs {
+    /// The domain XML file to audit.
+    #[arg(required_unless_present = "libvirt", conflicts_with = "libvirt")]
+    pub file: Option<PathBuf>,
+    /// Audit the inactive definition of this libvirt domain instead.
+    #[arg(long, value_name = "NAME")]
+    pub libvirt: Option<String>,
+    /// libvirt connection URI for --libvirt and --define (default qemu:///system).
+    #[arg(long, value_name = "URI", env = "LIBVIRT_DEFAULT_URI")]
+    pub connect: Option<String>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+    /// Write the corrected domain (to stdout or --out), with the diff and what is left on stderr.
+    #[arg(long)]
+    pub fix: bool,
+    /// With --fix: the file to write the corrected domain to.
+    #[arg(long, requires = "fix")]
+    pub out: Option<PathBuf>,
+    /// With --fix: define the corrected domain in libvirt.
+    #[arg(long, requires = "fix")]
+    pub define: bool,
 }

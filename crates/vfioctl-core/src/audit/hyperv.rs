@@ -15,6 +15,19 @@ pub const IDS: &[(&str, Severity, &str)] = &[
 
 const AREA: Area = Area::Hyperv;
 
+/// An enlightenment's XML as a snippet: its own lines, children indented by two.
+fn snippet(e: &crate::domain::hyperv::Enlightenment) -> String {
+    let xml = e.xml();
+    let lines: Vec<&str> = xml.lines().map(str::trim).collect();
+    let last = lines.len().saturating_sub(1);
+    lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| if i == 0 || i == last { l.to_string() } else { format!("  {l}") })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Whether an enlightenment is on.
 fn on(hyperv: &Element, name: &str) -> bool {
     hyperv.attr("mode") == Some("passthrough")
@@ -26,12 +39,13 @@ pub(super) fn check(cx: &Cx<'_>, out: &mut Vec<Finding>) {
     let all = enlightenments(cx.host.libvirt, None);
     match hyperv {
         None if cx.windows => {
-            let snippet: Vec<String> = all.iter().map(|e| format!("  {}", e.xml())).collect();
+            let lines: Vec<String> =
+                all.iter().flat_map(|e| snippet(e).lines().map(|l| format!("    {l}")).collect::<Vec<_>>()).collect();
             out.push(
                 Finding::at("hyperv-missing", Severity::Warning, AREA, "features/hyperv", cx.closest("features/hyperv"))
                     .message("a Windows guest without Hyper-V enlightenments")
                     .why("Windows then runs its timers and spinlocks as on bare metal: the first guide measured 60% of a core burnt at idle until enlightenments and the Hyper-V clock were on")
-                    .fix(format!("<features>\n<hyperv mode='custom'>\n{}\n</hyperv>\n</features>", snippet.join("\n"))),
+                    .fix(format!("<features>\n  <hyperv mode='custom'>\n{}\n  </hyperv>\n</features>", lines.join("\n"))),
             );
         }
         None => {}
@@ -44,7 +58,7 @@ pub(super) fn check(cx: &Cx<'_>, out: &mut Vec<Finding>) {
                         Finding::at("hyperv-missing", Severity::Warning, AREA, "features/hyperv", Some(h))
                             .message(format!("missing enlightenments: {}", names.join(", ")))
                             .why("each one lets Windows use a paravirtual interface instead of emulated hardware: fewer VM exits, less idle CPU, steadier frame times")
-                            .fix(missing.iter().map(|e| e.xml()).collect::<Vec<_>>().join("\n")),
+                            .fix(missing.iter().map(|e| snippet(e)).collect::<Vec<_>>().join("\n")),
                     );
                 }
             }

@@ -13,7 +13,7 @@ use crate::vendor::CpuVendor;
 
 use crate::xml::esc;
 pub use hyperv::{enlightenments, Enlightenment};
-pub use patch::{patch, PatchReport};
+pub use patch::{patch, patch_parts, Parts, PatchReport};
 
 /// The guest operating system: Windows gets Hyper-V enlightenments and a local-time
 /// clock; Windows 11 also secure boot and a TPM.

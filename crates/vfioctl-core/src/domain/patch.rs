@@ -97,8 +97,37 @@ struct Patcher<'a> {
     report: &'a mut PatchReport,
 }
 
+/// Which parts of the domain a patch may change; [`Parts::ALL`] for `vfioctl domain`,
+/// fewer for `vfioctl audit --fix`, which changes only what it found wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parts {
+    /// `<memory>`, `<currentMemory>`, hugepages, the balloon.
+    pub memory: bool,
+    /// `<vcpu>`, `<iothreads>`, `<cputune>`, `<numatune>`.
+    pub pinning: bool,
+    /// `<features>`: enlightenments, KVM hidden, vmport, ioapic.
+    pub features: bool,
+    /// `<cpu>`: mode, topology, cache, CPU features.
+    pub cpu: bool,
+    /// `<clock>` timers.
+    pub clock: bool,
+    /// Passed devices, evdev inputs, and the disks, CD-ROMs, network and TPM asked for.
+    pub devices: bool,
+}
+
+impl Parts {
+    pub const ALL: Parts = Parts { memory: true, pinning: true, features: true, cpu: true, clock: true, devices: true };
+    pub const NONE: Parts =
+        Parts { memory: false, pinning: false, features: false, cpu: false, clock: false, devices: false };
+}
+
 /// Brings `doc` up to `desired` (the rendered domain of the plan).
 pub fn patch(doc: &mut Document, desired: &Document) -> PatchReport {
+    patch_parts(doc, desired, Parts::ALL)
+}
+
+/// Like [`patch`], for some parts only.
+pub fn patch_parts(doc: &mut Document, desired: &Document, parts: Parts) -> PatchReport {
     let mut report = PatchReport::default();
     let mut p = Patcher { unit: doc.indent_unit(), report: &mut report };
     let d = &desired.root;
@@ -108,26 +137,36 @@ pub fn patch(doc: &mut Document, desired: &Document) -> PatchReport {
             p.leaf(e, d, want, 1);
         }
     }
-    for name in ["memory", "currentMemory"] {
-        if let Some(want) = d.child(name) {
-            p.memory(e, d, want);
+    if parts.memory {
+        for name in ["memory", "currentMemory"] {
+            if let Some(want) = d.child(name) {
+                p.memory(e, d, want);
+            }
         }
+        p.hugepages(e, d);
     }
-    p.hugepages(e, d);
-    if let Some(want) = d.child("vcpu") {
-        p.leaf(e, d, want, 1);
-    }
-    if let Some(want) = d.child("iothreads") {
-        if e.child("iothreads").and_then(|t| t.text().parse::<u32>().ok()).is_none_or(|n| n < 1) {
+    if parts.pinning {
+        if let Some(want) = d.child("vcpu") {
             p.leaf(e, d, want, 1);
         }
+        if let Some(want) = d.child("iothreads") {
+            if e.child("iothreads").and_then(|t| t.text().parse::<u32>().ok()).is_none_or(|n| n < 1) {
+                p.leaf(e, d, want, 1);
+            }
+        }
+        p.cputune(e, d);
+        p.numatune(e, d);
     }
-    p.cputune(e, d);
-    p.numatune(e, d);
-    p.features(e, d);
-    p.cpu(e, d);
-    p.clock(e, d);
-    p.devices(e, d);
+    if parts.features {
+        p.features(e, d);
+    }
+    if parts.cpu {
+        p.cpu(e, d);
+    }
+    if parts.clock {
+        p.clock(e, d);
+    }
+    p.devices(e, d, parts);
     report
 }
 
@@ -402,8 +441,14 @@ impl Patcher<'_> {
         }
     }
 
-    fn devices(&mut self, e: &mut Element, d: &Element) {
+    fn devices(&mut self, e: &mut Element, d: &Element, parts: Parts) {
         let Some(want) = d.child("devices") else { return };
+        if !parts.devices {
+            if parts.memory {
+                self.balloon(e, want);
+            }
+            return;
+        }
         let machine = e.find("os/type").and_then(|t| t.attr("machine")).unwrap_or("q35").to_string();
         let q35 = machine.contains("q35");
         let legacy_args: Vec<String> = e
@@ -540,6 +585,15 @@ impl Patcher<'_> {
                 self.report.changes.push("added a TPM 2.0 (tpm-crb, emulated)".into());
             }
         }
+        if parts.memory {
+            self.balloon(e, want);
+        }
+        self.qemu_args(e, d, &legacy_args);
+    }
+
+    /// The plan's memory balloon (none) instead of the domain's.
+    fn balloon(&mut self, e: &mut Element, want: &Element) {
+        let Some(have) = e.child_mut("devices") else { return };
         if let Some(w) = want.child("memballoon") {
             match have.child("memballoon") {
                 Some(b) if b.attr("model") == w.attr("model") => {}
@@ -555,7 +609,6 @@ impl Patcher<'_> {
                 }
             }
         }
-        self.qemu_args(e, d, &legacy_args);
     }
 
     /// QEMU input-linux objects (libvirt before 7.4) the plan has and the domain lacks.

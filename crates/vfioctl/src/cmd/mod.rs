@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 mod apply;
+mod audit;
 mod check;
 mod domain;
 mod list;
@@ -37,6 +38,7 @@ pub fn run(cli: &Cli) -> Result<Exit, CliError> {
         Command::Rollback(args) => status::rollback(&root, args),
         Command::Status(args) => status::status(&root, args),
         Command::Apply(args) => apply::run(&root, args),
+        Command::Audit(args) => audit::run(&root, args),
         Command::Domain(args) => domain::run(&root, args),
     }
 }

@@ -122,6 +122,18 @@ pub fn build(root: &HostRoot, args: &PlanArgs) -> Result<Plan, CliError> {
         .map(|s| s.parse::<Selector>())
         .collect::<Result<Vec<_>, _>>()
         .map_err(CliError::Selector)?;
+    let req = Request {
+        devices: selectors,
+        vcpus: args.vcpus,
+        memory_mib: args.memory,
+        hugepages: hugepages(args.hugepages),
+        force: args.force,
+    };
+    build_request(root, req)
+}
+
+/// Reads the host and builds the plan for a request.
+pub fn build_request(root: &HostRoot, req: Request) -> Result<Plan, CliError> {
     let inv = pci::read(root)?;
     let (topology, cpu_warnings) = cpu::read(root)?;
     for w in inv.warnings.iter().chain(&cpu_warnings) {
@@ -160,13 +172,6 @@ pub fn build(root: &HostRoot, args: &PlanArgs) -> Result<Plan, CliError> {
         mounts: &mounts,
         host_modules: &host_modules,
         framebuffers: &framebuffers,
-    };
-    let req = Request {
-        devices: selectors,
-        vcpus: args.vcpus,
-        memory_mib: args.memory,
-        hugepages: hugepages(args.hugepages),
-        force: args.force,
     };
     plan::build(&host, &req).map_err(CliError::Plan)
 }

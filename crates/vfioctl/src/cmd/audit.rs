@@ -1,0 +1,331 @@
+//! `vfioctl audit FILE | --libvirt NAME [--fix]`: lint a domain against this host.
+
+use std::io::IsTerminal;
+
+use serde::Serialize;
+use similar::TextDiff;
+use vfioctl_core::audit::{self, Area, Cx, Finding, Severity};
+use vfioctl_core::domain::{self, DiskBus, DomainHost, DomainRequest, GuestOs, Parts};
+use vfioctl_core::plan::memory::Hugepages;
+use vfioctl_core::plan::{pinning, CmdlineChange, CpuRequest, HugepageChoice, MemoryPlan, Plan, Request};
+use vfioctl_core::selector::Selector;
+use vfioctl_core::xml::{self, Document};
+use vfioctl_host::apply::atomic_write;
+use vfioctl_host::audit::{gather, AuditFacts};
+use vfioctl_host::libvirt::Libvirt;
+use vfioctl_host::root::HostRoot;
+use vfioctl_host::{facts, firmware};
+
+use super::plan;
+use crate::cli::{AuditArgs, Format};
+use crate::error::{CliError, Exit};
+use crate::output;
+
+const DEFAULT_URI: &str = "qemu:///system";
+
+#[derive(Serialize)]
+struct Report<'a> {
+    source: &'a str,
+    findings: &'a [Finding],
+    summary: Summary,
+}
+
+#[derive(Serialize, Default)]
+struct Summary {
+    errors: usize,
+    warnings: usize,
+    info: usize,
+}
+
+fn summary(findings: &[Finding]) -> Summary {
+    let mut s = Summary::default();
+    for f in findings {
+        match f.severity {
+            Severity::Error => s.errors += 1,
+            Severity::Warning => s.warnings += 1,
+            Severity::Info => s.info += 1,
+        }
+    }
+    s
+}
+
+/// 1 when anything at warning or above is left.
+fn exit_for(findings: &[Finding]) -> Exit {
+    if findings.iter().any(|f| f.severity <= Severity::Warning) {
+        Exit::Finding
+    } else {
+        Exit::Ok
+    }
+}
+
+/// Findings for people, grouped by area; severities coloured on a terminal.
+pub fn render_text(source: &str, findings: &[Finding], colour: bool) -> String {
+    let paint = |s: Severity| -> String {
+        let word = format!("{:<7}", s.to_string());
+        if !colour {
+            return word;
+        }
+        let code = match s {
+            Severity::Error => "1;31",
+            Severity::Warning => "1;33",
+            Severity::Info => "36",
+        };
+        format!("\x1b[{code}m{word}\x1b[0m")
+    };
+    let mut out = String::new();
+    let mut area: Option<Area> = None;
+    for f in findings {
+        if area != Some(f.area) {
+            if area.is_some() {
+                out.push('\n');
+            }
+            out.push_str(f.area.title());
+            out.push('\n');
+            area = Some(f.area);
+        }
+        let place = match (f.line, f.column) {
+            (Some(l), Some(c)) => format!(" (line {l}:{c})"),
+            (Some(l), None) => format!(" (line {l})"),
+            _ => String::new(),
+        };
+        out.push_str(&format!("  {} {}  {}{place}\n", paint(f.severity), f.id, f.element));
+        out.push_str(&format!("          {}\n", f.message));
+        if !f.why.is_empty() {
+            out.push_str(&format!("          why: {}\n", f.why));
+        }
+        for (i, line) in f.fix.lines().enumerate() {
+            out.push_str(&format!("          {}{line}\n", if i == 0 { "fix: " } else { "     " }));
+        }
+    }
+    let s = summary(findings);
+    if findings.is_empty() {
+        out.push_str(&format!("{source}: no findings\n"));
+    } else {
+        out.push_str(&format!("\n{source}: {} errors, {} warnings, {} notes\n", s.errors, s.warnings, s.info));
+    }
+    out
+}
+
+fn colour() -> bool {
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+fn connect(args: &AuditArgs) -> Result<Libvirt, CliError> {
+    Libvirt::open(args.connect.as_deref().unwrap_or(DEFAULT_URI)).map_err(CliError::Libvirt)
+}
+
+pub fn run(root: &HostRoot, args: &AuditArgs) -> Result<Exit, CliError> {
+    let mut conn: Option<Libvirt> = None;
+    let (source, text) = match (&args.file, &args.libvirt) {
+        (Some(path), _) => {
+            let t = std::fs::read_to_string(path).map_err(|err| CliError::Input { path: path.clone(), err })?;
+            (path.display().to_string(), t)
+        }
+        (None, Some(name)) => {
+            let c = connect(args)?;
+            let t = c.domain_xml(name).map_err(CliError::Libvirt)?;
+            conn = Some(c);
+            (format!("libvirt domain {name}"), t)
+        }
+        (None, None) => return Err(CliError::Usage("name a domain XML file, or --libvirt NAME".into())),
+    };
+    let doc = xml::parse(&text).map_err(|err| CliError::DomainXml { from: source.clone(), err })?;
+    if doc.root.name != "domain" {
+        return Err(CliError::Usage(format!(
+            "{source} is not a libvirt domain: its root element is <{}>",
+            doc.root.name
+        )));
+    }
+    let facts = gather(root)?;
+    for w in &facts.warnings {
+        eprintln!("vfioctl: warning: {w}");
+    }
+    let findings = audit::audit(&doc, &facts.host());
+    if !args.fix {
+        match args.format {
+            Format::Json => {
+                output::print_json(&Report { source: &source, findings: &findings, summary: summary(&findings) })?
+            }
+            Format::Text => output::print(&render_text(&source, &findings, colour()))?,
+        }
+        return Ok(exit_for(&findings));
+    }
+    let (fixed, changes) = fix(root, &facts, &doc, &findings)?;
+    let after = fixed.write();
+    if changes.is_empty() {
+        eprintln!("vfioctl: nothing in the domain to fix automatically");
+    } else {
+        let diff = TextDiff::from_lines(&text, &after);
+        eprint!("{}", diff.unified_diff().context_radius(2).header(&source, "fixed"));
+        eprintln!("vfioctl: {} changes:", changes.len());
+        for c in &changes {
+            eprintln!("  - {c}");
+        }
+    }
+    let left = audit::audit(&fixed, &facts.host());
+    match args.format {
+        Format::Json => {
+            let report = Report { source: "fixed", findings: &left, summary: summary(&left) };
+            let json = serde_json::to_string_pretty(&report).map_err(|e| CliError::Output(std::io::Error::other(e)))?;
+            eprintln!("{json}");
+        }
+        Format::Text => {
+            if !left.is_empty() {
+                eprintln!("vfioctl: left after the fix (these need the host or you):");
+                eprint!("{}", render_text("fixed domain", &left, false));
+            }
+        }
+    }
+    match &args.out {
+        Some(path) => {
+            atomic_write(path, after.as_bytes(), None).map_err(CliError::Output)?;
+            eprintln!("vfioctl: wrote {}", path.display());
+        }
+        None => output::print(&after)?,
+    }
+    if args.define {
+        let c = match conn {
+            Some(c) => c,
+            None => connect(args)?,
+        };
+        let d = c.define(&after).map_err(CliError::Libvirt)?;
+        eprintln!("vfioctl: defined domain {} ({}) at {}", d.name, d.uuid, c.uri());
+    }
+    Ok(exit_for(&left))
+}
+
+/// The parts of the domain the findings are about; `--fix` changes only those.
+fn parts_for(findings: &[Finding]) -> Parts {
+    let mut p = Parts::NONE;
+    for f in findings.iter().filter(|f| f.severity <= Severity::Warning) {
+        match f.area {
+            Area::Hyperv => {
+                p.features = true;
+                p.clock = true;
+            }
+            Area::Clock => p.clock = true,
+            Area::Cpu => {
+                p.cpu = true;
+                p.pinning = true;
+            }
+            Area::Memory => {
+                p.memory = true;
+                p.pinning = true;
+            }
+            Area::Devices => p.devices = true,
+            Area::Security => {}
+        }
+    }
+    p
+}
+
+/// The domain with what the findings are about brought up to the plan vfioctl would make
+/// for it: the same devices, vCPU count and memory, the hugepages the host really has.
+fn fix(
+    root: &HostRoot,
+    facts: &AuditFacts,
+    doc: &Document,
+    findings: &[Finding],
+) -> Result<(Document, Vec<String>), CliError> {
+    let parts = parts_for(findings);
+    let mut fixed = doc.clone();
+    if parts == Parts::NONE {
+        return Ok((fixed, Vec::new()));
+    }
+    let host = facts.host();
+    let cx = Cx::new(&doc.root, &host);
+    let mib = memory_mib(&doc.root).unwrap_or(4096);
+    // Keep hugepages only when the host has them for this guest now.
+    let want_pages = doc.root.find("memoryBacking/hugepages").is_some();
+    let page_kib = doc
+        .root
+        .find("memoryBacking/hugepages/page")
+        .and_then(|p| p.attr("size"))
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(2048);
+    let have = facts.hugepages.iter().filter(|p| p.size_kib == page_kib).map(|p| p.free * p.size_kib).sum::<u64>()
+        >= mib * 1024;
+    let hugepages = match (want_pages && have, page_kib) {
+        (false, _) => HugepageChoice::None,
+        (true, 1048576) => HugepageChoice::Size1G,
+        (true, _) => HugepageChoice::Size2M,
+    };
+    let selectors: Vec<Selector> = cx
+        .hostdevs
+        .iter()
+        .filter(|h| facts.devices.contains_key(&h.source))
+        .filter_map(|h| h.source.to_string().parse().ok())
+        .collect();
+    let plan = if selectors.is_empty() {
+        let cpu = pinning::place(&facts.topology, &CpuRequest { vcpus: cx.vcpus, node: None })
+            .map_err(|e| CliError::Plan(e.into()))?;
+        Plan {
+            devices: Vec::new(),
+            vfio_ids: Vec::new(),
+            numa_node: None,
+            cpu,
+            memory: MemoryPlan { mib, hugepages: None::<Hugepages>, reasons: Vec::new() },
+            kernel_cmdline: CmdlineChange::default(),
+            cmdline_source: String::new(),
+            modprobe: Vec::new(),
+            initramfs_modules: Vec::new(),
+            reasons: Vec::new(),
+            warnings: Vec::new(),
+            forced: Vec::new(),
+        }
+    } else {
+        // The domain passes these already: what plan refuses by default is reported, not refused.
+        plan::build_request(
+            root,
+            Request { devices: selectors, vcpus: cx.vcpus, memory_mib: Some(mib), hugepages, force: true },
+        )?
+    };
+    let f = facts::gather(root);
+    let flags = f.cpu_flags.clone().unwrap_or_default();
+    let os = if !cx.windows {
+        GuestOs::Linux
+    } else if doc.root.find("devices/tpm").is_some() {
+        GuestOs::Windows11
+    } else {
+        GuestOs::Windows10
+    };
+    let dhost = DomainHost {
+        vendor: facts.vendor,
+        invtsc: flags.contains("constant_tsc") && flags.contains("nonstop_tsc"),
+        firmware: firmware::choose(root, &f.ovmf, os == GuestOs::Windows11),
+        emulator: None,
+        libvirt: facts.libvirt,
+        qemu: super::domain::version(f.qemu.as_ref().and_then(|q| q.version.as_deref())),
+        caps: None,
+    };
+    let req = DomainRequest {
+        name: doc.root.find("name").map(|n| n.text()).unwrap_or_default(),
+        os,
+        evdev: Vec::new(),
+        disk: None,
+        disk_bus: DiskBus::Scsi,
+        isos: Vec::new(),
+        network: None,
+    };
+    let want = xml::parse(&domain::render(&plan, &dhost, &req))
+        .map_err(|err| CliError::DomainXml { from: "vfioctl".into(), err })?;
+    let report = domain::patch_parts(&mut fixed, &want, parts);
+    Ok((fixed, report.changes))
+}
+
+/// `<memory>` in MiB.
+fn memory_mib(root: &vfioctl_core::xml::Element) -> Option<u64> {
+    let m = root.find("memory")?;
+    let n: u64 = m.text().parse().ok()?;
+    let kib = match m.attr("unit").unwrap_or("KiB") {
+        "b" | "bytes" => n / 1024,
+        "k" | "KiB" => n,
+        "KB" => n * 1000 / 1024,
+        "M" | "MiB" => n * 1024,
+        "MB" => n * 1_000_000 / 1024,
+        "G" | "GiB" => n * 1024 * 1024,
+        "GB" => n * 1_000_000_000 / 1024,
+        _ => return None,
+    };
+    Some(kib / 1024)
+}
