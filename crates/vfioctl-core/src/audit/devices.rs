@@ -1,8 +1,631 @@
-//! Audit checks: devices.
+//! Devices: passed PCI devices against the host (the rules of [`crate::plan::devices`]:
+//! every function of a slot and every endpoint of an IOMMU group go together, bridges stay
+//! with the host), their guest addresses, and the evdev inputs.
 
-use super::{Cx, Finding, Severity};
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::cx::Evdev;
+use super::{Area, Cx, Finding, Hostdev, Severity};
+use crate::edit::qemu_conf::{device_acl, DEFAULT_ACL};
+use crate::pci::{PciAddress, PciDevice};
+use crate::xml::Element;
 
 /// (id, severity, title) of every finding this area makes.
-pub const IDS: &[(&str, Severity, &str)] = &[];
+pub const IDS: &[(&str, Severity, &str)] = &[
+    ("device-not-on-host", Severity::Error, "a passed PCI address that does not exist on this host"),
+    (
+        "device-group-member-not-vfio",
+        Severity::Error,
+        "an IOMMU group member that is not passed is bound to a host driver",
+    ),
+    ("device-slot-incomplete", Severity::Warning, "another function of a passed device's slot is not passed"),
+    ("device-unmanaged-not-vfio", Severity::Error, "managed='no' but the device is not bound to vfio-pci"),
+    ("device-functions-split", Severity::Warning, "functions of one host device on different guest slots"),
+    (
+        "device-multifunction-missing",
+        Severity::Warning,
+        "function 0 of a multi-function guest slot without multifunction='on'",
+    ),
+    ("evdev-missing", Severity::Error, "an evdev device that does not exist in /dev/input/by-id"),
+    ("evdev-not-in-acl", Severity::Error, "a qemu:commandline evdev device missing from qemu.conf's cgroup_device_acl"),
+    ("evdev-native-unsupported", Severity::Error, "<input type='evdev'> on libvirt older than 7.4"),
+];
 
-pub(super) fn check(_cx: &Cx<'_>, _out: &mut Vec<Finding>) {}
+const AREA: Area = Area::Devices;
+
+use crate::domain::NATIVE_EVDEV;
+
+/// Bound to vfio-pci (or one of its vendor variants, `mlx5_vfio_pci`, …).
+fn on_vfio(d: &PciDevice) -> bool {
+    d.driver.as_deref().is_some_and(|n| n.contains("vfio"))
+}
+
+/// The kernel lets QEMU open a group when every device is on a vfio driver, on pci-stub,
+/// or on none.
+fn blocks_group(d: &PciDevice) -> bool {
+    d.driver.as_deref().is_some_and(|n| !n.contains("vfio") && n != "pci-stub")
+}
+
+/// `on igb`, `without a driver`.
+fn bound(d: &PciDevice) -> String {
+    d.driver.as_deref().map_or("without a driver".to_string(), |n| format!("on {n}"))
+}
+
+fn list(a: &[PciAddress]) -> String {
+    a.iter().map(PciAddress::short).collect::<Vec<_>>().join(", ")
+}
+
+fn hostdev_xml(a: &PciAddress) -> String {
+    format!(
+        "<hostdev mode='subsystem' type='pci' managed='yes'>\n  <source>\n    <address domain='0x{:04x}' bus='0x{:02x}' slot='0x{:02x}' function='0x{:x}'/>\n  </source>\n</hostdev>",
+        a.domain, a.bus, a.device, a.function
+    )
+}
+
+fn hostdevs(cx: &Cx<'_>, out: &mut Vec<Finding>) {
+    let devices = cx.host.devices;
+    // Nothing known about the host's PCI devices: nothing to compare with.
+    if cx.hostdevs.is_empty() || devices.is_empty() {
+        return;
+    }
+    let passed: BTreeSet<PciAddress> = cx.hostdevs.iter().map(|h| h.source).collect();
+    let mut present: Vec<&Hostdev<'_>> = Vec::new();
+    for h in &cx.hostdevs {
+        if devices.contains_key(&h.source) {
+            present.push(h);
+            continue;
+        }
+        let same_slot: Vec<PciAddress> = devices.keys().filter(|a| a.same_slot(&h.source)).copied().collect();
+        let hint = if same_slot.is_empty() {
+            "no device sits in that slot".to_string()
+        } else {
+            format!("that slot has {}", list(&same_slot))
+        };
+        out.push(
+            Finding::at("device-not-on-host", Severity::Error, AREA, "devices/hostdev/source/address", h.el.find("source/address").or(Some(h.el)))
+                .message(format!("{} does not exist on this host ({hint})", h.source))
+                .why("libvirt cannot find the device: the guest does not start. Addresses change when cards move to another slot, after a BIOS update or when another card is added")
+                .fix("vfioctl list shows the host's devices and their addresses: correct this <source><address>, or remove the <hostdev>"),
+        );
+    }
+
+    // Group members, once per group: not passed and on a host driver.
+    let mut blocked: BTreeSet<PciAddress> = BTreeSet::new();
+    let mut seen_groups = BTreeSet::new();
+    for h in &present {
+        let Some(gid) = devices[&h.source].iommu_group else { continue };
+        if !seen_groups.insert(gid) {
+            continue;
+        }
+        let Some(group) = cx.host.groups.iter().find(|g| g.id == gid) else { continue };
+        let offenders: Vec<&PciDevice> = group
+            .devices
+            .iter()
+            .filter(|a| !passed.contains(a))
+            .filter_map(|a| devices.get(a))
+            .filter(|d| !d.is_bridge() && blocks_group(d))
+            .collect();
+        if offenders.is_empty() {
+            continue;
+        }
+        blocked.extend(offenders.iter().map(|d| d.address));
+        let ours: Vec<PciAddress> = group.devices.iter().filter(|a| passed.contains(a)).copied().collect();
+        let names: Vec<String> =
+            offenders.iter().map(|d| format!("{} (class {}, {})", d.address.short(), d.class, bound(d))).collect();
+        let addrs: Vec<PciAddress> = offenders.iter().map(|d| d.address).collect();
+        out.push(
+            Finding::at("device-group-member-not-vfio", Severity::Error, AREA, "devices/hostdev", Some(h.el))
+                .message(format!(
+                    "IOMMU group {gid} of {} also holds {}, not passed and bound to a host driver",
+                    list(&ours),
+                    names.join(", ")
+                ))
+                .why(format!(
+                    "the IOMMU isolates whole groups: QEMU can open group {gid} only when every device in it is on vfio-pci (or has no driver), so the guest does not start (\"group {gid} is not viable\"). The host loses {} either way",
+                    list(&addrs)
+                ))
+                .fix(format!(
+                    "pass {} too (vfioctl plan shows what the group takes):\n{}\n<!-- or bind it to vfio-pci on the host: echo vfio-pci > /sys/bus/pci/devices/{}/driver_override -->",
+                    list(&addrs),
+                    addrs.iter().map(hostdev_xml).collect::<Vec<_>>().join("\n"),
+                    addrs[0]
+                )),
+        );
+    }
+
+    // Other functions of the passed devices' slots, once per slot.
+    let mut seen_slots = BTreeSet::new();
+    for h in &present {
+        let s = h.source;
+        if !seen_slots.insert((s.domain, s.bus, s.device)) {
+            continue;
+        }
+        let missing: Vec<&PciDevice> = devices
+            .values()
+            .filter(|d| d.address.same_slot(&s) && !passed.contains(&d.address) && !d.is_bridge())
+            .filter(|d| !blocked.contains(&d.address))
+            .collect();
+        if missing.is_empty() {
+            continue;
+        }
+        let addrs: Vec<PciAddress> = missing.iter().map(|d| d.address).collect();
+        let names: Vec<String> = missing.iter().map(|d| format!("{} (class {})", d.address.short(), d.class)).collect();
+        let ours: Vec<PciAddress> = passed.iter().filter(|a| a.same_slot(&s)).copied().collect();
+        out.push(
+            Finding::at("device-slot-incomplete", Severity::Warning, AREA, "devices/hostdev", Some(h.el))
+                .message(format!("{} is passed without {}, another function of its slot", list(&ours), names.join(", ")))
+                .why("the functions of a card belong together: the guest driver expects them (a GPU's HDMI audio, USB-C controller), and a function left on the host may lose its device when the guest resets the card")
+                .fix(addrs.iter().map(hostdev_xml).collect::<Vec<_>>().join("\n")),
+        );
+    }
+
+    for h in present.iter().filter(|h| !h.managed) {
+        let d = &devices[&h.source];
+        if on_vfio(d) {
+            continue;
+        }
+        out.push(
+            Finding::at("device-unmanaged-not-vfio", Severity::Error, AREA, "devices/hostdev", Some(h.el))
+                .message(format!("{} is managed='no' but {}, not on vfio-pci", h.source.short(), bound(d)))
+                .why("with managed='no' libvirt leaves the driver alone and expects vfio-pci there already: the guest does not start")
+                .fix(format!(
+                    "<hostdev mode='subsystem' type='pci' managed='yes'>\n<!-- or bind it to vfio-pci at boot: vfioctl apply {} -->",
+                    h.source.short()
+                )),
+        );
+    }
+
+    // Functions of one host slot on different guest slots.
+    let mut by_slot: BTreeMap<(u32, u8, u8), Vec<&Hostdev<'_>>> = BTreeMap::new();
+    for h in &present {
+        by_slot.entry((h.source.domain, h.source.bus, h.source.device)).or_default().push(h);
+    }
+    for fns in by_slot.values().filter(|f| f.len() > 1) {
+        let guest: BTreeSet<Option<(u32, u32, u32)>> =
+            fns.iter().map(|h| h.guest.map(|(d, b, s, _)| (d, b, s))).collect();
+        if guest.len() == 1 && !guest.contains(&None) {
+            continue;
+        }
+        let places: Vec<String> = fns
+            .iter()
+            .map(|h| match h.guest {
+                Some((_, b, s, f)) => format!("{} at {b:02x}:{s:02x}.{f:x}", h.source.short()),
+                None => format!("{} on a slot of its own (no address)", h.source.short()),
+            })
+            .collect();
+        let first = fns.iter().find(|h| h.source.function == 0).unwrap_or(&fns[0]);
+        let (dom, bus) = first.guest.map_or((0, 1), |(d, b, _, _)| (d, b));
+        let slot = first.guest.map_or(0, |(_, _, s, _)| s);
+        let fix: Vec<String> = fns
+            .iter()
+            .map(|h| {
+                let f = h.source.function;
+                let multi = if f == 0 { " multifunction='on'" } else { "" };
+                format!(
+                    "<!-- {} --> <address type='pci' domain='0x{dom:04x}' bus='0x{bus:02x}' slot='0x{slot:02x}' function='0x{f:x}'{multi}/>",
+                    h.source.short()
+                )
+            })
+            .collect();
+        out.push(
+            Finding::at("device-functions-split", Severity::Warning, AREA, "devices/hostdev/address", first.el.child("address").or(Some(first.el)))
+                .message(format!("the functions of one host device sit on different guest slots: {}", places.join(", ")))
+                .why("drivers expect a card's functions together in one slot, as on the host: the GPU's HDMI audio on another slot may not work, and AMD and NVIDIA drivers can fail to initialise")
+                .fix(fix.join("\n")),
+        );
+    }
+}
+
+/// A guest PCI address's function, its `<address>` and the device element holding it.
+type Function<'a> = (u32, &'a Element, &'a Element);
+
+/// Guest slots holding several functions whose function 0 lacks `multifunction='on'`.
+fn multifunction(cx: &Cx<'_>, out: &mut Vec<Finding>) {
+    let Some(devs) = cx.root.child("devices") else { return };
+    let mut slots: BTreeMap<(u32, u32, u32), Vec<Function<'_>>> = BTreeMap::new();
+    for dev in devs.elements() {
+        let Some(a) = dev.child("address").filter(|a| a.attr("type") == Some("pci")) else { continue };
+        let n = |k: &str| a.attr(k).and_then(super::cx::number);
+        let (Some(bus), Some(slot)) = (n("bus"), n("slot")) else { continue };
+        slots.entry((n("domain").unwrap_or(0), bus, slot)).or_default().push((n("function").unwrap_or(0), a, dev));
+    }
+    for ((dom, bus, slot), fns) in slots.iter().filter(|(_, f)| f.len() > 1) {
+        let Some((_, a, dev)) = fns.iter().find(|(f, _, _)| *f == 0) else { continue };
+        if a.attr("multifunction") == Some("on") {
+            continue;
+        }
+        let mut others: Vec<String> =
+            fns.iter().filter(|(f, _, _)| *f != 0).map(|(f, _, e)| format!("{f} ({})", e.name)).collect();
+        others.sort();
+        out.push(
+            Finding::at("device-multifunction-missing", Severity::Warning, AREA, &format!("devices/{}/address", dev.name), Some(a))
+                .message(format!(
+                    "guest slot {bus:02x}:{slot:02x} holds functions 0 ({}) and {}, but function 0 lacks multifunction='on'",
+                    dev.name,
+                    others.join(", ")
+                ))
+                .why("without the multifunction bit on function 0 the guest sees a single-function device and never looks for the other functions (QEMU refuses the slot outright): the GPU's HDMI audio, for one, goes missing")
+                .fix(format!(
+                    "<address type='pci' domain='0x{dom:04x}' bus='0x{bus:02x}' slot='0x{slot:02x}' function='0x0' multifunction='on'/>"
+                )),
+        );
+    }
+}
+
+fn evdev_fix_legacy(paths: &[&Evdev<'_>]) -> String {
+    let mut lines = vec![
+        "<domain type='kvm' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>".to_string(),
+        "<qemu:commandline>".to_string(),
+    ];
+    for (i, e) in paths.iter().enumerate() {
+        let opts = if e.path.ends_with("-event-kbd") { ",grab_all=on,repeat=on" } else { "" };
+        lines.push("  <qemu:arg value='-object'/>".to_string());
+        lines.push(format!("  <qemu:arg value='input-linux,id=evdev{i},evdev={}{opts}'/>", e.path));
+    }
+    lines.push("</qemu:commandline>".to_string());
+    lines.push(
+        "<!-- and list the paths in /etc/libvirt/qemu.conf's cgroup_device_acl (vfioctl apply --evdev does) -->"
+            .to_string(),
+    );
+    lines.join("\n")
+}
+
+fn evdev(cx: &Cx<'_>, out: &mut Vec<Finding>) {
+    if let Some(names) = cx.host.input_by_id {
+        for e in &cx.evdev {
+            let Some(name) = e.path.strip_prefix("/dev/input/by-id/") else { continue };
+            if names.contains(name) {
+                continue;
+            }
+            let kind = ["-event-kbd", "-event-mouse"].into_iter().find(|s| name.ends_with(s));
+            let similar: Vec<&String> = names.iter().filter(|n| kind.is_some_and(|k| n.ends_with(k))).collect();
+            let fix = if similar.is_empty() {
+                "ls -l /dev/input/by-id/ (plug the device in; -event-kbd and -event-mouse are the ones to pass)"
+                    .to_string()
+            } else {
+                let v: Vec<String> = similar.iter().map(|n| format!("/dev/input/by-id/{n}")).collect();
+                format!("this host has: {}", v.join(", "))
+            };
+            let path = if e.native { "devices/input/source" } else { "qemu:commandline/qemu:arg" };
+            out.push(
+                Finding::at("evdev-missing", Severity::Error, AREA, path, Some(e.el))
+                    .message(format!("{} does not exist on this host", e.path))
+                    .why("the device cannot be opened: the guest does not start. by-id names change with the device, its firmware or the USB port (-if01- interfaces)")
+                    .fix(fix),
+            );
+        }
+    }
+    // qemu:commandline input-linux: libvirt does not know the device, the cgroup denies it.
+    if let Some(conf) = cx.host.qemu_conf {
+        let listed = device_acl(conf);
+        let custom = listed.is_some();
+        let acl = listed.unwrap_or_else(|| DEFAULT_ACL.iter().map(|s| s.to_string()).collect());
+        let mut missing: Vec<&Evdev<'_>> = cx.evdev.iter().filter(|e| !e.native && !acl.contains(&e.path)).collect();
+        missing.dedup_by(|a, b| a.path == b.path);
+        let paths: Vec<String> = missing.iter().map(|e| format!("    \"{}\"", e.path)).collect();
+        // Without a list of its own, libvirt's defaults and every missing device in one
+        // new list (a second list would be ignored).
+        let list = if custom {
+            format!("add to cgroup_device_acl in /etc/libvirt/qemu.conf:\n{}", paths.join(",\n"))
+        } else {
+            let defaults: Vec<String> = DEFAULT_ACL.iter().map(|p| format!("\"{p}\"")).collect();
+            format!(
+                "/etc/libvirt/qemu.conf (libvirt's defaults plus the devices):\ncgroup_device_acl = [\n    {},\n{}\n]",
+                defaults.join(", "),
+                paths.join(",\n")
+            )
+        };
+        let native = if cx.host.libvirt.is_some_and(|v| v >= NATIVE_EVDEV) {
+            "\n<!-- or, on this libvirt (7.4 or later): <input type='evdev'><source dev='…'/></input>, which needs no ACL -->"
+        } else {
+            ""
+        };
+        for e in &missing {
+            out.push(
+                Finding::at("evdev-not-in-acl", Severity::Error, AREA, "qemu:commandline/qemu:arg", Some(e.el))
+                    .message(format!(
+                        "{} is handed to QEMU by qemu:commandline but is not in qemu.conf's cgroup_device_acl{}",
+                        e.path,
+                        if custom { "" } else { " (libvirt's default list)" }
+                    ))
+                    .why("libvirt does not know about devices on the QEMU command line: the device cgroup denies QEMU the file and the guest does not start (\"Permission denied\" opening the evdev)")
+                    .fix(format!("{list}\nthen: systemctl restart libvirtd   (vfioctl apply … --evdev makes this edit){native}")),
+            );
+        }
+    }
+    if let Some(v) = cx.host.libvirt.filter(|v| *v < NATIVE_EVDEV) {
+        let native: Vec<&Evdev<'_>> = cx.evdev.iter().filter(|e| e.native).collect();
+        for e in &native {
+            out.push(
+                Finding::at("evdev-native-unsupported", Severity::Error, AREA, "devices/input", Some(e.el))
+                    .message(format!(
+                        "<input type='evdev'> for {} needs libvirt 7.4; this host has {}.{}",
+                        e.path, v.0, v.1
+                    ))
+                    .why("libvirt before 7.4 does not know the evdev input type: it refuses the domain")
+                    .fix(evdev_fix_legacy(&native)),
+            );
+        }
+    }
+}
+
+pub(super) fn check(cx: &Cx<'_>, out: &mut Vec<Finding>) {
+    hostdevs(cx, out);
+    multifunction(cx, out);
+    evdev(cx, out);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use super::*;
+    use crate::audit::tests::*;
+    use crate::audit::{audit, AuditHost};
+    use crate::iommu::IommuGroup;
+    use crate::pci::{ClassCode, VendorDevice};
+    use crate::xml::{parse, Document, Node};
+
+    fn hostdev(domain: &mut Document, source: &str, guest: Option<(u32, u32, u32)>) {
+        let a = addr(source);
+        let mut h =
+            Element::new("hostdev").with_attr("mode", "subsystem").with_attr("type", "pci").with_attr("managed", "yes");
+        let mut src = Element::new("source");
+        src.children.push(Node::Element(
+            Element::new("address")
+                .with_attr("domain", &format!("0x{:04x}", a.domain))
+                .with_attr("bus", &format!("0x{:02x}", a.bus))
+                .with_attr("slot", &format!("0x{:02x}", a.device))
+                .with_attr("function", &format!("0x{:x}", a.function)),
+        ));
+        h.children.push(Node::Element(src));
+        if let Some((b, s, f)) = guest {
+            h.children.push(Node::Element(
+                Element::new("address")
+                    .with_attr("type", "pci")
+                    .with_attr("domain", "0x0000")
+                    .with_attr("bus", &format!("0x{b:02x}"))
+                    .with_attr("slot", &format!("0x{s:02x}"))
+                    .with_attr("function", &format!("0x{f:x}")),
+            ));
+        }
+        if let Some(devs) = domain.root.child_mut("devices") {
+            devs.insert(None, vec![Node::Element(h)], 2, "  ");
+        }
+    }
+
+    fn hostdev_mut<'a>(d: &'a mut Document, function: &str) -> &'a mut Element {
+        d.root
+            .child_mut("devices")
+            .unwrap()
+            .elements_mut()
+            .find(|e| {
+                e.name == "hostdev"
+                    && e.find("source/address").and_then(|a| a.attr("function")) == Some(function)
+                    && e.find("source/address").and_then(|a| a.attr("bus")) == Some("0x0d")
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn address_not_on_host() {
+        let b = Bench::new();
+        let xml = broken(&b, |d| hostdev(d, "0000:0d:00.2", Some((2, 0, 0))));
+        let f = b.audit(&xml);
+        exactly(&f, &["device-not-on-host"]);
+        assert!(f[0].message.contains("0000:0d:00.2") && f[0].message.contains("0d:00.0, 0d:00.1"), "{}", f[0].message);
+        assert_eq!(f[0].element, "devices/hostdev/source/address");
+        assert!(f[0].line.is_some());
+    }
+
+    #[test]
+    fn group_member_on_a_host_driver() {
+        let b = Bench::new();
+        // The SATA controller without the NIC sharing its group (igb has it).
+        let xml = broken(&b, |d| hostdev(d, "0000:0f:00.0", Some((2, 0, 0))));
+        let f = b.audit(&xml);
+        exactly(&f, &["device-group-member-not-vfio"]);
+        assert!(
+            f[0].message.contains("group 18 of 0f:00.0") && f[0].message.contains("0f:00.1 (class 0200, on igb)"),
+            "{}",
+            f[0].message
+        );
+        // Bridges stay with the host; members without a driver or on vfio-pci are fine
+        // for the group (a same-slot one is still a slot finding).
+        let mut b = Bench::new();
+        let mut bridge = PciDevice::new(
+            addr("0000:00:01.1"),
+            VendorDevice::from_str("1022:1453").unwrap(),
+            ClassCode::new(0x060400),
+        );
+        bridge.iommu_group = Some(16);
+        bridge.driver = Some("pcieport".into());
+        b.devices.insert(bridge.address, bridge);
+        b.groups[0].devices.push(addr("0000:00:01.1"));
+        exactly(&b.audit(&b.clean()), &[]);
+        b.devices.get_mut(&addr("0000:0f:00.1")).unwrap().driver = None;
+        exactly(&b.audit(&xml), &["device-slot-incomplete"]);
+    }
+
+    #[test]
+    fn sibling_function_not_passed() {
+        let b = Bench::new();
+        let xml = broken(&b, |d| {
+            if let Some(devs) = d.root.child_mut("devices") {
+                devs.remove_elements(|e| {
+                    e.name == "hostdev" && e.find("source/address").and_then(|a| a.attr("function")) == Some("0x1")
+                });
+            }
+            // Function 0 alone on its slot: no multifunction needed.
+        });
+        // 0d:00.1 stays on vfio-pci: the group can be opened, the audio is missing.
+        let f = b.audit(&xml);
+        exactly(&f, &["device-slot-incomplete"]);
+        assert!(f[0].message.contains("0d:00.0 is passed without 0d:00.1 (class 0403)"), "{}", f[0].message);
+        assert!(f[0].fix.contains("bus='0x0d' slot='0x00' function='0x1'"));
+        // The audio back on its host driver: the group cannot be opened (one finding).
+        let mut b = Bench::new();
+        b.devices.get_mut(&addr("0000:0d:00.1")).unwrap().driver = Some("snd_hda_intel".into());
+        let f = b.audit(&xml);
+        exactly(&f, &["device-group-member-not-vfio"]);
+        assert!(f[0].message.contains("0d:00.1 (class 0403, on snd_hda_intel)"));
+    }
+
+    #[test]
+    fn sibling_in_its_own_group() {
+        // ACS splits the functions: another group, still the same card.
+        let mut b = Bench::new();
+        b.groups[0].devices.retain(|a| a.function == 0);
+        b.groups.push(IommuGroup { id: 19, devices: vec![addr("0000:0d:00.1")] });
+        b.devices.get_mut(&addr("0000:0d:00.1")).unwrap().iommu_group = Some(19);
+        b.devices.get_mut(&addr("0000:0d:00.1")).unwrap().driver = Some("snd_hda_intel".into());
+        let xml = broken(&b, |d| {
+            if let Some(devs) = d.root.child_mut("devices") {
+                devs.remove_elements(|e| {
+                    e.name == "hostdev" && e.find("source/address").and_then(|a| a.attr("function")) == Some("0x1")
+                });
+            }
+        });
+        exactly(&b.audit(&xml), &["device-slot-incomplete"]);
+    }
+
+    #[test]
+    fn unmanaged_not_on_vfio() {
+        let b = Bench::new();
+        let xml = broken(&b, |d| hostdev(d, "0000:0e:00.0", Some((2, 0, 0))));
+        // Managed: libvirt binds vfio-pci itself.
+        exactly(&b.audit(&xml), &[]);
+        let unmanaged = broken(&b, |d| {
+            hostdev(d, "0000:0e:00.0", Some((2, 0, 0)));
+            let devs = d.root.child_mut("devices").unwrap();
+            let h = devs
+                .elements_mut()
+                .find(|e| e.find("source/address").and_then(|a| a.attr("bus")) == Some("0x0e"))
+                .unwrap();
+            h.set_attr("managed", "no");
+        });
+        let f = b.audit(&unmanaged);
+        exactly(&f, &["device-unmanaged-not-vfio"]);
+        assert!(f[0].message.contains("0e:00.0 is managed='no' but on xhci_hcd"), "{}", f[0].message);
+        // managed='no' on a device already on vfio-pci is fine.
+        let gpu = broken(&b, |d| {
+            hostdev_mut(d, "0x0").set_attr("managed", "no");
+        });
+        exactly(&b.audit(&gpu), &[]);
+    }
+
+    #[test]
+    fn functions_split_across_guest_slots() {
+        let b = Bench::new();
+        let xml = broken(&b, |d| {
+            let h = hostdev_mut(d, "0x1");
+            h.child_mut("address").unwrap().set_attr("bus", "0x02");
+            h.child_mut("address").unwrap().set_attr("function", "0x0");
+            // Function 0 alone now: its multifunction='on' is harmless.
+        });
+        let f = b.audit(&xml);
+        exactly(&f, &["device-functions-split"]);
+        assert!(f[0].message.contains("0d:00.0 at 01:00.0, 0d:00.1 at 02:00.0"), "{}", f[0].message);
+        assert!(f[0].fix.contains("bus='0x01' slot='0x00' function='0x1'"), "{}", f[0].fix);
+        // No guest addresses: libvirt puts each hostdev on a root port of its own.
+        let bare = broken(&b, |d| {
+            for f in ["0x0", "0x1"] {
+                hostdev_mut(d, f).remove_elements(|e| e.name == "address");
+            }
+        });
+        exactly(&b.audit(&bare), &["device-functions-split"]);
+    }
+
+    #[test]
+    fn multifunction_off() {
+        let b = Bench::new();
+        let xml = broken(&b, |d| {
+            hostdev_mut(d, "0x0").child_mut("address").unwrap().remove_attr("multifunction");
+        });
+        let f = b.audit(&xml);
+        exactly(&f, &["device-multifunction-missing"]);
+        assert_eq!(f[0].element, "devices/hostdev/address");
+        assert!(f[0].fix.contains("bus='0x01' slot='0x00' function='0x0' multifunction='on'"), "{}", f[0].fix);
+    }
+
+    #[test]
+    fn no_hostdevs_no_device_findings() {
+        let mut b = Bench::new();
+        // Even with a host whose devices are all elsewhere.
+        b.devices.clear();
+        b.groups.clear();
+        let xml = broken(&b, |d| {
+            if let Some(devs) = d.root.child_mut("devices") {
+                devs.remove_elements(|e| e.name == "hostdev");
+            }
+        });
+        exactly(&b.audit(&xml), &[]);
+    }
+
+    #[test]
+    fn evdev_device_missing() {
+        let mut b = Bench::new();
+        b.input.remove("usb-Logitech_USB_Receiver-event-kbd");
+        b.input.insert("usb-Razer_Keyboard-event-kbd".into());
+        let f = b.audit(&b.clean());
+        exactly(&f, &["evdev-missing"]);
+        assert!(f[0].message.contains(KBD));
+        assert!(f[0].fix.contains("/dev/input/by-id/usb-Razer_Keyboard-event-kbd") && !f[0].fix.contains("mouse"));
+        assert_eq!(f[0].element, "devices/input/source");
+    }
+
+    /// The legacy form vfioctl renders for libvirt before 7.4.
+    fn legacy() -> String {
+        let xml = Bench { libvirt: Some((7, 0)), ..Bench::new() }.clean();
+        assert!(xml.contains("input-linux"));
+        xml
+    }
+
+    #[test]
+    fn evdev_not_in_acl() {
+        let mut b = Bench::new();
+        b.libvirt = Some((7, 0));
+        let xml = legacy();
+        // No qemu.conf: libvirt's defaults, without the devices.
+        let f = b.audit(&xml);
+        exactly(&f, &["evdev-not-in-acl", "evdev-not-in-acl"]);
+        assert!(f[0].fix.contains("\"/dev/kvm\"") && f.iter().all(|f| f.fix.contains(KBD) && f.fix.contains(MOUSE)));
+        assert!(!f[0].fix.contains("7.4 or later"));
+        // A list with the keyboard only.
+        b.qemu_conf = format!("cgroup_device_acl = [ \"/dev/null\", \"/dev/kvm\", \"{KBD}\" ]\n");
+        let f = b.audit(&xml);
+        exactly(&f, &["evdev-not-in-acl"]);
+        assert!(f[0].message.contains(MOUSE) && f[0].fix.contains(&format!("    \"{MOUSE}\"")));
+        // Both: clean.
+        b.qemu_conf = format!("cgroup_device_acl = [ \"/dev/null\", \"/dev/kvm\", \"{KBD}\", \"{MOUSE}\" ]\n");
+        exactly(&b.audit(&xml), &[]);
+        // On a newer libvirt the legacy form still needs the ACL; the fix names the native form.
+        b.libvirt = Some((9, 0));
+        b.qemu_conf = String::new();
+        let f = b.audit(&xml);
+        exactly(&f, &["evdev-not-in-acl", "evdev-not-in-acl"]);
+        assert!(f[0].fix.contains("7.4 or later"));
+    }
+
+    #[test]
+    fn no_qemu_conf_known_no_acl_finding() {
+        let b = Bench { libvirt: Some((7, 0)), ..Bench::new() };
+        let xml = legacy();
+        let doc = parse(&xml).unwrap();
+        let host = AuditHost { qemu_conf: None, ..b.host() };
+        exactly(&audit(&doc, &host), &[]);
+    }
+
+    #[test]
+    fn native_evdev_on_old_libvirt() {
+        let mut b = Bench::new();
+        let xml = b.clean();
+        b.libvirt = Some((7, 3));
+        let f = b.audit(&xml);
+        exactly(&f, &["evdev-native-unsupported", "evdev-native-unsupported"]);
+        assert!(f[0].message.contains("7.3") && f[0].fix.contains("input-linux,id=evdev0"), "{}", f[0].fix);
+        // Unknown version: nothing to say.
+        b.libvirt = None;
+        exactly(&b.audit(&xml), &[]);
+    }
+}

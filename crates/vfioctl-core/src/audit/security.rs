@@ -1,8 +1,193 @@
-//! Audit checks: security.
+//! Security: what qemu.conf gives every guest's QEMU (root, root's capabilities), and the
+//! narrower way to what the guides wanted root for (evdev).
 
-use super::{Cx, Finding, Severity};
+use super::{Area, Cx, Finding, Severity};
+use crate::edit::qemu_conf::string_setting;
 
 /// (id, severity, title) of every finding this area makes.
-pub const IDS: &[(&str, Severity, &str)] = &[];
+pub const IDS: &[(&str, Severity, &str)] = &[
+    ("security-qemu-root", Severity::Warning, "qemu.conf runs QEMU as root"),
+    (
+        "security-capabilities-kept",
+        Severity::Warning,
+        "qemu.conf keeps QEMU's capabilities (clear_emulator_capabilities = 0)",
+    ),
+];
 
-pub(super) fn check(_cx: &Cx<'_>, _out: &mut Vec<Finding>) {}
+const AREA: Area = Area::Security;
+
+/// The file the findings are about.
+const QEMU_CONF: &str = "/etc/libvirt/qemu.conf";
+
+use crate::domain::NATIVE_EVDEV;
+
+/// The first active `name = <number>` of qemu.conf (statements split by line breaks and
+/// `;`, `#` comments); `None` when unset or not a number.
+fn number_setting(text: &str, name: &str) -> Option<i64> {
+    for line in text.lines() {
+        for stmt in line.split(';') {
+            let stmt = stmt.trim_start();
+            if stmt.starts_with('#') {
+                break;
+            }
+            let Some((key, value)) = stmt.split_once('=') else { continue };
+            if key.trim() != name {
+                continue;
+            }
+            let value = value.split('#').next().unwrap_or("").trim();
+            return value.strip_prefix('+').unwrap_or(value).parse().ok();
+        }
+    }
+    None
+}
+
+/// `root`, `+0` or `0`: libvirt's ways to say uid 0.
+fn is_root(user: &str) -> bool {
+    matches!(user, "root" | "+0" | "0")
+}
+
+/// Whether evdev is all the domain shows a need for root for: it hands evdev devices
+/// over, and its `<qemu:commandline>` holds nothing but the input-linux objects.
+fn only_evdev(cx: &Cx<'_>) -> bool {
+    if cx.evdev.is_empty() {
+        return false;
+    }
+    cx.root.child("qemu:commandline").is_none_or(|cl| {
+        cl.elements().all(|e| {
+            e.name == "qemu:arg" && e.attr("value").is_some_and(|v| v == "-object" || v.starts_with("input-linux"))
+        })
+    })
+}
+
+pub(super) fn check(cx: &Cx<'_>, out: &mut Vec<Finding>) {
+    let Some(conf) = cx.host.qemu_conf.filter(|c| !c.trim().is_empty()) else { return };
+    if let Some(user) = string_setting(conf, "user").filter(|u| is_root(u)) {
+        let group_root = string_setting(conf, "group").is_some_and(|g| is_root(&g));
+        let drop = if group_root {
+            format!("remove user = \"{user}\" and group = \"root\" from {QEMU_CONF}")
+        } else {
+            format!("remove user = \"{user}\" from {QEMU_CONF}")
+        };
+        let restart =
+            "systemctl restart libvirtd   # (virtqemud on modular daemons); the guests restart as their own user";
+        let native_now = cx.evdev.iter().all(|e| e.native);
+        let (message, fix) = if only_evdev(cx) {
+            let message =
+                format!("qemu.conf runs QEMU as root (user = \"{user}\"); the only reason this domain shows is evdev");
+            let fix = match cx.host.libvirt {
+                _ if native_now => format!("native <input type='evdev'> needs no root: libvirt grants QEMU the device itself.\n{drop}\n{restart}"),
+                Some(v) if v < NATIVE_EVDEV => format!(
+                    "keep the evdev paths in cgroup_device_acl and let the unprivileged QEMU user read them:\nusermod -aG input libvirt-qemu   # the user is qemu on Fedora and Arch\n# AppArmor hosts (Ubuntu) also need /dev/input/* rw in /etc/apparmor.d/abstractions/libvirt-qemu\n{drop}\n{restart}"
+                ),
+                Some(_) => format!(
+                    "hand the devices over natively (libvirt 7.4 and later grants QEMU the device itself) instead of qemu:commandline:\n<input type='evdev'>\n  <source dev='/dev/input/by-id/…-event-kbd' grab='all' grabToggle='ctrl-ctrl' repeat='on'/>\n</input>\nthen {drop}\n{restart}"
+                ),
+                None => format!(
+                    "libvirt 7.4 and later: native <input type='evdev'><source dev='…'/></input> instead of qemu:commandline; older libvirt: keep cgroup_device_acl and run usermod -aG input libvirt-qemu. Then {drop}\n{restart}"
+                ),
+            };
+            (message, fix)
+        } else {
+            (
+                format!("qemu.conf runs QEMU as root (user = \"{user}\")"),
+                format!("{drop}, and give what the guest needs (disk images, audio socket) to libvirt's unprivileged QEMU user\n{restart}"),
+            )
+        };
+        out.push(
+            Finding::at("security-qemu-root", Severity::Warning, AREA, &format!("{QEMU_CONF}: user"), None)
+                .message(message)
+                .why("every guest's QEMU then runs as root, outside libvirt's per-guest user and labels: a guest that escapes through a bug in QEMU's device emulation owns the host")
+                .fix(fix),
+        );
+    }
+    if number_setting(conf, "clear_emulator_capabilities") == Some(0) {
+        out.push(
+            Finding::at("security-capabilities-kept", Severity::Warning, AREA, &format!("{QEMU_CONF}: clear_emulator_capabilities"), None)
+                .message("clear_emulator_capabilities = 0: QEMU keeps root's capabilities")
+                .why("libvirt normally drops every capability of QEMU: with this off, a QEMU running as root keeps them all (raw I/O, module loading, any file), and an escaped guest can use them")
+                .fix(format!("remove clear_emulator_capabilities = 0 from {QEMU_CONF} (the default, 1, drops them)\nsystemctl restart libvirtd")),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::tests::*;
+
+    /// The guide's qemu.conf: root, root's capabilities, the evdev ACL.
+    const R2600X: &str = include_str!("../../../../examples/hosts/r2600x/etc/libvirt/qemu.conf");
+
+    #[test]
+    fn number_settings() {
+        assert_eq!(number_setting(R2600X, "clear_emulator_capabilities"), Some(0));
+        assert_eq!(number_setting("#clear_emulator_capabilities = 0\n", "clear_emulator_capabilities"), None);
+        assert_eq!(
+            number_setting("a = 1; clear_emulator_capabilities = 0 # x", "clear_emulator_capabilities"),
+            Some(0)
+        );
+        assert_eq!(number_setting("clear_emulator_capabilities=+1", "clear_emulator_capabilities"), Some(1));
+        assert_eq!(number_setting("clear_emulator_capabilities_x = 0", "clear_emulator_capabilities"), None);
+    }
+
+    #[test]
+    fn guide_qemu_conf() {
+        let mut b = Bench::new();
+        b.qemu_conf = R2600X.to_string();
+        let f = b.audit(&b.clean());
+        exactly(&f, &["security-qemu-root", "security-capabilities-kept"]);
+        let root = f.iter().find(|f| f.id == "security-qemu-root").unwrap();
+        // Native evdev on libvirt 9.0: nothing here needs root.
+        assert!(
+            root.message.contains("only reason") && root.fix.contains("native <input type='evdev'> needs no root"),
+            "{root:#?}"
+        );
+        assert!(root.fix.contains("group = \"root\""));
+        assert_eq!(root.line, None);
+    }
+
+    #[test]
+    fn root_for_evdev_on_old_libvirt() {
+        let old = Bench { libvirt: Some((7, 0)), ..Bench::new() };
+        let xml = old.clean();
+        let b = Bench {
+            libvirt: Some((7, 0)),
+            qemu_conf: format!("user = \"root\"\ncgroup_device_acl = [ \"{KBD}\", \"{MOUSE}\" ]\n"),
+            ..Bench::new()
+        };
+        let f = b.audit(&xml);
+        exactly(&f, &["security-qemu-root"]);
+        assert!(f[0].fix.contains("usermod -aG input libvirt-qemu") && !f[0].fix.contains("group = "), "{}", f[0].fix);
+        // The same domain on libvirt 9.0: switch to the native form.
+        let b = Bench { qemu_conf: b.qemu_conf.clone(), ..Bench::new() };
+        let f = b.audit(&xml);
+        exactly(&f, &["security-qemu-root"]);
+        assert!(f[0].fix.contains("<input type='evdev'>"), "{}", f[0].fix);
+    }
+
+    #[test]
+    fn root_for_other_reasons() {
+        let mut b = Bench::new();
+        b.qemu_conf = "user = \"+0\"\n".into();
+        // No evdev at all.
+        let xml = broken(&b, |d| {
+            if let Some(devs) = d.root.child_mut("devices") {
+                devs.remove_elements(|e| e.name == "input" && e.attr("type") == Some("evdev"));
+            }
+        });
+        let f = b.audit(&xml);
+        exactly(&f, &["security-qemu-root"]);
+        assert!(!f[0].message.contains("evdev") && f[0].fix.contains("remove user = \"+0\""), "{f:#?}");
+    }
+
+    #[test]
+    fn unprivileged_or_unknown_is_quiet() {
+        let mut b = Bench::new();
+        b.qemu_conf = "user = \"libvirt-qemu\"\ngroup = \"kvm\"\n#clear_emulator_capabilities = 0\n".into();
+        exactly(&b.audit(&b.clean()), &[]);
+        b.qemu_conf = "clear_emulator_capabilities = 1\n".into();
+        exactly(&b.audit(&b.clean()), &[]);
+        b.qemu_conf = "clear_emulator_capabilities = 0\n".into();
+        exactly(&b.audit(&b.clean()), &["security-capabilities-kept"]);
+    }
+}

@@ -15,6 +15,10 @@ use crate::xml::esc;
 pub use hyperv::{enlightenments, Enlightenment};
 pub use patch::{patch, patch_parts, Parts, PatchReport};
 
+/// The first libvirt with native `<input type='evdev'>`, which it sets up itself (device
+/// cgroup, ownership); before it, QEMU's `input-linux` objects on the command line.
+pub const NATIVE_EVDEV: (u32, u32) = (7, 4);
+
 /// The guest operating system: Windows gets Hyper-V enlightenments and a local-time
 /// clock; Windows 11 also secure boot and a TPM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,7 +106,7 @@ pub fn render(plan: &Plan, host: &DomainHost, req: &DomainRequest) -> String {
     let kib = plan.memory.mib * 1024;
     let c = &plan.cpu;
     // libvirt before 7.4 has no <input type='evdev'>: QEMU's input-linux objects instead.
-    let native_evdev = host.libvirt.is_none_or(|v| v >= (7, 4));
+    let native_evdev = host.libvirt.is_none_or(|v| v >= NATIVE_EVDEV);
     let legacy_evdev = !native_evdev && !req.evdev.is_empty();
     if legacy_evdev {
         push(w, 0, "<domain type='kvm' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>");

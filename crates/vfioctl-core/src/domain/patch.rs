@@ -504,6 +504,7 @@ impl Patcher<'_> {
             self.insert(have, want, &new, 2, DEVICE_ORDER);
             self.report.changes.push(format!("added hostdev {:04x}:{:02x}:{:02x}.{:x}", key.0, key.1, key.2, key.3));
         }
+        self.join_functions(have, want);
         let planned: BTreeSet<(u32, u32, u32, u32)> = want
             .children_named("hostdev")
             .filter(|h| h.attr("type") == Some("pci"))
@@ -589,6 +590,80 @@ impl Patcher<'_> {
             self.balloon(e, want);
         }
         self.qemu_args(e, d, &legacy_args);
+    }
+
+    /// Functions of one host device that sit on different guest slots go onto the slot of
+    /// function 0, each with its host function number, function 0 marked multifunction:
+    /// drivers expect a card's functions together, as on the host.
+    fn join_functions(&mut self, have: &mut Element, want: &Element) {
+        // Only slots the plan passes with their functions together.
+        let planned_together = |slot: (u32, u32, u32)| {
+            let guests: BTreeSet<(u32, u32)> = want
+                .children_named("hostdev")
+                .filter(|h| h.find("source/address").map(pci_key).is_some_and(|k| (k.0, k.1, k.2) == slot))
+                .filter_map(|h| h.child("address"))
+                .map(|a| (a.attr("bus").and_then(number).unwrap_or(0), a.attr("slot").and_then(number).unwrap_or(0)))
+                .collect();
+            guests.len() == 1
+        };
+        let mut slots: std::collections::BTreeMap<(u32, u32, u32), Vec<u32>> = Default::default();
+        for h in have.children_named("hostdev").filter(|h| h.attr("type") == Some("pci")) {
+            if let Some(k) = h.find("source/address").map(pci_key) {
+                slots.entry((k.0, k.1, k.2)).or_default().push(k.3);
+            }
+        }
+        for (slot, functions) in slots.into_iter().filter(|(s, f)| f.len() > 1 && planned_together(*s)) {
+            let guest = |h: &Element| {
+                h.child("address").filter(|a| a.attr("type") == Some("pci")).map(|a| {
+                    let f = |n: &str| a.attr(n).and_then(number).unwrap_or(0);
+                    (f("domain"), f("bus"), f("slot"), f("function"), a.attr("multifunction") == Some("on"))
+                })
+            };
+            let of_slot = |h: &Element| {
+                h.attr("type") == Some("pci")
+                    && h.find("source/address").map(pci_key).is_some_and(|k| (k.0, k.1, k.2) == slot)
+            };
+            let Some(first) = have
+                .children_named("hostdev")
+                .filter(|h| of_slot(h))
+                .min_by_key(|h| h.find("source/address").map(pci_key).map_or(u32::MAX, |k| k.3))
+            else {
+                continue;
+            };
+            let Some((gd, gb, gs, _, _)) = guest(first) else { continue };
+            let together = have.children_named("hostdev").filter(|h| of_slot(h)).all(|h| {
+                guest(h).is_some_and(|(d, b, s, f, multi)| {
+                    let host_fn = h.find("source/address").map_or(0, |a| pci_key(a).3);
+                    (d, b, s) == (gd, gb, gs) && f == host_fn && (host_fn != 0 || multi)
+                })
+            });
+            if together {
+                continue;
+            }
+            for h in have.elements_mut().filter(|h| h.name == "hostdev" && of_slot(h)) {
+                let host_fn = h.find("source/address").map_or(0, |a| pci_key(a).3);
+                if let Some(a) = h.child_mut("address") {
+                    a.set_attr("domain", &format!("0x{gd:04x}"));
+                    a.set_attr("bus", &format!("0x{gb:02x}"));
+                    a.set_attr("slot", &format!("0x{gs:02x}"));
+                    a.set_attr("function", &format!("0x{host_fn:x}"));
+                    if host_fn == 0 {
+                        a.set_attr("multifunction", "on");
+                    } else {
+                        a.remove_attr("multifunction");
+                    }
+                }
+            }
+            self.report.changes.push(format!(
+                "functions {} of {:04x}:{:02x}:{:02x} put together on guest slot {:02x}:{:02x}",
+                functions.iter().map(|f| format!(".{f:x}")).collect::<Vec<_>>().join(" "),
+                slot.0,
+                slot.1,
+                slot.2,
+                gb,
+                gs
+            ));
+        }
     }
 
     /// The plan's memory balloon (none) instead of the domain's.

@@ -289,7 +289,7 @@ pub const QEMU_CONF: &str = "/etc/libvirt/qemu.conf";
 
 /// The first libvirt with `<input type='evdev'>`, which it sets up itself (device cgroup,
 /// namespace, DAC/SELinux/AppArmor labels); older ones need `cgroup_device_acl`.
-pub const NATIVE_EVDEV: (u32, u32) = (7, 4);
+pub use vfioctl_core::domain::NATIVE_EVDEV;
 
 /// The libvirt daemons that read qemu.conf: monolithic, and the modular QEMU driver daemon.
 const LIBVIRT_UNITS: &[&str] = &["libvirtd.service", "virtqemud.service"];

@@ -70,7 +70,7 @@ pub fn run(root: &HostRoot, args: &DomainArgs) -> Result<Exit, CliError> {
         eprintln!("vfioctl: warning: no secure-boot OVMF build on this host: Windows 11 setup wants secure boot (install the distribution's secure-boot OVMF)");
     }
     let evdev = evdev_paths(root, &args.evdev);
-    if !evdev.is_empty() && host.libvirt.is_some_and(|v| v < (7, 4)) {
+    if !evdev.is_empty() && host.libvirt.is_some_and(|v| v < domain::NATIVE_EVDEV) {
         eprintln!(
             "vfioctl: note: libvirt before 7.4 takes evdev devices by qemu:commandline; `vfioctl apply … --evdev` adds them to qemu.conf's cgroup_device_acl"
         );

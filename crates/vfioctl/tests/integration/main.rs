@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod apply;
+mod audit;
 mod check;
 mod domain;
 mod examples;

@@ -122,7 +122,17 @@ fn guide_000_gets_the_plan_and_keeps_everything_else() {
     nothing_lost(
         GUIDE_000,
         &out,
-        &["cputune", "vcpu", "numatune", "memory[", "currentMemory", "timer[name=pit]", "memballoon", "cpu/topology"],
+        &[
+            "cputune",
+            "vcpu",
+            "numatune",
+            "memory[",
+            "currentMemory",
+            "timer[name=pit]",
+            "memballoon",
+            "cpu/topology",
+            "function='0x1'/>/address",
+        ],
     );
     // The plan's values are in.
     let d = parse(&out).unwrap().root;

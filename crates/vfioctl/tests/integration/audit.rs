@@ -1,0 +1,120 @@
+//! `vfioctl audit`: the guides' domains on their own hosts, vfioctl's own domains (which
+//! must audit clean), --fix, JSON and malformed input.
+
+use std::path::PathBuf;
+
+use crate::util::{example_host, tool, vfioctl, workspace};
+
+fn guide(name: &str) -> PathBuf {
+    workspace().join("examples/domains").join(name)
+}
+
+const GUIDES: &[(&str, &str)] = &[("tr1950x", "guide-000-CompromisedBeast.xml"), ("r2600x", "guide-001-win10.xml")];
+
+fn validate(xml: &str, what: &str) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let f = tmp.path().join("domain.xml");
+    std::fs::write(&f, xml).expect("write");
+    let run = tool("virt-xml-validate", &[f.to_str().expect("utf8"), "domain"], "libvirt-clients and libxml2-utils");
+    assert_eq!(run.code, 0, "{what}: virt-xml-validate: {}{}\n{xml}", run.stdout, run.stderr);
+}
+
+#[test]
+fn the_guides_domains_on_their_hosts() {
+    for (host, file) in GUIDES {
+        let path = guide(file);
+        let run = vfioctl(&example_host(host), &["audit", path.to_str().expect("utf8")]);
+        assert_eq!(run.code, 1, "{host}: {}\n{}", run.stdout, run.stderr);
+        let text = run.stdout.replace(&workspace().display().to_string(), "WORKSPACE");
+        insta::assert_snapshot!(format!("audit-{host}"), text);
+        let json = vfioctl(&example_host(host), &["audit", path.to_str().expect("utf8"), "--format", "json"]);
+        assert_eq!(json.code, 1);
+        let v: serde_json::Value = serde_json::from_str(&json.stdout).expect("json");
+        let findings = v["findings"].as_array().expect("findings");
+        assert!(!findings.is_empty());
+        for f in findings {
+            for key in ["id", "severity", "area", "element", "message", "why", "fix"] {
+                assert!(f.get(key).is_some(), "{key} missing in {f}");
+            }
+        }
+        assert_eq!(
+            v["summary"]["warnings"].as_u64().expect("n") + v["summary"]["errors"].as_u64().expect("n"),
+            findings.iter().filter(|f| f["severity"] != "info").count() as u64
+        );
+    }
+}
+
+#[test]
+fn vfioctls_own_domains_audit_clean() {
+    for host in ["tr1950x", "r2600x", "i7-12700k", "xeon-2s", "r7950x3d", "laptop-3d"] {
+        for os in ["win10", "win11", "linux"] {
+            let tmp = tempfile::tempdir().expect("tempdir");
+            let file = tmp.path().join("vm.xml");
+            let f = file.to_str().expect("utf8");
+            let run = vfioctl(
+                &example_host(host),
+                &["domain", "gpu", "--memory", "8G", "--name", "vm", "--os", os, "--out", f, "--hugepages", "none"],
+            );
+            assert_eq!(run.code, 0, "{host} {os}: {}", run.stderr);
+            let audit = vfioctl(&example_host(host), &["audit", f, "--format", "json"]);
+            let v: serde_json::Value = serde_json::from_str(&audit.stdout).expect("json");
+            // The host's own qemu.conf (r2600x runs QEMU as root, as its guide says) is not the domain's fault.
+            let about_domain: Vec<&serde_json::Value> =
+                v["findings"].as_array().expect("findings").iter().filter(|f| f["area"] != "security").collect();
+            assert!(about_domain.is_empty(), "{host} {os}: {about_domain:#?}");
+            let expected = if host == "r2600x" { 1 } else { 0 };
+            assert_eq!(audit.code, expected, "{host} {os}: {}", audit.stderr);
+        }
+    }
+}
+
+#[test]
+fn fix_writes_a_valid_domain_that_audits_clean_in_every_domain_area() {
+    for (host, file) in GUIDES {
+        let path = guide(file);
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let out = tmp.path().join("fixed.xml");
+        let run = vfioctl(
+            &example_host(host),
+            &["audit", path.to_str().expect("utf8"), "--fix", "--out", out.to_str().expect("utf8")],
+        );
+        assert!(run.code <= 1, "{host}: {}", run.stderr);
+        let fixed = std::fs::read_to_string(&out).expect("fixed");
+        validate(&fixed, file);
+        let again = vfioctl(&example_host(host), &["audit", out.to_str().expect("utf8"), "--format", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&again.stdout).expect("json");
+        let left: Vec<&serde_json::Value> = v["findings"]
+            .as_array()
+            .expect("findings")
+            .iter()
+            .filter(|f| f["severity"] != "info" && f["area"] != "security")
+            .collect();
+        // What no patch of the domain can fix: devices the host does not have, paths that do
+        // not exist, qemu.conf (`vfioctl apply --evdev` does that one).
+        let unfixable = ["device-not-on-host", "evdev-missing", "evdev-not-in-acl"];
+        assert!(
+            left.iter().all(|f| unfixable.iter().any(|u| f["id"].as_str().is_some_and(|id| id.starts_with(u)))),
+            "{host}: left after --fix: {left:#?}\n{}",
+            run.stderr
+        );
+        // Stable: fixing the fixed domain changes nothing more.
+        let twice = vfioctl(&example_host(host), &["audit", out.to_str().expect("utf8"), "--fix"]);
+        assert_eq!(twice.stdout, fixed, "{host}: {}", twice.stderr);
+    }
+}
+
+#[test]
+fn what_cannot_be_audited_exits_2() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let bad = tmp.path().join("bad.xml");
+    std::fs::write(&bad, "<domain>\n  <name>x</name\n</domain>\n").expect("write");
+    let run = vfioctl(&example_host("r2600x"), &["audit", bad.to_str().expect("utf8")]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("line 3, column 1: expected `>` to close </name"), "{}", run.stderr);
+    std::fs::write(&bad, "<network><name>default</name></network>").expect("write");
+    let run = vfioctl(&example_host("r2600x"), &["audit", bad.to_str().expect("utf8")]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("not a libvirt domain"), "{}", run.stderr);
+    let run = vfioctl(&example_host("r2600x"), &["audit", "/nonexistent/vm.xml"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+}
