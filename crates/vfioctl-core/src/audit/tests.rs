@@ -301,3 +301,23 @@ fn clock_cases() {
         &["clock-no-hypervclock", "hyperv-stimer-without-hypervclock"],
     );
 }
+
+/// Every id of the catalogue has its own broken-domain case: besides its entry in `IDS`
+/// and where it is made, its area's tests name it in an `exactly(…)` assertion.
+#[test]
+fn every_id_has_a_case() {
+    let sources = [
+        (Area::Hyperv, include_str!("tests.rs")),
+        (Area::Clock, include_str!("tests.rs")),
+        (Area::Cpu, include_str!("cpu.rs")),
+        (Area::Memory, include_str!("memory.rs")),
+        (Area::Devices, include_str!("devices.rs")),
+        (Area::Security, include_str!("security.rs")),
+    ];
+    for (id, _, area, _) in catalogue() {
+        let Some((_, src)) = sources.iter().find(|(a, _)| *a == area) else { continue };
+        let tests = src.find("mod tests").map_or("", |i| &src[i..]);
+        let tests = if area == Area::Hyperv || area == Area::Clock { src } else { tests };
+        assert!(tests.contains(&format!("\"{id}\"")), "no test case names {id}");
+    }
+}

@@ -812,8 +812,12 @@ fn kib(e: &Element) -> Option<u64> {
     n.checked_mul(mult)
 }
 
-/// The page sizes (KiB) and nodesets of a `<hugepages>`.
+/// The page sizes (KiB) and nodesets of a `<hugepages>`; a bare `<hugepages/>` means the
+/// default size, 2 MiB on x86.
 fn pages(h: &Element) -> Vec<(Option<u64>, Option<String>)> {
+    if h.children_named("page").next().is_none() {
+        return vec![(Some(2048), None)];
+    }
     let mut v: Vec<_> = h
         .children_named("page")
         .map(|p| {

@@ -208,10 +208,9 @@ fn parts_for(findings: &[Finding]) -> Parts {
                 p.cpu = true;
                 p.pinning = true;
             }
-            Area::Memory => {
-                p.memory = true;
-                p.pinning = true;
-            }
+            // numatune lives with the pinning.
+            Area::Memory if f.id.contains("numa") => p.pinning = true,
+            Area::Memory => p.memory = true,
             Area::Devices => p.devices = true,
             Area::Security => {}
         }
