@@ -321,3 +321,25 @@ fn every_id_has_a_case() {
         assert!(tests.contains(&format!("\"{id}\"")), "no test case names {id}");
     }
 }
+
+/// Mangled domains (elements cut out, attributes broken) never make the audit panic.
+#[test]
+fn mangled_domains_never_panic() {
+    let b = Bench::new();
+    for g in [crate::xml::tests::GUIDE_000, crate::xml::tests::GUIDE_001, &b.clean()] {
+        let lines: Vec<&str> = g.lines().collect();
+        for i in 1..lines.len().saturating_sub(1) {
+            // Without line i (an element or one side of one).
+            let cut = [&lines[..i], &lines[i + 1..]].concat().join("\n");
+            if let Ok(doc) = parse(&cut) {
+                let _ = audit(&doc, &b.host());
+            }
+            // Numbers and sets turned into garbage.
+            let junk = lines[i].replace("0x", "0xzz").replace("='", "='-");
+            let swapped = [&lines[..i], &[junk.as_str()], &lines[i + 1..]].concat().join("\n");
+            if let Ok(doc) = parse(&swapped) {
+                let _ = audit(&doc, &b.host());
+            }
+        }
+    }
+}

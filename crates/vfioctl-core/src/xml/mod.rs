@@ -420,4 +420,4 @@ impl Element {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -6,8 +6,7 @@ use crate::plan::devices::PlannedDevice;
 use crate::plan::memory::Hugepages;
 use crate::xml::{parse, Element, Node};
 
-const GUIDE_000: &str = include_str!("../../../../../examples/domains/guide-000-CompromisedBeast.xml");
-const GUIDE_001: &str = include_str!("../../../../../examples/domains/guide-001-win10.xml");
+use crate::xml::tests::{GUIDE_000, GUIDE_001};
 
 fn gpu_plan() -> crate::plan::Plan {
     let mut p = plan();
