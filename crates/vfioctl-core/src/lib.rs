@@ -33,4 +33,5 @@ pub mod selector;
 pub mod sysfs_value;
 pub mod topology;
 pub mod vendor;
+pub mod verify;
 pub mod xml;

@@ -30,6 +30,8 @@ pub enum Command {
     Domain(Box<DomainArgs>),
     /// Lint an existing libvirt domain against this host: what is wrong or missed, and the fix.
     Audit(AuditArgs),
+    /// After the reboot: is the host what the applied plan (or a plan for DEVICE…) said?
+    Verify(VerifyArgs),
     /// Write the plan's host configuration as one transaction (see --dry-run).
     Apply(ApplyArgs),
     /// Restore the state before the last apply, byte for byte.
@@ -276,4 +278,12 @@ pub struct AuditArgs {
     /// With --fix: define the corrected domain in libvirt.
     #[arg(long, requires = "fix")]
     pub define: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// Devices to verify (as for `plan`); default: the plan of the last `vfioctl apply`.
+    pub devices: Vec<String>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
 }

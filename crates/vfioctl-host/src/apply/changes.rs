@@ -110,6 +110,7 @@ fn grub_separate_script(default_grub: &str, e: &CmdlineEdit) -> String {
 /// Prepares the changes for a plan.
 pub fn prepare(root: &HostRoot, plan: &Plan, separate_entry: bool) -> Result<Prepared, ChangeError> {
     let mut p = Prepared::default();
+    p.changes.expect = Some(vfioctl_core::verify::Expectation::from_plan(plan, separate_entry));
     let e = CmdlineEdit { add: plan.kernel_cmdline.add.clone(), remove: plan.kernel_cmdline.remove.clone() };
     let boot = detect::bootloader(root).ok_or(ChangeError::NoBootloader)?;
     p.bootloader = Some(boot.name().to_string());

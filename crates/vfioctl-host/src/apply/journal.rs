@@ -52,6 +52,9 @@ pub struct Journal {
     pub files: Vec<JournalFile>,
     pub commands: Vec<Command>,
     pub results: Vec<CommandResult>,
+    /// What the plan said the host would look like after the reboot (older journals have none).
+    #[serde(default)]
+    pub expect: Option<vfioctl_core::verify::Expectation>,
 }
 
 fn io(path: PathBuf) -> impl FnOnce(std::io::Error) -> ApplyError {
@@ -88,6 +91,7 @@ impl Journal {
             files: Vec::new(),
             commands: Vec::new(),
             results: Vec::new(),
+            expect: None,
         };
         for d in ["before", "after", "output"] {
             let p = j.real(root, d);

@@ -54,6 +54,8 @@ pub struct Command {
 pub struct Changeset {
     pub files: Vec<FileChange>,
     pub commands: Vec<Command>,
+    /// What the host should look like after the reboot, kept in the journal for `verify`.
+    pub expect: Option<vfioctl_core::verify::Expectation>,
 }
 
 /// A fault to inject, for tests of the transaction (`VFIOCTL_FAULT`).
@@ -182,6 +184,7 @@ pub fn apply(
         journal.record(root, &f.path, before.as_deref(), meta_of(&real), &f.after)?;
     }
     journal.commands = changes.commands.clone();
+    journal.expect = changes.expect.clone();
     journal.state = JournalState::Writing;
     journal.save(root)?;
     progress(&format!("journal {}", journal.host_dir().display()));
@@ -373,6 +376,7 @@ mod tests {
                 },
             ],
             commands: vec![Command { argv: vec!["true".into()], why: "regenerate".into() }],
+            expect: None,
         }
     }
 

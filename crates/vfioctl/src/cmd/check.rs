@@ -12,7 +12,7 @@ use crate::error::{CliError, Exit};
 use crate::output;
 
 #[derive(Debug, Serialize)]
-struct Summary {
+pub(crate) struct Summary {
     pass: usize,
     warn: usize,
     fail: usize,
@@ -27,7 +27,7 @@ struct CheckJson<'a> {
     summary: Summary,
 }
 
-fn summary(checks: &[Check]) -> Summary {
+pub(crate) fn summary(checks: &[Check]) -> Summary {
     let n = |s| checks.iter().filter(|c| c.status == s).count();
     Summary { pass: n(Status::Pass), warn: n(Status::Warn), fail: n(Status::Fail), note: n(Status::Note) }
 }

@@ -9,6 +9,7 @@ mod plan;
 mod snapshot;
 mod status;
 mod topology;
+mod verify;
 
 use vfioctl_host::root::HostRoot;
 use vfioctl_host::snapshot as snap;
@@ -39,6 +40,7 @@ pub fn run(cli: &Cli) -> Result<Exit, CliError> {
         Command::Status(args) => status::status(&root, args),
         Command::Apply(args) => apply::run(&root, args),
         Command::Audit(args) => audit::run(&root, args),
+        Command::Verify(args) => verify::run(&root, args),
         Command::Domain(args) => domain::run(&root, args),
     }
 }

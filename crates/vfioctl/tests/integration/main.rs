@@ -15,3 +15,4 @@ mod plan;
 mod snapshot;
 mod topology;
 mod util;
+mod verify;

@@ -1,0 +1,119 @@
+//! `vfioctl verify [DEVICE…]`: after the reboot, the host against the applied plan.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+use vfioctl_core::check::{self, Check};
+use vfioctl_core::cmdline::Cmdline;
+use vfioctl_core::plan::{HugepageChoice, Request};
+use vfioctl_core::selector::Selector;
+use vfioctl_core::verify::{self, Expectation, VerifyFacts};
+use vfioctl_host::apply::{detect, Journal};
+use vfioctl_host::root::HostRoot;
+use vfioctl_host::{facts, pci};
+
+use super::check::{render_text, summary, Summary};
+use super::plan;
+use crate::cli::{Format, VerifyArgs};
+use crate::error::{CliError, Exit};
+use crate::output;
+
+/// Parameters of the next boot's command line that a passthrough host depends on.
+const RELEVANT: &[&str] = &[
+    "intel_iommu",
+    "amd_iommu",
+    "iommu",
+    "vfio-pci.ids",
+    "vfio_pci.ids",
+    "default_hugepagesz",
+    "hugepagesz",
+    "hugepages",
+    "video",
+    "initcall_blacklist",
+];
+
+#[derive(Serialize)]
+struct VerifyJson<'a> {
+    live: bool,
+    source: String,
+    checks: &'a [Check],
+    summary: Summary,
+}
+
+/// What to verify: the journal's record of the last apply, or a plan for the devices named.
+fn expectation(root: &HostRoot, args: &VerifyArgs, next: Option<&Cmdline>) -> Result<(Expectation, String), CliError> {
+    if args.devices.is_empty() {
+        let journal = Journal::last(root).map_err(CliError::Apply)?;
+        return match journal {
+            Some(j) => match j.expect {
+                Some(e) => Ok((e, format!("the apply of journal {}", j.id))),
+                None => Err(CliError::Usage(format!(
+                    "journal {} does not record what to expect (written by an older vfioctl): name the devices, e.g. `vfioctl verify gpu`",
+                    j.id
+                ))),
+            },
+            None => Err(CliError::Usage(
+                "nothing was applied on this host (no journal): name the devices, e.g. `vfioctl verify gpu`".into(),
+            )),
+        };
+    }
+    let selectors = args
+        .devices
+        .iter()
+        .map(|s| s.parse::<Selector>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(CliError::Selector)?;
+    let p = plan::build_request(
+        root,
+        Request { devices: selectors, vcpus: None, memory_mib: None, hugepages: HugepageChoice::None, force: true },
+    )?;
+    let mut e = Expectation::from_plan(&p, false);
+    // Not what the plan would still add, but what the next boot is configured with: that
+    // is what must be running.
+    e.cmdline_add = next
+        .map(|n| n.params.iter().filter(|p| RELEVANT.iter().any(|r| p.name_is(r))).map(|p| p.to_string()).collect())
+        .unwrap_or_default();
+    e.cmdline_remove.clear();
+    e.hugepages = None;
+    Ok((e, format!("a plan for {}", args.devices.join(" "))))
+}
+
+pub fn run(root: &HostRoot, args: &VerifyArgs) -> Result<Exit, CliError> {
+    if !root.exists("/proc/cpuinfo") && !root.exists("/sys/devices/system/cpu") {
+        return Err(vfioctl_host::HostError::NotAHost { root: root.base().to_path_buf() }.into());
+    }
+    let f = facts::gather(root);
+    let next = f.next_boot.as_ref().map(|n| &n.cmdline);
+    let (expect, source) = expectation(root, args, next)?;
+    let inv = pci::read(root)?;
+    for w in &inv.warnings {
+        eprintln!("vfioctl: warning: {w}");
+    }
+    let vfio_groups: Option<BTreeSet<u32>> = match root.list("/dev/vfio") {
+        Ok(names) => Some(names.iter().filter_map(|n| n.parse().ok()).collect()),
+        Err(e) if e.is_not_found() => Some(BTreeSet::new()),
+        Err(_) => None,
+    };
+    let regenerate = detect::initramfs(root).map(|i| i.regenerate().join(" "));
+    let checks = verify::verify(
+        &expect,
+        &VerifyFacts {
+            running: f.cmdline.as_ref(),
+            next_boot: f.next_boot.as_ref().map(|n| (n.source.as_str(), &n.cmdline)),
+            devices: &inv.devices,
+            modules_loaded: f.modules_loaded.as_ref(),
+            modules_builtin: f.modules_builtin.as_ref(),
+            hugepages: &f.hugepages,
+            vfio_groups: vfio_groups.as_ref(),
+            modprobe: &f.modprobe,
+            regenerate: regenerate.as_deref(),
+        },
+    );
+    match args.format {
+        Format::Json => {
+            output::print_json(&VerifyJson { live: f.live, source, checks: &checks, summary: summary(&checks) })?
+        }
+        Format::Text => output::print(&format!("Verifying {source}.\n{}", render_text(&checks, f.live)))?,
+    }
+    Ok(if check::any_failed(&checks) { Exit::Finding } else { Exit::Ok })
+}
