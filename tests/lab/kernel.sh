@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
 # A real Debian kernel for the real-component tests (libvirt direct kernel boot under TCG,
-# later a QEMU lab with an emulated IOMMU): puts the vmlinuz of Debian's current
-# linux-image-amd64 at $VFIOCTL_LAB_CACHE/vmlinuz (default /var/cache/vfioctl-lab/vmlinuz)
-# when it is not there yet. The package is downloaded (`apt-get download`) and unpacked with
-# `dpkg -x`, never installed. Idempotent; prints what it did.
+# the QEMU lab with an emulated IOMMU, tests/lab/iommu-lab.sh): puts the vmlinuz of Debian's
+# current linux-image-amd64 at $VFIOCTL_LAB_CACHE/vmlinuz (default /var/cache/vfioctl-lab/vmlinuz)
+# and the modules of the same package at $VFIOCTL_LAB_CACHE/lib/modules/VERSION (so that
+# `modinfo -b $VFIOCTL_LAB_CACHE -k VERSION` works), when they are not there yet. The first word
+# of $VFIOCTL_LAB_CACHE/vmlinuz.version is VERSION. The package is downloaded (`apt-get
+# download`) and unpacked with `dpkg -x`, never installed. Idempotent; prints what it did.
 # Exit 0 with the kernel in place, 1 when it could not be fetched.
 set -euo pipefail
 cache=${VFIOCTL_LAB_CACHE:-/var/cache/vfioctl-lab}
 dest="$cache/vmlinuz"
 
-if [ -s "$dest" ]; then
-  echo "lab kernel: $dest is there ($(cat "$dest.version" 2>/dev/null || echo "version unknown")); nothing to do"
+have=$(awk '{print $1; exit}' "$dest.version" 2>/dev/null || true)
+if [ -s "$dest" ] && [ -n "$have" ] && [ -e "$cache/lib/modules/$have/modules.order" ]; then
+  echo "lab kernel: $dest and $cache/lib/modules/$have are there ($(cat "$dest.version")); nothing to do"
   exit 0
 fi
+# A kernel cached before the modules were kept: fetch again, so that both come from one package.
+if [ -s "$dest" ]; then echo "lab kernel: $dest is there but not its modules: fetching both again"; fi
 command -v apt-get >/dev/null || { echo "lab kernel: no apt-get here: cannot fetch a Debian kernel" >&2; exit 1; }
 mkdir -p "$cache"
 work=$(mktemp -d /tmp/vfioctl-kernel.XXXXXX)
@@ -45,7 +50,17 @@ dpkg -x "$deb" "$work/x"
 kernel=$(ls "$work"/x/boot/vmlinuz-* 2>/dev/null | head -1 || true)
 [ -s "$kernel" ] || { echo "lab kernel: $deb holds no /boot/vmlinuz-*" >&2; exit 1; }
 version=${kernel##*/vmlinuz-}
+[ -e "$work/x/lib/modules/$version/modules.order" ] || { echo "lab kernel: $deb holds no /lib/modules/$version" >&2; exit 1; }
 cp "$kernel" "$dest.tmp"
+# The modules tree: other versions' trees go, this one is moved in whole.
+mkdir -p "$cache/lib/modules"
+rm -rf "$cache/lib/modules/$version.tmp"
+mv "$work/x/lib/modules/$version" "$cache/lib/modules/$version.tmp"
+find "$cache/lib/modules" -mindepth 1 -maxdepth 1 ! -name "$version.tmp" -exec rm -rf {} +
+mv "$cache/lib/modules/$version.tmp" "$cache/lib/modules/$version"
+# The .deb carries no modules.dep (the package's postinst makes it): make it here when kmod is
+# installed (iommu-lab.sh runs depmod on its own initramfs tree anyway).
+if command -v depmod >/dev/null; then depmod -b "$cache" "$version"; fi
 printf '%s (%s)\n' "$version" "$(basename "$deb")" >"$dest.version"
 mv "$dest.tmp" "$dest"
-echo "lab kernel: $dest is Linux $version from $(basename "$deb")"
+echo "lab kernel: $dest is Linux $version from $(basename "$deb"), modules in $cache/lib/modules/$version"
