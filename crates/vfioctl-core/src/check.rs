@@ -20,6 +20,7 @@ use crate::iommu::{self, IommuGroup};
 use crate::kmod;
 use crate::modprobe::ModprobeConfig;
 use crate::pci::{PciAddress, PciDevice};
+use crate::units::size_text;
 use crate::vendor::CpuVendor;
 
 /// The verdict of one check.
@@ -756,16 +757,6 @@ fn hugepages(f: &Facts, out: &mut Out) {
             text.join("; ") + if all_used { " (all in use: a new guest gets none)" } else { "" },
             all_used.then(|| "stop the guest using them, or reserve more (vfioctl plan)".to_string()),
         );
-    }
-}
-
-fn size_text(kib: u64) -> String {
-    if kib >= 1 << 20 && kib % (1 << 20) == 0 {
-        format!("{} GiB", kib >> 20)
-    } else if kib >= 1024 && kib % 1024 == 0 {
-        format!("{} MiB", kib >> 10)
-    } else {
-        format!("{kib} KiB")
     }
 }
 

@@ -32,6 +32,7 @@ pub mod plan;
 pub mod selector;
 pub mod sysfs_value;
 pub mod topology;
+pub mod units;
 pub mod vendor;
 pub mod verify;
 pub mod xml;

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Area, Cx, Finding, Severity};
 use crate::check::HugepagePool;
+use crate::units::{element_kib, kib, size_text};
 use crate::xml::Element;
 
 /// (id, severity, title) of every finding this area makes.
@@ -23,39 +24,6 @@ const AREA: Area = Area::Memory;
 
 /// The hugepage size the kernel uses when none is named (x86 without `default_hugepagesz`).
 const DEFAULT_PAGE_KIB: u64 = 2048;
-
-/// A libvirt scaled integer (`<memory unit>`, `<page size unit>`) in KiB; the unit is KiB
-/// when not given. Units as libvirt reads them: `b`/`bytes`, `k`/`KiB` (1024), `KB`
-/// (1000), and so on up to exbibytes.
-pub(crate) fn kib(n: u64, unit: Option<&str>) -> Option<u64> {
-    let unit = unit.unwrap_or("KiB");
-    let lower = unit.to_ascii_lowercase();
-    if matches!(lower.as_str(), "b" | "byte" | "bytes") {
-        return Some(n / 1024);
-    }
-    let mut chars = lower.chars();
-    let power = match chars.next()? {
-        'k' => 1,
-        'm' => 2,
-        'g' => 3,
-        't' => 4,
-        'p' => 5,
-        'e' => 6,
-        _ => return None,
-    };
-    let base: u128 = match chars.as_str() {
-        "" | "ib" => 1024,
-        "b" => 1000,
-        _ => return None,
-    };
-    let bytes = u128::from(n).checked_mul(base.checked_pow(power)?)?;
-    u64::try_from(bytes / 1024).ok()
-}
-
-/// The size an element gives in its text (`<memory unit='KiB'>4194304</memory>`), in KiB.
-fn element_kib(e: &Element) -> Option<u64> {
-    kib(e.text().parse().ok()?, e.attr("unit"))
-}
 
 /// libvirt's node set syntax: `0-3,^2`.
 pub(crate) fn nodeset(s: &str) -> Option<BTreeSet<u32>> {
@@ -81,17 +49,6 @@ pub(crate) fn nodeset(s: &str) -> Option<BTreeSet<u32>> {
     }
     let out: BTreeSet<u32> = set.difference(&not).copied().collect();
     (!out.is_empty()).then_some(out)
-}
-
-/// `1 GiB`, `2 MiB`.
-pub(crate) fn size_text(kib: u64) -> String {
-    if kib >= 1 << 20 && kib % (1 << 20) == 0 {
-        format!("{} GiB", kib >> 20)
-    } else if kib >= 1024 && kib % 1024 == 0 {
-        format!("{} MiB", kib >> 10)
-    } else {
-        format!("{kib} KiB")
-    }
 }
 
 fn nodes_text(nodes: &BTreeSet<u32>) -> String {

@@ -14,7 +14,7 @@ use crate::pci::{ClassCode, PciAddress, PciDevice, VendorDevice};
 use crate::plan::devices::PlannedDevice;
 use crate::plan::memory::Hugepages;
 use crate::plan::pinning::tests::shape;
-use crate::plan::{pinning, CmdlineChange, CpuRequest, MemoryPlan, Plan};
+use crate::plan::{pinning, CpuRequest, MemoryPlan, Plan};
 use crate::xml::{parse, Document};
 
 pub(crate) const KBD: &str = "/dev/input/by-id/usb-Logitech_USB_Receiver-event-kbd";
@@ -108,24 +108,15 @@ impl Bench {
                 reason: String::new(),
             })
             .collect();
-        let plan = Plan {
-            devices,
-            vfio_ids: Vec::new(),
-            numa_node: Some(0),
+        let mut plan = Plan::cpu_and_memory(
             cpu,
-            memory: MemoryPlan {
+            MemoryPlan {
                 mib: 4096,
                 hugepages: Some(Hugepages { size_kib: 1048576, count: 4, node: Some(0), reserve_at_boot: true }),
                 reasons: Vec::new(),
             },
-            kernel_cmdline: CmdlineChange::default(),
-            cmdline_source: String::new(),
-            modprobe: Vec::new(),
-            initramfs_modules: Vec::new(),
-            reasons: Vec::new(),
-            warnings: Vec::new(),
-            forced: Vec::new(),
-        };
+        );
+        plan.devices = devices;
         let host = DomainHost {
             vendor: self.vendor,
             invtsc: true,

@@ -381,24 +381,12 @@ fn push(w: &mut String, depth: usize, line: &str) {
 mod tests {
     use super::*;
     use crate::plan::pinning::tests::shape;
-    use crate::plan::{pinning, CmdlineChange, CpuRequest, MemoryPlan};
+    use crate::plan::{pinning, CpuRequest, MemoryPlan};
 
     pub(crate) fn plan() -> Plan {
         let t = shape(1, 1, 2, 3, 2, true, &[8192]);
-        Plan {
-            devices: Vec::new(),
-            vfio_ids: Vec::new(),
-            numa_node: Some(0),
-            cpu: pinning::place(&t, &CpuRequest { vcpus: Some(4), node: Some(0) }).unwrap(),
-            memory: MemoryPlan { mib: 4096, hugepages: None, reasons: Vec::new() },
-            kernel_cmdline: CmdlineChange::default(),
-            cmdline_source: String::new(),
-            modprobe: Vec::new(),
-            initramfs_modules: Vec::new(),
-            reasons: Vec::new(),
-            warnings: Vec::new(),
-            forced: Vec::new(),
-        }
+        let cpu = pinning::place(&t, &CpuRequest { vcpus: Some(4), node: Some(0) }).unwrap();
+        Plan::cpu_and_memory(cpu, MemoryPlan { mib: 4096, hugepages: None, reasons: Vec::new() })
     }
 
     pub(crate) fn host(libvirt: Option<(u32, u32)>) -> DomainHost {

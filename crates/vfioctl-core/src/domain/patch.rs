@@ -16,6 +16,7 @@ use std::collections::BTreeSet;
 use std::str::FromStr;
 
 use crate::cpuset::CpuSet;
+use crate::units::element_kib;
 use crate::xml::{Document, Element, Node};
 
 /// What a patch did, in words, one line per change, plus notes on what it kept that the
@@ -218,9 +219,9 @@ impl Patcher<'_> {
     }
 
     fn memory(&mut self, e: &mut Element, from: &Element, want: &Element) {
-        let want_kib = kib(want);
+        let want_kib = element_kib(want);
         match e.child(&want.name) {
-            Some(have) if kib(have) == want_kib && want_kib.is_some() => {}
+            Some(have) if element_kib(have) == want_kib && want_kib.is_some() => {}
             _ => self.leaf(e, from, want, 1),
         }
     }
@@ -793,23 +794,6 @@ fn number(s: &str) -> Option<u32> {
 fn pci_key(a: &Element) -> (u32, u32, u32, u32) {
     let f = |n: &str| a.attr(n).and_then(number).unwrap_or(0);
     (f("domain"), f("bus"), f("slot"), f("function"))
-}
-
-/// A `<memory>`-like size in KiB.
-fn kib(e: &Element) -> Option<u64> {
-    let n: u64 = e.text().parse().ok()?;
-    let mult: u64 = match e.attr("unit").unwrap_or("KiB") {
-        "b" | "bytes" => return Some(n / 1024),
-        "KB" => return Some(n * 1000 / 1024),
-        "k" | "KiB" => 1,
-        "MB" => return Some(n * 1_000_000 / 1024),
-        "M" | "MiB" => 1024,
-        "GB" => return Some(n * 1_000_000_000 / 1024),
-        "G" | "GiB" => 1024 * 1024,
-        "T" | "TiB" => 1024 * 1024 * 1024,
-        _ => return None,
-    };
-    n.checked_mul(mult)
 }
 
 /// The page sizes (KiB) and nodesets of a `<hugepages>`; a bare `<hugepages/>` means the

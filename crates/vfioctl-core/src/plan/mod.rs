@@ -75,6 +75,27 @@ pub struct Plan {
     pub forced: Vec<Refusal>,
 }
 
+impl Plan {
+    /// A plan of CPU placement and memory only: no devices and nothing to change on the
+    /// host (the domain of a guest without passed devices, tests).
+    pub fn cpu_and_memory(cpu: CpuPlan, memory: MemoryPlan) -> Plan {
+        Plan {
+            devices: Vec::new(),
+            vfio_ids: Vec::new(),
+            numa_node: cpu.node,
+            cpu,
+            memory,
+            kernel_cmdline: CmdlineChange::default(),
+            cmdline_source: String::new(),
+            modprobe: Vec::new(),
+            initramfs_modules: Vec::new(),
+            reasons: Vec::new(),
+            warnings: Vec::new(),
+            forced: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
     #[error(transparent)]

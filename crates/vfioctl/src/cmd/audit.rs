@@ -7,7 +7,7 @@ use similar::TextDiff;
 use vfioctl_core::audit::{self, Area, Cx, Finding, Severity};
 use vfioctl_core::domain::{self, DiskBus, DomainHost, DomainRequest, GuestOs, Parts};
 use vfioctl_core::plan::memory::Hugepages;
-use vfioctl_core::plan::{pinning, CmdlineChange, CpuRequest, HugepageChoice, MemoryPlan, Plan, Request};
+use vfioctl_core::plan::{pinning, CpuRequest, HugepageChoice, MemoryPlan, Plan, Request};
 use vfioctl_core::selector::Selector;
 use vfioctl_core::xml::{self, Document};
 use vfioctl_host::apply::atomic_write;
@@ -258,20 +258,7 @@ fn fix(
     let plan = if selectors.is_empty() {
         let cpu = pinning::place(&facts.topology, &CpuRequest { vcpus: cx.vcpus, node: None })
             .map_err(|e| CliError::Plan(e.into()))?;
-        Plan {
-            devices: Vec::new(),
-            vfio_ids: Vec::new(),
-            numa_node: None,
-            cpu,
-            memory: MemoryPlan { mib, hugepages: None::<Hugepages>, reasons: Vec::new() },
-            kernel_cmdline: CmdlineChange::default(),
-            cmdline_source: String::new(),
-            modprobe: Vec::new(),
-            initramfs_modules: Vec::new(),
-            reasons: Vec::new(),
-            warnings: Vec::new(),
-            forced: Vec::new(),
-        }
+        Plan::cpu_and_memory(cpu, MemoryPlan { mib, hugepages: None::<Hugepages>, reasons: Vec::new() })
     } else {
         // The domain passes these already: what plan refuses by default is reported, not refused.
         plan::build_request(
@@ -314,17 +301,5 @@ fn fix(
 
 /// `<memory>` in MiB.
 fn memory_mib(root: &vfioctl_core::xml::Element) -> Option<u64> {
-    let m = root.find("memory")?;
-    let n: u64 = m.text().parse().ok()?;
-    let kib = match m.attr("unit").unwrap_or("KiB") {
-        "b" | "bytes" => n / 1024,
-        "k" | "KiB" => n,
-        "KB" => n * 1000 / 1024,
-        "M" | "MiB" => n * 1024,
-        "MB" => n * 1_000_000 / 1024,
-        "G" | "GiB" => n * 1024 * 1024,
-        "GB" => n * 1_000_000_000 / 1024,
-        _ => return None,
-    };
-    Some(kib / 1024)
+    vfioctl_core::units::element_kib(root.find("memory")?).map(|k| k / 1024)
 }

@@ -14,14 +14,6 @@ use crate::cli::{Format, HugepagesArg, PlanArgs};
 use crate::error::{CliError, Exit};
 use crate::output;
 
-fn size(kib: u64) -> String {
-    if kib % (1 << 20) == 0 {
-        format!("{} GiB", kib >> 20)
-    } else {
-        format!("{} MiB", kib >> 10)
-    }
-}
-
 /// The plan for people: what, then why, then the configuration.
 pub fn render_text(p: &Plan) -> String {
     let mut out = String::new();
@@ -59,7 +51,7 @@ pub fn render_text(p: &Plan) -> String {
         Some(h) => out.push_str(&format!(
             ", {} hugepages of {} on node {}, {}\n",
             h.count,
-            size(h.size_kib),
+            vfioctl_core::units::size_text(h.size_kib),
             h.node.map_or("?".into(), |n| n.to_string()),
             if h.reserve_at_boot { "reserved at boot" } else { "allocated when the guest starts" }
         )),
@@ -114,16 +106,15 @@ pub fn run(root: &HostRoot, args: &PlanArgs) -> Result<Exit, CliError> {
     Ok(Exit::Ok)
 }
 
+/// Device selectors from the command line.
+pub fn selectors(args: &[String]) -> Result<Vec<Selector>, CliError> {
+    args.iter().map(|s| s.parse::<Selector>()).collect::<Result<Vec<_>, _>>().map_err(CliError::Selector)
+}
+
 /// Reads the host and builds the plan the arguments ask for.
 pub fn build(root: &HostRoot, args: &PlanArgs) -> Result<Plan, CliError> {
-    let selectors = args
-        .devices
-        .iter()
-        .map(|s| s.parse::<Selector>())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(CliError::Selector)?;
     let req = Request {
-        devices: selectors,
+        devices: selectors(&args.devices)?,
         vcpus: args.vcpus,
         memory_mib: args.memory,
         hugepages: hugepages(args.hugepages),

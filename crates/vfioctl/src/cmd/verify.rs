@@ -6,7 +6,6 @@ use serde::Serialize;
 use vfioctl_core::check::{self, Check};
 use vfioctl_core::cmdline::Cmdline;
 use vfioctl_core::plan::{HugepageChoice, Request};
-use vfioctl_core::selector::Selector;
 use vfioctl_core::verify::{self, Expectation, VerifyFacts};
 use vfioctl_host::apply::{detect, Journal};
 use vfioctl_host::root::HostRoot;
@@ -57,15 +56,15 @@ fn expectation(root: &HostRoot, args: &VerifyArgs, next: Option<&Cmdline>) -> Re
             )),
         };
     }
-    let selectors = args
-        .devices
-        .iter()
-        .map(|s| s.parse::<Selector>())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(CliError::Selector)?;
     let p = plan::build_request(
         root,
-        Request { devices: selectors, vcpus: None, memory_mib: None, hugepages: HugepageChoice::None, force: true },
+        Request {
+            devices: plan::selectors(&args.devices)?,
+            vcpus: None,
+            memory_mib: None,
+            hugepages: HugepageChoice::None,
+            force: true,
+        },
     )?;
     let mut e = Expectation::from_plan(&p, false);
     // Not what the plan would still add, but what the next boot is configured with: that

@@ -3,21 +3,13 @@
 
 use std::path::PathBuf;
 
-use crate::util::{example_host, tool, vfioctl, workspace};
+use crate::util::{example_host, validate, vfioctl, workspace};
 
 fn guide(name: &str) -> PathBuf {
     workspace().join("examples/domains").join(name)
 }
 
 const GUIDES: &[(&str, &str)] = &[("tr1950x", "guide-000-CompromisedBeast.xml"), ("r2600x", "guide-001-win10.xml")];
-
-fn validate(xml: &str, what: &str) {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let f = tmp.path().join("domain.xml");
-    std::fs::write(&f, xml).expect("write");
-    let run = tool("virt-xml-validate", &[f.to_str().expect("utf8"), "domain"], "libvirt-clients and libxml2-utils");
-    assert_eq!(run.code, 0, "{what}: virt-xml-validate: {}{}\n{xml}", run.stdout, run.stderr);
-}
 
 #[test]
 fn the_guides_domains_on_their_hosts() {

@@ -2,15 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::util::{example_host, tool, vfioctl};
-
-fn validate(xml: &str, what: &str) {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let f = tmp.path().join("domain.xml");
-    std::fs::write(&f, xml).expect("write");
-    let run = tool("virt-xml-validate", &[f.to_str().expect("utf8"), "domain"], "libvirt-clients and libxml2-utils");
-    assert_eq!(run.code, 0, "{what}: virt-xml-validate: {}{}\n{xml}", run.stdout, run.stderr);
-}
+use crate::util::{example_host, validate, vfioctl};
 
 #[test]
 fn every_example_hosts_domain_validates() {

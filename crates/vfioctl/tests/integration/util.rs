@@ -85,3 +85,12 @@ pub fn tool(program: &str, args: &[&str], package: &str) -> Run {
         Err(e) => panic!("cannot run {program} ({e}): install the Debian package `{package}` (.ci/run does)"),
     }
 }
+
+/// libvirt's own schema check (`virt-xml-validate FILE domain`) of a domain.
+pub fn validate(xml: &str, what: &str) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let f = tmp.path().join("domain.xml");
+    std::fs::write(&f, xml).expect("write");
+    let run = tool("virt-xml-validate", &[f.to_str().expect("utf8"), "domain"], "libvirt-clients and libxml2-utils");
+    assert_eq!(run.code, 0, "{what}: virt-xml-validate: {}{}\n{xml}", run.stdout, run.stderr);
+}
