@@ -46,6 +46,28 @@ pub fn size_text(kib: u64) -> String {
     }
 }
 
+/// `1 core`, `2 cores`.
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// Seconds since the epoch as a UTC date and time, `2026-11-21 03:43:51 UTC`.
+pub fn utc(secs: u64) -> String {
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rest = secs % 86_400;
+    // Days to a civil date (proleptic Gregorian), after Howard Hinnant's algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC", rest / 3600, rest % 3600 / 60, rest % 60)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,5 +83,10 @@ mod tests {
         assert_eq!(size_text(1 << 20), "1 GiB");
         assert_eq!(size_text(2048), "2 MiB");
         assert_eq!(size_text(100), "100 KiB");
+        assert_eq!(count(1, "core", "cores"), "1 core");
+        assert_eq!(count(4, "core", "cores"), "4 cores");
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(1_795_232_864), "2026-11-21 03:47:44 UTC");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
     }
 }

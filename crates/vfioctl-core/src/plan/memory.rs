@@ -36,7 +36,8 @@ pub struct MemoryPlan {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MemoryError {
     #[error(
-        "{mib} MiB do not fit NUMA node {node}: it has {node_mib} MiB and the host keeps at least {keep_mib} MiB of it"
+        "{mib} MiB do not fit NUMA node {node}: it has {node_mib} MiB and the host keeps at least {keep_mib} MiB of it, so at most {} MiB fit",
+        node_mib.saturating_sub(*keep_mib)
     )]
     DoesNotFit { mib: u64, node: String, node_mib: u64, keep_mib: u64 },
     #[error("1 GiB hugepages need a CPU with the pdpe1gb flag; this one has none (use --hugepages 2M)")]
@@ -58,21 +59,29 @@ pub fn plan(
         None => topo.nodes.iter().filter_map(|x| x.memory_kib).reduce(|a, b| a + b),
     };
     let node_mib = node_kib.map(|k| k / 1024);
+    // The host keeps a tenth of the node, and at least 2 GiB (a quarter on small nodes).
+    let keep_of = |total: u64| (total / 10).max(2048.min(total / 4));
     let mut reasons = Vec::new();
     let mib = match mib {
         Some(0) => return Err(MemoryError::Zero),
         Some(m) => m,
         None => {
-            let m = node_mib.map_or(8192, |n| ((n / 2) / 1024 * 1024).clamp(1024, 16384));
+            let m = node_mib.map_or(8192, |n| {
+                let half = n / 2;
+                let room = n.saturating_sub(keep_of(n));
+                // Whole GiB when there is room for them, else 256 MiB steps.
+                let m = if half >= 1024 { (half / 1024 * 1024).min(16384) } else { half / 256 * 256 };
+                m.min(room / 256 * 256).max(256.min(room))
+            });
             reasons.push(format!(
-                "{} GiB of memory by default: half of the node, at most 16 GiB (pass --memory to choose)",
-                m / 1024
+                "{} of memory by default: half of the node, at most 16 GiB, leaving the host its share (pass --memory to choose)",
+                crate::units::size_text(m * 1024)
             ));
             m
         }
     };
     if let Some(total) = node_mib {
-        let keep = (total / 10).max(2048);
+        let keep = keep_of(total);
         if mib + keep > total {
             return Err(MemoryError::DoesNotFit {
                 mib,
@@ -109,4 +118,29 @@ pub fn plan(
         )
     });
     Ok(MemoryPlan { mib, hugepages: Some(Hugepages { size_kib, count, node, reserve_at_boot }), reasons })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::pinning::tests::shape;
+
+    fn node_of(mib: u64) -> Topology {
+        let mut t = shape(1, 1, 1, 2, 2, true, &[8192]);
+        for n in &mut t.nodes {
+            n.memory_kib = Some(mib * 1024);
+        }
+        t
+    }
+
+    /// The default always fits the node, down to small ones (a 1 GiB lab guest).
+    #[test]
+    fn the_default_fits_small_nodes() {
+        for (node, want) in [(957, 256), (2950, 1024), (3900, 1024), (8000, 3072), (64_000, 16384)] {
+            let p = plan(&node_of(node), Some(0), None, HugepageChoice::None, true).unwrap();
+            assert_eq!(p.mib, want, "node of {node} MiB");
+        }
+        let e = plan(&node_of(957), Some(0), Some(1024), HugepageChoice::None, true).unwrap_err();
+        assert!(e.to_string().contains("so at most 718 MiB fit"), "{e}");
+    }
 }

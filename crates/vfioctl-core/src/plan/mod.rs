@@ -184,7 +184,7 @@ pub fn build(host: &PlanHost<'_>, req: &Request) -> Result<Plan, PlanError> {
     let (base, source) = match (host.next_boot, host.running) {
         (Some((src, c)), _) => (c.clone(), src.to_string()),
         (None, Some(r)) => {
-            (r.clone(), "the running kernel's command line (no boot loader configuration found)".to_string())
+            (r.clone(), "the running kernel's command line, as no boot loader configuration was found".to_string())
         }
         (None, None) => (Cmdline::default(), "unknown".to_string()),
     };

@@ -220,7 +220,11 @@ pub fn apply(
 
     let mut results = Vec::new();
     for (i, c) in changes.commands.iter().enumerate() {
-        progress(&format!("running {} ({})", c.argv.join(" "), c.why));
+        if mode == CommandMode::Never {
+            progress(&format!("not running {} ({}): left for you", c.argv.join(" "), c.why));
+        } else {
+            progress(&format!("running {} ({})", c.argv.join(" "), c.why));
+        }
         let r = if fault == Some(Fault::Command(i)) {
             CommandResult { argv: c.argv.clone(), status: run::Status::Failed(1), output: "injected fault\n".into() }
         } else {

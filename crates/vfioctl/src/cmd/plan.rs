@@ -7,6 +7,7 @@ use vfioctl_core::iomem;
 use vfioctl_core::kmod;
 use vfioctl_core::plan::{self, HugepageChoice, Plan, PlanHost, Request};
 use vfioctl_core::selector::Selector;
+use vfioctl_core::units;
 use vfioctl_host::root::HostRoot;
 use vfioctl_host::{cpu, drivers, facts, pci, storage};
 
@@ -35,10 +36,10 @@ pub fn render_text(p: &Plan) -> String {
     ));
     let c = &p.cpu;
     out.push_str(&format!(
-        "\nCPU: {} vCPUs = {} cores × {} threads on NUMA node {}\n",
-        c.vcpus,
-        c.topology.cores,
-        c.topology.threads,
+        "\nCPU: {} = {} × {} on NUMA node {}\n",
+        units::count(c.vcpus.into(), "vCPU", "vCPUs"),
+        units::count(c.topology.cores.into(), "core", "cores"),
+        units::count(c.topology.threads.into(), "thread", "threads"),
         c.node.map_or("?".into(), |n| n.to_string())
     ));
     out.push_str(&format!(
@@ -49,9 +50,9 @@ pub fn render_text(p: &Plan) -> String {
     out.push_str(&format!("\nMemory: {} MiB", p.memory.mib));
     match &p.memory.hugepages {
         Some(h) => out.push_str(&format!(
-            ", {} hugepages of {} on node {}, {}\n",
-            h.count,
-            vfioctl_core::units::size_text(h.size_kib),
+            ", {} of {} on node {}, {}\n",
+            units::count(h.count, "hugepage", "hugepages"),
+            units::size_text(h.size_kib),
             h.node.map_or("?".into(), |n| n.to_string()),
             if h.reserve_at_boot { "reserved at boot" } else { "allocated when the guest starts" }
         )),

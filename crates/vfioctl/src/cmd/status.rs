@@ -45,10 +45,10 @@ pub fn status(root: &HostRoot, args: &StatusArgs) -> Result<Exit, CliError> {
                 return Ok(Exit::Ok);
             };
             let mut t = format!(
-                "Last apply: {} (journal {}, created {} s after the epoch), state {}\n",
+                "Last apply: {} (journal {}, created {}), state {}\n",
                 j.id,
                 j.host_dir().display(),
-                j.created,
+                vfioctl_core::units::utc(j.created),
                 state.unwrap_or_default()
             );
             for f in files {
