@@ -24,6 +24,7 @@ pub mod grub;
 pub mod iomem;
 pub mod iommu;
 pub mod kmod;
+pub mod kubevirt;
 pub mod lspci;
 pub mod modprobe;
 pub mod pci;

@@ -32,6 +32,9 @@ pub enum Command {
     Audit(AuditArgs),
     /// After the reboot: is the host what the applied plan (or a plan for DEVICE…) said?
     Verify(VerifyArgs),
+    /// The plan for other platforms: `export kubevirt` writes a KubeVirt VM, the KubeVirt CR
+    /// patch and what each node needs.
+    Export(ExportArgs),
     /// Write the plan's host configuration as one transaction (see --dry-run).
     Apply(ApplyArgs),
     /// Restore the state before the last apply, byte for byte.
@@ -286,4 +289,45 @@ pub struct VerifyArgs {
     pub devices: Vec<String>,
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    #[command(subcommand)]
+    pub target: ExportTarget,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExportTarget {
+    /// A KubeVirt VirtualMachine for the plan, the patch for the KubeVirt custom resource
+    /// (permitted devices, feature gates) and NODES.md (what each node needs).
+    Kubevirt(Box<KubevirtArgs>),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct KubevirtArgs {
+    #[command(flatten)]
+    pub plan: PlanArgs,
+    /// The VirtualMachine's name (a DNS label).
+    #[arg(long)]
+    pub name: String,
+    /// Its namespace (default: kubectl's current one).
+    #[arg(long, value_name = "NS")]
+    pub namespace: Option<String>,
+    /// The PersistentVolumeClaim holding the system disk (default NAME-root).
+    #[arg(long, value_name = "CLAIM")]
+    pub disk_pvc: Option<String>,
+    /// Bus of the system disk.
+    #[arg(long, value_enum, default_value = "scsi")]
+    pub disk_bus: DiskBusArg,
+    /// The domain of the device resource names (PREFIX/VVVV_DDDD).
+    #[arg(long, value_name = "DOMAIN", default_value = "vfioctl.io")]
+    pub resource_prefix: String,
+    /// Guest OS: Windows gets Hyper-V enlightenments; win11 secure boot and a TPM.
+    #[arg(long, value_enum, default_value = "win10")]
+    pub os: OsArg,
+    /// Write vm.yaml, kubevirt-patch.yaml and NODES.md into this directory instead of
+    /// printing the VM.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }

@@ -4,6 +4,7 @@ mod apply;
 mod audit;
 mod check;
 mod domain;
+mod export;
 mod list;
 mod plan;
 mod snapshot;
@@ -42,5 +43,6 @@ pub fn run(cli: &Cli) -> Result<Exit, CliError> {
         Command::Audit(args) => audit::run(&root, args),
         Command::Verify(args) => verify::run(&root, args),
         Command::Domain(args) => domain::run(&root, args),
+        Command::Export(args) => export::run(&root, args),
     }
 }

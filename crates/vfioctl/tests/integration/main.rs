@@ -9,6 +9,7 @@ mod audit;
 mod check;
 mod domain;
 mod examples;
+mod export;
 mod libvirt;
 mod list;
 mod plan;
