@@ -308,8 +308,12 @@ pub fn rollback(root: &HostRoot, mode: CommandMode, progress: &mut dyn FnMut(&st
         .ok_or_else(|| ApplyError::NothingToRollBack(root.path(JOURNAL_DIR)))?;
     restore_files(root, &journal, None).map_err(ApplyError::Rollback)?;
     let written: Vec<PathBuf> = journal.files.iter().map(|f| f.path.clone()).collect();
-    for p in &written {
-        progress(&format!("restored {}", p.display()));
+    for f in &journal.files {
+        if f.existed {
+            progress(&format!("restored {}", f.path.display()));
+        } else {
+            progress(&format!("removed {} (the apply had created it)", f.path.display()));
+        }
     }
     let mut results = Vec::new();
     for c in &journal.commands {

@@ -83,7 +83,9 @@ pub fn run(root: &HostRoot, args: &ApplyArgs) -> Result<Exit, CliError> {
     for r in &out.commands {
         t.push_str(&format!("  {}\n", r.describe()));
     }
-    t.push_str("Reboot, then check with `vfioctl check gpu`. `vfioctl rollback` undoes all of this.\n");
+    t.push_str(
+        "Reboot, then `vfioctl verify` checks the host against this plan. `vfioctl rollback` undoes all of this.\n",
+    );
     output::print(&t)?;
     Ok(Exit::Ok)
 }

@@ -29,7 +29,9 @@ pub fn status(root: &HostRoot, args: &StatusArgs) -> Result<Exit, CliError> {
     let pending: Vec<String> = j
         .map(|j| j.results.iter().filter(|r| r.describe().contains("pending")).map(|r| r.argv.join(" ")).collect())
         .unwrap_or_default();
-    let state = j.map(|j| format!("{:?}", j.state).to_lowercase());
+    // The journal's own spelling (`rolled-back`).
+    let state = j.and_then(|j| serde_json::to_value(j.state).ok()).and_then(|v| v.as_str().map(String::from));
+    let rolled_back = j.is_some_and(|j| j.state == apply::JournalState::RolledBack);
     match args.format {
         Format::Json => output::print_json(&StatusJson {
             applied: j.is_some_and(|j| j.state == apply::JournalState::Applied),
@@ -62,7 +64,9 @@ pub fn status(root: &HostRoot, args: &StatusArgs) -> Result<Exit, CliError> {
             for p in &pending {
                 t.push_str(&format!("  pending command: {p}\n"));
             }
-            if files.iter().any(|f| f.state != "unchanged") {
+            if rolled_back {
+                t.push_str("Rolled back: the files are as they were before the apply.\n");
+            } else if files.iter().any(|f| f.state != "unchanged") {
                 t.push_str("Some files changed since the apply: `vfioctl rollback` restores the state before the apply and discards those changes.\n");
             }
             output::print(&t)?;

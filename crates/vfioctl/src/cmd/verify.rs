@@ -45,6 +45,9 @@ fn expectation(root: &HostRoot, args: &VerifyArgs, next: Option<&Cmdline>) -> Re
         let journal = Journal::last(root).map_err(CliError::Apply)?;
         return match journal {
             Some(j) => match j.expect {
+                Some(e) if j.state == vfioctl_host::apply::JournalState::RolledBack => {
+                    Ok((e, format!("the apply of journal {}, which was rolled back since (so failures are expected)", j.id)))
+                }
                 Some(e) => Ok((e, format!("the apply of journal {}", j.id))),
                 None => Err(CliError::Usage(format!(
                     "journal {} does not record what to expect (written by an older vfioctl): name the devices, e.g. `vfioctl verify gpu`",
