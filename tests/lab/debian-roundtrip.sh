@@ -47,14 +47,14 @@ rm -rf "$root/sys" "$root/proc"
 cp -a "$repo/examples/hosts/r2600x/sys" "$repo/examples/hosts/r2600x/proc" "$root/"
 mkdir -p "$root/etc/default"
 cp "$repo/examples/hosts/r2600x/etc/default/grub" "$root/etc/default/grub"
-kver=$(ls "$root/lib/modules" | head -1)
+kver=$(find "$root/lib/modules" -mindepth 1 -maxdepth 1 -printf '%f\n' | sort | head -1)
 printf '%s\n' "$kver" > "$root/proc/sys/kernel/osrelease"
 
 vfioctl="$repo/target/debug/vfioctl"
 [ -x "$vfioctl" ] || (cd "$repo" && cargo build -q -p vfioctl)
 snapshot() { (cd "$root" && find etc boot -type f -print0 | sort -z | xargs -0 sha256sum; find etc boot -type f -printf '%p %m %U %G\n' | sort); }
 before=$(snapshot)
-initrd=$(ls "$root"/boot/initrd.img-* | head -1)
+initrd=$(find "$root/boot" -maxdepth 1 -name 'initrd.img-*' | sort | head -1)
 
 echo "lab: vfioctl apply (runs update-initramfs in the root)"
 "$vfioctl" --root "$root" apply gpu --vcpus 8 --memory 16G --hugepages 2M --yes | tee "$work/apply.txt"

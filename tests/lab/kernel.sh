@@ -37,7 +37,7 @@ fi
 meta=$(ls linux-image-amd64_*.deb)
 # The metapackage depends on the real image, e.g. `linux-image-6.1.0-56-amd64 (= 6.1.192-2)`
 # (signed on amd64); an `-unsigned` build of the same name is tried when that is missing.
-image=$(dpkg-deb -f "$meta" Depends | tr ',|' '\n\n' | sed -n 's/^ *\(linux-image-[^ (]*\).*/\1/p' | head -1)
+image=$(dpkg-deb -f "$meta" Depends | sed 's/[,|]/\n/g' | sed -n 's/^ *\(linux-image-[^ (]*\).*/\1/p' | head -1)
 [ -n "$image" ] || { echo "lab kernel: $meta depends on no linux-image package" >&2; exit 1; }
 got=""
 for pkg in "$image" "$image-unsigned"; do
@@ -47,7 +47,7 @@ done
 [ -n "$got" ] || { cat "$work/apt.err" >&2; echo "lab kernel: cannot download $image (signed or unsigned)" >&2; exit 1; }
 deb=$(ls "${got}"_*.deb)
 dpkg -x "$deb" "$work/x"
-kernel=$(ls "$work"/x/boot/vmlinuz-* 2>/dev/null | head -1 || true)
+kernel=$(find "$work/x/boot" -maxdepth 1 -name 'vmlinuz-*' 2>/dev/null | head -1 || true)
 [ -s "$kernel" ] || { echo "lab kernel: $deb holds no /boot/vmlinuz-*" >&2; exit 1; }
 version=${kernel##*/vmlinuz-}
 [ -e "$work/x/lib/modules/$version/modules.order" ] || { echo "lab kernel: $deb holds no /lib/modules/$version" >&2; exit 1; }
