@@ -3,7 +3,7 @@ use serde_json::json;
 use super::*;
 use crate::domain::hyperv::REQUIRES;
 use crate::plan::pinning::{self, tests::shape};
-use crate::plan::{CmdlineChange, CpuRequest, Hugepages, MemoryPlan};
+use crate::plan::{CpuRequest, Hugepages, MemoryPlan};
 
 fn device(addr: &str, vendor: &str, device: &str, class: &str) -> PlannedDevice {
     PlannedDevice {
@@ -21,24 +21,18 @@ fn device(addr: &str, vendor: &str, device: &str, class: &str) -> PlannedDevice 
 /// and its HDMI audio.
 fn plan() -> Plan {
     let t = shape(1, 2, 2, 4, 2, true, &[8192]);
-    Plan {
-        devices: vec![device("0d:00.0", "1002", "66af", "0300"), device("0d:00.1", "1002", "ab20", "0403")],
-        vfio_ids: vec!["1002:66af".into(), "1002:ab20".into()],
-        numa_node: Some(0),
-        cpu: pinning::place(&t, &CpuRequest { vcpus: Some(8), node: Some(0) }).unwrap(),
-        memory: MemoryPlan {
+    let mut p = Plan::cpu_and_memory(
+        pinning::place(&t, &CpuRequest { vcpus: Some(8), node: Some(0) }).unwrap(),
+        MemoryPlan {
             mib: 16384,
             hugepages: Some(Hugepages { size_kib: 1 << 20, count: 16, node: Some(0), reserve_at_boot: true }),
             reasons: Vec::new(),
         },
-        kernel_cmdline: CmdlineChange::default(),
-        cmdline_source: String::new(),
-        modprobe: Vec::new(),
-        initramfs_modules: Vec::new(),
-        reasons: Vec::new(),
-        warnings: Vec::new(),
-        forced: Vec::new(),
-    }
+    );
+    p.devices = vec![device("0d:00.0", "1002", "66af", "0300"), device("0d:00.1", "1002", "ab20", "0403")];
+    p.vfio_ids = vec!["1002:66af".into(), "1002:ab20".into()];
+    p.numa_node = Some(0);
+    p
 }
 
 fn host() -> KubeVirtHost {
