@@ -176,14 +176,53 @@ impl Patcher<'_> {
         self.report.changes.push(what);
     }
 
+    /// Sets `want`'s attributes on `have` (except `keep`, see [`sync_attrs`]), and
+    /// `tidy`'s clean-up, saying what changed.
+    fn sync(&mut self, have: &mut Element, want: &Element, keep: &[&str], tidy: impl Fn(&mut Element) -> bool) {
+        let before = have.to_xml();
+        let mut any = sync_attrs(have, want, keep);
+        any |= tidy(have);
+        if any {
+            self.changed(format!("{} → {}", one_line(&before), one_line(&have.to_xml())));
+        }
+    }
+
+    /// The child of `have` that `same` picks is synced with `want`; without one, a copy of
+    /// `want` (with its comment in `from`) goes after the last sibling of its name, or at
+    /// the end with [`Place::End`].
+    fn upsert(
+        &mut self,
+        have: &mut Element,
+        from: &Element,
+        want: &Element,
+        same: impl Fn(&Element) -> bool,
+        place: Place,
+        tidy: impl Fn(&mut Element) -> bool,
+    ) {
+        let found = have.elements().position(|c| c.name == want.name && same(c));
+        match found {
+            Some(i) => {
+                if let Some(c) = have.elements_mut().nth(i) {
+                    self.sync(c, want, &[], tidy);
+                }
+            }
+            None => {
+                let after = match place {
+                    Place::AfterSiblings => {
+                        have.elements().enumerate().filter(|(_, c)| c.name == want.name).map(|(i, _)| i).last()
+                    }
+                    Place::End => None,
+                };
+                have.insert(after, with_comment(from, want), 2, &self.unit);
+                self.changed(format!("added {}", one_line(&want.to_xml())));
+            }
+        }
+    }
+
     /// Inserts a copy of `want` (with the comment in front of it in `from`) into
     /// `parent` at `depth`, in libvirt's order.
     fn insert(&mut self, parent: &mut Element, from: &Element, want: &Element, depth: usize, order: &[&str]) {
-        let mut nodes = Vec::new();
-        if let Some(c) = comment_before(from, want) {
-            nodes.push(c);
-        }
-        nodes.push(Node::Element(want.clone()));
+        let nodes = with_comment(from, want);
         let rank = order.iter().position(|n| *n == want.name);
         let after = rank.and_then(|r| {
             parent
@@ -247,12 +286,7 @@ impl Patcher<'_> {
                     None => self.insert(e, d, wmb, 1, DOMAIN_ORDER),
                     Some(mb) => {
                         mb.remove_elements(|c| c.name == "hugepages");
-                        let mut nodes = Vec::new();
-                        if let Some(c) = comment_before(wmb, w) {
-                            nodes.push(c);
-                        }
-                        nodes.push(Node::Element(w.clone()));
-                        mb.insert(None, nodes, 2, &self.unit);
+                        mb.insert(None, with_comment(wmb, w), 2, &self.unit);
                     }
                 }
                 self.changed(format!("hugepages: {}", one_line(&w.to_xml())));
@@ -276,25 +310,12 @@ impl Patcher<'_> {
         }
         for w in want.elements() {
             let key = match w.name.as_str() {
-                "vcpupin" => "vcpu",
-                "iothreadpin" => "iothread",
-                _ => "",
+                "vcpupin" => Some("vcpu"),
+                "iothreadpin" => Some("iothread"),
+                _ => None,
             };
-            let found =
-                have.elements_mut().find(|c| c.name == w.name && (key.is_empty() || c.attr(key) == w.attr(key)));
-            match found {
-                Some(c) => {
-                    let before = c.to_xml();
-                    if sync_attrs(c, w, &[]) {
-                        self.report.changes.push(format!("{} → {}", one_line(&before), one_line(&c.to_xml())));
-                    }
-                }
-                None => {
-                    let after = have.elements().enumerate().filter(|(_, c)| c.name == w.name).map(|(i, _)| i).last();
-                    have.insert(after, vec![Node::Element(w.clone())], 2, &self.unit);
-                    self.report.changes.push(format!("added {}", one_line(&w.to_xml())));
-                }
-            }
+            let same = |c: &Element| key.is_none_or(|k| c.attr(k) == w.attr(k));
+            self.upsert(have, want, w, same, Place::AfterSiblings, |_| false);
         }
     }
 
@@ -302,13 +323,8 @@ impl Patcher<'_> {
         let Some(want) = d.child("numatune") else { return };
         let Some(wm) = want.child("memory") else { return };
         match e.child_mut("numatune").and_then(|n| n.child_mut("memory")) {
-            Some(m) => {
-                let before = m.to_xml();
-                // The mode is the user's; the node is the plan's.
-                if sync_attrs(m, wm, &["mode"]) {
-                    self.report.changes.push(format!("{} → {}", one_line(&before), one_line(&m.to_xml())));
-                }
-            }
+            // The mode is the user's; the node is the plan's.
+            Some(m) => self.sync(m, wm, &["mode"], |_| false),
             None => {
                 if e.child("numatune").is_some() {
                     if let Some(n) = e.child_mut("numatune") {
@@ -340,12 +356,7 @@ impl Patcher<'_> {
         for w in want.elements() {
             let here = format!("{path}/{}", w.name);
             if have.child(&w.name).is_none() {
-                let mut nodes = Vec::new();
-                if let Some(c) = comment_before(want, w) {
-                    nodes.push(c);
-                }
-                nodes.push(Node::Element(w.clone()));
-                have.insert(None, nodes, depth, &self.unit);
+                have.insert(None, with_comment(want, w), depth, &self.unit);
                 self.changed(format!("added <{here}>: {}", one_line(&w.to_xml())));
                 continue;
             }
@@ -390,30 +401,11 @@ impl Patcher<'_> {
             self.report.changes.push(format!("{} → {}", before, start_tag(have)));
         }
         for w in want.elements() {
-            let found = have
-                .elements_mut()
-                .find(|c| c.name == w.name && (w.name != "feature" || c.attr("name") == w.attr("name")));
-            match found {
-                Some(c) => {
-                    let before = c.to_xml();
-                    let mut any = sync_attrs(c, w, &[]);
-                    if c.name == "cache" && c.attr("mode") == Some("passthrough") {
-                        any |= c.remove_attr("level");
-                    }
-                    if any {
-                        self.report.changes.push(format!("{} → {}", one_line(&before), one_line(&c.to_xml())));
-                    }
-                }
-                None => {
-                    let mut nodes = Vec::new();
-                    if let Some(c) = comment_before(want, w) {
-                        nodes.push(c);
-                    }
-                    nodes.push(Node::Element(w.clone()));
-                    have.insert(None, nodes, 2, &self.unit);
-                    self.report.changes.push(format!("added {}", one_line(&w.to_xml())));
-                }
-            }
+            let same = |c: &Element| w.name != "feature" || c.attr("name") == w.attr("name");
+            // A passthrough cache has no level.
+            let tidy =
+                |c: &mut Element| c.name == "cache" && c.attr("mode") == Some("passthrough") && c.remove_attr("level");
+            self.upsert(have, want, w, same, Place::End, tidy);
         }
     }
 
@@ -426,19 +418,7 @@ impl Patcher<'_> {
         }
         let Some(have) = e.child_mut("clock") else { return };
         for w in want.children_named("timer") {
-            let found = have.elements().position(|c| c.name == "timer" && c.attr("name") == w.attr("name"));
-            match found.and_then(|i| have.elements_mut().nth(i)) {
-                Some(c) => {
-                    let before = c.to_xml();
-                    if sync_attrs(c, w, &[]) {
-                        self.report.changes.push(format!("{} → {}", one_line(&before), one_line(&c.to_xml())));
-                    }
-                }
-                None => {
-                    have.insert(None, vec![Node::Element(w.clone())], 2, &self.unit);
-                    self.report.changes.push(format!("added {}", one_line(&w.to_xml())));
-                }
-            }
+            self.upsert(have, want, w, |c| c.attr("name") == w.attr("name"), Place::End, |_| false);
         }
     }
 
@@ -724,6 +704,20 @@ impl Patcher<'_> {
             }
         }
     }
+}
+
+/// Where [`Patcher::upsert`] puts a new child.
+#[derive(Debug, Clone, Copy)]
+enum Place {
+    AfterSiblings,
+    End,
+}
+
+/// A copy of `child` for inserting, with the comment in front of it in `parent`.
+fn with_comment(parent: &Element, child: &Element) -> Vec<Node> {
+    let mut nodes: Vec<Node> = comment_before(parent, child).into_iter().collect();
+    nodes.push(Node::Element(child.clone()));
+    nodes
 }
 
 /// The comment directly in front of `child` among `parent`'s children.
