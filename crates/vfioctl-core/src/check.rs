@@ -64,6 +64,14 @@ pub struct Program {
     pub version: Option<String>,
 }
 
+impl Program {
+    /// The version as (major, minor): `9.0.0` → (9, 0).
+    pub fn major_minor(&self) -> Option<(u32, u32)> {
+        let mut it = self.version.as_deref()?.split('.');
+        Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+    }
+}
+
 /// The kernel command line configured for the next boot, and where it was found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NextBoot {
@@ -123,6 +131,11 @@ pub struct Facts {
 }
 
 impl Facts {
+    /// An invariant TSC (`constant_tsc` and `nonstop_tsc`), which a guest can be given.
+    pub fn invtsc(&self) -> bool {
+        self.cpu_flags.as_ref().is_some_and(|f| f.contains("constant_tsc") && f.contains("nonstop_tsc"))
+    }
+
     /// Facts of a host about which nothing is known; readers fill in what they find.
     pub fn unknown(live: bool, vendor: CpuVendor) -> Self {
         Facts {

@@ -4,43 +4,32 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use vfioctl_core::audit::AuditHost;
-use vfioctl_core::check::HugepagePool;
+use vfioctl_core::check::{Facts, Program};
+use vfioctl_core::edit::qemu_conf::PATH as QEMU_CONF;
 use vfioctl_core::iommu::IommuGroup;
 use vfioctl_core::pci::{PciAddress, PciDevice};
 use vfioctl_core::topology::Topology;
-use vfioctl_core::vendor::CpuVendor;
 
 use crate::root::HostRoot;
 use crate::{cpu, facts, pci, HostError, Warning};
 
-/// libvirt's QEMU driver configuration.
-pub const QEMU_CONF: &str = "/etc/libvirt/qemu.conf";
-
 /// The host, owned; [`AuditFacts::host`] lends it to the pure audit.
 #[derive(Debug)]
 pub struct AuditFacts {
-    pub vendor: CpuVendor,
     pub topology: Topology,
     pub devices: BTreeMap<PciAddress, PciDevice>,
     pub groups: Vec<IommuGroup>,
-    pub hugepages: Vec<HugepagePool>,
-    pub libvirt: Option<(u32, u32)>,
+    /// What `check` knows of the host: vendor, hugepage pools, programs and their versions.
+    pub facts: Facts,
     /// qemu.conf's text; empty when the file is absent, `None` when unreadable.
     pub qemu_conf: Option<String>,
     pub input_by_id: Option<BTreeSet<String>>,
     pub warnings: Vec<Warning>,
 }
 
-/// `9.0.0` → (9, 0).
-fn major_minor(v: &str) -> Option<(u32, u32)> {
-    let mut it = v.split('.');
-    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
-}
-
 pub fn gather(root: &HostRoot) -> Result<AuditFacts, HostError> {
     let inv = pci::read(root)?;
     let (topology, cpu_warnings) = cpu::read(root)?;
-    let f = facts::gather(root);
     let qemu_conf = match root.read_optional(QEMU_CONF) {
         Ok(Some(t)) => Some(t),
         Ok(None) => Some(String::new()),
@@ -54,12 +43,10 @@ pub fn gather(root: &HostRoot) -> Result<AuditFacts, HostError> {
     let mut warnings = inv.warnings;
     warnings.extend(cpu_warnings);
     Ok(AuditFacts {
-        vendor: f.vendor,
         topology,
         devices: inv.devices,
         groups: inv.groups,
-        hugepages: f.hugepages,
-        libvirt: f.libvirt.as_ref().and_then(|l| l.version.as_deref()).and_then(major_minor),
+        facts: facts::gather(root),
         qemu_conf,
         input_by_id,
         warnings,
@@ -69,12 +56,12 @@ pub fn gather(root: &HostRoot) -> Result<AuditFacts, HostError> {
 impl AuditFacts {
     pub fn host(&self) -> AuditHost<'_> {
         AuditHost {
-            vendor: self.vendor,
+            vendor: self.facts.vendor,
             topology: &self.topology,
             devices: &self.devices,
             groups: &self.groups,
-            hugepages: &self.hugepages,
-            libvirt: self.libvirt,
+            hugepages: &self.facts.hugepages,
+            libvirt: self.facts.libvirt.as_ref().and_then(Program::major_minor),
             qemu_conf: self.qemu_conf.as_deref(),
             input_by_id: self.input_by_id.as_ref(),
         }

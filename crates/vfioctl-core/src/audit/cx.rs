@@ -7,6 +7,7 @@ use std::str::FromStr;
 use super::AuditHost;
 use crate::cpuset::CpuSet;
 use crate::pci::PciAddress;
+use crate::units::number;
 use crate::xml::Element;
 
 /// The domain's pinning, with the elements that say it.
@@ -52,14 +53,6 @@ pub struct Cx<'a> {
     pub pins: Pins<'a>,
     pub hostdevs: Vec<Hostdev<'a>>,
     pub evdev: Vec<Evdev<'a>>,
-}
-
-/// `0x0d` or `13`.
-pub(crate) fn number(s: &str) -> Option<u32> {
-    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        Some(h) => u32::from_str_radix(h, 16).ok(),
-        None => s.parse().ok(),
-    }
 }
 
 fn cpuset(e: &Element) -> Option<CpuSet> {

@@ -225,7 +225,7 @@ fn multifunction(cx: &Cx<'_>, out: &mut Vec<Finding>) {
     let mut slots: BTreeMap<(u32, u32, u32), Vec<Function<'_>>> = BTreeMap::new();
     for dev in devs.elements() {
         let Some(a) = dev.child("address").filter(|a| a.attr("type") == Some("pci")) else { continue };
-        let n = |k: &str| a.attr(k).and_then(super::cx::number);
+        let n = |k: &str| a.attr(k).and_then(crate::units::number);
         let (Some(bus), Some(slot)) = (n("bus"), n("slot")) else { continue };
         slots.entry((n("domain").unwrap_or(0), bus, slot)).or_default().push((n("function").unwrap_or(0), a, dev));
     }

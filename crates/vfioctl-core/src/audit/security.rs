@@ -17,7 +17,7 @@ pub const IDS: &[(&str, Severity, &str)] = &[
 const AREA: Area = Area::Security;
 
 /// The file the findings are about.
-const QEMU_CONF: &str = "/etc/libvirt/qemu.conf";
+use crate::edit::qemu_conf::PATH as QEMU_CONF;
 
 use crate::domain::NATIVE_EVDEV;
 

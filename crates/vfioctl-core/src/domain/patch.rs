@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use std::str::FromStr;
 
 use crate::cpuset::CpuSet;
-use crate::units::element_kib;
+use crate::units::{element_kib, number};
 use crate::xml::{Document, Element, Node};
 
 /// What a patch did, in words, one line per change, plus notes on what it kept that the
@@ -775,13 +775,6 @@ fn yes(v: &str) -> Option<bool> {
         "on" | "yes" => Some(true),
         "off" | "no" => Some(false),
         _ => None,
-    }
-}
-
-fn number(s: &str) -> Option<u32> {
-    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        Some(h) => u32::from_str_radix(h, 16).ok(),
-        None => s.parse().ok(),
     }
 }
 

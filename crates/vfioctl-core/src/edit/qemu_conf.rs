@@ -25,6 +25,9 @@ use super::EditError;
 /// The file, for messages.
 const WHAT: &str = "/etc/libvirt/qemu.conf";
 /// The setting.
+/// Where libvirt's QEMU driver reads this file.
+pub const PATH: &str = "/etc/libvirt/qemu.conf";
+
 pub const KEY: &str = "cgroup_device_acl";
 /// libvirt's built-in list (`defaultDeviceACL`, qemu_cgroup.c) of the 6.x to 9.x releases
 /// (older ones also had `/dev/kqemu`, `/dev/rtc` and `/dev/hpet`, later ones add

@@ -286,7 +286,7 @@ pub fn prepare(root: &HostRoot, plan: &Plan, separate_entry: bool) -> Result<Pre
 }
 
 /// libvirt's QEMU driver configuration.
-pub const QEMU_CONF: &str = "/etc/libvirt/qemu.conf";
+pub use vfioctl_core::edit::qemu_conf::PATH as QEMU_CONF;
 
 /// The first libvirt with `<input type='evdev'>`, which it sets up itself (device cgroup,
 /// namespace, DAC/SELinux/AppArmor labels); older ones need `cgroup_device_acl`.

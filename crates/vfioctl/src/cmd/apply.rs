@@ -1,6 +1,7 @@
 //! `vfioctl apply`: the plan's host configuration as one transaction.
 
 use similar::TextDiff;
+use vfioctl_core::check::Program;
 use vfioctl_host::apply::{self, changes, CommandMode, Fault};
 use vfioctl_host::facts;
 use vfioctl_host::root::HostRoot;
@@ -51,7 +52,9 @@ pub fn run(root: &HostRoot, args: &ApplyArgs) -> Result<Exit, CliError> {
     }
     let mut prepared = changes::prepare(root, &p, args.boot_entry == BootEntry::Separate).map_err(CliError::Change)?;
     let evdev = super::domain::evdev_paths(root, &args.evdev);
-    let libvirt = facts::gather(root).libvirt.and_then(|l| super::domain::version(l.version.as_deref()));
+    // libvirt's version decides the qemu.conf change: only asked for when there are devices.
+    let libvirt =
+        if evdev.is_empty() { None } else { facts::gather(root).libvirt.as_ref().and_then(Program::major_minor) };
     changes::evdev_acl(root, &evdev, libvirt).map_err(CliError::Change)?.add_to(&mut prepared);
     let mode = if args.no_commands { CommandMode::Never } else { CommandMode::for_root(root) };
     if apply::pending(root, &prepared.changes).is_empty() {

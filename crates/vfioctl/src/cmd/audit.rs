@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use serde::Serialize;
 use similar::TextDiff;
 use vfioctl_core::audit::{self, Area, Cx, Finding, Severity};
-use vfioctl_core::domain::{self, DiskBus, DomainHost, DomainRequest, GuestOs, Parts};
+use vfioctl_core::domain::{self, DiskBus, DomainRequest, GuestOs, Parts};
 use vfioctl_core::plan::memory::Hugepages;
 use vfioctl_core::plan::{pinning, CpuRequest, HugepageChoice, MemoryPlan, Plan, Request};
 use vfioctl_core::selector::Selector;
@@ -14,14 +14,11 @@ use vfioctl_host::apply::atomic_write;
 use vfioctl_host::audit::{gather, AuditFacts};
 use vfioctl_host::libvirt::Libvirt;
 use vfioctl_host::root::HostRoot;
-use vfioctl_host::{facts, firmware};
 
 use super::plan;
 use crate::cli::{AuditArgs, Format};
 use crate::error::{CliError, Exit};
 use crate::output;
-
-const DEFAULT_URI: &str = "qemu:///system";
 
 #[derive(Serialize)]
 struct Report<'a> {
@@ -111,7 +108,7 @@ fn colour() -> bool {
 }
 
 fn connect(args: &AuditArgs) -> Result<Libvirt, CliError> {
-    Libvirt::open(args.connect.as_deref().unwrap_or(DEFAULT_URI)).map_err(CliError::Libvirt)
+    Libvirt::open(args.connect.as_deref().unwrap_or(super::domain::DEFAULT_URI)).map_err(CliError::Libvirt)
 }
 
 pub fn run(root: &HostRoot, args: &AuditArgs) -> Result<Exit, CliError> {
@@ -242,8 +239,9 @@ fn fix(
         .and_then(|p| p.attr("size"))
         .and_then(|s| s.parse::<u64>().ok())
         .unwrap_or(2048);
-    let have = facts.hugepages.iter().filter(|p| p.size_kib == page_kib).map(|p| p.free * p.size_kib).sum::<u64>()
-        >= mib * 1024;
+    let have =
+        facts.facts.hugepages.iter().filter(|p| p.size_kib == page_kib).map(|p| p.free * p.size_kib).sum::<u64>()
+            >= mib * 1024;
     let hugepages = match (want_pages && have, page_kib) {
         (false, _) => HugepageChoice::None,
         (true, 1048576) => HugepageChoice::Size1G,
@@ -266,8 +264,6 @@ fn fix(
             Request { devices: selectors, vcpus: cx.vcpus, memory_mib: Some(mib), hugepages, force: true },
         )?
     };
-    let f = facts::gather(root);
-    let flags = f.cpu_flags.clone().unwrap_or_default();
     let os = if !cx.windows {
         GuestOs::Linux
     } else if doc.root.find("devices/tpm").is_some() {
@@ -275,15 +271,7 @@ fn fix(
     } else {
         GuestOs::Windows10
     };
-    let dhost = DomainHost {
-        vendor: facts.vendor,
-        invtsc: flags.contains("constant_tsc") && flags.contains("nonstop_tsc"),
-        firmware: firmware::choose(root, &f.ovmf, os == GuestOs::Windows11),
-        emulator: None,
-        libvirt: facts.libvirt,
-        qemu: super::domain::version(f.qemu.as_ref().and_then(|q| q.version.as_deref())),
-        caps: None,
-    };
+    let dhost = super::domain::domain_host(root, &facts.facts, os);
     let req = DomainRequest {
         name: doc.root.find("name").map(|n| n.text()).unwrap_or_default(),
         os,

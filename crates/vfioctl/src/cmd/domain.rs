@@ -1,6 +1,7 @@
 //! `vfioctl domain`: the libvirt domain XML of a plan.
 
 use similar::TextDiff;
+use vfioctl_core::check::{Facts, Program};
 use vfioctl_core::domain::{self, caps, Disk, DiskBus, DomainHost, DomainRequest, GuestOs, Network};
 use vfioctl_core::xml;
 use vfioctl_host::apply::atomic_write;
@@ -8,16 +9,25 @@ use vfioctl_host::libvirt::{Libvirt, LibvirtError};
 use vfioctl_host::root::HostRoot;
 use vfioctl_host::{disk, facts, firmware};
 
-const DEFAULT_URI: &str = "qemu:///system";
+pub(crate) const DEFAULT_URI: &str = "qemu:///system";
 
 use super::plan;
 use crate::cli::{self, DiskBusArg, DomainArgs, OsArg};
 use crate::error::{CliError, Exit};
 use crate::output;
 
-pub(crate) fn version(v: Option<&str>) -> Option<(u32, u32)> {
-    let mut it = v?.split('.');
-    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+/// What the domain depends on besides the plan, from the host's facts (versions from
+/// the version tables until a libvirt connection says better).
+pub(crate) fn domain_host(root: &HostRoot, f: &Facts, os: GuestOs) -> DomainHost {
+    DomainHost {
+        vendor: f.vendor,
+        invtsc: f.invtsc(),
+        firmware: firmware::choose(root, &f.ovmf, os == GuestOs::Windows11),
+        emulator: f.qemu.as_ref().map(|q| q.path.clone()),
+        libvirt: f.libvirt.as_ref().and_then(Program::major_minor),
+        qemu: f.qemu.as_ref().and_then(Program::major_minor),
+        caps: None,
+    }
 }
 
 /// `--evdev` as given: `auto` means the keyboard and mouse links of the host.
@@ -53,16 +63,7 @@ pub fn run(root: &HostRoot, args: &DomainArgs) -> Result<Exit, CliError> {
         OsArg::Win11 => GuestOs::Windows11,
         OsArg::Linux => GuestOs::Linux,
     };
-    let flags = f.cpu_flags.clone().unwrap_or_default();
-    let mut host = DomainHost {
-        vendor: f.vendor,
-        invtsc: flags.contains("constant_tsc") && flags.contains("nonstop_tsc"),
-        firmware: firmware::choose(root, &f.ovmf, os == GuestOs::Windows11),
-        emulator: f.qemu.as_ref().map(|q| q.path.clone()),
-        libvirt: version(f.libvirt.as_ref().and_then(|l| l.version.as_deref())),
-        qemu: version(f.qemu.as_ref().and_then(|q| q.version.as_deref())),
-        caps: None,
-    };
+    let mut host = domain_host(root, &f, os);
     if host.firmware.is_none() {
         eprintln!("vfioctl: warning: no OVMF firmware on this host: the domain has no UEFI loader (vfioctl check says how to install it)");
     }

@@ -92,12 +92,11 @@ fn kubevirt(root: &HostRoot, args: &KubevirtArgs) -> Result<Exit, CliError> {
     // The plan read these already (and printed their warnings).
     let (topology, _) = cpu::read(root)?;
     let f = facts::gather(root);
-    let flags = f.cpu_flags.clone().unwrap_or_default();
     let efficiency_cpus: CpuSet =
         topology.cores.iter().filter(|c| c.kind == Some(CoreKind::Efficiency)).flat_map(|c| c.cpus.iter()).collect();
     let host = KubeVirtHost {
         vendor: f.vendor,
-        invtsc: flags.contains("constant_tsc") && flags.contains("nonstop_tsc"),
+        invtsc: f.invtsc(),
         host_cpus: topology.core_of(0).map(|c| c.cpus.clone()).unwrap_or_default(),
         efficiency_cpus,
         node_cpus: p.numa_node.and_then(|n| topology.node(n)).map_or_else(|| topology.online(), |n| n.cpus.clone()),
