@@ -20,26 +20,7 @@ const AREA: Area = Area::Security;
 use crate::edit::qemu_conf::PATH as QEMU_CONF;
 
 use crate::domain::NATIVE_EVDEV;
-
-/// The first active `name = <number>` of qemu.conf (statements split by line breaks and
-/// `;`, `#` comments); `None` when unset or not a number.
-fn number_setting(text: &str, name: &str) -> Option<i64> {
-    for line in text.lines() {
-        for stmt in line.split(';') {
-            let stmt = stmt.trim_start();
-            if stmt.starts_with('#') {
-                break;
-            }
-            let Some((key, value)) = stmt.split_once('=') else { continue };
-            if key.trim() != name {
-                continue;
-            }
-            let value = value.split('#').next().unwrap_or("").trim();
-            return value.strip_prefix('+').unwrap_or(value).parse().ok();
-        }
-    }
-    None
-}
+use crate::edit::qemu_conf::number_setting;
 
 /// `root`, `+0` or `0`: libvirt's ways to say uid 0.
 fn is_root(user: &str) -> bool {

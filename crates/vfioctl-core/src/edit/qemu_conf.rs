@@ -52,7 +52,8 @@ struct Item {
 
 #[derive(Debug)]
 enum Value {
-    Number,
+    /// `None` when it does not fit an `i64` (libvirt refuses those too).
+    Number(Option<i64>),
     Str(String),
     /// `open` is the `[`, `close` the `]`.
     List {
@@ -175,7 +176,8 @@ impl Parser<'_> {
                 while self.cur().is_some_and(|c| c.is_ascii_digit()) {
                     self.i += 1;
                 }
-                Value::Number
+                let digits = self.text.get(start..self.i).unwrap_or("");
+                Value::Number(digits.strip_prefix('+').unwrap_or(digits).parse().ok())
             }
             _ => return Err(self.error("expecting a value")),
         };
@@ -247,6 +249,15 @@ pub fn device_acl(text: &str) -> Option<Vec<String>> {
 pub fn string_setting(text: &str, name: &str) -> Option<String> {
     match parse(text).ok()?.into_iter().find(|e| e.name == name)?.value.value {
         Value::Str(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// The value of the first active `name = <number>` setting (`None` when unset, not a
+/// number, or the file does not parse).
+pub fn number_setting(text: &str, name: &str) -> Option<i64> {
+    match parse(text).ok()?.into_iter().find(|e| e.name == name)?.value.value {
+        Value::Number(n) => n,
         _ => None,
     }
 }
