@@ -2,7 +2,10 @@
 //! narrower way to what the guides wanted root for (evdev).
 
 use super::{Area, Cx, Finding, Severity};
-use crate::edit::qemu_conf::string_setting;
+use crate::domain::NATIVE_EVDEV;
+// The file the findings are about.
+use crate::edit::qemu_conf::PATH as QEMU_CONF;
+use crate::edit::qemu_conf::{number_setting, string_setting};
 
 /// (id, severity, title) of every finding this area makes.
 pub const IDS: &[(&str, Severity, &str)] = &[
@@ -15,12 +18,6 @@ pub const IDS: &[(&str, Severity, &str)] = &[
 ];
 
 const AREA: Area = Area::Security;
-
-/// The file the findings are about.
-use crate::edit::qemu_conf::PATH as QEMU_CONF;
-
-use crate::domain::NATIVE_EVDEV;
-use crate::edit::qemu_conf::number_setting;
 
 /// `root`, `+0` or `0`: libvirt's ways to say uid 0.
 fn is_root(user: &str) -> bool {
