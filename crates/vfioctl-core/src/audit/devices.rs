@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::cx::Evdev;
 use super::{Area, Cx, Finding, Hostdev, Severity};
+use crate::domain::NATIVE_EVDEV;
 use crate::edit::qemu_conf::{device_acl, DEFAULT_ACL};
 use crate::pci::{PciAddress, PciDevice};
 use crate::xml::Element;
@@ -32,8 +33,6 @@ pub const IDS: &[(&str, Severity, &str)] = &[
 ];
 
 const AREA: Area = Area::Devices;
-
-use crate::domain::NATIVE_EVDEV;
 
 /// Bound to vfio-pci (or one of its vendor variants, `mlx5_vfio_pci`, …).
 fn on_vfio(d: &PciDevice) -> bool {
