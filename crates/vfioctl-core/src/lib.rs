@@ -20,7 +20,6 @@ pub mod cmdline;
 pub mod cpuset;
 pub mod domain;
 pub mod edit;
-pub mod grub;
 pub mod iomem;
 pub mod iommu;
 pub mod kmod;

@@ -10,8 +10,8 @@ use vfioctl_core::iommu::IommuGroup;
 use vfioctl_core::pci::{PciAddress, PciDevice};
 use vfioctl_core::topology::Topology;
 
-use crate::root::HostRoot;
-use crate::{cpu, facts, pci, HostError, Warning};
+use crate::host::Host;
+use crate::{HostError, Warning};
 
 /// The host, owned; [`AuditFacts::host`] lends it to the pure audit.
 #[derive(Debug)]
@@ -27,9 +27,10 @@ pub struct AuditFacts {
     pub warnings: Vec<Warning>,
 }
 
-pub fn gather(root: &HostRoot) -> Result<AuditFacts, HostError> {
-    let inv = pci::read(root)?;
-    let (topology, cpu_warnings) = cpu::read(root)?;
+pub fn gather(host: &Host) -> Result<AuditFacts, HostError> {
+    let root = host.root();
+    let inv = host.pci()?.clone();
+    let (topology, cpu_warnings) = host.topology()?.clone();
     let qemu_conf = match root.read_optional(QEMU_CONF) {
         Ok(Some(t)) => Some(t),
         Ok(None) => Some(String::new()),
@@ -46,7 +47,7 @@ pub fn gather(root: &HostRoot) -> Result<AuditFacts, HostError> {
         topology,
         devices: inv.devices,
         groups: inv.groups,
-        facts: facts::gather(root),
+        facts: host.facts().clone(),
         qemu_conf,
         input_by_id,
         warnings,

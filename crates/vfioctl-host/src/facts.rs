@@ -8,12 +8,13 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use vfioctl_core::check::{DeviceNodes, Facts, HugepagePool, NextBoot, Program};
+use vfioctl_core::check::{DeviceNodes, Facts, HugepagePool, Program};
 use vfioctl_core::cmdline::Cmdline;
 use vfioctl_core::modprobe::ModprobeConfig;
 use vfioctl_core::vendor::{self, CpuVendor};
-use vfioctl_core::{grub, iomem, kmod, sysfs_value};
+use vfioctl_core::{iomem, kmod, sysfs_value};
 
+use crate::boot::BootSetup;
 use crate::root::HostRoot;
 
 /// Snapshots stand in for programs with a file that starts with this line, followed by
@@ -61,8 +62,9 @@ fn read(root: &HostRoot, path: &str) -> Option<String> {
     root.read_optional(path).ok().flatten()
 }
 
-/// Gathers every fact for `vfioctl check`.
-pub fn gather(root: &HostRoot) -> Facts {
+/// Gathers every fact for `vfioctl check`; the next boot's command line is the one the
+/// boot setup (`boot::detect`, done once per command) found.
+pub fn gather(root: &HostRoot, boot: &BootSetup) -> Facts {
     let live = root.is_live();
     let cpuinfo = read(root, "/proc/cpuinfo");
     let vendor = cpuinfo.as_deref().and_then(CpuVendor::from_cpuinfo).unwrap_or(CpuVendor::Other);
@@ -77,7 +79,7 @@ pub fn gather(root: &HostRoot) -> Facts {
     f.acpi_ivrs = root.exists("/sys/firmware/acpi/tables/IVRS");
     f.iommu_groups = root.list(crate::pci::IOMMU_GROUPS).ok().map(|g| g.len());
     f.cmdline = read(root, "/proc/cmdline").map(|c| Cmdline::parse(&c));
-    f.next_boot = next_boot(root);
+    f.next_boot = boot.next_boot.clone();
     f.kernel_release = read(root, "/proc/sys/kernel/osrelease").map(|r| r.trim().to_string()).filter(|r| !r.is_empty());
     if let Some(rel) = f.kernel_release.clone().filter(|r| !r.contains('/')) {
         for base in ["/lib/modules", "/usr/lib/modules"] {
@@ -177,84 +179,6 @@ fn controllers_from(mountinfo: &str, placement: &str, read: impl Fn(&str) -> Opt
         }
     }
     set
-}
-
-/// The kernel command line the next boot will use, from the boot loader configuration
-/// this host has, most specific first.
-pub fn next_boot(root: &HostRoot) -> Option<NextBoot> {
-    let found = |source: String, text: &str| Some(NextBoot { source, cmdline: Cmdline::parse(text) });
-    if let Some(t) = read(root, "/etc/kernel/cmdline") {
-        return found("/etc/kernel/cmdline".into(), &t);
-    }
-    for dir in ["/boot/loader/entries", "/efi/loader/entries", "/boot/efi/loader/entries"] {
-        let Ok(names) = root.list(dir) else { continue };
-        let entries: Vec<&String> = names.iter().filter(|n| n.ends_with(".conf")).collect();
-        if entries.is_empty() {
-            continue;
-        }
-        let loader = dir.trim_end_matches("/entries");
-        let default = read(root, &format!("{loader}/loader.conf"))
-            .and_then(|t| t.lines().find_map(|l| l.trim().strip_prefix("default").map(|v| v.trim().to_string())));
-        let chosen = default
-            .as_deref()
-            .and_then(|pat| {
-                entries.iter().find(|e| kmod::glob_match(pat, e) || kmod::glob_match(&format!("{pat}.conf"), e))
-            })
-            .or(entries.last())
-            .copied()?;
-        let path = format!("{dir}/{chosen}");
-        let text = read(root, &path)?;
-        let mut options: Vec<&str> =
-            text.lines().filter_map(|l| l.trim().strip_prefix("options")).map(str::trim).collect();
-        let grubenv;
-        if options.iter().any(|o| o.contains("$kernelopts")) {
-            // Fedora/RHEL BLS entries under GRUB take $kernelopts from grubenv.
-            grubenv = read(root, "/boot/grub2/grubenv")
-                .and_then(|t| t.lines().find_map(|l| l.strip_prefix("kernelopts=").map(str::to_string)))
-                .unwrap_or_default();
-            options = options.iter().map(|o| if o.contains("$kernelopts") { grubenv.as_str() } else { o }).collect();
-        }
-        return found(format!("boot loader entry {path}"), &options.join(" "));
-    }
-    if let Some(main) = read(root, "/etc/default/grub") {
-        let mut files = vec![main];
-        let mut source = "/etc/default/grub".to_string();
-        if let Ok(names) = root.list("/etc/default/grub.d") {
-            for n in names.iter().filter(|n| n.ends_with(".cfg")) {
-                if let Some(t) = read(root, &format!("/etc/default/grub.d/{n}")) {
-                    files.push(t);
-                    source.push_str(&format!(" + grub.d/{n}"));
-                }
-            }
-        }
-        if let Some(c) = grub::kernel_cmdline(files.iter().map(String::as_str)) {
-            return found(source, &c);
-        }
-    }
-    if let Some(t) = read(root, "/boot/refind_linux.conf") {
-        let line = t.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#'))?;
-        let quoted: Vec<&str> = line.split('"').skip(1).step_by(2).collect();
-        return found("/boot/refind_linux.conf".into(), quoted.get(1).copied().unwrap_or(""));
-    }
-    if let Some(t) = read(root, "/etc/kernelstub/configuration") {
-        let v: serde_json::Value = serde_json::from_str(&t).ok()?;
-        let opts: Vec<&str> = v["user"]["kernel_options"].as_array()?.iter().filter_map(|o| o.as_str()).collect();
-        return found("kernelstub (/etc/kernelstub/configuration)".into(), &opts.join(" "));
-    }
-    for path in ["/boot/limine.conf", "/boot/limine/limine.conf", "/boot/EFI/limine/limine.conf"] {
-        if let Some(t) = read(root, path) {
-            let line = t.lines().find_map(|l| {
-                let l = l.trim();
-                l.strip_prefix("cmdline:")
-                    .or_else(|| l.strip_prefix("kernel_cmdline:"))
-                    .or_else(|| l.strip_prefix("CMDLINE="))
-            });
-            if let Some(l) = line {
-                return found(path.to_string(), l.trim());
-            }
-        }
-    }
-    None
 }
 
 fn modprobe(root: &HostRoot) -> ModprobeConfig {
@@ -400,35 +324,5 @@ mod tests {
     fn versions_and_globs() {
         assert_eq!(version_of("QEMU emulator version 7.2.9 (Debian 1:7.2+dfsg-7+deb12u6)\nCopyright"), "7.2.9");
         assert_eq!(version_of("libvirtd (libvirt) 9.0.0"), "9.0.0");
-    }
-
-    #[test]
-    fn next_boot_from_each_loader() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = HostRoot::new(dir.path());
-        let w = |p: &str, t: &str| {
-            let real = root.path(p);
-            std::fs::create_dir_all(real.parent().unwrap()).unwrap();
-            std::fs::write(real, t).unwrap();
-        };
-        assert_eq!(next_boot(&root), None);
-        w("/boot/refind_linux.conf", "\"Boot with standard options\"  \"ro root=UUID=x quiet amd_iommu=on\"\n");
-        assert_eq!(next_boot(&root).unwrap().cmdline.value("amd_iommu"), Some("on"));
-        w("/etc/default/grub", "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet splash\"\nGRUB_CMDLINE_LINUX=\"intel_iommu=on\"\n");
-        w("/etc/default/grub.d/90-vfio.cfg", "GRUB_CMDLINE_LINUX_DEFAULT=\"$GRUB_CMDLINE_LINUX_DEFAULT iommu=pt\"\n");
-        let nb = next_boot(&root).unwrap();
-        assert_eq!(nb.cmdline.to_string(), "intel_iommu=on quiet splash iommu=pt");
-        assert!(nb.source.contains("grub.d/90-vfio.cfg"));
-        w("/boot/loader/loader.conf", "default arch.conf\n");
-        w(
-            "/boot/loader/entries/arch.conf",
-            "title Arch\nlinux /vmlinuz-linux\noptions root=PARTLABEL=x amd_iommu=on\noptions iommu=pt\n",
-        );
-        w("/boot/loader/entries/arch-lts.conf", "options root=PARTLABEL=x\n");
-        let nb = next_boot(&root).unwrap();
-        assert_eq!(nb.source, "boot loader entry /boot/loader/entries/arch.conf");
-        assert!(nb.cmdline.has_value("iommu", "pt"));
-        w("/etc/kernel/cmdline", "root=UUID=y rw\n");
-        assert_eq!(next_boot(&root).unwrap().source, "/etc/kernel/cmdline");
     }
 }

@@ -10,11 +10,13 @@ use std::path::PathBuf;
 
 pub mod apply;
 pub mod audit;
+pub mod boot;
 pub mod cpu;
 pub mod disk;
 pub mod drivers;
 pub mod facts;
 pub mod firmware;
+pub mod host;
 pub mod libvirt;
 pub mod pci;
 pub mod pci_ids;

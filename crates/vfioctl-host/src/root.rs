@@ -2,10 +2,19 @@
 //! snapshot or a fixture tree otherwise). Paths inside it are written as the host sees
 //! them (`/sys/kernel/iommu_groups`) and joined here, so nothing else in vfioctl builds
 //! file-system paths by hand.
+//!
+//! One root, one read: a text file is read from the disk once per command and kept
+//! ([`HostRoot::read`] hands every later caller the same text), so every part of vfioctl
+//! judges the same bytes even if the file changes meanwhile. Clones share that memory.
+//! A [`ReadLog`] (switched on by the `VFIOCTL_READ_LOG` environment variable in the CLI)
+//! counts every real read, listing and program run, which is how the tests prove that no
+//! command reads a host file twice.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 /// A failed read of a host file, with the path as the host names it and the real path.
 #[derive(Debug, thiserror::Error)]
@@ -46,15 +55,83 @@ impl RootError {
 /// limit is generous for /proc files and keeps a wrong `--root` from reading a disk image).
 const MAX_TEXT: u64 = 16 << 20;
 
-/// Where the host is. Cheap to clone.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a command read of its host: every real file read, directory listing and program
+/// run, with how often. Shared by the clones of a [`HostRoot`].
+#[derive(Debug, Default)]
+pub struct ReadLog {
+    counts: Mutex<BTreeMap<String, u32>>,
+}
+
+impl ReadLog {
+    fn note(&self, kind: &str, what: &Path) {
+        if let Ok(mut c) = self.counts.lock() {
+            *c.entry(format!("{kind} {}", what.display())).or_default() += 1;
+        }
+    }
+
+    /// Records that a program was run (`run /usr/bin/qemu-system-x86_64 --version`).
+    pub fn note_program(&self, argv: &[&str]) {
+        self.note("run", Path::new(&argv.join(" ")));
+    }
+
+    /// `KIND PATH COUNT` lines, sorted (`read /proc/cpuinfo 1`).
+    pub fn render(&self) -> String {
+        let c = self.counts.lock().map(|c| c.clone()).unwrap_or_default();
+        c.iter().map(|(k, n)| format!("{k} {n}\n")).collect()
+    }
+}
+
+/// A text file as it was read: its text, `None` when it does not exist, or why it could
+/// not be read.
+type Remembered = Result<Option<Arc<str>>, Unreadable>;
+
+/// A failed read, kept so that a second caller gets the same error.
+#[derive(Debug, Clone)]
+enum Unreadable {
+    Os(i32),
+    Other(io::ErrorKind, String),
+    TooLarge,
+}
+
+/// `ENOENT`: what a read of a file that does not exist fails with.
+const ENOENT: i32 = 2;
+
+/// Where the host is. Cheap to clone; clones share the memory of what was read.
+#[derive(Debug, Clone)]
 pub struct HostRoot {
     base: PathBuf,
+    memo: Arc<Mutex<BTreeMap<PathBuf, Remembered>>>,
+    log: Option<Arc<ReadLog>>,
 }
+
+impl PartialEq for HostRoot {
+    fn eq(&self, other: &Self) -> bool {
+        self.base == other.base
+    }
+}
+
+impl Eq for HostRoot {}
 
 impl HostRoot {
     pub fn new(base: impl Into<PathBuf>) -> Self {
-        HostRoot { base: base.into() }
+        HostRoot { base: base.into(), memo: Arc::default(), log: None }
+    }
+
+    /// The same root, counting what it reads into `log`.
+    pub fn with_log(mut self, log: Arc<ReadLog>) -> Self {
+        self.log = Some(log);
+        self
+    }
+
+    /// The read log, when one is kept.
+    pub fn log(&self) -> Option<&ReadLog> {
+        self.log.as_deref()
+    }
+
+    fn note(&self, kind: &str, host_path: &Path) {
+        if let Some(l) = &self.log {
+            l.note(kind, host_path);
+        }
     }
 
     /// The live machine.
@@ -85,24 +162,52 @@ impl HostRoot {
         }
     }
 
-    /// Reads a text file. Errors name the host path.
+    /// Reads a text file (once per command: later calls get the same text). Errors name
+    /// the host path.
     pub fn read(&self, host_path: impl AsRef<Path>) -> Result<String, RootError> {
         let host_path = host_path.as_ref();
-        let real = self.path(host_path);
-        let bytes = read_limited(&real, MAX_TEXT).map_err(|e| match e {
-            Limited::Io(err) => RootError::Read { path: host_path.to_path_buf(), err },
-            Limited::TooLarge => RootError::TooLarge { path: host_path.to_path_buf(), what: "file", limit: MAX_TEXT },
-        })?;
-        Ok(String::from_utf8_lossy(&bytes).into_owned())
+        match self.read_shared(host_path)? {
+            Some(text) => Ok(text.to_string()),
+            None => Err(RootError::Read { path: host_path.to_path_buf(), err: io::Error::from_raw_os_error(ENOENT) }),
+        }
     }
 
     /// Reads a text file that may legitimately be absent: `Ok(None)` when it does not exist.
     pub fn read_optional(&self, host_path: impl AsRef<Path>) -> Result<Option<String>, RootError> {
-        match self.read(host_path) {
-            Ok(s) => Ok(Some(s)),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e),
-        }
+        Ok(self.read_shared(host_path.as_ref())?.map(|t| t.to_string()))
+    }
+
+    /// [`HostRoot::read_optional`] without a copy: the text as it was read the first time.
+    pub fn read_shared(&self, host_path: &Path) -> Result<Option<Arc<str>>, RootError> {
+        let key = Path::new("/").join(host_path.strip_prefix("/").unwrap_or(host_path));
+        let remembered = self.memo.lock().ok().and_then(|m| m.get(&key).cloned());
+        let r = match remembered {
+            Some(r) => r,
+            None => {
+                self.note("read", &key);
+                let r = match read_limited(&self.path(&key), MAX_TEXT) {
+                    Ok(bytes) => Ok(Some(Arc::from(String::from_utf8_lossy(&bytes).as_ref()))),
+                    Err(Limited::Io(e)) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                    Err(Limited::Io(e)) => Err(match e.raw_os_error() {
+                        Some(code) => Unreadable::Os(code),
+                        None => Unreadable::Other(e.kind(), e.to_string()),
+                    }),
+                    Err(Limited::TooLarge) => Err(Unreadable::TooLarge),
+                };
+                if let Ok(mut m) = self.memo.lock() {
+                    m.insert(key, r.clone());
+                }
+                r
+            }
+        };
+        r.map_err(|u| {
+            let path = host_path.to_path_buf();
+            match u {
+                Unreadable::TooLarge => RootError::TooLarge { path, what: "file", limit: MAX_TEXT },
+                Unreadable::Os(code) => RootError::Read { path, err: io::Error::from_raw_os_error(code) },
+                Unreadable::Other(kind, msg) => RootError::Read { path, err: io::Error::new(kind, msg) },
+            }
+        })
     }
 
     /// Reads a sysfs attribute: one `read` of up to a page, which is how the kernel hands
@@ -111,6 +216,7 @@ impl HostRoot {
     pub fn read_attr(&self, host_path: impl AsRef<Path>) -> Result<String, RootError> {
         let host_path = host_path.as_ref();
         let err = |err| RootError::Read { path: host_path.to_path_buf(), err };
+        self.note("read", host_path);
         let mut f = fs::File::open(self.path(host_path)).map_err(err)?;
         let mut buf = [0u8; 4096];
         let n = io::Read::read(&mut f, &mut buf).map_err(err)?;
@@ -131,6 +237,7 @@ impl HostRoot {
         let host_path = host_path.as_ref();
         let real = self.path(host_path);
         let err = |err| RootError::Read { path: host_path.to_path_buf(), err };
+        self.note("read", host_path);
         let mut f = fs::File::open(&real).map_err(err)?;
         // Read until the limit or the end, without the probing reads of `read_to_end`.
         let mut out = vec![0u8; usize::try_from(limit).unwrap_or(usize::MAX).min(1 << 24)];
@@ -151,6 +258,7 @@ impl HostRoot {
     pub fn list(&self, host_path: impl AsRef<Path>) -> Result<Vec<String>, RootError> {
         let host_path = host_path.as_ref();
         let err = |err| RootError::List { path: host_path.to_path_buf(), err };
+        self.note("list", host_path);
         let mut names = Vec::new();
         for entry in fs::read_dir(self.path(host_path)).map_err(err)? {
             names.push(entry.map_err(err)?.file_name().to_string_lossy().into_owned());

@@ -3,6 +3,10 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use vfioctl_core::plan::{HugepageChoice, Request};
+use vfioctl_core::selector::Selector;
+
+use crate::error::CliError;
 
 #[derive(Debug, Parser)]
 #[command(name = "vfioctl", version, about = "Plan and apply GPU/PCIe passthrough for libvirt/KVM, safely.")]
@@ -330,4 +334,33 @@ pub struct KubevirtArgs {
     /// printing the VM.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+}
+
+impl HugepagesArg {
+    pub fn choice(self) -> HugepageChoice {
+        match self {
+            HugepagesArg::Auto => HugepageChoice::Auto,
+            HugepagesArg::TwoM => HugepageChoice::Size2M,
+            HugepagesArg::OneG => HugepageChoice::Size1G,
+            HugepagesArg::None => HugepageChoice::None,
+        }
+    }
+}
+
+impl PlanArgs {
+    /// The plan these arguments ask for.
+    pub fn request(&self) -> Result<Request, CliError> {
+        Ok(Request {
+            devices: selectors(&self.devices)?,
+            vcpus: self.vcpus,
+            memory_mib: self.memory,
+            hugepages: self.hugepages.choice(),
+            force: self.force,
+        })
+    }
+}
+
+/// Device selectors from the command line.
+pub fn selectors(args: &[String]) -> Result<Vec<Selector>, CliError> {
+    args.iter().map(|s| s.parse::<Selector>()).collect::<Result<Vec<_>, _>>().map_err(CliError::Selector)
 }

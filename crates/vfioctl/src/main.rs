@@ -7,6 +7,7 @@
 mod cli;
 mod cmd;
 mod error;
+mod ops;
 mod output;
 
 use std::process::ExitCode;

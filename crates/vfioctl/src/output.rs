@@ -1,6 +1,9 @@
 //! Writing to stdout: JSON for scripts, text for people. A closed pipe (`| head`) is not an error.
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
+
+use serde::Serialize;
+use vfioctl_core::check::{Check, Status};
 
 use crate::error::CliError;
 
@@ -18,4 +21,60 @@ pub fn print_json<T: serde::Serialize>(value: &T) -> Result<(), CliError> {
     let mut s = serde_json::to_string_pretty(value).map_err(|e| CliError::Output(io::Error::other(e)))?;
     s.push('\n');
     print(&s)
+}
+
+/// Asks on the terminal; without one, the user must pass --yes.
+pub fn confirm(question: &str) -> Result<bool, CliError> {
+    if !std::io::stdin().is_terminal() {
+        return Err(CliError::NeedsYes);
+    }
+    eprint!("{question} [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer).map_err(CliError::Output)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+/// Counts of a list of checks by status (`check` and `verify`).
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pass: usize,
+    warn: usize,
+    fail: usize,
+    note: usize,
+}
+
+pub fn summary(checks: &[Check]) -> Summary {
+    let n = |s| checks.iter().filter(|c| c.status == s).count();
+    Summary { pass: n(Status::Pass), warn: n(Status::Warn), fail: n(Status::Fail), note: n(Status::Note) }
+}
+
+/// One line per check as `virt-host-validate` prints them, the remedy under each
+/// non-passing one.
+pub fn render_text(checks: &[Check], live: bool) -> String {
+    let mut out = String::new();
+    if !live {
+        out.push_str("Checking a snapshot: device nodes and daemons are not checked.\n");
+    }
+    for c in checks {
+        out.push_str(&format!("{:>7}: Checking {:<60}: {}", c.area, c.title, c.status.label()));
+        if !c.message.is_empty() {
+            out.push_str(&format!(" ({})", c.message));
+        }
+        out.push('\n');
+        if c.status != Status::Pass {
+            if let Some(r) = &c.remedy {
+                out.push_str(&format!("         fix: {r}\n"));
+            }
+        }
+    }
+    let s = summary(checks);
+    out.push_str(&format!(
+        "\n{} checks: {} passed, {} warnings, {} failed, {} notes.\n",
+        checks.len(),
+        s.pass,
+        s.warn,
+        s.fail,
+        s.note
+    ));
+    out
 }

@@ -6,6 +6,12 @@
 use super::text::apply;
 use super::{CmdlineEdit, EditError};
 
+/// The parameters of `/etc/kernel/cmdline`, line breaks read as spaces (as kernel-install
+/// reads it).
+pub fn cmdline(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 /// Applies the kernel command line edit to `/etc/kernel/cmdline`.
 ///
 /// `current` must be the file's text. When the file does not exist, `kernel-install` uses

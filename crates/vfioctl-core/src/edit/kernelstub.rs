@@ -133,6 +133,23 @@ fn pretty(v: &Value) -> String {
     s
 }
 
+/// The kernel parameters kernelstub writes into the boot entry: `user.kernel_options`
+/// (the `default` section's while there is no `user` one, as kernelstub starts it).
+pub fn cmdline(text: &str) -> Result<String, EditError> {
+    let doc: Value = serde_json::from_str(text).map_err(|x| err(format!("not valid JSON: {x}")))?;
+    let section = ["user", "default"].into_iter().find_map(|s| doc.get(s).and_then(|u| u.get("kernel_options")));
+    match section {
+        None => Ok(String::new()),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| v.as_str())
+            .collect::<Option<Vec<_>>>()
+            .map(|v| v.join(" "))
+            .ok_or_else(|| err("kernel_options holds something other than strings")),
+        Some(_) => Err(err("kernel_options is not an array")),
+    }
+}
+
 /// Applies the kernel command line edit to `user.kernel_options`. `None` (no file yet) is
 /// an error: kernelstub writes its configuration on its first run.
 pub fn edit(current: Option<&str>, e: &CmdlineEdit) -> Result<String, EditError> {

@@ -127,6 +127,20 @@ fn edit_entry(text: &str, ls: &[Line], en: &Entry, e: &CmdlineEdit) -> Result<Ve
     Ok(vec![(after.next, after.next, line)])
 }
 
+/// The default entry's name and command line (empty when it has no `cmdline:`), the
+/// entry [`edit`] changes.
+pub fn cmdline(text: &str) -> Result<(String, String), EditError> {
+    let ls = lines(text);
+    let all = entries(text, &ls);
+    let en = &all[default_entry(text, &ls, &all)?];
+    let line = ls[en.line + 1..en.end]
+        .iter()
+        .filter_map(|l| key_value(text, l).map(|kv| (l, kv)))
+        .rfind(|(_, (k, _))| k == "cmdline" || k == "kernel_cmdline")
+        .map(|(l, (_, vs))| text[vs..l.end].trim().to_string());
+    Ok((en.name.trim().to_string(), line.unwrap_or_default()))
+}
+
 /// Applies the kernel command line edit to the default entry. `None` (no file) is an error.
 pub fn edit(current: Option<&str>, e: &CmdlineEdit) -> Result<String, EditError> {
     let text = current.ok_or_else(|| err("the file does not exist"))?;

@@ -45,6 +45,23 @@ fn refuse_kernelopts(text: &str, spans: &[(usize, usize)]) -> Result<(), EditErr
     Ok(())
 }
 
+/// The command line of an entry: its `options` lines joined with spaces, as the loader
+/// joins them. `$kernelopts` (Fedora/RHEL entries under GRUB before the options moved into
+/// the entries) stands for `kernelopts`, the value in GRUB's environment block.
+pub fn cmdline(text: &str, kernelopts: Option<&str>) -> String {
+    options(text)
+        .iter()
+        .map(|&(a, b)| text[a..b].trim().replace("$kernelopts", kernelopts.unwrap_or("")))
+        .filter(|o| !o.trim().is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `kernelopts=…` from GRUB's environment block (`/boot/grub2/grubenv`).
+pub fn grubenv_kernelopts(grubenv: &str) -> Option<String> {
+    grubenv.lines().find_map(|l| l.strip_prefix("kernelopts=").map(str::to_string))
+}
+
 /// Applies the kernel command line edit to the `options` lines of an entry. `None` (no such
 /// entry) is an error: vfioctl edits entries, the kernel's install scripts write them.
 pub fn edit(current: Option<&str>, e: &CmdlineEdit) -> Result<String, EditError> {

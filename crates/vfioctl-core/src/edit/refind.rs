@@ -88,6 +88,12 @@ fn options(s: &str, e: &CmdlineEdit) -> Result<String, EditError> {
     Ok(new)
 }
 
+/// The options of the first (default) boot choice, the one [`edit`] changes; `None` when
+/// the file has no choice.
+pub fn cmdline(text: &str) -> Result<Option<String>, EditError> {
+    Ok(choices(text)?.first().map(|c| text[c.options.0..c.options.1].to_string()))
+}
+
 /// Applies the kernel command line edit to the first (default) boot choice. `None` (no
 /// file: rEFInd then guesses the options from `/etc/fstab`) is an error; `mkrlconf` writes
 /// the file.

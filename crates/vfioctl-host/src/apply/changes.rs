@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use vfioctl_core::edit::{self, CmdlineEdit, EditError};
 use vfioctl_core::plan::Plan;
 
-use super::detect::{self, Bootloader, Initramfs};
 use super::{Changeset, Command, FileChange};
+use crate::boot::{Bootloader, Initramfs};
+use crate::host::Host;
 use crate::root::HostRoot;
 
 /// Where a change could not be prepared.
@@ -29,6 +30,9 @@ pub enum ChangeError {
     /// A file that must be read to be edited exists but cannot be read (permissions).
     #[error(transparent)]
     Read(crate::root::RootError),
+    /// A file that decides the next boot cannot be read or understood.
+    #[error("cannot tell how this host boots: {0}")]
+    Boot(String),
 }
 
 /// What the plan changes on this host, and notes for the user.
@@ -40,8 +44,9 @@ pub struct Prepared {
     pub notes: Vec<String>,
 }
 
-fn read(root: &HostRoot, p: &Path) -> Option<String> {
-    root.read_optional(p).ok().flatten()
+/// A file to edit: its text, `None` when absent; unreadable is an error, never absent.
+fn read(root: &HostRoot, p: &Path) -> Result<Option<String>, ChangeError> {
+    root.read_optional(p).map_err(ChangeError::Read)
 }
 
 fn edited(path: &Path, r: Result<String, EditError>) -> Result<String, ChangeError> {
@@ -49,17 +54,16 @@ fn edited(path: &Path, r: Result<String, EditError>) -> Result<String, ChangeErr
 }
 
 /// Splits a planned owned file into its header comment and its lines.
-fn owned(root: &HostRoot, path: &str, planned: &str) -> FileChange {
+fn owned(root: &HostRoot, path: &str, planned: &str) -> Result<FileChange, ChangeError> {
     let mut lines = planned.lines();
     let header = lines.next().unwrap_or("").to_string();
     let body: Vec<String> = lines.map(str::to_string).collect();
-    let current = read(root, Path::new(path));
-    FileChange {
-        path: path.into(),
-        after: edit::owned::owned_file(current.as_deref(), &format!("{header}\n"), &body).into_bytes(),
-        why: "module options for the passthrough".into(),
-        new_mode: None,
-    }
+    let current = read(root, Path::new(path))?;
+    Ok(FileChange::new(
+        path,
+        edit::owned::owned_file(current.as_deref(), &format!("{header}\n"), &body),
+        "module options for the passthrough",
+    ))
 }
 
 /// modprobe.d text without `ids=` on `options vfio-pci` lines (a line left with no
@@ -87,7 +91,7 @@ pub const GRUB_SEPARATE: &str = "/etc/grub.d/41_vfioctl";
 /// A grub.d script that runs GRUB's own `10_linux` again with the edited command line and
 /// a distinct title; it sorts after `10_linux`, so the default entry stays the old one.
 fn grub_separate_script(default_grub: &str, e: &CmdlineEdit) -> String {
-    let vars = vfioctl_core::grub::assignments(default_grub);
+    let vars = vfioctl_core::edit::grub::assignments(default_grub);
     let get = |k: &str| vars.get(k).cloned().unwrap_or_default();
     let only_removals = CmdlineEdit { add: Vec::new(), remove: e.remove.clone() };
     let linux = edit::cmdline::edit(&get("GRUB_CMDLINE_LINUX"), &only_removals);
@@ -107,40 +111,54 @@ fn grub_separate_script(default_grub: &str, e: &CmdlineEdit) -> String {
     )
 }
 
-/// Prepares the changes for a plan.
-pub fn prepare(root: &HostRoot, plan: &Plan, separate_entry: bool) -> Result<Prepared, ChangeError> {
+/// Prepares the changes for a plan, on the boot setup the host's one detection found. Every
+/// change records what its file held when it was computed ([`FileChange::before`]), from
+/// the same read.
+pub fn prepare(host: &Host, plan: &Plan, separate_entry: bool) -> Result<Prepared, ChangeError> {
+    let mut p = prepare_files(host, plan, separate_entry)?;
+    p.changes.record_before(host.root()).map_err(ChangeError::Read)?;
+    // Only files whose content changes, and commands only when something changes.
+    if p.changes.pending().is_empty() {
+        p.changes.commands.clear();
+    }
+    Ok(p)
+}
+
+fn prepare_files(host: &Host, plan: &Plan, separate_entry: bool) -> Result<Prepared, ChangeError> {
+    let root = host.root();
+    let setup = host.boot();
     let mut p = Prepared::default();
     p.changes.expect = Some(vfioctl_core::verify::Expectation::from_plan(plan, separate_entry));
     let e = CmdlineEdit { add: plan.kernel_cmdline.add.clone(), remove: plan.kernel_cmdline.remove.clone() };
-    let boot = detect::bootloader(root).ok_or(ChangeError::NoBootloader)?;
+    if let Some(problem) = &setup.problem {
+        return Err(ChangeError::Boot(problem.clone()));
+    }
+    let boot = setup.loader.as_ref().ok_or(ChangeError::NoBootloader)?;
     p.bootloader = Some(boot.name().to_string());
     let cmdline_changes = !e.add.is_empty() || !e.remove.is_empty();
     let push = |p: &mut Prepared, path: &Path, after: String, why: &str| {
-        p.changes.files.push(FileChange {
-            path: path.to_path_buf(),
-            after: after.into_bytes(),
-            why: why.to_string(),
-            new_mode: None,
-        })
+        p.changes.files.push(FileChange::new(path, after, why));
     };
     if cmdline_changes {
         match &boot {
             Bootloader::Grub { regenerate } => {
                 let path = Path::new("/etc/default/grub");
                 if separate_entry {
-                    let text = read(root, path).unwrap_or_default();
-                    p.changes.files.push(FileChange {
-                        path: GRUB_SEPARATE.into(),
-                        after: grub_separate_script(&text, &e).into_bytes(),
-                        why: "a separate GRUB entry with the passthrough parameters (after the default one)".into(),
-                        new_mode: Some(0o755),
-                    });
+                    let text = read(root, path)?.unwrap_or_default();
+                    p.changes.files.push(
+                        FileChange::new(
+                            GRUB_SEPARATE,
+                            grub_separate_script(&text, &e),
+                            "a separate GRUB entry with the passthrough parameters (after the default one)",
+                        )
+                        .mode(0o755),
+                    );
                     p.notes.push(
                         "the default GRUB entry stays as it was; choose \"… (vfioctl passthrough)\" in the boot menu"
                             .into(),
                     );
                 } else {
-                    let after = edited(path, edit::grub::edit(read(root, path).as_deref(), &e))?;
+                    let after = edited(path, edit::grub::edit(read(root, path)?.as_deref(), &e))?;
                     push(&mut p, path, after, "kernel command line (GRUB_CMDLINE_LINUX_DEFAULT)");
                 }
                 p.changes.commands.push(Command { argv: regenerate.clone(), why: "regenerate grub.cfg".into() });
@@ -152,7 +170,7 @@ pub fn prepare(root: &HostRoot, plan: &Plan, separate_entry: bool) -> Result<Pre
                     vec![default.as_ref().or(entries.last()).unwrap_or(&entries[0])]
                 };
                 for path in targets {
-                    let current = read(root, path).unwrap_or_default();
+                    let current = read(root, path)?.unwrap_or_default();
                     if separate_entry && !grub_bls {
                         let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
                         let new = path.with_file_name(format!("{name}-vfioctl.conf"));
@@ -168,15 +186,21 @@ pub fn prepare(root: &HostRoot, plan: &Plan, separate_entry: bool) -> Result<Pre
                 }
                 if *grub_bls {
                     let path = Path::new("/etc/default/grub");
-                    if let Some(text) = read(root, path) {
+                    if let Some(text) = read(root, path)? {
                         let after = edited(path, edit::grub::edit(Some(&text), &e))?;
+                        push(&mut p, path, after, "kernel command line for kernels installed later");
+                    }
+                    // kernel-install's plugins (grubby on RHEL 9) seed new entries from it.
+                    let path = Path::new(crate::boot::KERNEL_CMDLINE);
+                    if let Some(text) = read(root, path)? {
+                        let after = edited(path, edit::kernel_cmdline_file::edit(Some(&text), &e))?;
                         push(&mut p, path, after, "kernel command line for kernels installed later");
                     }
                 }
             }
             Bootloader::KernelInstall => {
                 let path = Path::new("/etc/kernel/cmdline");
-                let after = edited(path, edit::kernel_cmdline_file::edit(read(root, path).as_deref(), &e))?;
+                let after = edited(path, edit::kernel_cmdline_file::edit(read(root, path)?.as_deref(), &e))?;
                 push(&mut p, path, after, "kernel command line for kernel-install / UKIs");
                 p.changes.commands.push(Command {
                     argv: vec!["kernel-install".into(), "add-all".into()],
@@ -185,14 +209,14 @@ pub fn prepare(root: &HostRoot, plan: &Plan, separate_entry: bool) -> Result<Pre
             }
             Bootloader::Kernelstub => {
                 let path = Path::new("/etc/kernelstub/configuration");
-                let after = edited(path, edit::kernelstub::edit(read(root, path).as_deref(), &e))?;
+                let after = edited(path, edit::kernelstub::edit(read(root, path)?.as_deref(), &e))?;
                 push(&mut p, path, after, "kernelstub's kernel options");
                 p.changes
                     .commands
                     .push(Command { argv: vec!["kernelstub".into()], why: "write the boot entry".into() });
             }
             Bootloader::Refind { path } => {
-                let current = read(root, path);
+                let current = read(root, path)?;
                 let after = if separate_entry {
                     edited(path, edit::refind::separate_entry(current.as_deref().unwrap_or(""), &e))?
                 } else {
@@ -201,7 +225,7 @@ pub fn prepare(root: &HostRoot, plan: &Plan, separate_entry: bool) -> Result<Pre
                 push(&mut p, path, after, "rEFInd's boot options");
             }
             Bootloader::Limine { path } => {
-                let current = read(root, path);
+                let current = read(root, path)?;
                 let after = if separate_entry {
                     edited(path, edit::limine::separate_entry(current.as_deref().unwrap_or(""), &e))?
                 } else {
@@ -216,7 +240,7 @@ pub fn prepare(root: &HostRoot, plan: &Plan, separate_entry: bool) -> Result<Pre
     // only, so the default entry leaves the devices to their host drivers.
     for f in &plan.modprobe {
         let content = if separate_entry { without_vfio_ids(&f.content) } else { f.content.clone() };
-        p.changes.files.push(owned(root, &f.path, &content));
+        p.changes.files.push(owned(root, &f.path, &content)?);
     }
     if separate_entry {
         p.notes.push("the devices are reserved by vfio-pci.ids on the new entry's command line only; the default entry leaves them to their host drivers".into());
@@ -224,28 +248,28 @@ pub fn prepare(root: &HostRoot, plan: &Plan, separate_entry: bool) -> Result<Pre
 
     // Early modules.
     let modules = &plan.initramfs_modules;
-    match detect::initramfs(root) {
+    match setup.initramfs.clone() {
         Some(kind) => {
             p.initramfs = Some(kind.name().to_string());
             let (path, after) = match kind {
                 Initramfs::InitramfsTools => {
                     let path = PathBuf::from("/etc/initramfs-tools/modules");
-                    let after = edited(&path, edit::initramfs_tools::edit(read(root, &path).as_deref(), modules))?;
+                    let after = edited(&path, edit::initramfs_tools::edit(read(root, &path)?.as_deref(), modules))?;
                     (path, after)
                 }
                 Initramfs::Mkinitcpio => {
                     let path = PathBuf::from("/etc/mkinitcpio.conf");
-                    let after = edited(&path, edit::mkinitcpio::edit(read(root, &path).as_deref(), modules))?;
+                    let after = edited(&path, edit::mkinitcpio::edit(read(root, &path)?.as_deref(), modules))?;
                     (path, after)
                 }
                 Initramfs::Dracut => {
                     let path = PathBuf::from("/etc/dracut.conf.d/vfioctl.conf");
-                    let after = edited(&path, edit::dracut::edit(read(root, &path).as_deref(), modules))?;
+                    let after = edited(&path, edit::dracut::edit(read(root, &path)?.as_deref(), modules))?;
                     (path, after)
                 }
                 Initramfs::Booster => {
                     let path = PathBuf::from("/etc/booster.yaml");
-                    let after = edited(&path, edit::booster::edit(read(root, &path).as_deref(), modules))?;
+                    let after = edited(&path, edit::booster::edit(read(root, &path)?.as_deref(), modules))?;
                     (path, after)
                 }
             };
@@ -276,11 +300,6 @@ pub fn prepare(root: &HostRoot, plan: &Plan, separate_entry: bool) -> Result<Pre
                 h.node.unwrap_or(0)
             ));
         }
-    }
-    // Only files whose content changes, and commands only when something changes.
-    let changed = super::pending(root, &p.changes).len();
-    if changed == 0 {
-        p.changes.commands.clear();
     }
     Ok(p)
 }
@@ -371,13 +390,12 @@ pub fn evdev_acl(root: &HostRoot, evdev: &[String], libvirt: Option<(u32, u32)>)
         out.notes.push(format!("{QEMU_CONF} already lets QEMU open the evdev devices (cgroup_device_acl)"));
         return Ok(out);
     }
-    out.file = Some(FileChange {
-        path: path.to_path_buf(),
-        after: after.into_bytes(),
-        why: "let QEMU open the evdev devices handed over by qemu:commandline".into(),
-        // qemu.conf may hold passwords (vnc_password, spice_password): distributions ship it 0600.
-        new_mode: Some(0o600),
-    });
+    out.file = Some(
+        FileChange::new(path, after, "let QEMU open the evdev devices handed over by qemu:commandline")
+            // qemu.conf may hold passwords (vnc_password, spice_password): distributions ship it 0600.
+            .mode(0o600)
+            .computed_from(current.as_deref()),
+    );
     out.notes.push(format!(
         "libvirt {}.{} has no <input type='evdev'>: the devices are allowed in cgroup_device_acl; the list applies when a VM starts, so shut the VM down and start it again",
         version.0, version.1
@@ -456,9 +474,10 @@ mod tests {
         assert!(a.notes.iter().any(|n| n.contains("start it again")), "{:?}", a.notes);
         assert!(a.notes.iter().any(|n| n.contains("libvirt's QEMU user")), "{:?}", a.notes);
 
-        // Applied: the second run changes nothing and restarts nothing.
+        // Applied: the second run (a new command, so a new read of the root) changes
+        // nothing and restarts nothing.
         std::fs::write(r.path(QEMU_CONF), &after).unwrap();
-        let again = evdev_acl(&r, &evdev(), Some((7, 0))).unwrap();
+        let again = evdev_acl(&HostRoot::new(r.base()), &evdev(), Some((7, 0))).unwrap();
         assert_eq!((again.file, again.command), (None, None));
         assert!(again.notes[0].contains("already"), "{:?}", again.notes);
     }

@@ -1,7 +1,11 @@
 //! Applying host configuration as one transaction that can always be undone.
 //!
-//! A [`Changeset`] says what every file should contain and which commands regenerate
-//! what depends on them (GRUB's config, the initramfs). [`apply`]:
+//! A [`Changeset`] says what every file should contain, what it held when the change was
+//! computed ([`FileChange::before`], with its SHA-256), and which commands regenerate what
+//! depends on them (GRUB's config, the initramfs). [`apply`]:
+//! 0. reads every file to change once more and refuses, writing nothing, when any of them
+//!    no longer holds what the plan was computed from (edited while the confirmation
+//!    prompt waited, or by another apply);
 //! 1. writes a journal under `/var/lib/vfioctl/journal/ID/` (inside the root) holding a
 //!    copy of every file it will touch, its mode and owner, and the list of files it
 //!    will create; the journal is complete and synced before the first change;
@@ -16,7 +20,6 @@
 //! what was applied.
 
 pub mod changes;
-pub mod detect;
 mod journal;
 mod run;
 
@@ -24,11 +27,54 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
 
 pub use journal::{Journal, JournalFile, JournalState, JOURNAL_DIR};
 pub use run::{CommandMode, CommandResult};
 
 use crate::root::HostRoot;
+
+/// What a file held when its change was computed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Before {
+    /// It did not exist.
+    Absent,
+    /// Its text, and the SHA-256 of its bytes.
+    Content { text: Arc<str>, sha256: String },
+}
+
+impl Before {
+    pub fn of(text: Option<&str>) -> Before {
+        match text {
+            None => Before::Absent,
+            Some(t) => Before::Content { text: Arc::from(t), sha256: sha256(t.as_bytes()) },
+        }
+    }
+
+    /// The text, `None` when the file was absent.
+    pub fn text(&self) -> Option<&str> {
+        match self {
+            Before::Absent => None,
+            Before::Content { text, .. } => Some(text),
+        }
+    }
+
+    /// Whether `now` (the file's bytes now, `None` when absent) is still what it was.
+    pub fn matches(&self, now: Option<&[u8]>) -> bool {
+        match (self, now) {
+            (Before::Absent, None) => true,
+            (Before::Content { sha256: h, .. }, Some(b)) => *h == sha256(b),
+            _ => false,
+        }
+    }
+}
+
+/// The SHA-256 of some bytes, in hex.
+pub fn sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
 
 /// What one file should contain after the apply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +86,35 @@ pub struct FileChange {
     pub why: String,
     /// Mode for a file the apply creates (default 0644); existing files keep theirs.
     pub new_mode: Option<u32>,
+    /// What the file held when `after` was computed from it; [`apply`] refuses a change
+    /// without it, and one whose file holds something else by then.
+    pub before: Option<Before>,
+}
+
+impl FileChange {
+    pub fn new(path: impl Into<PathBuf>, after: impl Into<Vec<u8>>, why: impl Into<String>) -> FileChange {
+        FileChange { path: path.into(), after: after.into(), why: why.into(), new_mode: None, before: None }
+    }
+
+    /// The mode of the file when the apply creates it.
+    pub fn mode(mut self, mode: u32) -> FileChange {
+        self.new_mode = Some(mode);
+        self
+    }
+
+    /// Records the text `after` was computed from (`None`: the file did not exist).
+    pub fn computed_from(mut self, text: Option<&str>) -> FileChange {
+        self.before = Some(Before::of(text));
+        self
+    }
+
+    /// Whether the apply changes the file (its content was not `after` already).
+    pub fn changes(&self) -> bool {
+        match &self.before {
+            Some(Before::Content { text, .. }) => text.as_bytes() != &self.after[..],
+            _ => true,
+        }
+    }
 }
 
 /// A command that regenerates something from the files (`update-initramfs -u`).
@@ -56,6 +131,23 @@ pub struct Changeset {
     pub commands: Vec<Command>,
     /// What the host should look like after the reboot, kept in the journal for `verify`.
     pub expect: Option<vfioctl_core::verify::Expectation>,
+}
+
+impl Changeset {
+    /// Records, for every change without it, what its file holds: the text `root` read
+    /// (the same read the change was computed from, since the root remembers it).
+    pub fn record_before(&mut self, root: &HostRoot) -> Result<(), crate::root::RootError> {
+        for f in self.files.iter_mut().filter(|f| f.before.is_none()) {
+            let text = root.read_shared(&f.path)?;
+            f.before = Some(Before::of(text.as_deref()));
+        }
+        Ok(())
+    }
+
+    /// The files whose content changes.
+    pub fn pending(&self) -> Vec<&FileChange> {
+        self.files.iter().filter(|f| f.changes()).collect()
+    }
 }
 
 /// A fault to inject, for tests of the transaction (`VFIOCTL_FAULT`).
@@ -100,6 +192,12 @@ pub enum ApplyError {
     Rollback(String),
     #[error("the journal {path} cannot be read: {reason}")]
     BadJournal { path: PathBuf, reason: String },
+    #[error("nothing was written: {} changed after the plan was made", paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
+    ChangedSincePlan { paths: Vec<PathBuf> },
+    #[error("nothing was written: cannot read {path}: {err}")]
+    Unreadable { path: PathBuf, err: std::io::Error },
+    #[error("nothing was written: the change of {0} was not computed from the file (no record of what it held)")]
+    Unplanned(PathBuf),
 }
 
 impl ApplyError {
@@ -111,6 +209,11 @@ impl ApplyError {
             ApplyError::Stuck { .. } => Some("vfioctl rollback restores the files from the journal".into()),
             ApplyError::Restored { .. } => Some("fix the cause above and apply again".into()),
             ApplyError::NothingToRollBack(_) => None,
+            ApplyError::ChangedSincePlan { .. } => Some(
+                "someone (or another vfioctl) edited it meanwhile: look at the file, then run the command again, which plans from it as it is now".into(),
+            ),
+            ApplyError::Unreadable { .. } => Some("run as root, or as a user that can read the file".into()),
+            ApplyError::Unplanned(_) => Some("this is a bug in vfioctl; please report it".into()),
             ApplyError::Rollback(_) | ApplyError::BadJournal { .. } => Some(
                 "the backups are plain files under /var/lib/vfioctl/journal/ID/files: copy them back by hand".into(),
             ),
@@ -131,9 +234,27 @@ pub fn current(root: &HostRoot, path: &Path) -> Option<Vec<u8>> {
     fs::read(root.path(path)).ok()
 }
 
-/// The files that would change (content differs from now).
-pub fn pending<'a>(root: &HostRoot, c: &'a Changeset) -> Vec<&'a FileChange> {
-    c.files.iter().filter(|f| current(root, &f.path).as_deref() != Some(&f.after[..])).collect()
+/// Reads each file the apply will change, once, and checks it still holds what its change
+/// was computed from. The bytes read are the ones the journal keeps.
+fn still_as_planned(root: &HostRoot, todo: &[&FileChange]) -> Result<Vec<Option<Vec<u8>>>, ApplyError> {
+    let mut now = Vec::new();
+    let mut changed = Vec::new();
+    for f in todo {
+        let before = f.before.as_ref().ok_or_else(|| ApplyError::Unplanned(f.path.clone()))?;
+        let bytes = match fs::read(root.path(&f.path)) {
+            Ok(b) => Some(b),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(err) => return Err(ApplyError::Unreadable { path: f.path.clone(), err }),
+        };
+        if !before.matches(bytes.as_deref()) {
+            changed.push(f.path.clone());
+        }
+        now.push(bytes);
+    }
+    if !changed.is_empty() {
+        return Err(ApplyError::ChangedSincePlan { paths: changed });
+    }
+    Ok(now)
 }
 
 /// Writes `bytes` to `real` atomically: a temporary file in the same directory, fsync,
@@ -173,14 +294,14 @@ pub fn apply(
     fault: Option<Fault>,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Outcome, ApplyError> {
-    let todo = pending(root, changes);
+    let todo = changes.pending();
     if todo.is_empty() {
         return Ok(Outcome { journal: None, written: Vec::new(), commands: Vec::new() });
     }
+    let now = still_as_planned(root, &todo)?;
     let mut journal = Journal::create(root)?;
-    for f in &todo {
+    for (f, before) in todo.iter().zip(&now) {
         let real = root.path(&f.path);
-        let before = fs::read(&real).ok();
         journal.record(root, &f.path, before.as_deref(), meta_of(&real), &f.after)?;
     }
     journal.commands = changes.commands.clone();
@@ -367,25 +488,18 @@ mod tests {
         (dir, root)
     }
 
-    fn changes() -> Changeset {
-        Changeset {
+    fn changes_for(root: &HostRoot) -> Changeset {
+        let mut c = Changeset {
             files: vec![
-                FileChange {
-                    path: "/etc/default/grub".into(),
-                    after: b"GRUB_CMDLINE_LINUX_DEFAULT=\"quiet iommu=pt\"\n".to_vec(),
-                    why: "cmdline".into(),
-                    new_mode: None,
-                },
-                FileChange {
-                    path: "/etc/modprobe.d/vfio.conf".into(),
-                    after: b"options vfio-pci ids=10de:1b06\n".to_vec(),
-                    why: "vfio".into(),
-                    new_mode: None,
-                },
+                FileChange::new("/etc/default/grub", "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet iommu=pt\"\n", "cmdline"),
+                FileChange::new("/etc/modprobe.d/vfio.conf", "options vfio-pci ids=10de:1b06\n", "vfio"),
             ],
             commands: vec![Command { argv: vec!["true".into()], why: "regenerate".into() }],
             expect: None,
-        }
+        };
+        // As a command would: from a fresh read of the root.
+        c.record_before(&HostRoot::new(root.base())).unwrap();
+        c
     }
 
     fn snapshot(root: &HostRoot) -> (Vec<u8>, u32, bool) {
@@ -401,7 +515,7 @@ mod tests {
     fn apply_is_idempotent_and_rollback_restores_bytes_and_mode() {
         let (_d, root) = setup();
         let before = snapshot(&root);
-        let out = apply(&root, &changes(), CommandMode::Live, None, &mut |_| {}).unwrap();
+        let out = apply(&root, &changes_for(&root), CommandMode::Live, None, &mut |_| {}).unwrap();
         assert_eq!(out.written.len(), 2);
         assert_eq!(
             fs::read_to_string(root.path("/etc/modprobe.d/vfio.conf")).unwrap(),
@@ -412,7 +526,7 @@ mod tests {
         assert_eq!(j.state, JournalState::Applied);
         assert!(files.iter().all(|f| f.state == "unchanged"));
         // Twice: nothing to do.
-        let again = apply(&root, &changes(), CommandMode::Live, None, &mut |_| {}).unwrap();
+        let again = apply(&root, &changes_for(&root), CommandMode::Live, None, &mut |_| {}).unwrap();
         assert!(again.written.is_empty() && again.journal.is_none());
         // Someone edits a file: status says so.
         fs::write(root.path("/etc/default/grub"), "edited\n").unwrap();
@@ -428,7 +542,7 @@ mod tests {
         for fault in [Fault::Write(0), Fault::Write(1), Fault::Command(0)] {
             let (_d, root) = setup();
             let before = snapshot(&root);
-            let e = apply(&root, &changes(), CommandMode::Live, Some(fault), &mut |_| {}).unwrap_err();
+            let e = apply(&root, &changes_for(&root), CommandMode::Live, Some(fault), &mut |_| {}).unwrap_err();
             assert!(matches!(e, ApplyError::Restored { .. }), "{fault:?}: {e}");
             assert_eq!(snapshot(&root), before, "{fault:?}");
             assert_eq!(Journal::last(&root).unwrap().unwrap().state, JournalState::Failed);
@@ -439,7 +553,7 @@ mod tests {
     fn a_failing_command_is_a_failure_too() {
         let (_d, root) = setup();
         let before = snapshot(&root);
-        let mut c = changes();
+        let mut c = changes_for(&root);
         c.commands[0].argv = vec!["false".into()];
         let e = apply(&root, &c, CommandMode::Live, None, &mut |_| {}).unwrap_err();
         assert!(e.to_string().contains("false exited with 1"), "{e}");
@@ -450,12 +564,44 @@ mod tests {
     fn when_restoring_fails_too_rollback_finishes_the_job() {
         let (_d, root) = setup();
         let before = snapshot(&root);
-        let e = apply(&root, &changes(), CommandMode::Live, Some(Fault::Restore(0)), &mut |_| {}).unwrap_err();
+        let e = apply(&root, &changes_for(&root), CommandMode::Live, Some(Fault::Restore(0)), &mut |_| {}).unwrap_err();
         assert!(matches!(e, ApplyError::Stuck { .. }), "{e}");
         assert!(e.to_string().contains("vfioctl rollback"));
         assert_eq!(Journal::last(&root).unwrap().unwrap().state, JournalState::Incomplete);
         rollback(&root, CommandMode::Live, &mut |_| {}).unwrap();
         assert_eq!(snapshot(&root), before);
+    }
+
+    /// The plan was made, then the file changed (while the prompt waited): nothing is
+    /// written, no journal is made.
+    #[test]
+    fn a_file_changed_after_the_plan_is_refused() {
+        let (_d, root) = setup();
+        let c = changes_for(&root);
+        fs::write(root.path("/etc/default/grub"), "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet splash\"\n").unwrap();
+        let before = snapshot(&root);
+        let e = apply(&root, &c, CommandMode::Live, None, &mut |_| {}).unwrap_err();
+        assert!(
+            matches!(&e, ApplyError::ChangedSincePlan { paths } if paths == &[PathBuf::from("/etc/default/grub")]),
+            "{e}"
+        );
+        assert!(e.to_string().starts_with("nothing was written"), "{e}");
+        assert_eq!(snapshot(&root), before);
+        assert!(Journal::last(&root).unwrap().is_none());
+        // A file the plan would create appeared meanwhile.
+        let (_d, root) = setup();
+        let c = changes_for(&root);
+        fs::create_dir_all(root.path("/etc/modprobe.d")).unwrap();
+        fs::write(root.path("/etc/modprobe.d/vfio.conf"), "options vfio-pci disable_vga=1\n").unwrap();
+        assert!(matches!(
+            apply(&root, &c, CommandMode::Live, None, &mut |_| {}),
+            Err(ApplyError::ChangedSincePlan { .. })
+        ));
+        // A change that records nothing of its file is refused too.
+        let (_d, root) = setup();
+        let mut c = changes_for(&root);
+        c.files[0].before = None;
+        assert!(matches!(apply(&root, &c, CommandMode::Live, None, &mut |_| {}), Err(ApplyError::Unplanned(_))));
     }
 
     #[test]

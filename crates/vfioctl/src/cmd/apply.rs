@@ -1,27 +1,25 @@
 //! `vfioctl apply`: the plan's host configuration as one transaction.
 
 use similar::TextDiff;
-use vfioctl_core::check::Program;
 use vfioctl_host::apply::{self, changes, CommandMode, Fault};
-use vfioctl_host::facts;
-use vfioctl_host::root::HostRoot;
+use vfioctl_host::host::Host;
 
-use super::plan;
 use crate::cli::{ApplyArgs, BootEntry};
 use crate::error::{CliError, Exit};
-use crate::output;
+use crate::{ops, output};
 
-/// Unified diffs of every changing file, then the commands.
-pub fn render_changes(root: &HostRoot, prepared: &changes::Prepared, mode: CommandMode) -> String {
+/// Unified diffs of every changing file (from the text the change was computed from), then
+/// the commands.
+pub fn render_changes(prepared: &changes::Prepared, mode: CommandMode) -> String {
     let mut out = String::new();
-    for f in apply::pending(root, &prepared.changes) {
-        let before = apply::current(root, &f.path).map(|b| String::from_utf8_lossy(&b).into_owned());
+    for f in prepared.changes.pending() {
+        let before = f.before.as_ref().and_then(|b| b.text());
         let after = String::from_utf8_lossy(&f.after).into_owned();
         let old_name = match before {
             Some(_) => format!("a{}", f.path.display()),
             None => "/dev/null".to_string(),
         };
-        let diff = TextDiff::from_lines(before.as_deref().unwrap_or(""), &after);
+        let diff = TextDiff::from_lines(before.unwrap_or(""), &after);
         out.push_str(&format!("# {}: {}\n", f.path.display(), f.why));
         out.push_str(
             &diff.unified_diff().context_radius(3).header(&old_name, &format!("b{}", f.path.display())).to_string(),
@@ -45,23 +43,20 @@ pub fn render_changes(root: &HostRoot, prepared: &changes::Prepared, mode: Comma
     out
 }
 
-pub fn run(root: &HostRoot, args: &ApplyArgs) -> Result<Exit, CliError> {
-    let p = plan::build(root, &args.plan)?;
+pub fn run(host: &Host, args: &ApplyArgs) -> Result<Exit, CliError> {
+    let root = host.root();
+    let p = ops::plan(host, &args.plan.request()?)?;
     for w in &p.warnings {
         eprintln!("vfioctl: warning: {w}");
     }
-    let mut prepared = changes::prepare(root, &p, args.boot_entry == BootEntry::Separate).map_err(CliError::Change)?;
-    let evdev = super::domain::evdev_paths(root, &args.evdev);
-    // libvirt's version decides the qemu.conf change: only asked for when there are devices.
-    let libvirt =
-        if evdev.is_empty() { None } else { facts::gather(root).libvirt.as_ref().and_then(Program::major_minor) };
-    changes::evdev_acl(root, &evdev, libvirt).map_err(CliError::Change)?.add_to(&mut prepared);
+    let evdev = ops::evdev_paths(root, &args.evdev);
+    let prepared = ops::prepare_apply(host, &p, args.boot_entry == BootEntry::Separate, &evdev)?;
     let mode = if args.no_commands { CommandMode::Never } else { CommandMode::for_root(root) };
-    if apply::pending(root, &prepared.changes).is_empty() {
+    if prepared.changes.pending().is_empty() {
         output::print("Nothing to do: this host already has the plan's configuration.\n")?;
         return Ok(Exit::Ok);
     }
-    let text = render_changes(root, &prepared, mode);
+    let text = render_changes(&prepared, mode);
     output::print(&format!(
         "Boot loader: {}; initramfs: {}\n\n{text}",
         prepared.bootloader.as_deref().unwrap_or("none"),
@@ -70,7 +65,7 @@ pub fn run(root: &HostRoot, args: &ApplyArgs) -> Result<Exit, CliError> {
     if args.dry_run {
         return Ok(Exit::Ok);
     }
-    if !args.yes && !super::status::confirm("Apply these changes?")? {
+    if !args.yes && !output::confirm("Apply these changes?")? {
         eprintln!("vfioctl: nothing changed");
         return Ok(Exit::Finding);
     }

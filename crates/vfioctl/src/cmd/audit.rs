@@ -12,13 +12,12 @@ use vfioctl_core::selector::Selector;
 use vfioctl_core::xml::{self, Document};
 use vfioctl_host::apply::atomic_write;
 use vfioctl_host::audit::{gather, AuditFacts};
+use vfioctl_host::host::Host;
 use vfioctl_host::libvirt::Libvirt;
-use vfioctl_host::root::HostRoot;
 
-use super::plan;
 use crate::cli::{AuditArgs, Format};
 use crate::error::{CliError, Exit};
-use crate::output;
+use crate::{ops, output};
 
 #[derive(Serialize)]
 struct Report<'a> {
@@ -108,10 +107,10 @@ fn colour() -> bool {
 }
 
 fn connect(args: &AuditArgs) -> Result<Libvirt, CliError> {
-    Libvirt::open(args.connect.as_deref().unwrap_or(super::domain::DEFAULT_URI)).map_err(CliError::Libvirt)
+    Libvirt::open(args.connect.as_deref().unwrap_or(ops::DEFAULT_URI)).map_err(CliError::Libvirt)
 }
 
-pub fn run(root: &HostRoot, args: &AuditArgs) -> Result<Exit, CliError> {
+pub fn run(host: &Host, args: &AuditArgs) -> Result<Exit, CliError> {
     let mut conn: Option<Libvirt> = None;
     let (source, text) = match (&args.file, &args.libvirt) {
         (Some(path), _) => {
@@ -133,7 +132,7 @@ pub fn run(root: &HostRoot, args: &AuditArgs) -> Result<Exit, CliError> {
             doc.root.name
         )));
     }
-    let facts = gather(root)?;
+    let facts = gather(host)?;
     for w in &facts.warnings {
         eprintln!("vfioctl: warning: {w}");
     }
@@ -147,7 +146,7 @@ pub fn run(root: &HostRoot, args: &AuditArgs) -> Result<Exit, CliError> {
         }
         return Ok(exit_for(&findings));
     }
-    let (fixed, changes) = fix(root, &facts, &doc, &findings)?;
+    let (fixed, changes) = fix(host, &facts, &doc, &findings)?;
     let after = fixed.write();
     if changes.is_empty() {
         eprintln!("vfioctl: nothing in the domain to fix automatically");
@@ -218,7 +217,7 @@ fn parts_for(findings: &[Finding]) -> Parts {
 /// The domain with what the findings are about brought up to the plan vfioctl would make
 /// for it: the same devices, vCPU count and memory, the hugepages the host really has.
 fn fix(
-    root: &HostRoot,
+    h: &Host,
     facts: &AuditFacts,
     doc: &Document,
     findings: &[Finding],
@@ -259,10 +258,7 @@ fn fix(
         Plan::cpu_and_memory(cpu, MemoryPlan { mib, hugepages: None::<Hugepages>, reasons: Vec::new() })
     } else {
         // The domain passes these already: what plan refuses by default is reported, not refused.
-        plan::build_request(
-            root,
-            Request { devices: selectors, vcpus: cx.vcpus, memory_mib: Some(mib), hugepages, force: true },
-        )?
+        ops::plan(h, &Request { devices: selectors, vcpus: cx.vcpus, memory_mib: Some(mib), hugepages, force: true })?
     };
     let os = if !cx.windows {
         GuestOs::Linux
@@ -271,7 +267,7 @@ fn fix(
     } else {
         GuestOs::Windows10
     };
-    let dhost = super::domain::domain_host(root, &facts.facts, os);
+    let dhost = ops::domain_host(h, os);
     let req = DomainRequest {
         name: doc.root.find("name").map(|n| n.text()).unwrap_or_default(),
         os,

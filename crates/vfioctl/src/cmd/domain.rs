@@ -1,76 +1,38 @@
 //! `vfioctl domain`: the libvirt domain XML of a plan.
 
 use similar::TextDiff;
-use vfioctl_core::check::{Facts, Program};
 use vfioctl_core::domain::{self, caps, Disk, DiskBus, DomainHost, DomainRequest, GuestOs, Network};
 use vfioctl_core::xml;
 use vfioctl_host::apply::atomic_write;
+use vfioctl_host::disk;
+use vfioctl_host::host::Host;
 use vfioctl_host::libvirt::{Libvirt, LibvirtError};
 use vfioctl_host::root::HostRoot;
-use vfioctl_host::{disk, facts, firmware};
 
-pub(crate) const DEFAULT_URI: &str = "qemu:///system";
-
-use super::plan;
 use crate::cli::{self, DiskBusArg, DomainArgs, OsArg};
 use crate::error::{CliError, Exit};
+use crate::ops::{self, DEFAULT_URI};
 use crate::output;
 
-/// What the domain depends on besides the plan, from the host's facts (versions from
-/// the version tables until a libvirt connection says better).
-pub(crate) fn domain_host(root: &HostRoot, f: &Facts, os: GuestOs) -> DomainHost {
-    DomainHost {
-        vendor: f.vendor,
-        invtsc: f.invtsc(),
-        firmware: firmware::choose(root, &f.ovmf, os == GuestOs::Windows11),
-        emulator: f.qemu.as_ref().map(|q| q.path.clone()),
-        libvirt: f.libvirt.as_ref().and_then(Program::major_minor),
-        qemu: f.qemu.as_ref().and_then(Program::major_minor),
-        caps: None,
-    }
-}
-
-/// `--evdev` as given: `auto` means the keyboard and mouse links of the host.
-pub(crate) fn evdev_paths(root: &HostRoot, given: &[String]) -> Vec<String> {
-    if given.iter().any(|e| e == "auto") {
-        evdev_auto(root)
-    } else {
-        given.to_vec()
-    }
-}
-
-/// `/dev/input/by-id` links ending in -event-kbd and -event-mouse.
-fn evdev_auto(root: &HostRoot) -> Vec<String> {
-    let mut found: Vec<String> = root
-        .list("/dev/input/by-id")
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|n| n.ends_with("-event-kbd") || n.ends_with("-event-mouse"))
-        .map(|n| format!("/dev/input/by-id/{n}"))
-        .collect();
-    found.sort();
-    found
-}
-
-pub fn run(root: &HostRoot, args: &DomainArgs) -> Result<Exit, CliError> {
-    let p = plan::build(root, &args.plan)?;
+pub fn run(h: &Host, args: &DomainArgs) -> Result<Exit, CliError> {
+    let root = h.root();
+    let p = ops::plan(h, &args.plan.request()?)?;
     for w in &p.warnings {
         eprintln!("vfioctl: warning: {w}");
     }
-    let f = facts::gather(root);
     let os = match args.os {
         OsArg::Win10 => GuestOs::Windows10,
         OsArg::Win11 => GuestOs::Windows11,
         OsArg::Linux => GuestOs::Linux,
     };
-    let mut host = domain_host(root, &f, os);
+    let mut host = ops::domain_host(h, os);
     if host.firmware.is_none() {
         eprintln!("vfioctl: warning: no OVMF firmware on this host: the domain has no UEFI loader (vfioctl check says how to install it)");
     }
     if os == GuestOs::Windows11 && !host.firmware.as_ref().is_some_and(|f| f.secure) {
         eprintln!("vfioctl: warning: no secure-boot OVMF build on this host: Windows 11 setup wants secure boot (install the distribution's secure-boot OVMF)");
     }
-    let evdev = evdev_paths(root, &args.evdev);
+    let evdev = ops::evdev_paths(root, &args.evdev);
     if !evdev.is_empty() && host.libvirt.is_some_and(|v| v < domain::NATIVE_EVDEV) {
         eprintln!(
             "vfioctl: note: libvirt before 7.4 takes evdev devices by qemu:commandline; `vfioctl apply … --evdev` adds them to qemu.conf's cgroup_device_acl"

@@ -9,17 +9,15 @@ use vfioctl_core::domain::{DiskBus, GuestOs};
 use vfioctl_core::kubevirt::{self, yaml, Export, KubeVirtHost, KubeVirtRequest, KUBEVIRT_CR};
 use vfioctl_core::topology::CoreKind;
 use vfioctl_host::apply::atomic_write;
-use vfioctl_host::root::HostRoot;
-use vfioctl_host::{cpu, facts};
+use vfioctl_host::host::Host;
 
-use super::plan;
 use crate::cli::{DiskBusArg, ExportArgs, ExportTarget, Format, HugepagesArg, KubevirtArgs, OsArg, PlanArgs};
 use crate::error::{CliError, Exit};
-use crate::output;
+use crate::{ops, output};
 
-pub fn run(root: &HostRoot, args: &ExportArgs) -> Result<Exit, CliError> {
+pub fn run(host: &Host, args: &ExportArgs) -> Result<Exit, CliError> {
     match &args.target {
-        ExportTarget::Kubevirt(a) => kubevirt(root, a),
+        ExportTarget::Kubevirt(a) => kubevirt(host, a),
     }
 }
 
@@ -63,7 +61,7 @@ struct JsonOut<'a> {
     files: Vec<PathBuf>,
 }
 
-fn kubevirt(root: &HostRoot, args: &KubevirtArgs) -> Result<Exit, CliError> {
+fn kubevirt(host: &Host, args: &KubevirtArgs) -> Result<Exit, CliError> {
     let os = match args.os {
         OsArg::Win10 => GuestOs::Windows10,
         OsArg::Win11 => GuestOs::Windows11,
@@ -85,13 +83,13 @@ fn kubevirt(root: &HostRoot, args: &KubevirtArgs) -> Result<Exit, CliError> {
     if !bad.is_empty() {
         return Err(CliError::Usage(bad.join("\n")));
     }
-    let p = plan::build(root, &args.plan)?;
+    let p = ops::plan(host, &args.plan.request()?)?;
     for w in &p.warnings {
         eprintln!("vfioctl: warning: {w}");
     }
     // The plan read these already (and printed their warnings).
-    let (topology, _) = cpu::read(root)?;
-    let f = facts::gather(root);
+    let (topology, _) = host.topology()?;
+    let f = host.facts();
     let efficiency_cpus: CpuSet =
         topology.cores.iter().filter(|c| c.kind == Some(CoreKind::Efficiency)).flat_map(|c| c.cpus.iter()).collect();
     let host = KubeVirtHost {

@@ -12,7 +12,10 @@ mod status;
 mod topology;
 mod verify;
 
-use vfioctl_host::root::HostRoot;
+use std::sync::Arc;
+
+use vfioctl_host::host::Host;
+use vfioctl_host::root::{HostRoot, ReadLog};
 use vfioctl_host::snapshot as snap;
 
 use crate::cli::{Cli, Command};
@@ -29,20 +32,35 @@ fn open_root(cli: &Cli) -> Result<(HostRoot, Option<tempfile::TempDir>), CliErro
     Ok((HostRoot::new(&cli.root), None))
 }
 
+/// Runs the command on one read of the host. With `VFIOCTL_READ_LOG=FILE` in the
+/// environment, what the command read of the host (each file, listing and program run,
+/// with how often) is written to FILE at the end: the tests prove with it that no command
+/// reads a host file twice.
 pub fn run(cli: &Cli) -> Result<Exit, CliError> {
     let (root, _keep) = open_root(cli)?;
-    match &cli.command {
-        Command::Check(args) => check::run(&root, args),
-        Command::List(args) => list::run(&root, args),
-        Command::Plan(args) => plan::run(&root, args),
-        Command::Topology(args) => topology::run(&root, args),
-        Command::Snapshot(args) => snapshot::run(&root, args),
-        Command::Rollback(args) => status::rollback(&root, args),
-        Command::Status(args) => status::status(&root, args),
-        Command::Apply(args) => apply::run(&root, args),
-        Command::Audit(args) => audit::run(&root, args),
-        Command::Verify(args) => verify::run(&root, args),
-        Command::Domain(args) => domain::run(&root, args),
-        Command::Export(args) => export::run(&root, args),
+    let log_to = std::env::var_os("VFIOCTL_READ_LOG");
+    let log = log_to.as_ref().map(|_| Arc::new(ReadLog::default()));
+    let root = match &log {
+        Some(l) => root.with_log(l.clone()),
+        None => root,
+    };
+    let host = Host::new(root);
+    let result = match &cli.command {
+        Command::Check(args) => check::run(&host, args),
+        Command::List(args) => list::run(host.root(), args),
+        Command::Plan(args) => plan::run(&host, args),
+        Command::Topology(args) => topology::run(&host, args),
+        Command::Snapshot(args) => snapshot::run(host.root(), args),
+        Command::Rollback(args) => status::rollback(host.root(), args),
+        Command::Status(args) => status::status(host.root(), args),
+        Command::Apply(args) => apply::run(&host, args),
+        Command::Audit(args) => audit::run(&host, args),
+        Command::Verify(args) => verify::run(&host, args),
+        Command::Domain(args) => domain::run(&host, args),
+        Command::Export(args) => export::run(&host, args),
+    };
+    if let (Some(path), Some(log)) = (log_to, log) {
+        let _ = std::fs::write(path, log.render());
     }
+    result
 }

@@ -1,19 +1,12 @@
 //! `vfioctl plan DEVICE… [--vcpus N] [--memory SIZE] [--hugepages …] [--force]`.
 
-use std::collections::BTreeSet;
-
-use vfioctl_core::check::Facts;
-use vfioctl_core::iomem;
-use vfioctl_core::kmod;
-use vfioctl_core::plan::{self, HugepageChoice, Plan, PlanHost, Request};
-use vfioctl_core::selector::Selector;
+use vfioctl_core::plan::Plan;
 use vfioctl_core::units;
-use vfioctl_host::root::HostRoot;
-use vfioctl_host::{cpu, drivers, facts, pci, storage};
+use vfioctl_host::host::Host;
 
-use crate::cli::{Format, HugepagesArg, PlanArgs};
+use crate::cli::{Format, PlanArgs};
 use crate::error::{CliError, Exit};
-use crate::output;
+use crate::{ops, output};
 
 /// The plan for people: what, then why, then the configuration.
 pub fn render_text(p: &Plan) -> String {
@@ -89,81 +82,11 @@ pub fn render_text(p: &Plan) -> String {
     out
 }
 
-fn hugepages(a: HugepagesArg) -> HugepageChoice {
-    match a {
-        HugepagesArg::Auto => HugepageChoice::Auto,
-        HugepagesArg::TwoM => HugepageChoice::Size2M,
-        HugepagesArg::OneG => HugepageChoice::Size1G,
-        HugepagesArg::None => HugepageChoice::None,
-    }
-}
-
-pub fn run(root: &HostRoot, args: &PlanArgs) -> Result<Exit, CliError> {
-    let p = build(root, args)?;
+pub fn run(host: &Host, args: &PlanArgs) -> Result<Exit, CliError> {
+    let p = ops::plan(host, &args.request()?)?;
     match args.format {
         Format::Json => output::print_json(&p)?,
         Format::Text => output::print(&render_text(&p))?,
     }
     Ok(Exit::Ok)
-}
-
-/// Device selectors from the command line.
-pub fn selectors(args: &[String]) -> Result<Vec<Selector>, CliError> {
-    args.iter().map(|s| s.parse::<Selector>()).collect::<Result<Vec<_>, _>>().map_err(CliError::Selector)
-}
-
-/// Reads the host and builds the plan the arguments ask for.
-pub fn build(root: &HostRoot, args: &PlanArgs) -> Result<Plan, CliError> {
-    let req = Request {
-        devices: selectors(&args.devices)?,
-        vcpus: args.vcpus,
-        memory_mib: args.memory,
-        hugepages: hugepages(args.hugepages),
-        force: args.force,
-    };
-    build_request(root, req)
-}
-
-/// Reads the host and builds the plan for a request.
-pub fn build_request(root: &HostRoot, req: Request) -> Result<Plan, CliError> {
-    let inv = pci::read(root)?;
-    let (topology, cpu_warnings) = cpu::read(root)?;
-    for w in inv.warnings.iter().chain(&cpu_warnings) {
-        eprintln!("vfioctl: warning: {w}");
-    }
-    let f: Facts = facts::gather(root);
-    let flags: BTreeSet<String> = f.cpu_flags.clone().unwrap_or_default();
-    let mounts = storage::mounts(root);
-    let host_modules = drivers::host_modules(root, inv.devices.values());
-    let framebuffers = f
-        .iomem
-        .as_ref()
-        .map(|regions| {
-            inv.devices
-                .keys()
-                .filter_map(|a| {
-                    let fbs: Vec<String> = iomem::framebuffers_under(regions, &a.to_string())
-                        .into_iter()
-                        .map(|r| r.name.clone())
-                        .collect();
-                    (!fbs.is_empty()).then_some((*a, fbs))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let next = f.next_boot.as_ref().map(|n| (n.source.as_str(), &n.cmdline));
-    let host = PlanHost {
-        devices: &inv.devices,
-        groups: &inv.groups,
-        topology: &topology,
-        vendor: f.vendor,
-        cpu_flags: &flags,
-        kernel: f.kernel_release.as_deref().and_then(kmod::kernel_version),
-        running: f.cmdline.as_ref(),
-        next_boot: next,
-        mounts: &mounts,
-        host_modules: &host_modules,
-        framebuffers: &framebuffers,
-    };
-    plan::build(&host, &req).map_err(CliError::Plan)
 }

@@ -1,7 +1,5 @@
 //! `vfioctl status` and `vfioctl rollback`.
 
-use std::io::IsTerminal;
-
 use serde::Serialize;
 use vfioctl_host::apply::{self, CommandMode, FileStatus};
 use vfioctl_host::root::HostRoot;
@@ -75,19 +73,8 @@ pub fn status(root: &HostRoot, args: &StatusArgs) -> Result<Exit, CliError> {
     Ok(Exit::Ok)
 }
 
-/// Asks on the terminal; without one, the user must pass --yes.
-pub fn confirm(question: &str) -> Result<bool, CliError> {
-    if !std::io::stdin().is_terminal() {
-        return Err(CliError::NeedsYes);
-    }
-    eprint!("{question} [y/N] ");
-    let mut answer = String::new();
-    std::io::stdin().read_line(&mut answer).map_err(CliError::Output)?;
-    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
-}
-
 pub fn rollback(root: &HostRoot, args: &RollbackArgs) -> Result<Exit, CliError> {
-    if !args.yes && !confirm("Restore every file vfioctl changed in its last apply?")? {
+    if !args.yes && !output::confirm("Restore every file vfioctl changed in its last apply?")? {
         return Ok(Exit::Finding);
     }
     let mode = if args.no_commands { CommandMode::Never } else { CommandMode::for_root(root) };

@@ -7,20 +7,20 @@
 use std::fmt::Write as _;
 
 use vfioctl_core::topology::{Core, Topology};
-use vfioctl_host::root::HostRoot;
+use vfioctl_host::host::Host;
 
 use crate::cli::{Format, TopologyArgs};
 use crate::error::{CliError, Exit};
 use crate::output;
 
-pub fn run(root: &HostRoot, args: &TopologyArgs) -> Result<Exit, CliError> {
-    let (topology, warnings) = vfioctl_host::cpu::read(root)?;
-    for w in &warnings {
+pub fn run(host: &Host, args: &TopologyArgs) -> Result<Exit, CliError> {
+    let (topology, warnings) = host.topology()?;
+    for w in warnings {
         eprintln!("vfioctl: warning: {w}");
     }
     match args.format {
-        Format::Json => output::print_json(&topology)?,
-        Format::Text => output::print(&render(&topology))?,
+        Format::Json => output::print_json(topology)?,
+        Format::Text => output::print(&render(topology))?,
     }
     Ok(Exit::Ok)
 }

@@ -7,15 +7,13 @@ use vfioctl_core::check::{self, Check};
 use vfioctl_core::cmdline::Cmdline;
 use vfioctl_core::plan::{HugepageChoice, Request};
 use vfioctl_core::verify::{self, Expectation, VerifyFacts};
-use vfioctl_host::apply::{detect, Journal};
-use vfioctl_host::root::HostRoot;
-use vfioctl_host::{facts, pci};
+use vfioctl_host::apply::Journal;
+use vfioctl_host::host::Host;
 
-use super::check::{render_text, summary, Summary};
-use super::plan;
-use crate::cli::{Format, VerifyArgs};
+use crate::cli::{self, Format, VerifyArgs};
 use crate::error::{CliError, Exit};
-use crate::output;
+use crate::ops;
+use crate::output::{self, render_text, summary, Summary};
 
 /// Parameters of the next boot's command line that a passthrough host depends on.
 const RELEVANT: &[&str] = &[
@@ -40,9 +38,9 @@ struct VerifyJson<'a> {
 }
 
 /// What to verify: the journal's record of the last apply, or a plan for the devices named.
-fn expectation(root: &HostRoot, args: &VerifyArgs, next: Option<&Cmdline>) -> Result<(Expectation, String), CliError> {
+fn expectation(host: &Host, args: &VerifyArgs, next: Option<&Cmdline>) -> Result<(Expectation, String), CliError> {
     if args.devices.is_empty() {
-        let journal = Journal::last(root).map_err(CliError::Apply)?;
+        let journal = Journal::last(host.root()).map_err(CliError::Apply)?;
         return match journal {
             Some(j) => match j.expect {
                 Some(e) if j.state == vfioctl_host::apply::JournalState::RolledBack => {
@@ -59,10 +57,10 @@ fn expectation(root: &HostRoot, args: &VerifyArgs, next: Option<&Cmdline>) -> Re
             )),
         };
     }
-    let p = plan::build_request(
-        root,
-        Request {
-            devices: plan::selectors(&args.devices)?,
+    let p = ops::plan(
+        host,
+        &Request {
+            devices: cli::selectors(&args.devices)?,
             vcpus: None,
             memory_mib: None,
             hugepages: HugepageChoice::None,
@@ -80,23 +78,27 @@ fn expectation(root: &HostRoot, args: &VerifyArgs, next: Option<&Cmdline>) -> Re
     Ok((e, format!("a plan for {}", args.devices.join(" "))))
 }
 
-pub fn run(root: &HostRoot, args: &VerifyArgs) -> Result<Exit, CliError> {
+pub fn run(host: &Host, args: &VerifyArgs) -> Result<Exit, CliError> {
+    let root = host.root();
     if !root.exists("/proc/cpuinfo") && !root.exists("/sys/devices/system/cpu") {
         return Err(vfioctl_host::HostError::NotAHost { root: root.base().to_path_buf() }.into());
     }
-    let f = facts::gather(root);
+    let f = host.facts();
     let next = f.next_boot.as_ref().map(|n| &n.cmdline);
-    let (expect, source) = expectation(root, args, next)?;
-    let inv = pci::read(root)?;
-    for w in &inv.warnings {
-        eprintln!("vfioctl: warning: {w}");
+    let (expect, source) = expectation(host, args, next)?;
+    let inv = host.pci()?;
+    if args.devices.is_empty() {
+        // (with devices named, the plan printed them already)
+        for w in &inv.warnings {
+            eprintln!("vfioctl: warning: {w}");
+        }
     }
     let vfio_groups: Option<BTreeSet<u32>> = match root.list("/dev/vfio") {
         Ok(names) => Some(names.iter().filter_map(|n| n.parse().ok()).collect()),
         Err(e) if e.is_not_found() => Some(BTreeSet::new()),
         Err(_) => None,
     };
-    let regenerate = detect::initramfs(root).map(|i| i.regenerate().join(" "));
+    let regenerate = host.boot().initramfs.as_ref().map(|i| i.regenerate().join(" "));
     let checks = verify::verify(
         &expect,
         &VerifyFacts {

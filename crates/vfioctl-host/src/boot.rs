@@ -1,0 +1,407 @@
+//! The boot setup of a host, decided once, from its files: which boot loader configuration
+//! decides the next boot's kernel command line, what that command line is, and what builds
+//! the initramfs. `check` reports this command line, `plan` starts from it, `apply` edits
+//! exactly these files and `verify` expects what they say: there is no other detector.
+//!
+//! Each file is read by the module of `vfioctl_core::edit` that also edits it, so what is
+//! read is what the editor changes (the default Limine entry, rEFInd's first choice,
+//! kernelstub's `user` section, every `GRUB_CMDLINE_LINUX*` assignment as the shell sees it).
+//!
+//! # Which configuration wins
+//! Several can be present at once; the rule, most specific first (ARCHITECTURE.md has the
+//! reasons):
+//! 1. **kernelstub** (`/etc/kernelstub/configuration`, Pop!_OS): kernelstub writes the
+//!    systemd-boot entries from it on every kernel update, so the configuration, not the
+//!    entry, is what lasts. Its `esp_path` entries are passed over.
+//! 2. **GRUB with BLS entries** (Fedora, RHEL and their rebuilds: `/etc/default/grub` beside
+//!    `loader/entries/*.conf`, with `/boot/grub2`, `grubby` or no systemd-boot `loader.conf`):
+//!    GRUB reads the entries, so their `options` are the command line; the default entry is
+//!    GRUB's `saved_entry` when grubenv names one, else the newest.
+//!    `/etc/kernel/cmdline` and `/etc/default/grub` only seed kernels installed later.
+//! 3. **kernel-install** (`/etc/kernel/cmdline`: systemd-boot with kernel-install, UKIs,
+//!    Proxmox): the file is written into every entry or UKI when they are rebuilt.
+//! 4. **systemd-boot entries** (`loader/entries/*.conf` under `/boot`, `/efi` or
+//!    `/boot/efi`): the entry `loader.conf`'s `default` names, else the last one.
+//! 5. **GRUB** (`/etc/default/grub` and its `grub.d/*.cfg` drop-ins).
+//! 6. **rEFInd** (`/boot/refind_linux.conf`), 7. **Limine** (`limine.conf`).
+//!
+//! `/etc/os-release` is read beside the files: it names the distribution in messages and
+//! decides between GRUB with BLS and systemd-boot when the files alone leave it open
+//! (a Fedora-family system without `/boot/grub2` yet).
+
+use std::path::{Path, PathBuf};
+
+use vfioctl_core::check::NextBoot;
+use vfioctl_core::cmdline::Cmdline;
+use vfioctl_core::edit::{self, EditError};
+use vfioctl_core::kmod;
+
+use crate::root::HostRoot;
+
+/// The directories systemd-boot and GRUB's BLS read entries from.
+pub const ENTRY_DIRS: &[&str] = &["/boot/loader/entries", "/efi/loader/entries", "/boot/efi/loader/entries"];
+/// Where Limine's configuration lives.
+pub const LIMINE_PATHS: &[&str] = &["/boot/limine.conf", "/boot/limine/limine.conf", "/boot/EFI/limine/limine.conf"];
+pub const KERNELSTUB: &str = "/etc/kernelstub/configuration";
+pub const KERNEL_CMDLINE: &str = "/etc/kernel/cmdline";
+pub const DEFAULT_GRUB: &str = "/etc/default/grub";
+pub const GRUB_D: &str = "/etc/default/grub.d";
+pub const REFIND: &str = "/boot/refind_linux.conf";
+pub const GRUBENV: &str = "/boot/grub2/grubenv";
+
+/// Where the kernel command line is configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bootloader {
+    /// kernel-install / UKIs: `/etc/kernel/cmdline`.
+    KernelInstall,
+    /// systemd-boot (or GRUB with BLS when `grub_bls` is set): entry files.
+    LoaderEntries {
+        dir: PathBuf,
+        entries: Vec<PathBuf>,
+        default: Option<PathBuf>,
+        grub_bls: bool,
+    },
+    /// GRUB: `/etc/default/grub` and the command that regenerates grub.cfg.
+    Grub {
+        regenerate: Vec<String>,
+    },
+    Kernelstub,
+    Refind {
+        path: PathBuf,
+    },
+    Limine {
+        path: PathBuf,
+    },
+}
+
+impl Bootloader {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Bootloader::KernelInstall => "kernel-install (/etc/kernel/cmdline)",
+            Bootloader::LoaderEntries { grub_bls: true, .. } => "GRUB with BLS entries",
+            Bootloader::LoaderEntries { .. } => "systemd-boot",
+            Bootloader::Grub { .. } => "GRUB",
+            Bootloader::Kernelstub => "kernelstub",
+            Bootloader::Refind { .. } => "rEFInd",
+            Bootloader::Limine { .. } => "Limine",
+        }
+    }
+
+    /// The entry whose command line the next boot uses (loader entries only).
+    pub fn default_entry(&self) -> Option<&Path> {
+        match self {
+            Bootloader::LoaderEntries { entries, default, .. } => default.as_deref().or(entries.last().map(|p| &**p)),
+            _ => None,
+        }
+    }
+}
+
+/// What builds the initramfs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Initramfs {
+    InitramfsTools,
+    Mkinitcpio,
+    Dracut,
+    Booster,
+}
+
+impl Initramfs {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Initramfs::InitramfsTools => "initramfs-tools",
+            Initramfs::Mkinitcpio => "mkinitcpio",
+            Initramfs::Dracut => "dracut",
+            Initramfs::Booster => "booster",
+        }
+    }
+
+    /// The command that rebuilds the initramfs of every installed kernel.
+    pub fn regenerate(&self) -> Vec<String> {
+        let v: &[&str] = match self {
+            Initramfs::InitramfsTools => &["update-initramfs", "-u", "-k", "all"],
+            Initramfs::Mkinitcpio => &["mkinitcpio", "-P"],
+            Initramfs::Dracut => &["dracut", "-f", "--regenerate-all"],
+            Initramfs::Booster => &["booster", "build", "--force"],
+        };
+        v.iter().map(|s| s.to_string()).collect()
+    }
+}
+
+/// What `/etc/os-release` (or `/usr/lib/os-release`) says of the distribution.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OsRelease {
+    pub id: String,
+    pub id_like: Vec<String>,
+    pub version_id: String,
+    pub pretty_name: String,
+}
+
+impl OsRelease {
+    /// Parses os-release's `KEY=value` lines (values unquoted as the shell would).
+    pub fn parse(text: &str) -> OsRelease {
+        let vars = edit::grub::assignments(text);
+        let get = |k: &str| vars.get(k).cloned().unwrap_or_default();
+        OsRelease {
+            id: get("ID"),
+            id_like: get("ID_LIKE").split_whitespace().map(str::to_string).collect(),
+            version_id: get("VERSION_ID"),
+            pretty_name: get("PRETTY_NAME"),
+        }
+    }
+
+    /// The distribution is `id` or derived from it (`ID_LIKE`).
+    pub fn is_like(&self, id: &str) -> bool {
+        self.id == id || self.id_like.iter().any(|l| l == id)
+    }
+
+    /// Fedora, RHEL and their rebuilds (which boot GRUB with BLS entries).
+    pub fn is_fedora_family(&self) -> bool {
+        ["fedora", "rhel", "centos"].iter().any(|i| self.is_like(i))
+    }
+}
+
+/// The boot setup of a host.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BootSetup {
+    pub os: Option<OsRelease>,
+    /// The configuration that decides the next boot's command line; `None` when the host has
+    /// none vfioctl knows.
+    pub loader: Option<Bootloader>,
+    /// That command line and the file(s) it comes from.
+    pub next_boot: Option<NextBoot>,
+    pub initramfs: Option<Initramfs>,
+    /// Other boot configurations present that do not decide the next boot, and why.
+    pub passed_over: Vec<String>,
+    /// A file that decides the next boot exists but cannot be read or understood: nothing
+    /// may be planned or edited from a guess (`apply` refuses with this).
+    pub problem: Option<String>,
+}
+
+fn has_program(root: &HostRoot, name: &str) -> bool {
+    ["/usr/sbin", "/usr/bin", "/sbin", "/bin"].iter().any(|d| root.path(Path::new(d).join(name)).is_file())
+}
+
+/// The entry files of the first entry directory that has any, and its directory.
+fn loader_entries(root: &HostRoot) -> Option<(&'static str, Vec<PathBuf>)> {
+    ENTRY_DIRS.iter().find_map(|dir| {
+        let names = root.list(dir).ok()?;
+        let entries: Vec<PathBuf> =
+            names.iter().filter(|n| n.ends_with(".conf")).map(|n| Path::new(dir).join(n)).collect();
+        (!entries.is_empty()).then_some((*dir, entries))
+    })
+}
+
+/// The entry a name or glob picks (`default arch.conf`, `saved_entry=abc-6.8`).
+fn pick<'a>(entries: &'a [PathBuf], pat: &str) -> Option<&'a PathBuf> {
+    entries.iter().find(|e| {
+        let n = e.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        kmod::glob_match(pat, &n) || kmod::glob_match(&format!("{pat}.conf"), &n)
+    })
+}
+
+/// Detection, reading through `root` (every file once: the root remembers what it read).
+pub fn detect(root: &HostRoot) -> BootSetup {
+    let mut b = BootSetup::default();
+    let mut d = Detect { root, b: &mut b };
+    d.run();
+    b
+}
+
+struct Detect<'a> {
+    root: &'a HostRoot,
+    b: &'a mut BootSetup,
+}
+
+impl Detect<'_> {
+    /// Reads a file that decides the next boot; an unreadable one is a problem, not absent.
+    fn read(&mut self, path: &str) -> Option<String> {
+        match self.root.read_optional(path) {
+            Ok(t) => t,
+            Err(e) => {
+                self.problem(e.to_string());
+                None
+            }
+        }
+    }
+
+    fn problem(&mut self, what: String) {
+        self.b.problem.get_or_insert(what);
+    }
+
+    fn edit_problem(&mut self, path: &str, e: EditError) {
+        self.problem(format!("{path}: {e}"));
+    }
+
+    fn found(&mut self, loader: Bootloader, source: String, cmdline: &str) {
+        self.b.loader = Some(loader);
+        self.b.next_boot = Some(NextBoot { source, cmdline: Cmdline::parse(cmdline) });
+    }
+
+    fn run(&mut self) {
+        self.b.os = ["/etc/os-release", "/usr/lib/os-release"]
+            .iter()
+            .find_map(|p| self.root.read_optional(p).ok().flatten())
+            .map(|t| OsRelease::parse(&t));
+        self.b.initramfs = initramfs(self.root);
+        let entries = loader_entries(self.root);
+        let kernel_cmdline = self.root.exists(KERNEL_CMDLINE);
+        let grub = self.root.exists(DEFAULT_GRUB);
+
+        // 1. kernelstub.
+        if self.root.exists(KERNELSTUB) {
+            if let Some(t) = self.read(KERNELSTUB) {
+                match edit::kernelstub::cmdline(&t) {
+                    Ok(c) => self.found(Bootloader::Kernelstub, format!("kernelstub ({KERNELSTUB})"), &c),
+                    Err(e) => self.edit_problem(KERNELSTUB, e),
+                }
+            }
+            if let Some((dir, _)) = &entries {
+                self.b.passed_over.push(format!(
+                    "the boot entries in {dir}: kernelstub writes them from {KERNELSTUB} at every kernel update"
+                ));
+            }
+            for (present, what) in [(kernel_cmdline, KERNEL_CMDLINE), (grub, DEFAULT_GRUB)] {
+                if present {
+                    self.b.passed_over.push(format!("{what}: this host boots through kernelstub's entries"));
+                }
+            }
+            return;
+        }
+
+        // 2.–4. Loader entries and /etc/kernel/cmdline.
+        if let Some((dir, entries)) = entries {
+            let loader = dir.trim_end_matches("/entries");
+            let loader_conf = format!("{loader}/loader.conf");
+            let has_loader_conf = self.root.exists(&loader_conf);
+            let grub_bls = grub
+                && (self.root.exists("/boot/grub2")
+                    || has_program(self.root, "grubby")
+                    || !has_loader_conf
+                    || self.b.os.as_ref().is_some_and(OsRelease::is_fedora_family));
+            let grubenv = if grub_bls { self.root.read_optional(GRUBENV).ok().flatten() } else { None };
+            if kernel_cmdline && !grub_bls {
+                self.kernel_install();
+                self.b
+                    .passed_over
+                    .push(format!("the boot entries in {dir}: kernel-install writes them from {KERNEL_CMDLINE}"));
+                return;
+            }
+            let default = if grub_bls {
+                grubenv
+                    .as_deref()
+                    .and_then(|t| t.lines().find_map(|l| l.strip_prefix("saved_entry=")))
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .and_then(|pat| pick(&entries, pat))
+                    .cloned()
+            } else {
+                let conf = if has_loader_conf { self.read(&loader_conf) } else { None };
+                conf.and_then(|t| {
+                    t.lines().find_map(|l| l.trim().strip_prefix("default").map(|v| v.trim().to_string()))
+                })
+                .and_then(|pat| pick(&entries, &pat))
+                .cloned()
+            };
+            let l = Bootloader::LoaderEntries { dir: dir.into(), entries, default, grub_bls };
+            if let Some(path) = l.default_entry().map(Path::to_path_buf) {
+                let p = path.display().to_string();
+                if let Some(text) = self.read(&p) {
+                    let kernelopts = grubenv.as_deref().and_then(edit::loader_entry::grubenv_kernelopts);
+                    let c = edit::loader_entry::cmdline(&text, kernelopts.as_deref());
+                    self.found(l, format!("boot loader entry {p}"), &c);
+                }
+            }
+            if grub_bls {
+                for (present, what) in [(kernel_cmdline, KERNEL_CMDLINE), (grub, DEFAULT_GRUB)] {
+                    if present {
+                        self.b.passed_over.push(format!(
+                            "{what}: GRUB boots the BLS entries; this file seeds kernels installed later"
+                        ));
+                    }
+                }
+            }
+            return;
+        }
+        if kernel_cmdline {
+            self.kernel_install();
+            if grub {
+                self.b.passed_over.push(format!("{DEFAULT_GRUB}: {KERNEL_CMDLINE} is the command line kernel-install writes into every boot entry or UKI"));
+            }
+            return;
+        }
+
+        // 5. GRUB.
+        if grub {
+            if let Some(main) = self.read(DEFAULT_GRUB) {
+                let mut files = vec![main];
+                let mut source = DEFAULT_GRUB.to_string();
+                for n in self.root.list(GRUB_D).unwrap_or_default().iter().filter(|n| n.ends_with(".cfg")) {
+                    if let Some(t) = self.read(&format!("{GRUB_D}/{n}")) {
+                        files.push(t);
+                        source.push_str(&format!(" + grub.d/{n}"));
+                    }
+                }
+                let regenerate: Vec<String> = if has_program(self.root, "update-grub") {
+                    vec!["update-grub".into()]
+                } else if has_program(self.root, "grub2-mkconfig") {
+                    vec!["grub2-mkconfig".into(), "-o".into(), "/boot/grub2/grub.cfg".into()]
+                } else {
+                    vec!["grub-mkconfig".into(), "-o".into(), "/boot/grub/grub.cfg".into()]
+                };
+                let c = edit::grub::kernel_cmdline(files.iter().map(String::as_str)).unwrap_or_default();
+                self.found(Bootloader::Grub { regenerate }, source, &c);
+            }
+            return;
+        }
+
+        // 6. rEFInd, 7. Limine.
+        if self.root.exists(REFIND) {
+            if let Some(t) = self.read(REFIND) {
+                match edit::refind::cmdline(&t) {
+                    Ok(c) => self.found(
+                        Bootloader::Refind { path: REFIND.into() },
+                        REFIND.into(),
+                        c.as_deref().unwrap_or(""),
+                    ),
+                    Err(e) => self.edit_problem(REFIND, e),
+                }
+            }
+            return;
+        }
+        if let Some(path) = LIMINE_PATHS.iter().find(|p| self.root.exists(p)) {
+            if let Some(t) = self.read(path) {
+                match edit::limine::cmdline(&t) {
+                    Ok((_, c)) => self.found(Bootloader::Limine { path: path.into() }, path.to_string(), &c),
+                    Err(e) => self.edit_problem(path, e),
+                }
+            }
+        }
+    }
+
+    fn kernel_install(&mut self) {
+        if let Some(t) = self.read(KERNEL_CMDLINE) {
+            let c = edit::kernel_cmdline_file::cmdline(&t);
+            self.found(Bootloader::KernelInstall, KERNEL_CMDLINE.into(), &c);
+        }
+    }
+}
+
+/// The initramfs builder, from its configuration files.
+pub fn initramfs(root: &HostRoot) -> Option<Initramfs> {
+    if root.exists("/etc/booster.yaml") {
+        return Some(Initramfs::Booster);
+    }
+    if root.exists("/etc/mkinitcpio.conf") || root.exists("/etc/mkinitcpio.conf.d") {
+        return Some(Initramfs::Mkinitcpio);
+    }
+    if root.exists("/etc/dracut.conf") || root.exists("/etc/dracut.conf.d") {
+        return Some(Initramfs::Dracut);
+    }
+    if root.exists("/etc/initramfs-tools") {
+        return Some(Initramfs::InitramfsTools);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,90 @@
+//! The operations between the commands and the libraries. A command (`cmd/*.rs`) parses
+//! its arguments, calls operations here on the one [`Host`] of the run, and prints; it never
+//! reaches into another command. Each operation is the one place that joins the host's
+//! model with a pure part of `vfioctl-core`.
+
+use std::collections::BTreeSet;
+
+use vfioctl_core::check::Program;
+use vfioctl_core::domain::{DomainHost, GuestOs};
+use vfioctl_core::kmod;
+use vfioctl_core::plan::{self, Plan, PlanHost, Request};
+use vfioctl_host::apply::changes::{self, Prepared};
+use vfioctl_host::firmware;
+use vfioctl_host::host::Host;
+use vfioctl_host::root::HostRoot;
+
+use crate::error::CliError;
+
+/// libvirt's system connection, the default of `--connect`.
+pub const DEFAULT_URI: &str = "qemu:///system";
+
+/// The plan for a request, from the host's one read. Warnings about the PCI and CPU files
+/// are printed once, here.
+pub fn plan(host: &Host, req: &Request) -> Result<Plan, CliError> {
+    let inv = host.pci()?;
+    let (topology, cpu_warnings) = host.topology()?;
+    for w in inv.warnings.iter().chain(cpu_warnings) {
+        eprintln!("vfioctl: warning: {w}");
+    }
+    let f = host.facts();
+    let flags: BTreeSet<String> = f.cpu_flags.clone().unwrap_or_default();
+    let next = f.next_boot.as_ref().map(|n| (n.source.as_str(), &n.cmdline));
+    let plan_host = PlanHost {
+        devices: &inv.devices,
+        groups: &inv.groups,
+        topology,
+        vendor: f.vendor,
+        cpu_flags: &flags,
+        kernel: f.kernel_release.as_deref().and_then(kmod::kernel_version),
+        running: f.cmdline.as_ref(),
+        next_boot: next,
+        mounts: host.mounts(),
+        host_modules: host.host_modules()?,
+        framebuffers: host.framebuffers()?,
+    };
+    plan::build(&plan_host, req).map_err(CliError::Plan)
+}
+
+/// What the domain depends on besides the plan, from the host's facts (versions from
+/// the version tables until a libvirt connection says better).
+pub fn domain_host(host: &Host, os: GuestOs) -> DomainHost {
+    let f = host.facts();
+    DomainHost {
+        vendor: f.vendor,
+        invtsc: f.invtsc(),
+        firmware: firmware::choose(host.root(), &f.ovmf, os == GuestOs::Windows11),
+        emulator: f.qemu.as_ref().map(|q| q.path.clone()),
+        libvirt: f.libvirt.as_ref().and_then(Program::major_minor),
+        qemu: f.qemu.as_ref().and_then(Program::major_minor),
+        caps: None,
+    }
+}
+
+/// `--evdev` as given: `auto` means the keyboard and mouse links of the host.
+pub fn evdev_paths(root: &HostRoot, given: &[String]) -> Vec<String> {
+    if !given.iter().any(|e| e == "auto") {
+        return given.to_vec();
+    }
+    // `/dev/input/by-id` links ending in -event-kbd and -event-mouse.
+    let mut found: Vec<String> = root
+        .list("/dev/input/by-id")
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|n| n.ends_with("-event-kbd") || n.ends_with("-event-mouse"))
+        .map(|n| format!("/dev/input/by-id/{n}"))
+        .collect();
+    found.sort();
+    found
+}
+
+/// Everything `apply` would change for a plan: the boot configuration the host's one
+/// detection found, modprobe.d, the initramfs, and for evdev devices on libvirt before 7.4
+/// qemu.conf. Each change records what its file held, for the transaction's check.
+pub fn prepare_apply(host: &Host, p: &Plan, separate_entry: bool, evdev: &[String]) -> Result<Prepared, CliError> {
+    let mut prepared = changes::prepare(host, p, separate_entry).map_err(CliError::Change)?;
+    // libvirt's version decides the qemu.conf change: only asked for when there are devices.
+    let libvirt = if evdev.is_empty() { None } else { host.facts().libvirt.as_ref().and_then(Program::major_minor) };
+    changes::evdev_acl(host.root(), evdev, libvirt).map_err(CliError::Change)?.add_to(&mut prepared);
+    Ok(prepared)
+}
