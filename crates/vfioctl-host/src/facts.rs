@@ -65,15 +65,36 @@ fn read(root: &HostRoot, path: &str) -> Option<String> {
 /// Gathers every fact for `vfioctl check`; the next boot's command line is the one the
 /// boot setup (`boot::detect`, done once per command) found.
 pub fn gather(root: &HostRoot, boot: &BootSetup) -> Facts {
+    let mut f = gather_files(root, boot);
+    add_programs(root, &mut f);
+    f
+}
+
+/// What the live machine says only when asked, by running programs and opening device
+/// nodes and sockets: QEMU's and libvirt's versions, /dev/kvm, libvirt's socket. On a
+/// snapshot the versions come from its marker files.
+pub fn add_programs(root: &HostRoot, f: &mut Facts) {
+    let live = f.live;
+    if live {
+        f.nodes = device_nodes();
+        f.libvirt_reachable = Some(LIBVIRT_SOCKETS.iter().any(|s| {
+            if let Some(l) = root.log() {
+                l.note("connect", Path::new(s));
+            }
+            std::os::unix::net::UnixStream::connect(s).is_ok()
+        }));
+    }
+    f.qemu = program(root, QEMU_PATHS, live);
+    f.libvirt = program(root, LIBVIRT_PATHS, live);
+}
+
+/// The facts that files say, without running anything (what `plan` needs).
+pub fn gather_files(root: &HostRoot, boot: &BootSetup) -> Facts {
     let live = root.is_live();
     let cpuinfo = read(root, "/proc/cpuinfo");
     let vendor = cpuinfo.as_deref().and_then(CpuVendor::from_cpuinfo).unwrap_or(CpuVendor::Other);
     let mut f = Facts::unknown(live, vendor);
     f.cpu_flags = cpuinfo.as_deref().map(|c| vendor::cpu_flags(c).into_iter().collect());
-    if live {
-        f.nodes = device_nodes();
-        f.libvirt_reachable = Some(LIBVIRT_SOCKETS.iter().any(|s| std::os::unix::net::UnixStream::connect(s).is_ok()));
-    }
     f.cgroup_controllers = cgroup_controllers(root);
     f.acpi_dmar = root.exists("/sys/firmware/acpi/tables/DMAR");
     f.acpi_ivrs = root.exists("/sys/firmware/acpi/tables/IVRS");
@@ -106,8 +127,6 @@ pub fn gather(root: &HostRoot, boot: &BootSetup) -> Facts {
     f.modprobe = modprobe(root);
     f.hugepages = hugepages(root);
     f.ovmf = ovmf(root);
-    f.qemu = program(root, QEMU_PATHS, live);
-    f.libvirt = program(root, LIBVIRT_PATHS, live);
     f.iomem = read(root, "/proc/iomem").map(|t| iomem::parse(&t));
     f
 }
@@ -253,6 +272,9 @@ fn ovmf(root: &HostRoot) -> Vec<String> {
 fn program(root: &HostRoot, paths: &[&str], live: bool) -> Option<Program> {
     let path = paths.iter().find(|p| root.path(p).is_file())?;
     let version = if live {
+        if let Some(l) = root.log() {
+            l.note_program(&[path, "--version"]);
+        }
         run_version(path)
     } else {
         read(root, path).and_then(|t| t.strip_prefix(PROGRAM_MARKER).map(|v| version_of(v.trim())))

@@ -30,6 +30,7 @@ pub struct Host {
     topology: OnceCell<(Topology, Vec<Warning>)>,
     boot: OnceCell<BootSetup>,
     facts: OnceCell<Facts>,
+    file_facts: OnceCell<Facts>,
     mounts: OnceCell<Vec<Mount>>,
     host_modules: OnceCell<BTreeMap<PciAddress, Vec<String>>>,
     framebuffers: OnceCell<BTreeMap<PciAddress, Vec<String>>>,
@@ -43,6 +44,7 @@ impl Host {
             topology: OnceCell::new(),
             boot: OnceCell::new(),
             facts: OnceCell::new(),
+            file_facts: OnceCell::new(),
             mounts: OnceCell::new(),
             host_modules: OnceCell::new(),
             framebuffers: OnceCell::new(),
@@ -79,7 +81,17 @@ impl Host {
     /// What `check` judges (on the live machine this runs QEMU's and libvirt's `--version`
     /// and connects to libvirt's socket, once).
     pub fn facts(&self) -> &Facts {
-        self.facts.get_or_init(|| facts::gather(&self.root, self.boot()))
+        self.facts.get_or_init(|| {
+            let mut f = self.file_facts().clone();
+            facts::add_programs(&self.root, &mut f);
+            f
+        })
+    }
+
+    /// The facts files say, without running programs (`plan` needs no versions): the
+    /// programs' fields are unknown here.
+    pub fn file_facts(&self) -> &Facts {
+        self.file_facts.get_or_init(|| facts::gather_files(&self.root, self.boot()))
     }
 
     /// Mounted block devices and the PCI controllers behind them.
@@ -104,7 +116,7 @@ impl Host {
         }
         let devices = &self.pci()?.devices;
         let f = self
-            .facts()
+            .file_facts()
             .iomem
             .as_ref()
             .map(|regions| {

@@ -1,10 +1,13 @@
 //! # vfioctl-host: reading a host
 //!
-//! Everything vfioctl knows about a machine is read here, through one [`root::HostRoot`]:
-//! the PCI devices and IOMMU groups from `/sys` ([`pci`]), the CPU topology from
-//! `/sys/devices/system` ([`cpu`]), and the CPU vendor and kernel command line from
-//! `/proc` ([`proc`]). Pointing the root at a snapshot or a fixture tree reads that instead.
-//! [`snapshot`] packs exactly these files.
+//! Everything vfioctl knows about a machine is read here, through one [`root::HostRoot`]
+//! (which reads each file once per command and remembers it), into one [`host::Host`] that
+//! every command shares: the PCI devices and IOMMU groups from `/sys` ([`pci`]), the CPU
+//! topology from `/sys/devices/system` ([`cpu`]), the boot setup ([`boot`]: which loader
+//! decides the next boot's command line, and the initramfs builder), the facts `check`
+//! judges ([`facts`]), mounts and the controllers behind them ([`storage`]), host drivers
+//! ([`drivers`]). Pointing the root at a snapshot or a fixture tree reads that instead.
+//! [`snapshot`] packs exactly these files; [`apply`] is the only writer.
 
 use std::path::PathBuf;
 

@@ -4,8 +4,9 @@
 //! file-system paths by hand.
 //!
 //! One root, one read: a text file is read from the disk once per command and kept
-//! ([`HostRoot::read`] hands every later caller the same text), so every part of vfioctl
-//! judges the same bytes even if the file changes meanwhile. Clones share that memory.
+//! ([`HostRoot::read`] hands every later caller the same text), and so is a directory's
+//! listing, so every part of vfioctl judges the same bytes even if the file changes
+//! meanwhile (sysfs attributes and binary files, read by one reader each, are not kept). Clones share that memory.
 //! A [`ReadLog`] (switched on by the `VFIOCTL_READ_LOG` environment variable in the CLI)
 //! counts every real read, listing and program run, which is how the tests prove that no
 //! command reads a host file twice.
@@ -63,7 +64,8 @@ pub struct ReadLog {
 }
 
 impl ReadLog {
-    fn note(&self, kind: &str, what: &Path) {
+    /// Counts one `kind` (`read`, `list`, `run`, `connect`) of `what`.
+    pub fn note(&self, kind: &str, what: &Path) {
         if let Ok(mut c) = self.counts.lock() {
             *c.entry(format!("{kind} {}", what.display())).or_default() += 1;
         }
@@ -101,8 +103,12 @@ const ENOENT: i32 = 2;
 pub struct HostRoot {
     base: PathBuf,
     memo: Arc<Mutex<BTreeMap<PathBuf, Remembered>>>,
+    listed: Arc<Mutex<BTreeMap<PathBuf, Listed>>>,
     log: Option<Arc<ReadLog>>,
 }
+
+/// A directory as it was listed: its sorted names, or why it could not be listed.
+type Listed = Result<Arc<Vec<String>>, Unreadable>;
 
 impl PartialEq for HostRoot {
     fn eq(&self, other: &Self) -> bool {
@@ -114,7 +120,7 @@ impl Eq for HostRoot {}
 
 impl HostRoot {
     pub fn new(base: impl Into<PathBuf>) -> Self {
-        HostRoot { base: base.into(), memo: Arc::default(), log: None }
+        HostRoot { base: base.into(), memo: Arc::default(), listed: Arc::default(), log: None }
     }
 
     /// The same root, counting what it reads into `log`.
@@ -255,13 +261,39 @@ impl HostRoot {
     }
 
     /// Names of the entries of a directory, sorted.
+    /// Like files, a directory is listed once per command: later calls get the same names.
     pub fn list(&self, host_path: impl AsRef<Path>) -> Result<Vec<String>, RootError> {
         let host_path = host_path.as_ref();
-        let err = |err| RootError::List { path: host_path.to_path_buf(), err };
-        self.note("list", host_path);
+        let key = Path::new("/").join(host_path.strip_prefix("/").unwrap_or(host_path));
+        let remembered = self.listed.lock().ok().and_then(|m| m.get(&key).cloned());
+        let r = match remembered {
+            Some(r) => r,
+            None => {
+                self.note("list", &key);
+                let r = self.list_now(&key).map(Arc::new).map_err(|e| match e.raw_os_error() {
+                    Some(code) => Unreadable::Os(code),
+                    None => Unreadable::Other(e.kind(), e.to_string()),
+                });
+                if let Ok(mut m) = self.listed.lock() {
+                    m.insert(key, r.clone());
+                }
+                r
+            }
+        };
+        r.map(|names| names.to_vec()).map_err(|u| RootError::List {
+            path: host_path.to_path_buf(),
+            err: match u {
+                Unreadable::Os(code) => io::Error::from_raw_os_error(code),
+                Unreadable::Other(kind, msg) => io::Error::new(kind, msg),
+                Unreadable::TooLarge => io::Error::other("too large"),
+            },
+        })
+    }
+
+    fn list_now(&self, host_path: &Path) -> io::Result<Vec<String>> {
         let mut names = Vec::new();
-        for entry in fs::read_dir(self.path(host_path)).map_err(err)? {
-            names.push(entry.map_err(err)?.file_name().to_string_lossy().into_owned());
+        for entry in fs::read_dir(self.path(host_path))? {
+            names.push(entry?.file_name().to_string_lossy().into_owned());
         }
         names.sort();
         Ok(names)

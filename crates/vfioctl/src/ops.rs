@@ -27,7 +27,7 @@ pub fn plan(host: &Host, req: &Request) -> Result<Plan, CliError> {
     for w in inv.warnings.iter().chain(cpu_warnings) {
         eprintln!("vfioctl: warning: {w}");
     }
-    let f = host.facts();
+    let f = host.file_facts();
     let flags: BTreeSet<String> = f.cpu_flags.clone().unwrap_or_default();
     let next = f.next_boot.as_ref().map(|n| (n.source.as_str(), &n.cmdline));
     let plan_host = PlanHost {

@@ -200,3 +200,88 @@ fn evdev_devices_go_into_qemu_conf_only_for_libvirt_before_7_4() {
     assert!(!run.stdout.contains("qemu.conf:"), "{}", run.stdout);
     assert!(run.stdout.contains("devices itself"), "{}", run.stdout);
 }
+
+/// The plan is made, the confirmation prompt waits, meanwhile the user edits a file the
+/// plan changes: answering yes writes nothing (exit 2) and the edit stays.
+#[test]
+fn a_file_edited_while_the_prompt_waits_is_not_overwritten() {
+    let (_t, root) = copy_host("r2600x");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_vfioctl"));
+    cmd.arg("--root")
+        .arg(&root)
+        .args(args("apply", &["--no-commands"]))
+        .env("VFIOCTL_PCI_IDS", crate::util::ids_file());
+    let mut p = rexpect::session::spawn_command(cmd, Some(30_000)).expect("spawn on a pty");
+    p.exp_string("Apply these changes? [y/N]").expect("the prompt");
+    let grub = root.join("etc/default/grub");
+    let edited = format!("{}# edited while vfioctl asked\n", fs::read_to_string(&grub).expect("grub"));
+    fs::write(&grub, &edited).expect("edit");
+    let before = tree(&root);
+    p.send_line("y").expect("answer");
+    let out = p.exp_eof().expect("end");
+    assert!(out.contains("/etc/default/grub changed after the plan was made"), "{out}");
+    assert!(out.contains("nothing was written"), "{out}");
+    let status = p.process().wait().expect("wait");
+    assert!(matches!(status, rexpect::process::WaitStatus::Exited(_, 2)), "{status:?}: {out}");
+    assert_eq!(tree(&root), before, "the user's edit stays, nothing else changed");
+    assert!(!root.join("var/lib/vfioctl/journal").exists(), "no journal");
+}
+
+/// The first host path in a plan's `cmdline_source` (`kernelstub (/etc/kernelstub/configuration)`,
+/// `boot loader entry /boot/…conf`, `/etc/default/grub + grub.d/x.cfg`).
+fn source_path(source: &str) -> Option<String> {
+    source
+        .split_whitespace()
+        .map(|w| w.trim_matches(|c| c == '(' || c == ')'))
+        .find(|w| w.starts_with('/'))
+        .map(str::to_string)
+}
+
+/// One detector: on every example host, and on a Pop!_OS layout (kernelstub beside the
+/// systemd-boot entries it writes, where the two detectors of old disagreed), the file
+/// `plan` and `check` name for the next boot's command line is the file `apply` edits.
+#[test]
+fn the_next_boot_plan_and_check_name_is_the_file_apply_edits() {
+    let popos = derived(
+        &["etc/default/grub"],
+        &[
+            ("/etc/kernelstub/configuration", KERNELSTUB),
+            ("/boot/efi/loader/loader.conf", "default Pop_OS-current\n"),
+            ("/boot/efi/loader/entries/Pop_OS-current.conf", "title Pop!_OS\nlinux /EFI/Pop_OS-1/vmlinuz.efi\ninitrd /EFI/Pop_OS-1/initrd.img\noptions root=UUID=1 ro quiet loglevel=0 systemd.show_status=false splash\n"),
+        ],
+    );
+    let mut hosts: Vec<PathBuf> = crate::util::example_hosts();
+    hosts.push(popos.1.clone());
+    let mut checked = 0;
+    for host in &hosts {
+        let plan = vfioctl(host, &["plan", "gpu", "--format", "json"]);
+        if plan.code != 0 {
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_str(&plan.stdout).expect("json");
+        let k = &v["kernel_cmdline"];
+        if k["add"].as_array().is_some_and(|a| a.is_empty()) && k["remove"].as_array().is_some_and(|a| a.is_empty()) {
+            continue;
+        }
+        let source = v["cmdline_source"].as_str().expect("source");
+        let path = source_path(source).unwrap_or_else(|| panic!("{}: no path in {source:?}", host.display()));
+        let apply = vfioctl(host, &["apply", "gpu", "--dry-run"]);
+        assert_eq!(apply.code, 0, "{}: {}", host.display(), apply.stderr);
+        assert!(
+            apply.stdout.contains(&format!("+++ b{path}\n")),
+            "{}: plan says {source}, apply edits:\n{}",
+            host.display(),
+            apply.stdout
+        );
+        let check = vfioctl(host, &["check"]);
+        assert!(check.stdout.contains(source), "{}: check does not name {source}:\n{}", host.display(), check.stdout);
+        checked += 1;
+    }
+    assert!(checked >= 3, "only {checked} hosts had a command line to change");
+    let plan = vfioctl(&popos.1, &["plan", "gpu"]);
+    assert!(
+        plan.stdout.contains("Kernel command line (kernelstub (/etc/kernelstub/configuration))"),
+        "{}",
+        plan.stdout
+    );
+}

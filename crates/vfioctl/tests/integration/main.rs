@@ -13,6 +13,7 @@ mod export;
 mod libvirt;
 mod list;
 mod plan;
+mod reads;
 mod snapshot;
 mod topology;
 mod util;
