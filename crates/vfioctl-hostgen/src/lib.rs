@@ -20,6 +20,7 @@ pub mod pci;
 pub mod spec;
 pub mod system;
 pub mod tree;
+pub mod uki;
 
 use std::fs;
 use std::io;
@@ -78,6 +79,7 @@ pub fn build(spec: &Spec) -> Result<Tree, Error> {
     block::write_mountinfo(spec, &mounts, &swaps, &cgroups, &mut t);
     system::write_packages(spec, &mut t)?;
     iomem::write(spec, &devs, &mut t);
+    uki::write(spec, &mut t)?;
     extra(spec, &mut t)?;
     t.file(
         MARKER,
@@ -90,7 +92,7 @@ pub fn build(spec: &Spec) -> Result<Tree, Error> {
 }
 
 /// Checks a `[files]`/`[links]` key and returns it relative to the root.
-fn host_path<'a>(table: &str, path: &'a str) -> Result<&'a str, Error> {
+pub(crate) fn host_path<'a>(table: &str, path: &'a str) -> Result<&'a str, Error> {
     let bad = |why: &str| Error::Spec(format!("[{table}] \"{path}\": {why}"));
     let rel = path.strip_prefix('/').ok_or_else(|| bad("not an absolute path"))?;
     if rel.is_empty() || rel.ends_with('/') {
