@@ -103,7 +103,7 @@ pub fn image(sections: &[(&str, &[u8])]) -> Result<Vec<u8>, Error> {
     put32(&mut b, 0); // NumberOfSymbols
     put16(&mut b, OPTIONAL_HEADER_LEN);
     put16(&mut b, 0x0222); // executable, large address aware, debug stripped
-    // PE32+ optional header.
+                           // PE32+ optional header.
     put16(&mut b, 0x020b);
     b.extend_from_slice(&[0, 0]); // linker version
     put32(&mut b, 0); // SizeOfCode
@@ -129,7 +129,7 @@ pub fn image(sections: &[(&str, &[u8])]) -> Result<Vec<u8>, Error> {
     put32(&mut b, 0); // LoaderFlags
     put32(&mut b, 16); // NumberOfRvaAndSizes
     b.resize(b.len() + 16 * 8, 0); // data directories, all empty
-    // Section table.
+                                   // Section table.
     for ((name, data), (va, off, raw)) in sections.iter().zip(&layout) {
         let mut n = [0u8; 8];
         let nb = name.as_bytes();
@@ -161,9 +161,11 @@ pub fn image(sections: &[(&str, &[u8])]) -> Result<Vec<u8>, Error> {
 pub fn write(spec: &Spec, t: &mut Tree) -> Result<(), Error> {
     for u in &spec.ukis {
         let rel = crate::host_path("ukis", &u.path)?;
-        let uname = u.uname.as_deref().or(spec.host.kernel.as_deref()).ok_or_else(|| {
-            Error::Spec(format!("[[ukis]] {}: needs `uname` or host.kernel", u.path))
-        })?;
+        let uname = u
+            .uname
+            .as_deref()
+            .or(spec.host.kernel.as_deref())
+            .ok_or_else(|| Error::Spec(format!("[[ukis]] {}: needs `uname` or host.kernel", u.path)))?;
         if t.get(rel).is_some() || spec.files.contains_key(&u.path) || spec.links.contains_key(&u.path) {
             return Err(Error::Spec(format!("[[ukis]] {}: the path is already taken", u.path)));
         }
@@ -209,8 +211,9 @@ mod tests {
 
     #[test]
     fn sections_read_back() {
-        let b = image(&[(".osrel", b"ID=arch\n"), (".cmdline", b"root=UUID=x rw quiet"), (".uname", b"6.12.1-arch1-1")])
-            .unwrap();
+        let b =
+            image(&[(".osrel", b"ID=arch\n"), (".cmdline", b"root=UUID=x rw quiet"), (".uname", b"6.12.1-arch1-1")])
+                .unwrap();
         assert_eq!(&b[..2], b"MZ");
         assert_eq!(b.len() % FILE_ALIGN as usize, 0);
         let pe = u32_at(&b, 0x3c) as usize;
