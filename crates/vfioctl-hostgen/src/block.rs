@@ -511,7 +511,7 @@ fn default_options(fstype: &str, fedora: bool) -> (&'static str, String) {
 /// The real mounts of `[[mounts]]` as mountinfo lines (the root first), and the
 /// `/proc/swaps` text. Validates the entries.
 pub fn mounts(spec: &Spec, blocks: &Blocks) -> Result<(Vec<MountLine>, String), Error> {
-    let fedora = spec.host.distro == Some(crate::spec::Distro::Fedora);
+    let fedora = matches!(spec.host.distro, Some(crate::spec::Distro::Fedora | crate::spec::Distro::Rhel));
     let mut lines: Vec<MountLine> = Vec::new();
     let mut swaps = String::from("Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n");
     let mut prio = -2i32;

@@ -20,6 +20,7 @@ pub mod pci;
 pub mod spec;
 pub mod system;
 pub mod tree;
+pub mod uki;
 
 use std::fs;
 use std::io;
@@ -78,6 +79,7 @@ pub fn build(spec: &Spec) -> Result<Tree, Error> {
     block::write_mountinfo(spec, &mounts, &swaps, &cgroups, &mut t);
     system::write_packages(spec, &mut t)?;
     iomem::write(spec, &devs, &mut t);
+    uki::write(spec, &mut t)?;
     extra(spec, &mut t)?;
     t.file(
         MARKER,
@@ -90,7 +92,7 @@ pub fn build(spec: &Spec) -> Result<Tree, Error> {
 }
 
 /// Checks a `[files]`/`[links]` key and returns it relative to the root.
-fn host_path<'a>(table: &str, path: &'a str) -> Result<&'a str, Error> {
+pub(crate) fn host_path<'a>(table: &str, path: &'a str) -> Result<&'a str, Error> {
     let bad = |why: &str| Error::Spec(format!("[{table}] \"{path}\": {why}"));
     let rel = path.strip_prefix('/').ok_or_else(|| bad("not an absolute path"))?;
     if rel.is_empty() || rel.ends_with('/') {
@@ -343,6 +345,33 @@ mod tests {
         // packages need a distro.
         let s = spec::parse(&MINI.replace("distro='debian'\n", "")).unwrap();
         assert!(build(&s).unwrap_err().to_string().contains("distro"));
+    }
+
+    #[test]
+    fn rhel_and_ukis() {
+        // RHEL: Fedora's layout, QEMU as qemu-kvm outside $PATH, xz modules, el9 wording.
+        let rhel = MINI.replace(
+            "kernel='6.1.0-18-amd64'\ndistro='debian'",
+            "kernel='5.14.0-427.13.1.el9_4.x86_64'\ndistro='rhel'",
+        );
+        let t = build(&spec::parse(&rhel).unwrap()).unwrap();
+        assert!(t.get("usr/libexec/qemu-kvm").is_some() && t.get("usr/bin/qemu-system-x86_64").is_none());
+        assert!(t.get("usr/share/edk2/ovmf/OVMF_CODE.fd").is_some());
+        assert!(text(&t, "proc/version").contains("el9"));
+        assert!(text(&t, "lib/modules/5.14.0-427.13.1.el9_4.x86_64/modules.dep").contains(".ko.xz"));
+        // [[ukis]]: a PE file at the path, default uname from host.kernel, paths checked.
+        let t = with_tables("[[ukis]]\npath='/efi/EFI/Linux/linux.efi'\ncmdline='root=UUID=x rw'\n").unwrap();
+        match t.get("efi/EFI/Linux/linux.efi") {
+            Some(tree::Node::File(b)) => {
+                assert_eq!(&b[..2], b"MZ");
+                let hay = String::from_utf8_lossy(b);
+                assert!(hay.contains("root=UUID=x rw") && hay.contains("6.1.0-18-amd64"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(err_of("[[ukis]]\npath='efi/x.efi'\ncmdline='x'\n").contains("absolute"));
+        let clash = "[[ukis]]\npath='/efi/x.efi'\ncmdline='x'\n[files]\n\"/efi/x.efi\" = ''\n";
+        assert!(err_of(clash).contains("already taken"));
     }
 
     #[test]

@@ -13,7 +13,8 @@
 //! iommu = true                          # default true; false: no iommu_groups, no class/iommu,
 //!                                       # no ACPI IVRS/DMAR table
 //! kernel = "5.9.8-arch1-1"              # optional: the running kernel's release (see below)
-//! distro = "arch"                       # optional: "debian", "ubuntu", "arch" or "fedora"
+//! distro = "arch"                       # optional: "debian", "ubuntu", "arch", "fedora" or
+//!                                       # "rhel" (RHEL and its rebuilds: Rocky, Alma)
 //! packages = ["qemu", "ovmf", "libvirt"] # optional: installed packages (default none)
 //! cgroup = "v2"                         # optional: "v2" (default, unified) or "v1" (hybrid)
 //! builtin_vfio = false                  # optional: vfio built into the kernel (custom kernels)
@@ -70,6 +71,12 @@
 //! # targets are relative to the link's directory, as on the host).
 //! [links]
 //! "/dev/input/by-id/usb-Logitech_USB_Receiver-event-kbd" = "../event3"
+//!
+//! # Unified kernel images: a PE32+ file with `.osrel`, `.cmdline`, `.uname` sections
+//! # (see `uki.rs`), for hosts whose boot loader reads the command line from a UKI.
+//! [[ukis]]
+//! path = "/efi/EFI/Linux/arch-linux.efi"
+//! cmdline = "root=UUID=... rw quiet"
 //!
 //! # Block devices, volumes and mounts (all optional; see "Disks and mounts" below).
 //! [[disks]]
@@ -209,6 +216,9 @@ pub struct Spec {
     /// `[[mounts]]`: mounted filesystems and swap.
     #[serde(default)]
     pub mounts: Vec<MountSpec>,
+    /// `[[ukis]]`: unified kernel images (PE files with an embedded command line).
+    #[serde(default)]
+    pub ukis: Vec<crate::uki::UkiSpec>,
 }
 
 /// `[[disks]]`: a whole disk on a PCI storage controller.
@@ -311,6 +321,9 @@ pub enum Distro {
     Ubuntu,
     Arch,
     Fedora,
+    /// Red Hat Enterprise Linux 9 and its rebuilds (Rocky, Alma): Fedora's file layout,
+    /// except QEMU, which RHEL ships as `/usr/libexec/qemu-kvm`.
+    Rhel,
 }
 
 /// An installed package (of the ones a passthrough host needs).

@@ -51,7 +51,7 @@ fn suffix(distro: Option<Distro>, k: &Kernel) -> &'static str {
         Some(Distro::Arch) => ".ko.xz",
         // Ubuntu compresses with zstd since 23.10 (6.5).
         Some(Distro::Ubuntu) if k.at_least(6, 5) => ".ko.zst",
-        Some(Distro::Fedora) => ".ko.xz",
+        Some(Distro::Fedora | Distro::Rhel) => ".ko.xz",
         // Debian 12 and older Ubuntu: uncompressed.
         _ => ".ko",
     }
@@ -89,6 +89,9 @@ pub fn proc_version(distro: Option<Distro>, k: &Kernel) -> String {
         ),
         Some(Distro::Fedora) => format!(
             "Linux version {r} (mockbuild@bkernel01.iad2.fedoraproject.org) (gcc (GCC) 13.2.1 20240316 (Red Hat 13.2.1-7), GNU ld version 2.40-14.fc39) #1 SMP PREEMPT_DYNAMIC Mon Apr  1 17:58:11 UTC 2024\n"
+        ),
+        Some(Distro::Rhel) => format!(
+            "Linux version {r} (mockbuild@x86-64-01.build.eng.rdu2.redhat.com) (gcc (GCC) 11.4.1 20231218 (Red Hat 11.4.1-3), GNU ld version 2.35.2-43.el9) #1 SMP PREEMPT_DYNAMIC Wed Apr 10 10:29:16 EDT 2024\n"
         ),
         None => format!("Linux version {r} (builder@localhost) (gcc (GCC) 12.2.0, GNU ld 2.40) #1 SMP PREEMPT_DYNAMIC\n"),
     }
@@ -232,6 +235,8 @@ fn catalog(k: &Kernel, distro: Option<Distro>) -> BTreeMap<String, Module> {
         Some(Distro::Ubuntu) if k.at_least(6, 8) => "kernel/nvidia-550/nvidia",
         // Fedora: akmod-nvidia (RPM Fusion).
         Some(Distro::Fedora) => "extra/nvidia/nvidia",
+        // RHEL: NVIDIA's precompiled kmod packages.
+        Some(Distro::Rhel) => "extra/drivers/video/nvidia/nvidia",
         _ => "updates/dkms/nvidia",
     };
     m.insert("nvidia".into(), Module { path: nvidia.into(), deps: vec![], size: 56_807_424, proprietary: true });
@@ -658,6 +663,19 @@ const PACKAGE_FILES: &[(Distro, bool, Package, &[&str])] = &[
         ],
     ),
     (Distro::Fedora, false, Package::Libvirt, &["usr/sbin/libvirtd", "usr/bin/virsh"]),
+    // RHEL 9 (qemu-kvm): QEMU outside $PATH; edk2-ovmf and libvirt as on Fedora.
+    (Distro::Rhel, false, Package::Qemu, &["usr/libexec/qemu-kvm"]),
+    (
+        Distro::Rhel,
+        false,
+        Package::Ovmf,
+        &[
+            "usr/share/edk2/ovmf/OVMF_CODE.fd",
+            "usr/share/edk2/ovmf/OVMF_CODE.secboot.fd",
+            "usr/share/edk2/ovmf/OVMF_VARS.fd",
+        ],
+    ),
+    (Distro::Rhel, false, Package::Libvirt, &["usr/sbin/libvirtd", "usr/bin/virsh"]),
 ];
 
 /// The "old era" of each distro: kernels before these releases (Debian 11, Ubuntu 22.04,
@@ -668,7 +686,7 @@ fn old_era(distro: Distro, k: Option<&Kernel>) -> bool {
         Distro::Debian => !k.at_least(5, 10),
         Distro::Ubuntu => !k.at_least(5, 15),
         Distro::Arch => !k.at_least(5, 16),
-        Distro::Fedora => false,
+        Distro::Fedora | Distro::Rhel => false,
     }
 }
 
@@ -691,7 +709,7 @@ fn firmware_descriptor(distro: Distro, old: bool) -> Option<(&'static str, &'sta
             "/usr/share/edk2-ovmf/x64/OVMF_CODE.fd",
             "/usr/share/edk2-ovmf/x64/OVMF_VARS.fd",
         )),
-        (Distro::Fedora, _) => Some((
+        (Distro::Fedora | Distro::Rhel, _) => Some((
             "usr/share/qemu/firmware/50-edk2-ovmf-x64-nosb.json",
             "/usr/share/edk2/ovmf/OVMF_CODE.fd",
             "/usr/share/edk2/ovmf/OVMF_VARS.fd",
