@@ -19,9 +19,10 @@
 //!    GRUB's `saved_entry` when grubenv names one, else the newest.
 //!    `/etc/kernel/cmdline` and `/etc/default/grub` only seed kernels installed later.
 //! 3. **kernel-install** (`/etc/kernel/cmdline`: systemd-boot with kernel-install, UKIs,
-//!    Proxmox): the file is written into every entry or UKI when they are rebuilt.
+//!    Proxmox): the file is written into every entry or UKI when they are rebuilt (by
+//!    `kernel-install`, or by `mkinitcpio -P` when its presets build UKIs).
 //! 4. **systemd-boot entries** (`loader/entries/*.conf` under `/boot`, `/efi` or
-//!    `/boot/efi`): the entry `loader.conf`'s `default` names, else the last one.
+//!    `/boot/efi`): the entry `loader.conf`'s `default` names, else the newest by version.
 //! 5. **GRUB** (`/etc/default/grub` and its `grub.d/*.cfg` drop-ins).
 //! 6. **rEFInd** (`/boot/refind_linux.conf`), 7. **Limine** (`limine.conf`).
 //!
@@ -52,8 +53,12 @@ pub const GRUBENV: &str = "/boot/grub2/grubenv";
 /// Where the kernel command line is configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Bootloader {
-    /// kernel-install / UKIs: `/etc/kernel/cmdline`.
-    KernelInstall,
+    /// kernel-install / UKIs: `/etc/kernel/cmdline`. `uki`: mkinitcpio builds unified kernel
+    /// images from it (its presets name `*_uki=` files), so rebuilding the initramfs is
+    /// what carries a change into the next boot.
+    KernelInstall {
+        uki: bool,
+    },
     /// systemd-boot (or GRUB with BLS when `grub_bls` is set): entry files.
     LoaderEntries {
         dir: PathBuf,
@@ -77,7 +82,8 @@ pub enum Bootloader {
 impl Bootloader {
     pub fn name(&self) -> &'static str {
         match self {
-            Bootloader::KernelInstall => "kernel-install (/etc/kernel/cmdline)",
+            Bootloader::KernelInstall { uki: false } => "kernel-install (/etc/kernel/cmdline)",
+            Bootloader::KernelInstall { uki: true } => "unified kernel images (/etc/kernel/cmdline)",
             Bootloader::LoaderEntries { grub_bls: true, .. } => "GRUB with BLS entries",
             Bootloader::LoaderEntries { .. } => "systemd-boot",
             Bootloader::Grub { .. } => "GRUB",
@@ -87,13 +93,62 @@ impl Bootloader {
         }
     }
 
-    /// The entry whose command line the next boot uses (loader entries only).
+    /// The entry whose command line the next boot uses (loader entries only): the default
+    /// named, else the newest, as both systemd-boot and GRUB's BLS order them (by version,
+    /// `6.11` after `6.8`).
     pub fn default_entry(&self) -> Option<&Path> {
         match self {
-            Bootloader::LoaderEntries { entries, default, .. } => default.as_deref().or(entries.last().map(|p| &**p)),
+            Bootloader::LoaderEntries { entries, default, .. } => {
+                default.as_deref().or(entries.iter().max_by(|a, b| version_cmp(&name_of(a), &name_of(b))).map(|p| &**p))
+            }
             _ => None,
         }
     }
+}
+
+fn name_of(p: &Path) -> String {
+    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// Compares two names as versions, as the boot loaders sort entries: runs of digits by
+/// their value, everything else as text (`linux-6.8.0` < `linux-6.11.0`).
+pub fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    fn parts(s: &str) -> Vec<(bool, &str)> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        let b = s.as_bytes();
+        for i in 1..=b.len() {
+            if i == b.len() || b[i].is_ascii_digit() != b[i - 1].is_ascii_digit() {
+                out.push((b[start].is_ascii_digit(), &s[start..i]));
+                start = i;
+            }
+        }
+        out
+    }
+    let (pa, pb) = (parts(a), parts(b));
+    for (x, y) in pa.iter().zip(&pb) {
+        let o = match (x, y) {
+            ((true, x), (true, y)) => {
+                let (x, y) = (x.trim_start_matches('0'), y.trim_start_matches('0'));
+                x.len().cmp(&y.len()).then_with(|| x.cmp(y))
+            }
+            ((_, x), (_, y)) => x.cmp(y),
+        };
+        if o != std::cmp::Ordering::Equal {
+            return o;
+        }
+    }
+    pa.len().cmp(&pb.len())
+}
+
+/// mkinitcpio presets that build unified kernel images (`default_uki="…"`).
+fn mkinitcpio_builds_ukis(root: &HostRoot) -> bool {
+    root.list("/etc/mkinitcpio.d").unwrap_or_default().iter().filter(|n| n.ends_with(".preset")).any(|n| {
+        root.read_optional(format!("/etc/mkinitcpio.d/{n}"))
+            .ok()
+            .flatten()
+            .is_some_and(|t| edit::grub::assignments(&t).iter().any(|(k, v)| k.ends_with("_uki") && !v.is_empty()))
+    })
 }
 
 /// What builds the initramfs.
@@ -306,8 +361,7 @@ impl Detect<'_> {
             if let Some(path) = l.default_entry().map(Path::to_path_buf) {
                 let p = path.display().to_string();
                 if let Some(text) = self.read(&p) {
-                    let kernelopts = grubenv.as_deref().and_then(edit::loader_entry::grubenv_kernelopts);
-                    let c = edit::loader_entry::cmdline(&text, kernelopts.as_deref());
+                    let c = edit::loader_entry::cmdline(&text, grubenv.as_deref());
                     self.found(l, format!("boot loader entry {p}"), &c);
                 }
             }
@@ -381,7 +435,8 @@ impl Detect<'_> {
     fn kernel_install(&mut self) {
         if let Some(t) = self.read(KERNEL_CMDLINE) {
             let c = edit::kernel_cmdline_file::cmdline(&t);
-            self.found(Bootloader::KernelInstall, KERNEL_CMDLINE.into(), &c);
+            let uki = self.b.initramfs == Some(Initramfs::Mkinitcpio) && mkinitcpio_builds_ukis(self.root);
+            self.found(Bootloader::KernelInstall { uki }, KERNEL_CMDLINE.into(), &c);
         }
     }
 }

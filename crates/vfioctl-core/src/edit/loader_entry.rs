@@ -46,20 +46,27 @@ fn refuse_kernelopts(text: &str, spans: &[(usize, usize)]) -> Result<(), EditErr
 }
 
 /// The command line of an entry: its `options` lines joined with spaces, as the loader
-/// joins them. `$kernelopts` (Fedora/RHEL entries under GRUB before the options moved into
-/// the entries) stands for `kernelopts`, the value in GRUB's environment block.
-pub fn cmdline(text: &str, kernelopts: Option<&str>) -> String {
+/// joins them. Under GRUB (Fedora/RHEL), a `$name` word is a variable of GRUB's
+/// environment block (`grubenv`: `kernelopts` before Fedora 33, tuned's `tuned_params`),
+/// replaced by its value there, or by nothing.
+pub fn cmdline(text: &str, grubenv: Option<&str>) -> String {
+    let vars: Vec<(&str, &str)> =
+        grubenv.map(|g| g.lines().filter_map(|l| l.split_once('=')).collect()).unwrap_or_default();
+    let expand = |w: &str| -> String {
+        match w.strip_prefix('$') {
+            Some(name) if grubenv.is_some() => {
+                let name = name.trim_start_matches('{').trim_end_matches('}');
+                vars.iter().rfind(|(k, _)| *k == name).map(|(_, v)| v.to_string()).unwrap_or_default()
+            }
+            _ => w.to_string(),
+        }
+    };
     options(text)
         .iter()
-        .map(|&(a, b)| text[a..b].trim().replace("$kernelopts", kernelopts.unwrap_or("")))
-        .filter(|o| !o.trim().is_empty())
+        .flat_map(|&(a, b)| text[a..b].split_whitespace().map(expand).collect::<Vec<_>>())
+        .filter(|w| !w.trim().is_empty())
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// `kernelopts=…` from GRUB's environment block (`/boot/grub2/grubenv`).
-pub fn grubenv_kernelopts(grubenv: &str) -> Option<String> {
-    grubenv.lines().find_map(|l| l.strip_prefix("kernelopts=").map(str::to_string))
 }
 
 /// Applies the kernel command line edit to the `options` lines of an entry. `None` (no such

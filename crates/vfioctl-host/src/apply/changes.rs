@@ -198,14 +198,21 @@ fn prepare_files(host: &Host, plan: &Plan, separate_entry: bool) -> Result<Prepa
                     }
                 }
             }
-            Bootloader::KernelInstall => {
+            Bootloader::KernelInstall { uki } => {
                 let path = Path::new("/etc/kernel/cmdline");
                 let after = edited(path, edit::kernel_cmdline_file::edit(read(root, path)?.as_deref(), &e))?;
                 push(&mut p, path, after, "kernel command line for kernel-install / UKIs");
-                p.changes.commands.push(Command {
-                    argv: vec!["kernel-install".into(), "add-all".into()],
-                    why: "rewrite the boot entries (or UKIs) of every kernel".into(),
-                });
+                if *uki {
+                    p.notes.push(
+                        "mkinitcpio builds the unified kernel images from /etc/kernel/cmdline: rebuilding them (mkinitcpio -P) carries the change into the next boot"
+                            .into(),
+                    );
+                } else {
+                    p.changes.commands.push(Command {
+                        argv: vec!["kernel-install".into(), "add-all".into()],
+                        why: "rewrite the boot entries (or UKIs) of every kernel".into(),
+                    });
+                }
             }
             Bootloader::Kernelstub => {
                 let path = Path::new("/etc/kernelstub/configuration");

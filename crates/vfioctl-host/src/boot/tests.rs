@@ -46,7 +46,7 @@ fn detects_from_files() {
         other => panic!("{other:?}"),
     }
     let (_d, r) = host(&[("/etc/kernel/cmdline", "root=x\n"), ("/etc/default/grub", "")]);
-    assert_eq!(detect(&r).loader, Some(Bootloader::KernelInstall));
+    assert_eq!(detect(&r).loader, Some(Bootloader::KernelInstall { uki: false }));
     let (_d, r) = host(&[("/etc/kernelstub/configuration", "{\"user\": {\"kernel_options\": [\"quiet\"]}}")]);
     assert_eq!(detect(&r).loader, Some(Bootloader::Kernelstub));
     let (_d, r) = host(&[("/boot/refind_linux.conf", "\"a\" \"ro\"\n"), ("/etc/booster.yaml", "")]);
@@ -137,6 +137,13 @@ fn grub_bls_entries_win_over_kernel_cmdline_and_default_grub() {
         ("/boot/loader/entries/x.conf", "options $kernelopts\n"),
     ]);
     assert_eq!(detect(&r).next_boot.unwrap().cmdline.to_string(), "root=UUID=1 ro intel_iommu=on");
+    // tuned's variable, empty in grubenv, and one grubenv does not have.
+    let (_d, r) = host(&[
+        ("/etc/default/grub", ""),
+        ("/boot/grub2/grubenv", "tuned_params=\n"),
+        ("/boot/loader/entries/x.conf", "options ro quiet $tuned_params ${other}\n"),
+    ]);
+    assert_eq!(detect(&r).next_boot.unwrap().cmdline.to_string(), "ro quiet");
 }
 
 #[test]
@@ -161,4 +168,28 @@ fn os_release() {
         OsRelease::parse("NAME=\"Rocky Linux\"\nID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\nVERSION_ID=\"9.4\"\n");
     assert_eq!((o.id.as_str(), o.version_id.as_str()), ("rocky", "9.4"));
     assert!(o.is_fedora_family() && o.is_like("rhel") && !o.is_like("debian"));
+}
+
+#[test]
+fn the_newest_entry_is_the_default_by_version() {
+    let (_d, r) = host(&[
+        ("/boot/efi/loader/loader.conf", "timeout 3\n"),
+        ("/boot/efi/loader/entries/m-6.8.0-51-generic.conf", "options old\n"),
+        ("/boot/efi/loader/entries/m-6.11.0-19-generic.conf", "options new\n"),
+    ]);
+    assert_eq!(detect(&r).next_boot.unwrap().cmdline.to_string(), "new");
+    use std::cmp::Ordering::*;
+    assert_eq!(version_cmp("m-6.8.0", "m-6.11.0"), Less);
+    assert_eq!(version_cmp("a-010", "a-9"), Greater);
+    assert_eq!(version_cmp("x", "x"), Equal);
+}
+
+#[test]
+fn mkinitcpio_presets_with_ukis() {
+    let (_d, r) = host(&[
+        ("/etc/kernel/cmdline", "root=UUID=1 rw\n"),
+        ("/etc/mkinitcpio.conf", "MODULES=()\n"),
+        ("/etc/mkinitcpio.d/linux.preset", "PRESETS=('default')\n#default_image=\"/boot/initramfs-linux.img\"\ndefault_uki=\"/efi/EFI/Linux/arch-linux.efi\"\n"),
+    ]);
+    assert_eq!(detect(&r).loader, Some(Bootloader::KernelInstall { uki: true }));
 }

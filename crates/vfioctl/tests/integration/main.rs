@@ -6,6 +6,7 @@
 
 mod apply;
 mod audit;
+mod boot;
 mod check;
 mod domain;
 mod examples;
