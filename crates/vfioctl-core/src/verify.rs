@@ -16,6 +16,7 @@ use crate::cmdline::Cmdline;
 use crate::modprobe::{module_name, ModprobeConfig};
 use crate::pci::{PciAddress, PciDevice};
 use crate::plan::Plan;
+use crate::reservation::{BootConfig, Needs};
 
 /// A device the plan hands to vfio-pci.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -211,9 +212,7 @@ pub fn verify(e: &Expectation, f: &VerifyFacts<'_>) -> Vec<Check> {
         }
     }
     // Devices.
-    let vfio_params =
-        f.running.is_some_and(|c| !c.values("vfio-pci.ids").is_empty() || !c.values("vfio_pci.ids").is_empty())
-            || f.modprobe.option("vfio_pci", "ids").is_some();
+    let config = BootConfig { cmdline: f.running, modprobe: f.modprobe, initramfs: None, builtin: f.modules_builtin };
     for d in &e.devices {
         let id = format!("verify.device.{}", d.address);
         let title = format!("that {} is bound to vfio-pci", d.address);
@@ -233,26 +232,25 @@ pub fn verify(e: &Expectation, f: &VerifyFacts<'_>) -> Vec<Check> {
             Some("vfio-pci") => out.push(check(id, "DEVICE", title, Status::Pass, String::new(), None)),
             Some(driver) => {
                 let module = module_name(driver);
-                let softdep = f
-                    .modprobe
-                    .softdep_pre
-                    .get(&module)
-                    .is_some_and(|pre| pre.iter().any(|m| module_name(m) == "vfio_pci"));
-                let (why, fix) = if !vfio_params {
-                    (
-                        "vfio-pci.ids is neither on the command line nor in modprobe.d".to_string(),
-                        "apply again (vfioctl status shows whether the files changed since)".to_string(),
-                    )
-                } else if !softdep {
+                let missing = Needs::new([dev.id], [driver], None).missing(&config);
+                let (why, fix) = if !missing.ids.is_empty() {
+                    let why = if missing.any_ids {
+                        format!("its id {} is not in the vfio-pci.ids on the command line or in modprobe.d", dev.id)
+                    } else {
+                        "vfio-pci.ids is neither on the command line nor in modprobe.d".to_string()
+                    };
+                    (why, "apply again (vfioctl status shows whether the files changed since)".to_string())
+                } else if !missing.softdeps.is_empty() {
                     (
                         format!("{driver} took it first: no `softdep {module} pre: vfio-pci` makes vfio-pci load before it"),
                         format!("add the softdep to /etc/modprobe.d/vfio.conf (vfioctl apply writes it), {regen}, reboot"),
                     )
                 } else {
-                    (
-                        format!("{driver} took it first although vfio-pci is configured: the initramfs probably does not carry vfio-pci and its configuration"),
-                        format!("{regen}, then reboot"),
-                    )
+                    let why = match &missing.initramfs {
+                        Some(m) if !m.is_empty() => format!("{driver} took it first although vfio-pci is configured: the initramfs does not load {}", m.join(", ")),
+                        _ => format!("{driver} took it first although vfio-pci is configured: the initramfs probably does not carry vfio-pci and its configuration"),
+                    };
+                    (why, format!("{regen}, then reboot"))
                 };
                 out.push(check(id, "DEVICE", title, Status::Fail, format!("on {driver}: {why}"), Some(fix)));
             }
@@ -448,6 +446,11 @@ mod tests {
         let c = run(&h, &expectation());
         let f = c.iter().find(|c| c.id == "verify.device.0000:01:00.1").unwrap();
         assert!(f.message.contains("neither on the command line nor in modprobe.d"), "{}", f.message);
+        // Other ids are reserved, this device's is not: that, not the softdep, is the cause.
+        h.running = Cmdline::parse("root=/dev/x intel_iommu=on iommu=pt vfio-pci.ids=8086:293e hugepages=256");
+        let c = run(&h, &expectation());
+        let f = c.iter().find(|c| c.id == "verify.device.0000:01:00.1").unwrap();
+        assert!(f.message.contains("its id 1002:5046 is not in the vfio-pci.ids"), "{}", f.message);
     }
 
     #[test]

@@ -1,12 +1,12 @@
 //! The device the user named: all its functions on vfio-pci, an IOMMU group it can be
 //! passed with, not the boot GPU, no boot framebuffer in its memory, a reset method.
 
-use std::collections::BTreeSet;
-
 use super::{Check, Facts, Rule, Status, Target};
 use crate::iomem;
 use crate::iommu;
+use crate::kmod;
 use crate::pci::PciDevice;
+use crate::reservation::{BootConfig, Needs};
 
 pub const VFIO: Rule = Rule {
     id: "device.vfio",
@@ -57,52 +57,48 @@ fn vfio(f: &Facts, name: &str, functions: &[&PciDevice]) -> Check {
     if not_vfio.is_empty() {
         return rule.pass(format!("{} function(s) on vfio-pci", functions.len()));
     }
-    let mut ids: Vec<String> = Vec::new();
-    for d in functions {
-        let id = d.id.to_string();
-        if !ids.contains(&id) {
-            ids.push(id);
-        }
-    }
-    let mut reserved: BTreeSet<String> = BTreeSet::new();
-    if let Some(c) = &f.cmdline {
-        reserved.extend(c.values("vfio-pci.ids").iter().flat_map(|v| v.split(',')).map(str::to_string));
-    }
-    if let Some(v) = f.modprobe.option("vfio_pci", "ids") {
-        reserved.extend(v.split(',').map(str::to_string));
-    }
-    let ids_missing: Vec<&str> = ids.iter().filter(|i| !reserved.contains(*i)).map(String::as_str).collect();
-    let drivers: BTreeSet<String> = functions
-        .iter()
-        .filter_map(|d| d.driver.as_deref())
-        .filter(|d| *d != "vfio-pci")
-        .map(|d| d.replace('-', "_"))
-        .collect();
-    let softdeps_missing: Vec<&str> = drivers
-        .iter()
-        .filter(|d| !f.modprobe.softdep_pre.get(*d).is_some_and(|pre| pre.iter().any(|m| m == "vfio_pci")))
-        .map(String::as_str)
-        .collect();
+    // What the running kernel's command line and modprobe.d lack for vfio-pci to claim
+    // every function at boot.
+    let kernel = f.kernel_release.as_deref().and_then(kmod::kernel_version);
+    let needs =
+        Needs::new(functions.iter().map(|d| d.id), functions.iter().filter_map(|d| d.driver.as_deref()), kernel);
+    let config = BootConfig {
+        cmdline: f.cmdline.as_ref(),
+        modprobe: &f.modprobe,
+        initramfs: None,
+        builtin: f.modules_builtin.as_ref(),
+    };
+    let missing = needs.missing(&config);
     let mut steps = Vec::new();
-    if !ids_missing.is_empty() {
+    if !missing.ids.is_empty() {
+        let ids: Vec<String> = missing.ids.iter().map(|i| i.to_string()).collect();
         steps.push(format!(
             "add vfio-pci.ids={} to the kernel command line (or `options vfio-pci ids=...` to /etc/modprobe.d/vfio.conf)",
-            ids_missing.join(",")
+            ids.join(",")
         ));
     }
-    if !softdeps_missing.is_empty() {
-        let lines: Vec<String> = softdeps_missing.iter().map(|d| format!("softdep {d} pre: vfio-pci")).collect();
+    if !missing.softdeps.is_empty() {
+        let lines: Vec<String> = missing.softdeps.iter().map(|d| format!("softdep {d} pre: vfio-pci")).collect();
         steps.push(format!(
             "make vfio-pci load before {}: add `{}` to /etc/modprobe.d/vfio.conf",
-            softdeps_missing.join(", "),
+            missing.softdeps.join(", "),
             lines.join("` and `")
         ));
     }
-    if ids_missing.is_empty() && softdeps_missing.is_empty() {
-        steps.push(format!(
-            "the ids and softdeps are configured, yet {} bound first: vfio-pci is probably not in the initramfs (add vfio, vfio_iommu_type1 and vfio_pci to its modules), or that driver is built into the kernel",
-            drivers.iter().map(String::as_str).collect::<Vec<_>>().join(", ")
-        ));
+    if missing.ids.is_empty() && missing.softdeps.is_empty() {
+        let drivers = needs.drivers.join(", ");
+        steps.push(match &missing.initramfs {
+            None => format!(
+                "the ids and softdeps are configured, yet {drivers} bound first: vfio-pci is probably not in the initramfs (add vfio, vfio_iommu_type1 and vfio_pci to its modules), or that driver is built into the kernel"
+            ),
+            Some(m) if !m.is_empty() => format!(
+                "the ids and softdeps are configured, yet {drivers} bound first: the initramfs does not load {} (add them to its modules)",
+                m.join(", ")
+            ),
+            Some(_) => format!(
+                "the ids, softdeps and initramfs are configured, yet {drivers} bound first: that driver is probably built into the kernel"
+            ),
+        });
     }
     rule.unmet(
         format!("not on vfio-pci: {}", not_vfio.join(", ")),
