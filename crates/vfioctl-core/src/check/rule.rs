@@ -22,12 +22,22 @@ pub struct Rule {
     pub level: Status,
 }
 
-/// `template` with its `<…>` part replaced by `subject`; unchanged without one.
-fn fill(template: &str, subject: &str) -> String {
-    match (template.find('<'), template.find('>')) {
-        (Some(a), Some(b)) if a < b => format!("{}{subject}{}", &template[..a], &template[b + 1..]),
-        _ => template.to_string(),
+/// `template` with its `<…>` parts replaced by `subjects` in order (a part without a
+/// subject stays as written).
+fn fill(template: &str, subjects: &[&str]) -> String {
+    let mut out = String::new();
+    let mut rest = template;
+    let mut subjects = subjects.iter();
+    while let (Some(a), Some(b)) = (rest.find('<'), rest.find('>')) {
+        if b < a {
+            break;
+        }
+        out.push_str(&rest[..a]);
+        out.push_str(subjects.next().copied().unwrap_or(&rest[a..=b]));
+        rest = &rest[b + 1..];
     }
+    out.push_str(rest);
+    out
 }
 
 /// Whether `id` is an id this rule gives: its own, or its template filled in.
@@ -75,11 +85,18 @@ impl Subject {
 impl Rule {
     /// This rule about `subject`: the `<…>` of its id and title filled with it.
     pub fn on(&self, subject: &str) -> Subject {
-        Subject { id: fill(self.id, subject), area: self.area, title: fill(self.title, subject), level: self.level }
+        self.with(&[subject], &[subject])
+    }
+
+    /// This rule with the `<…>` parts of its id and of its title filled separately, in
+    /// order (`verify.cmdline.<param>` with `iommu`, "the kernel command line for <param>"
+    /// with `iommu=pt`).
+    pub fn with(&self, id: &[&str], title: &[&str]) -> Subject {
+        Subject { id: fill(self.id, id), area: self.area, title: fill(self.title, title), level: self.level }
     }
 
     fn plain(&self) -> Subject {
-        Subject { id: self.id.to_string(), area: self.area, title: self.title.to_string(), level: self.level }
+        self.with(&[], &[])
     }
 
     /// See [`Subject::verdict`].
@@ -118,5 +135,9 @@ mod tests {
         let plain = Rule { id: "a.b", area: "A", title: "a", level: Status::Fail };
         assert_eq!(plain.pass("").id, "a.b");
         assert!(gives(&plain, "a.b") && !gives(&plain, "a.bc"));
+        let two = Rule { id: "v.<p>", area: "V", title: "<n> of <size>", level: Status::Fail };
+        let c = two.with(&["x"], &["4", "2 MiB"]).pass("");
+        assert_eq!((c.id.as_str(), c.title.as_str()), ("v.x", "4 of 2 MiB"));
+        assert_eq!(two.pass("").title, "<n> of <size>");
     }
 }
