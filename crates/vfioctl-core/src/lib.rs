@@ -29,6 +29,7 @@ pub mod modprobe;
 pub mod pci;
 pub mod pci_ids;
 pub mod plan;
+pub mod reservation;
 pub mod selector;
 pub mod sysfs_value;
 pub mod topology;

@@ -11,11 +11,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::check::{Check, HugepagePool, Status};
+use crate::check::{Check, HugepagePool, Rule, Status};
 use crate::cmdline::Cmdline;
 use crate::modprobe::{module_name, ModprobeConfig};
 use crate::pci::{PciAddress, PciDevice};
 use crate::plan::Plan;
+use crate::reservation::{BootConfig, Needs};
 
 /// A device the plan hands to vfio-pci.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,16 +96,36 @@ pub struct VerifyFacts<'a> {
     pub regenerate: Option<&'a str>,
 }
 
-fn check(
-    id: String,
-    area: &'static str,
-    title: String,
-    status: Status,
-    message: String,
-    remedy: Option<String>,
-) -> Check {
-    Check { id, area, title, status, message, remedy }
-}
+/// The command line carries a parameter the plan added (id by its name).
+pub const CMDLINE: Rule = Rule {
+    id: "verify.cmdline.<param>",
+    area: "BOOT",
+    title: "the kernel command line for <param>",
+    level: Status::Fail,
+};
+/// A parameter the plan removed is gone.
+pub const CMDLINE_REMOVED: Rule = Rule {
+    id: "verify.cmdline.removed.<param>",
+    area: "BOOT",
+    title: "that <param> is gone from the command line",
+    level: Status::Warn,
+};
+pub const MODULE: Rule =
+    Rule { id: "verify.module.<module>", area: "MODULES", title: "that <module> is loaded", level: Status::Fail };
+pub const DEVICE: Rule = Rule {
+    id: "verify.device.<address>",
+    area: "DEVICE",
+    title: "that <address> is bound to vfio-pci",
+    level: Status::Fail,
+};
+pub const VFIO_GROUP: Rule =
+    Rule { id: "verify.vfio-group.<group>", area: "VFIO", title: "that /dev/vfio/<group> exists", level: Status::Fail };
+/// Fails for pages reserved at boot; only warns for pages allocated later.
+pub const HUGEPAGES: Rule =
+    Rule { id: "verify.hugepages", area: "MEMORY", title: "<count> hugepages of <size>", level: Status::Fail };
+
+/// Every rule verify holds the host to, in the order it checks them.
+pub const RULES: &[Rule] = &[CMDLINE, CMDLINE_REMOVED, MODULE, DEVICE, VFIO_GROUP, HUGEPAGES];
 
 fn is_ids(name: &str) -> bool {
     name == "vfio-pci.ids" || name == "vfio_pci.ids"
@@ -137,14 +158,13 @@ pub fn verify(e: &Expectation, f: &VerifyFacts<'_>) -> Vec<Check> {
     let regen = f.regenerate.unwrap_or("rebuild the initramfs (update-initramfs -u, dracut -f, mkinitcpio -P)");
     // The command line.
     for p in &e.cmdline_add {
-        let id = format!("verify.cmdline.{}", p.split('=').next().unwrap_or(p));
-        let title = format!("the kernel command line for {p}");
+        let rule = CMDLINE.with(&[p.split('=').next().unwrap_or(p)], &[p]);
         let Some(running) = f.running else {
-            out.push(check(id, "BOOT", title, Status::Note, "the running command line is unknown".into(), None));
+            out.push(rule.note("the running command line is unknown"));
             continue;
         };
         if carries(running, p) {
-            out.push(check(id, "BOOT", title, Status::Pass, String::new(), None));
+            out.push(rule.pass(""));
             continue;
         }
         let next = f.next_boot.filter(|(_, c)| carries(c, p));
@@ -162,11 +182,10 @@ pub fn verify(e: &Expectation, f: &VerifyFacts<'_>) -> Vec<Check> {
                 "the change was undone or never written: vfioctl status shows what changed since apply; apply again".to_string(),
             ),
         };
-        out.push(check(id, "BOOT", title, Status::Fail, message, Some(remedy)));
+        out.push(rule.verdict(Status::Fail, message, Some(remedy)));
     }
     for p in &e.cmdline_remove {
-        let id = format!("verify.cmdline.removed.{}", p.split('=').next().unwrap_or(p));
-        let title = format!("that {p} is gone from the command line");
+        let rule = CMDLINE_REMOVED.with(&[p.split('=').next().unwrap_or(p)], &[p]);
         let Some(running) = f.running else { continue };
         let still = match p.split_once('=') {
             None => running.has(p),
@@ -179,89 +198,69 @@ pub fn verify(e: &Expectation, f: &VerifyFacts<'_>) -> Vec<Check> {
             Some((name, value)) => running.has_value(name, value),
         };
         if still {
-            out.push(check(
-                id,
-                "BOOT",
-                title,
+            out.push(rule.verdict(
                 Status::Warn,
-                "still in the running kernel's command line".into(),
+                "still in the running kernel's command line",
                 Some("the entry that booted is not the one edited, or its configuration was not regenerated".into()),
             ));
         } else {
-            out.push(check(id, "BOOT", title, Status::Pass, String::new(), None));
+            out.push(rule.pass(""));
         }
     }
     // Modules.
     for m in &e.modules {
         let name = module_name(m);
-        let id = format!("verify.module.{name}");
-        let title = format!("that {name} is loaded");
+        let rule = MODULE.on(&name);
         let builtin = f.modules_builtin.is_some_and(|b| b.contains(&name));
         match f.modules_loaded {
-            None => out.push(check(id, "MODULES", title, Status::Note, "the loaded modules are unknown".into(), None)),
-            Some(l) if l.contains(&name) || builtin => out.push(check(id, "MODULES", title, Status::Pass, String::new(), None)),
-            Some(_) => out.push(check(
-                id,
-                "MODULES",
-                title,
-                Status::Fail,
-                "not loaded".into(),
+            None => out.push(rule.note("the loaded modules are unknown")),
+            Some(l) if l.contains(&name) || builtin => out.push(rule.pass("")),
+            Some(_) => out.push(rule.verdict(Status::Fail,
+                "not loaded",
                 Some(format!("it is not in the initramfs or failed to load: {regen}, reboot; `modprobe {name}` and dmesg say why it fails")),
             )),
         }
     }
     // Devices.
-    let vfio_params =
-        f.running.is_some_and(|c| !c.values("vfio-pci.ids").is_empty() || !c.values("vfio_pci.ids").is_empty())
-            || f.modprobe.option("vfio_pci", "ids").is_some();
+    let config = BootConfig { cmdline: f.running, modprobe: f.modprobe, initramfs: None, builtin: f.modules_builtin };
     for d in &e.devices {
-        let id = format!("verify.device.{}", d.address);
-        let title = format!("that {} is bound to vfio-pci", d.address);
+        let rule = DEVICE.on(&d.address);
         let addr: Option<PciAddress> = d.address.parse().ok();
         let Some(dev) = addr.and_then(|a| f.devices.get(&a)) else {
-            out.push(check(
-                id,
-                "DEVICE",
-                title,
-                Status::Fail,
-                "the device is not on the PCI bus".into(),
+            out.push(rule.verdict(Status::Fail,
+                "the device is not on the PCI bus",
                 Some("it moved (another slot, a BIOS update renumbering buses) or is off: vfioctl list shows the devices now; plan and apply again".into()),
             ));
             continue;
         };
         match dev.driver.as_deref() {
-            Some("vfio-pci") => out.push(check(id, "DEVICE", title, Status::Pass, String::new(), None)),
+            Some("vfio-pci") => out.push(rule.pass("")),
             Some(driver) => {
                 let module = module_name(driver);
-                let softdep = f
-                    .modprobe
-                    .softdep_pre
-                    .get(&module)
-                    .is_some_and(|pre| pre.iter().any(|m| module_name(m) == "vfio_pci"));
-                let (why, fix) = if !vfio_params {
-                    (
-                        "vfio-pci.ids is neither on the command line nor in modprobe.d".to_string(),
-                        "apply again (vfioctl status shows whether the files changed since)".to_string(),
-                    )
-                } else if !softdep {
+                let missing = Needs::new([dev.id], [driver], None).missing(&config);
+                let (why, fix) = if !missing.ids.is_empty() {
+                    let why = if missing.any_ids {
+                        format!("its id {} is not in the vfio-pci.ids on the command line or in modprobe.d", dev.id)
+                    } else {
+                        "vfio-pci.ids is neither on the command line nor in modprobe.d".to_string()
+                    };
+                    (why, "apply again (vfioctl status shows whether the files changed since)".to_string())
+                } else if !missing.softdeps.is_empty() {
                     (
                         format!("{driver} took it first: no `softdep {module} pre: vfio-pci` makes vfio-pci load before it"),
                         format!("add the softdep to /etc/modprobe.d/vfio.conf (vfioctl apply writes it), {regen}, reboot"),
                     )
                 } else {
-                    (
-                        format!("{driver} took it first although vfio-pci is configured: the initramfs probably does not carry vfio-pci and its configuration"),
-                        format!("{regen}, then reboot"),
-                    )
+                    let why = match &missing.initramfs {
+                        Some(m) if !m.is_empty() => format!("{driver} took it first although vfio-pci is configured: the initramfs does not load {}", m.join(", ")),
+                        _ => format!("{driver} took it first although vfio-pci is configured: the initramfs probably does not carry vfio-pci and its configuration"),
+                    };
+                    (why, format!("{regen}, then reboot"))
                 };
-                out.push(check(id, "DEVICE", title, Status::Fail, format!("on {driver}: {why}"), Some(fix)));
+                out.push(rule.verdict(Status::Fail, format!("on {driver}: {why}"), Some(fix)));
             }
-            None => out.push(check(
-                id,
-                "DEVICE",
-                title,
-                Status::Fail,
-                "no driver is bound".into(),
+            None => out.push(rule.verdict(Status::Fail,
+                "no driver is bound",
                 Some(format!(
                     "vfio-pci did not claim it: is its id in vfio-pci.ids? `modprobe vfio-pci` and dmesg tell; else {regen}"
                 )),
@@ -271,22 +270,20 @@ pub fn verify(e: &Expectation, f: &VerifyFacts<'_>) -> Vec<Check> {
     // Groups.
     let groups: BTreeSet<u32> = e.devices.iter().filter_map(|d| d.iommu_group).collect();
     for g in groups {
-        let id = format!("verify.vfio-group.{g}");
-        let title = format!("that /dev/vfio/{g} exists");
+        let rule = VFIO_GROUP.on(&g.to_string());
         match f.vfio_groups {
-            None => out.push(check(id, "VFIO", title, Status::Note, "/dev/vfio could not be read".into(), None)),
-            Some(have) if have.contains(&g) => out.push(check(id, "VFIO", title, Status::Pass, String::new(), None)),
-            Some(_) => out.push(check(
-                id,
-                "VFIO",
-                title,
-                Status::Fail,
-                "missing".into(),
-                Some(
-                    "vfio-pci has not bound the group's devices (see the device checks above), or the IOMMU is off"
-                        .into(),
+            None => out.push(rule.note("/dev/vfio could not be read")),
+            Some(have) if have.contains(&g) => out.push(rule.pass("")),
+            Some(_) => out.push(
+                rule.verdict(
+                    Status::Fail,
+                    "missing",
+                    Some(
+                        "vfio-pci has not bound the group's devices (see the device checks above), or the IOMMU is off"
+                            .into(),
+                    ),
                 ),
-            )),
+            ),
         }
     }
     // Hugepages.
@@ -304,9 +301,9 @@ pub fn verify(e: &Expectation, f: &VerifyFacts<'_>) -> Vec<Check> {
             format!("{} MiB", h.size_kib >> 10)
         };
         let node = h.node.map_or(String::new(), |n| format!(" on node {n}"));
-        let title = format!("{} hugepages of {size}{node}", h.count);
+        let rule = HUGEPAGES.with(&[], &[&h.count.to_string(), &format!("{size}{node}")]);
         if have >= h.count {
-            out.push(check("verify.hugepages".into(), "MEMORY", title, Status::Pass, format!("{have} reserved"), None));
+            out.push(rule.verdict(Status::Pass, format!("{have} reserved"), None));
         } else {
             let (status, fix) = if h.at_boot {
                 (
@@ -319,7 +316,7 @@ pub fn verify(e: &Expectation, f: &VerifyFacts<'_>) -> Vec<Check> {
                     "2 MiB pages are allocated when vm.nr_hugepages is set (the sysctl.d drop-in) or when the guest starts; memory may be too fragmented: reserve them at boot instead".to_string(),
                 )
             };
-            out.push(check("verify.hugepages".into(), "MEMORY", title, status, format!("{have} reserved"), Some(fix)));
+            out.push(rule.verdict(status, format!("{have} reserved"), Some(fix)));
         }
     }
     out
@@ -412,6 +409,13 @@ mod tests {
     fn a_host_that_came_up_as_planned_passes() {
         let checks = run(&good(), &expectation());
         assert!(failing(&checks).is_empty(), "{:#?}", checks);
+        for c in &checks {
+            assert!(
+                RULES.iter().any(|r| crate::check::gives(r, &c.id) && r.area == c.area),
+                "{} is not declared",
+                c.id
+            );
+        }
         assert_eq!(checks.len(), 3 + 1 + 2 + 2 + 1 + 1);
     }
 
@@ -448,6 +452,11 @@ mod tests {
         let c = run(&h, &expectation());
         let f = c.iter().find(|c| c.id == "verify.device.0000:01:00.1").unwrap();
         assert!(f.message.contains("neither on the command line nor in modprobe.d"), "{}", f.message);
+        // Other ids are reserved, this device's is not: that, not the softdep, is the cause.
+        h.running = Cmdline::parse("root=/dev/x intel_iommu=on iommu=pt vfio-pci.ids=8086:293e hugepages=256");
+        let c = run(&h, &expectation());
+        let f = c.iter().find(|c| c.id == "verify.device.0000:01:00.1").unwrap();
+        assert!(f.message.contains("its id 1002:5046 is not in the vfio-pci.ids"), "{}", f.message);
     }
 
     #[test]

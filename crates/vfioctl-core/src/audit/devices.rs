@@ -5,34 +5,68 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::cx::Evdev;
-use super::{Area, Cx, Finding, Hostdev, Severity};
+use super::{Area, Cx, Finding, Hostdev, Rule, Severity};
 use crate::domain::NATIVE_EVDEV;
 use crate::edit::qemu_conf::{device_acl, DEFAULT_ACL};
 use crate::pci::{PciAddress, PciDevice};
 use crate::xml::Element;
 
-/// (id, severity, title) of every finding this area makes.
-pub const IDS: &[(&str, Severity, &str)] = &[
-    ("device-not-on-host", Severity::Error, "a passed PCI address that does not exist on this host"),
-    (
-        "device-group-member-not-vfio",
-        Severity::Error,
-        "an IOMMU group member that is not passed is bound to a host driver",
-    ),
-    ("device-slot-incomplete", Severity::Warning, "another function of a passed device's slot is not passed"),
-    ("device-unmanaged-not-vfio", Severity::Error, "managed='no' but the device is not bound to vfio-pci"),
-    ("device-functions-split", Severity::Warning, "functions of one host device on different guest slots"),
-    (
-        "device-multifunction-missing",
-        Severity::Warning,
-        "function 0 of a multi-function guest slot without multifunction='on'",
-    ),
-    ("evdev-missing", Severity::Error, "an evdev device that does not exist in /dev/input/by-id"),
-    ("evdev-not-in-acl", Severity::Error, "a qemu:commandline evdev device missing from qemu.conf's cgroup_device_acl"),
-    ("evdev-native-unsupported", Severity::Error, "<input type='evdev'> on libvirt older than 7.4"),
-];
-
 const AREA: Area = Area::Devices;
+
+pub const NOT_ON_HOST: Rule = Rule {
+    id: "device-not-on-host",
+    severity: Severity::Error,
+    area: AREA,
+    title: "a passed PCI address that does not exist on this host",
+};
+pub const GROUP_MEMBER_NOT_VFIO: Rule = Rule {
+    id: "device-group-member-not-vfio",
+    severity: Severity::Error,
+    area: AREA,
+    title: "an IOMMU group member that is not passed is bound to a host driver",
+};
+pub const SLOT_INCOMPLETE: Rule = Rule {
+    id: "device-slot-incomplete",
+    severity: Severity::Warning,
+    area: AREA,
+    title: "another function of a passed device's slot is not passed",
+};
+pub const UNMANAGED_NOT_VFIO: Rule = Rule {
+    id: "device-unmanaged-not-vfio",
+    severity: Severity::Error,
+    area: AREA,
+    title: "managed='no' but the device is not bound to vfio-pci",
+};
+pub const FUNCTIONS_SPLIT: Rule = Rule {
+    id: "device-functions-split",
+    severity: Severity::Warning,
+    area: AREA,
+    title: "functions of one host device on different guest slots",
+};
+pub const MULTIFUNCTION_MISSING: Rule = Rule {
+    id: "device-multifunction-missing",
+    severity: Severity::Warning,
+    area: AREA,
+    title: "function 0 of a multi-function guest slot without multifunction='on'",
+};
+pub const EVDEV_MISSING: Rule = Rule {
+    id: "evdev-missing",
+    severity: Severity::Error,
+    area: AREA,
+    title: "an evdev device that does not exist in /dev/input/by-id",
+};
+pub const EVDEV_NOT_IN_ACL: Rule = Rule {
+    id: "evdev-not-in-acl",
+    severity: Severity::Error,
+    area: AREA,
+    title: "a qemu:commandline evdev device missing from qemu.conf's cgroup_device_acl",
+};
+pub const EVDEV_NATIVE_UNSUPPORTED: Rule = Rule {
+    id: "evdev-native-unsupported",
+    severity: Severity::Error,
+    area: AREA,
+    title: "<input type='evdev'> on libvirt older than 7.4",
+};
 
 /// Bound to vfio-pci (or one of its vendor variants, `mlx5_vfio_pci`, …).
 fn on_vfio(d: &PciDevice) -> bool {
@@ -81,7 +115,7 @@ fn hostdevs(cx: &Cx<'_>, out: &mut Vec<Finding>) {
             format!("that slot has {}", list(&same_slot))
         };
         out.push(
-            Finding::at("device-not-on-host", Severity::Error, AREA, "devices/hostdev/source/address", h.el.find("source/address").or(Some(h.el)))
+            Finding::at(&NOT_ON_HOST, "devices/hostdev/source/address", h.el.find("source/address").or(Some(h.el)))
                 .message(format!("{} does not exist on this host ({hint})", h.source))
                 .why("libvirt cannot find the device: the guest does not start. Addresses change when cards move to another slot, after a BIOS update or when another card is added")
                 .fix("vfioctl list shows the host's devices and their addresses: correct this <source><address>, or remove the <hostdev>"),
@@ -113,7 +147,7 @@ fn hostdevs(cx: &Cx<'_>, out: &mut Vec<Finding>) {
             offenders.iter().map(|d| format!("{} (class {}, {})", d.address.short(), d.class, bound(d))).collect();
         let addrs: Vec<PciAddress> = offenders.iter().map(|d| d.address).collect();
         out.push(
-            Finding::at("device-group-member-not-vfio", Severity::Error, AREA, "devices/hostdev", Some(h.el))
+            Finding::at(&GROUP_MEMBER_NOT_VFIO, "devices/hostdev", Some(h.el))
                 .message(format!(
                     "IOMMU group {gid} of {} also holds {}, not passed and bound to a host driver",
                     list(&ours),
@@ -151,7 +185,7 @@ fn hostdevs(cx: &Cx<'_>, out: &mut Vec<Finding>) {
         let names: Vec<String> = missing.iter().map(|d| format!("{} (class {})", d.address.short(), d.class)).collect();
         let ours: Vec<PciAddress> = passed.iter().filter(|a| a.same_slot(&s)).copied().collect();
         out.push(
-            Finding::at("device-slot-incomplete", Severity::Warning, AREA, "devices/hostdev", Some(h.el))
+            Finding::at(&SLOT_INCOMPLETE, "devices/hostdev", Some(h.el))
                 .message(format!("{} is passed without {}, another function of its slot", list(&ours), names.join(", ")))
                 .why("the functions of a card belong together: the guest driver expects them (a GPU's HDMI audio, USB-C controller), and a function left on the host may lose its device when the guest resets the card")
                 .fix(addrs.iter().map(hostdev_xml).collect::<Vec<_>>().join("\n")),
@@ -164,7 +198,7 @@ fn hostdevs(cx: &Cx<'_>, out: &mut Vec<Finding>) {
             continue;
         }
         out.push(
-            Finding::at("device-unmanaged-not-vfio", Severity::Error, AREA, "devices/hostdev", Some(h.el))
+            Finding::at(&UNMANAGED_NOT_VFIO, "devices/hostdev", Some(h.el))
                 .message(format!("{} is managed='no' but {}, not on vfio-pci", h.source.short(), bound(d)))
                 .why("with managed='no' libvirt leaves the driver alone and expects vfio-pci there already: the guest does not start")
                 .fix(format!(
@@ -207,7 +241,7 @@ fn hostdevs(cx: &Cx<'_>, out: &mut Vec<Finding>) {
             })
             .collect();
         out.push(
-            Finding::at("device-functions-split", Severity::Warning, AREA, "devices/hostdev/address", first.el.child("address").or(Some(first.el)))
+            Finding::at(&FUNCTIONS_SPLIT, "devices/hostdev/address", first.el.child("address").or(Some(first.el)))
                 .message(format!("the functions of one host device sit on different guest slots: {}", places.join(", ")))
                 .why("drivers expect a card's functions together in one slot, as on the host: the GPU's HDMI audio on another slot may not work, and AMD and NVIDIA drivers can fail to initialise")
                 .fix(fix.join("\n")),
@@ -237,7 +271,7 @@ fn multifunction(cx: &Cx<'_>, out: &mut Vec<Finding>) {
             fns.iter().filter(|(f, _, _)| *f != 0).map(|(f, _, e)| format!("{f} ({})", e.name)).collect();
         others.sort();
         out.push(
-            Finding::at("device-multifunction-missing", Severity::Warning, AREA, &format!("devices/{}/address", dev.name), Some(a))
+            Finding::at(&MULTIFUNCTION_MISSING, &format!("devices/{}/address", dev.name), Some(a))
                 .message(format!(
                     "guest slot {bus:02x}:{slot:02x} holds functions 0 ({}) and {}, but function 0 lacks multifunction='on'",
                     dev.name,
@@ -287,7 +321,7 @@ fn evdev(cx: &Cx<'_>, out: &mut Vec<Finding>) {
             };
             let path = if e.native { "devices/input/source" } else { "qemu:commandline/qemu:arg" };
             out.push(
-                Finding::at("evdev-missing", Severity::Error, AREA, path, Some(e.el))
+                Finding::at(&EVDEV_MISSING, path, Some(e.el))
                     .message(format!("{} does not exist on this host", e.path))
                     .why("the device cannot be opened: the guest does not start. by-id names change with the device, its firmware or the USB port (-if01- interfaces)")
                     .fix(fix),
@@ -321,7 +355,7 @@ fn evdev(cx: &Cx<'_>, out: &mut Vec<Finding>) {
         };
         for e in &missing {
             out.push(
-                Finding::at("evdev-not-in-acl", Severity::Error, AREA, "qemu:commandline/qemu:arg", Some(e.el))
+                Finding::at(&EVDEV_NOT_IN_ACL, "qemu:commandline/qemu:arg", Some(e.el))
                     .message(format!(
                         "{} is handed to QEMU by qemu:commandline but is not in qemu.conf's cgroup_device_acl{}",
                         e.path,
@@ -336,7 +370,7 @@ fn evdev(cx: &Cx<'_>, out: &mut Vec<Finding>) {
         let native: Vec<&Evdev<'_>> = cx.evdev.iter().filter(|e| e.native).collect();
         for e in &native {
             out.push(
-                Finding::at("evdev-native-unsupported", Severity::Error, AREA, "devices/input", Some(e.el))
+                Finding::at(&EVDEV_NATIVE_UNSUPPORTED, "devices/input", Some(e.el))
                     .message(format!(
                         "<input type='evdev'> for {} needs libvirt 7.4; this host has {}.{}",
                         e.path, v.0, v.1

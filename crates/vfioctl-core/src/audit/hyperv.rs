@@ -1,19 +1,38 @@
 //! Hyper-V enlightenments: what a Windows guest misses, and combinations libvirt or
 //! Windows cannot use (the dependencies of [`crate::domain::hyperv::REQUIRES`]).
 
-use super::{Area, Cx, Finding, Severity};
+use super::{Area, Cx, Finding, Rule, Severity};
 use crate::domain::hyperv::{enlightenments, REQUIRES};
 use crate::xml::Element;
 
-pub const IDS: &[(&str, Severity, &str)] = &[
-    ("hyperv-missing", Severity::Warning, "a Windows guest without (some) Hyper-V enlightenments"),
-    ("hyperv-dependency", Severity::Error, "an enlightenment without the one it needs"),
-    ("hyperv-stimer-without-hypervclock", Severity::Error, "stimer without the hypervclock timer"),
-    ("hyperv-vendor-id-too-long", Severity::Error, "vendor_id longer than 12 characters"),
-    ("hyperv-spinlocks-low", Severity::Error, "spinlock retries below 4095"),
-];
-
 const AREA: Area = Area::Hyperv;
+
+pub const MISSING: Rule = Rule {
+    id: "hyperv-missing",
+    severity: Severity::Warning,
+    area: AREA,
+    title: "a Windows guest without (some) Hyper-V enlightenments",
+};
+pub const DEPENDENCY: Rule = Rule {
+    id: "hyperv-dependency",
+    severity: Severity::Error,
+    area: AREA,
+    title: "an enlightenment without the one it needs",
+};
+pub const STIMER_WITHOUT_HYPERVCLOCK: Rule = Rule {
+    id: "hyperv-stimer-without-hypervclock",
+    severity: Severity::Error,
+    area: AREA,
+    title: "stimer without the hypervclock timer",
+};
+pub const VENDOR_ID_TOO_LONG: Rule = Rule {
+    id: "hyperv-vendor-id-too-long",
+    severity: Severity::Error,
+    area: AREA,
+    title: "vendor_id longer than 12 characters",
+};
+pub const SPINLOCKS_LOW: Rule =
+    Rule { id: "hyperv-spinlocks-low", severity: Severity::Error, area: AREA, title: "spinlock retries below 4095" };
 
 /// An enlightenment's XML as a snippet: its own lines, children indented by two.
 fn snippet(e: &crate::domain::hyperv::Enlightenment) -> String {
@@ -42,7 +61,7 @@ pub(super) fn check(cx: &Cx<'_>, out: &mut Vec<Finding>) {
             let lines: Vec<String> =
                 all.iter().flat_map(|e| snippet(e).lines().map(|l| format!("    {l}")).collect::<Vec<_>>()).collect();
             out.push(
-                Finding::at("hyperv-missing", Severity::Warning, AREA, "features/hyperv", cx.closest("features/hyperv"))
+                Finding::at(&MISSING, "features/hyperv", cx.closest("features/hyperv"))
                     .message("a Windows guest without Hyper-V enlightenments")
                     .why("Windows then runs its timers and spinlocks as on bare metal: the first guide measured 60% of a core burnt at idle until enlightenments and the Hyper-V clock were on")
                     .fix(format!("<features>\n  <hyperv mode='custom'>\n{}\n  </hyperv>\n</features>", lines.join("\n"))),
@@ -55,7 +74,7 @@ pub(super) fn check(cx: &Cx<'_>, out: &mut Vec<Finding>) {
                 if !missing.is_empty() {
                     let names: Vec<&str> = missing.iter().map(|e| e.name).collect();
                     out.push(
-                        Finding::at("hyperv-missing", Severity::Warning, AREA, "features/hyperv", Some(h))
+                        Finding::at(&MISSING, "features/hyperv", Some(h))
                             .message(format!("missing enlightenments: {}", names.join(", ")))
                             .why("each one lets Windows use a paravirtual interface instead of emulated hardware: fewer VM exits, less idle CPU, steadier frame times")
                             .fix(missing.iter().map(|e| snippet(e)).collect::<Vec<_>>().join("\n")),
@@ -65,16 +84,12 @@ pub(super) fn check(cx: &Cx<'_>, out: &mut Vec<Finding>) {
             for &(name, dep) in REQUIRES {
                 if on(h, name) && !on(h, dep) {
                     out.push(
-                        Finding::at(
-                            "hyperv-dependency",
-                            Severity::Error,
-                            AREA,
-                            &format!("features/hyperv/{name}"),
-                            h.child(name),
-                        )
-                        .message(format!("{name} is on without {dep}"))
-                        .why(format!("{name} needs {dep}: QEMU refuses to start the guest (or Windows ignores {name})"))
-                        .fix(format!("<{dep} state='on'/>")),
+                        Finding::at(&DEPENDENCY, &format!("features/hyperv/{name}"), h.child(name))
+                            .message(format!("{name} is on without {dep}"))
+                            .why(format!(
+                                "{name} needs {dep}: QEMU refuses to start the guest (or Windows ignores {name})"
+                            ))
+                            .fix(format!("<{dep} state='on'/>")),
                     );
                 }
             }
@@ -86,11 +101,7 @@ pub(super) fn check(cx: &Cx<'_>, out: &mut Vec<Finding>) {
                 });
                 if !hv_clock {
                     out.push(
-                        Finding::at(
-                            "hyperv-stimer-without-hypervclock",
-                            Severity::Error,
-                            AREA,
-                            "features/hyperv/stimer",
+                        Finding::at(&STIMER_WITHOUT_HYPERVCLOCK, "features/hyperv/stimer",
                             h.child("stimer"),
                         )
                         .message("stimer is on without the hypervclock timer")
@@ -103,16 +114,10 @@ pub(super) fn check(cx: &Cx<'_>, out: &mut Vec<Finding>) {
                 let value = v.attr("value").unwrap_or("");
                 if value.chars().count() > 12 {
                     out.push(
-                        Finding::at(
-                            "hyperv-vendor-id-too-long",
-                            Severity::Error,
-                            AREA,
-                            "features/hyperv/vendor_id",
-                            Some(v),
-                        )
-                        .message(format!("vendor_id '{value}' has {} characters", value.chars().count()))
-                        .why("the Hyper-V vendor id is at most 12 characters: libvirt refuses the domain")
-                        .fix("<vendor_id state='on' value='vfioctl'/>"),
+                        Finding::at(&VENDOR_ID_TOO_LONG, "features/hyperv/vendor_id", Some(v))
+                            .message(format!("vendor_id '{value}' has {} characters", value.chars().count()))
+                            .why("the Hyper-V vendor id is at most 12 characters: libvirt refuses the domain")
+                            .fix("<vendor_id state='on' value='vfioctl'/>"),
                     );
                 }
             }
@@ -120,16 +125,10 @@ pub(super) fn check(cx: &Cx<'_>, out: &mut Vec<Finding>) {
                 let retries = s.attr("retries").and_then(|r| r.parse::<u64>().ok());
                 if retries.is_some_and(|r| r < 4095) {
                     out.push(
-                        Finding::at(
-                            "hyperv-spinlocks-low",
-                            Severity::Error,
-                            AREA,
-                            "features/hyperv/spinlocks",
-                            Some(s),
-                        )
-                        .message(format!("spinlock retries {} is below 4095", retries.unwrap_or(0)))
-                        .why("libvirt refuses fewer than 4095 retries; 8191 is the usual value")
-                        .fix("<spinlocks state='on' retries='8191'/>"),
+                        Finding::at(&SPINLOCKS_LOW, "features/hyperv/spinlocks", Some(s))
+                            .message(format!("spinlock retries {} is below 4095", retries.unwrap_or(0)))
+                            .why("libvirt refuses fewer than 4095 retries; 8191 is the usual value")
+                            .fix("<spinlocks state='on' retries='8191'/>"),
                     );
                 }
             }

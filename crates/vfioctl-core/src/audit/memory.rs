@@ -3,24 +3,37 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{Area, Cx, Finding, Severity};
+use super::{Area, Cx, Finding, Rule, Severity};
 use crate::check::HugepagePool;
 use crate::units::{element_kib, kib, size_text};
 use crate::xml::Element;
 
-/// (id, severity, title) of every finding this area makes.
-pub const IDS: &[(&str, Severity, &str)] = &[
-    (
-        "memory-hugepages-missing",
-        Severity::Error,
-        "hugepages requested, but the host reserves none of that size (on the guest's node)",
-    ),
-    ("memory-hugepages-too-few", Severity::Error, "fewer free hugepages than the guest's memory needs"),
-    ("memory-numa-far-from-devices", Severity::Warning, "guest memory on another NUMA node than the passed devices"),
-    ("memory-balloon-with-hostdev", Severity::Warning, "a memory balloon in a guest with passed devices"),
-];
-
 const AREA: Area = Area::Memory;
+
+pub const HUGEPAGES_MISSING: Rule = Rule {
+    id: "memory-hugepages-missing",
+    severity: Severity::Error,
+    area: AREA,
+    title: "hugepages requested, but the host reserves none of that size (on the guest's node)",
+};
+pub const HUGEPAGES_TOO_FEW: Rule = Rule {
+    id: "memory-hugepages-too-few",
+    severity: Severity::Error,
+    area: AREA,
+    title: "fewer free hugepages than the guest's memory needs",
+};
+pub const NUMA_FAR_FROM_DEVICES: Rule = Rule {
+    id: "memory-numa-far-from-devices",
+    severity: Severity::Warning,
+    area: AREA,
+    title: "guest memory on another NUMA node than the passed devices",
+};
+pub const BALLOON_WITH_HOSTDEV: Rule = Rule {
+    id: "memory-balloon-with-hostdev",
+    severity: Severity::Warning,
+    area: AREA,
+    title: "a memory balloon in a guest with passed devices",
+};
 
 /// The hugepage size the kernel uses when none is named (x86 without `default_hugepagesz`).
 const DEFAULT_PAGE_KIB: u64 = 2048;
@@ -208,7 +221,7 @@ fn hugepages(cx: &Cx<'_>, out: &mut Vec<Finding>) {
         let path = if std::ptr::eq(at, hp) { "memoryBacking/hugepages" } else { "memoryBacking/hugepages/page" };
         let fix = reserve_fix(cx, &draw, &pools, need - free, memory_kib);
         let finding = if total == 0 {
-            Finding::at("memory-hugepages-missing", Severity::Error, AREA, path, Some(at))
+            Finding::at(&HUGEPAGES_MISSING, path, Some(at))
                 .message(format!(
                     "the guest's {} come from {size} hugepages{size_note}, but the host reserves none{on}",
                     size_text(need_kib)
@@ -220,7 +233,7 @@ fn hugepages(cx: &Cx<'_>, out: &mut Vec<Finding>) {
             let used = total - free;
             let in_use = if used > 0 { format!(", {used} in use") } else { String::new() };
             let others = if used > 0 { ", or another guest holding the pages must stop first" } else { "" };
-            Finding::at("memory-hugepages-too-few", Severity::Error, AREA, path, Some(at))
+            Finding::at(&HUGEPAGES_TOO_FEW, path, Some(at))
                 .message(format!(
                     "the guest needs {need} hugepages of {size}{size_note} for its {}; the host has {free} free{on} ({total} reserved{in_use})",
                     size_text(need_kib)
@@ -256,7 +269,7 @@ fn numatune(cx: &Cx<'_>, out: &mut Vec<Finding>) {
     let target: Vec<String> = by_node.keys().map(u32::to_string).collect();
     let mode = mem.attr("mode").unwrap_or("strict");
     out.push(
-        Finding::at("memory-numa-far-from-devices", Severity::Warning, AREA, "numatune/memory", Some(mem))
+        Finding::at(&NUMA_FAR_FROM_DEVICES, "numatune/memory", Some(mem))
             .message(format!(
                 "guest memory is on {} (numatune), the passed devices are not: {}",
                 nodes_text(&set),
@@ -287,7 +300,7 @@ fn balloon(cx: &Cx<'_>, out: &mut Vec<Finding>) {
         ),
     };
     out.push(
-        Finding::at("memory-balloon-with-hostdev", Severity::Warning, AREA, "devices/memballoon", mb.or_else(|| cx.closest("devices/memballoon")))
+        Finding::at(&BALLOON_WITH_HOSTDEV, "devices/memballoon", mb.or_else(|| cx.closest("devices/memballoon")))
             .message(message)
             .why("the memory of a guest with passed devices is pinned for DMA, all of it, all the time: the balloon cannot give any back to the host; it only costs a device, a driver in the guest and its polling")
             .fix("<memballoon model='none'/>"),

@@ -3,9 +3,9 @@
 //! [`audit`] reads a domain (a lossless [`Document`], so every finding carries the line
 //! and column of its element) together with what the host says about itself
 //! ([`AuditHost`]) and returns [`Finding`]s: each with a stable id, a severity, what is
-//! wrong, why it matters and the fix as an XML snippet. The rules are the knowledge the
-//! planner and renderer use (one source of truth for what a good domain is): the
-//! enlightenment dependencies of [`crate::domain::hyperv`], the pinning rules of
+//! wrong, why it matters and the fix as an XML snippet. Every rule is declared once, as a
+//! [`Rule`] listed in [`RULES`]. The rules are the knowledge the planner and renderer use
+//! (one source of truth for what a good domain is): the enlightenment dependencies of [`crate::domain::hyperv`], the pinning rules of
 //! [`crate::plan::pinning`], the device rules of [`crate::plan::devices`].
 //!
 //! Areas, each in its own file: [`hyperv`], [`clock`], [`cpu`], [`memory`], [`devices`],
@@ -80,6 +80,17 @@ impl Area {
     }
 }
 
+/// One audit rule, declared once in its area's file: the stable id, how bad a finding of
+/// it is, the area and a one-line title. Findings are made from it ([`Finding::at`]), so
+/// the id and severity are written nowhere else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rule {
+    pub id: &'static str,
+    pub severity: Severity,
+    pub area: Area,
+    pub title: &'static str,
+}
+
 /// One thing wrong or missed in the domain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
@@ -102,12 +113,13 @@ pub struct Finding {
 }
 
 impl Finding {
-    /// A finding at `at` (an element of the domain, or its closest existing parent).
-    pub fn at(id: &'static str, severity: Severity, area: Area, element: &str, at: Option<&Element>) -> Finding {
+    /// A finding of `rule` at `at` (an element of the domain, or its closest existing
+    /// parent): its id, severity and area are the rule's.
+    pub fn at(rule: &Rule, element: &str, at: Option<&Element>) -> Finding {
         Finding {
-            id,
-            severity,
-            area,
+            id: rule.id,
+            severity: rule.severity,
+            area: rule.area,
             element: element.to_string(),
             line: at.map(|e| e.line).filter(|l| *l > 0),
             column: at.map(|e| e.column).filter(|c| *c > 0),
@@ -163,17 +175,53 @@ pub fn audit(doc: &Document, host: &AuditHost<'_>) -> Vec<Finding> {
     out
 }
 
-/// Every finding id with its severity and a one-line title: the catalogue README lists.
-pub fn catalogue() -> Vec<(&'static str, Severity, Area, &'static str)> {
-    let mut all = Vec::new();
-    all.extend(hyperv::IDS.iter().map(|&(id, s, t)| (id, s, Area::Hyperv, t)));
-    all.extend(clock::IDS.iter().map(|&(id, s, t)| (id, s, Area::Clock, t)));
-    all.extend(cpu::IDS.iter().map(|&(id, s, t)| (id, s, Area::Cpu, t)));
-    all.extend(memory::IDS.iter().map(|&(id, s, t)| (id, s, Area::Memory, t)));
-    all.extend(devices::IDS.iter().map(|&(id, s, t)| (id, s, Area::Devices, t)));
-    all.extend(security::IDS.iter().map(|&(id, s, t)| (id, s, Area::Security, t)));
-    all
-}
+/// Every rule, area by area: the catalogue README lists.
+pub const RULES: &[Rule] = &[
+    hyperv::MISSING,
+    hyperv::DEPENDENCY,
+    hyperv::STIMER_WITHOUT_HYPERVCLOCK,
+    hyperv::VENDOR_ID_TOO_LONG,
+    hyperv::SPINLOCKS_LOW,
+    clock::HPET,
+    clock::NO_HYPERVCLOCK,
+    clock::RTC_TICKPOLICY,
+    clock::PIT_TICKPOLICY,
+    cpu::MODE_NOT_PASSTHROUGH,
+    cpu::NO_TOPOLOGY,
+    cpu::TOPOLOGY_MISMATCH,
+    cpu::THREADS_EXCEED_HOST,
+    cpu::AMD_NO_TOPOEXT,
+    cpu::PIN_BAD_CPUSET,
+    cpu::VCPUPIN_NO_SUCH_VCPU,
+    cpu::UNPINNED,
+    cpu::VCPU_FLOATING,
+    cpu::VCPUS_SHARE_CPU,
+    cpu::EFFICIENCY_CORES,
+    cpu::VCPU_ON_CPU0,
+    cpu::SMT_SIBLINGS,
+    cpu::NUMA_SPREAD,
+    cpu::L3_SPREAD,
+    cpu::NUMA_AWAY_FROM_DEVICE,
+    cpu::NO_EMULATORPIN,
+    cpu::EMULATORPIN_OVERLAP,
+    cpu::NO_IOTHREADPIN,
+    cpu::IOTHREADPIN_OVERLAP,
+    memory::HUGEPAGES_MISSING,
+    memory::HUGEPAGES_TOO_FEW,
+    memory::NUMA_FAR_FROM_DEVICES,
+    memory::BALLOON_WITH_HOSTDEV,
+    devices::NOT_ON_HOST,
+    devices::GROUP_MEMBER_NOT_VFIO,
+    devices::SLOT_INCOMPLETE,
+    devices::UNMANAGED_NOT_VFIO,
+    devices::FUNCTIONS_SPLIT,
+    devices::MULTIFUNCTION_MISSING,
+    devices::EVDEV_MISSING,
+    devices::EVDEV_NOT_IN_ACL,
+    devices::EVDEV_NATIVE_UNSUPPORTED,
+    security::QEMU_ROOT,
+    security::CAPABILITIES_KEPT,
+];
 
 #[cfg(test)]
 pub(crate) mod tests;

@@ -1,23 +1,22 @@
 //! Security: what qemu.conf gives every guest's QEMU (root, root's capabilities), and the
 //! narrower way to what the guides wanted root for (evdev).
 
-use super::{Area, Cx, Finding, Severity};
+use super::{Area, Cx, Finding, Rule, Severity};
 use crate::domain::NATIVE_EVDEV;
 // The file the findings are about.
 use crate::edit::qemu_conf::PATH as QEMU_CONF;
 use crate::edit::qemu_conf::{number_setting, string_setting};
 
-/// (id, severity, title) of every finding this area makes.
-pub const IDS: &[(&str, Severity, &str)] = &[
-    ("security-qemu-root", Severity::Warning, "qemu.conf runs QEMU as root"),
-    (
-        "security-capabilities-kept",
-        Severity::Warning,
-        "qemu.conf keeps QEMU's capabilities (clear_emulator_capabilities = 0)",
-    ),
-];
-
 const AREA: Area = Area::Security;
+
+pub const QEMU_ROOT: Rule =
+    Rule { id: "security-qemu-root", severity: Severity::Warning, area: AREA, title: "qemu.conf runs QEMU as root" };
+pub const CAPABILITIES_KEPT: Rule = Rule {
+    id: "security-capabilities-kept",
+    severity: Severity::Warning,
+    area: AREA,
+    title: "qemu.conf keeps QEMU's capabilities (clear_emulator_capabilities = 0)",
+};
 
 /// `root`, `+0` or `0`: libvirt's ways to say uid 0.
 fn is_root(user: &str) -> bool {
@@ -72,7 +71,7 @@ pub(super) fn check(cx: &Cx<'_>, out: &mut Vec<Finding>) {
             )
         };
         out.push(
-            Finding::at("security-qemu-root", Severity::Warning, AREA, &format!("{QEMU_CONF}: user"), None)
+            Finding::at(&QEMU_ROOT, &format!("{QEMU_CONF}: user"), None)
                 .message(message)
                 .why("every guest's QEMU then runs as root, outside libvirt's per-guest user and labels: a guest that escapes through a bug in QEMU's device emulation owns the host")
                 .fix(fix),
@@ -80,7 +79,7 @@ pub(super) fn check(cx: &Cx<'_>, out: &mut Vec<Finding>) {
     }
     if number_setting(conf, "clear_emulator_capabilities") == Some(0) {
         out.push(
-            Finding::at("security-capabilities-kept", Severity::Warning, AREA, &format!("{QEMU_CONF}: clear_emulator_capabilities"), None)
+            Finding::at(&CAPABILITIES_KEPT, &format!("{QEMU_CONF}: clear_emulator_capabilities"), None)
                 .message("clear_emulator_capabilities = 0: QEMU keeps root's capabilities")
                 .why("libvirt normally drops every capability of QEMU: with this off, a QEMU running as root keeps them all (raw I/O, module loading, any file), and an escaped guest can use them")
                 .fix(format!("remove clear_emulator_capabilities = 0 from {QEMU_CONF} (the default, 1, drops them)\nsystemctl restart libvirtd")),

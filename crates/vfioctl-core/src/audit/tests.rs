@@ -2,7 +2,7 @@
 //! audit clean), and helpers that break that domain one way at a time.
 //!
 //! Each area's tests live in `audit/<area>/tests` style modules below or in this file;
-//! every finding id of [`super::catalogue`] must have a case that asserts exactly it.
+//! every rule of [`super::RULES`] must have a case that asserts exactly it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
@@ -158,6 +158,14 @@ pub(crate) fn broken(bench: &Bench, edit: impl FnOnce(&mut Document)) -> String 
 /// Asserts the findings are exactly `want` (ids, any order).
 #[track_caller]
 pub(crate) fn exactly(findings: &[Finding], want: &[&str]) {
+    for f in findings {
+        let rule = RULES.iter().find(|r| r.id == f.id);
+        assert!(
+            rule.is_some_and(|r| r.severity == f.severity && r.area == f.area),
+            "{} is not a declared rule of its severity and area",
+            f.id
+        );
+    }
     let mut got = ids(findings);
     got.sort_unstable();
     let mut want = want.to_vec();
@@ -173,10 +181,9 @@ fn the_rendered_domain_audits_clean() {
 
 #[test]
 fn every_id_is_unique_and_named_by_its_area() {
-    let all = catalogue();
-    let unique: BTreeSet<&str> = all.iter().map(|c| c.0).collect();
-    assert_eq!(unique.len(), all.len());
-    for (id, _, area, title) in &all {
+    let unique: BTreeSet<&str> = RULES.iter().map(|r| r.id).collect();
+    assert_eq!(unique.len(), RULES.len());
+    for Rule { id, area, title, .. } in RULES {
         let prefix = match area {
             Area::Hyperv => "hyperv-",
             Area::Clock => "clock-",
@@ -293,24 +300,43 @@ fn clock_cases() {
     );
 }
 
-/// Every id of the catalogue has its own broken-domain case: besides its entry in `IDS`
+/// Every rule has its own broken-domain case: besides its declaration
 /// and where it is made, its area's tests name it in an `exactly(…)` assertion.
 #[test]
 fn every_id_has_a_case() {
     let sources = [
         (Area::Hyperv, include_str!("tests.rs")),
         (Area::Clock, include_str!("tests.rs")),
-        (Area::Cpu, include_str!("cpu.rs")),
+        (Area::Cpu, include_str!("cpu/tests.rs")),
         (Area::Memory, include_str!("memory.rs")),
         (Area::Devices, include_str!("devices.rs")),
         (Area::Security, include_str!("security.rs")),
     ];
-    for (id, _, area, _) in catalogue() {
+    for &Rule { id, area, .. } in RULES {
         let Some((_, src)) = sources.iter().find(|(a, _)| *a == area) else { continue };
         let tests = src.find("mod tests").map_or("", |i| &src[i..]);
-        let tests = if area == Area::Hyperv || area == Area::Clock { src } else { tests };
+        let tests = if matches!(area, Area::Hyperv | Area::Clock | Area::Cpu) { src } else { tests };
         assert!(tests.contains(&format!("\"{id}\"")), "no test case names {id}");
     }
+}
+
+/// README's table of findings is the catalogue: every rule in order, with its severity
+/// and title (code spans in the title as backticks).
+#[test]
+fn readme_lists_every_rule() {
+    let readme = include_str!("../../../../README.md");
+    let rows: Vec<(String, String, String)> = readme
+        .lines()
+        .filter_map(|l| {
+            let cells: Vec<&str> = l.strip_prefix("| `")?.strip_suffix(" |")?.split(" | ").collect();
+            let [id, severity, title] = cells.as_slice() else { return None };
+            matches!(*severity, "error" | "warning" | "info").then_some(())?;
+            Some((id.trim_end_matches('`').to_string(), severity.to_string(), title.replace('`', "")))
+        })
+        .collect();
+    let want: Vec<(String, String, String)> =
+        RULES.iter().map(|r| (r.id.to_string(), r.severity.to_string(), r.title.to_string())).collect();
+    assert_eq!(rows, want);
 }
 
 /// Mangled domains (elements cut out, attributes broken) never make the audit panic.

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::cmdline::{Cmdline, Param};
-use crate::kmod;
 use crate::pci::{PciAddress, VendorDevice};
+use crate::reservation::Needs;
 use crate::vendor::CpuVendor;
 
 use super::memory::MemoryPlan;
@@ -163,33 +163,32 @@ pub fn plan(
     }
     add.retain(|a| !remove.contains(a));
 
-    // modprobe.d.
+    // modprobe.d: the ids, and vfio-pci before the passed devices' host drivers.
+    let needs = Needs::new(
+        ids.iter().copied(),
+        host.host_modules.iter().filter(|(a, _)| passed.contains(a)).flat_map(|(_, m)| m.iter().map(String::as_str)),
+        host.kernel,
+    );
     let mut vfio = format!(
         "# Written by vfioctl: reserve {} for vfio-pci.\n",
         passed.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
     );
-    if !ids.is_empty() {
+    if !needs.ids.is_empty() {
         vfio.push_str(&format!(
             "options vfio-pci ids={}{}\n",
-            ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(","),
+            needs.ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(","),
             if vga { " disable_vga=1" } else { "" }
         ));
     }
-    let mut softdeps: Vec<&str> = host
-        .host_modules
-        .iter()
-        .filter(|(a, _)| passed.contains(a))
-        .flat_map(|(_, m)| m.iter().map(String::as_str))
-        .filter(|m| !matches!(*m, "vfio_pci" | "pci_stub" | "pcieport"))
-        .collect();
-    softdeps.sort_unstable();
-    softdeps.dedup();
-    for m in &softdeps {
-        vfio.push_str(&format!("softdep {m} pre: vfio-pci\n"));
+    for line in needs.softdep_lines() {
+        vfio.push_str(&line);
+        vfio.push('\n');
     }
-    if !softdeps.is_empty() {
-        reasons
-            .push(format!("softdep: vfio-pci loads before {}, the passed devices' host drivers", softdeps.join(", ")));
+    if !needs.drivers.is_empty() {
+        reasons.push(format!(
+            "softdep: vfio-pci loads before {}, the passed devices' host drivers",
+            needs.drivers.join(", ")
+        ));
     }
     let kvm = "# Written by vfioctl: guests touching unknown MSRs get no exception, and the log stays quiet.\n\
                options kvm ignore_msrs=1 report_ignored_msrs=0\n"
@@ -200,9 +199,7 @@ pub fn plan(
     ];
 
     // Early modules, in load order.
-    let order = ["vfio", "vfio_iommu_type1", "vfio_virqfd", "vfio_pci_core", "vfio_pci"];
-    let needed = kmod::vfio_modules(host.kernel);
-    let initramfs_modules: Vec<String> = order.iter().filter(|m| needed.contains(m)).map(|m| m.to_string()).collect();
+    let initramfs_modules: Vec<String> = needs.modules.iter().map(|m| m.to_string()).collect();
     reasons.push(format!(
         "initramfs loads {} early{}",
         initramfs_modules.join(", "),

@@ -1,0 +1,184 @@
+//! The device the user named: all its functions on vfio-pci, an IOMMU group it can be
+//! passed with, not the boot GPU, no boot framebuffer in its memory, a reset method.
+
+use super::{Check, Facts, Rule, Status, Target};
+use crate::iomem;
+use crate::iommu;
+use crate::kmod;
+use crate::pci::PciDevice;
+use crate::reservation::{BootConfig, Needs};
+
+pub const VFIO: Rule = Rule {
+    id: "device.vfio",
+    area: "DEVICE",
+    title: "every function of <device> is bound to vfio-pci",
+    level: Status::Fail,
+};
+/// Fails when the group cannot be passed; warns when other devices go along.
+pub const GROUP: Rule = Rule {
+    id: "device.group",
+    area: "DEVICE",
+    title: "the IOMMU group of <device> can be passed",
+    level: Status::Fail,
+};
+pub const BOOT_VGA: Rule = Rule {
+    id: "device.boot_vga",
+    area: "DEVICE",
+    title: "<device> does not drive the boot console",
+    level: Status::Warn,
+};
+pub const FRAMEBUFFER: Rule = Rule {
+    id: "device.framebuffer",
+    area: "DEVICE",
+    title: "no boot framebuffer holds <device>'s memory",
+    level: Status::Fail,
+};
+pub const RESET: Rule =
+    Rule { id: "device.reset", area: "DEVICE", title: "<device> has a reset method", level: Status::Warn };
+
+pub(super) fn run(f: &Facts, t: &Target<'_>, out: &mut Vec<Check>) {
+    let dev = t.device;
+    let name = dev.address.short();
+    let functions: Vec<&PciDevice> = t.devices.values().filter(|d| d.address.same_slot(&dev.address)).collect();
+    out.push(vfio(f, &name, &functions));
+    out.push(group(t, &name, &functions));
+    out.push(boot_vga(dev, &name));
+    out.push(framebuffer(f, &name, &functions));
+    out.push(reset(dev, &name));
+}
+
+fn vfio(f: &Facts, name: &str, functions: &[&PciDevice]) -> Check {
+    let rule = VFIO.on(name);
+    let not_vfio: Vec<String> = functions
+        .iter()
+        .filter(|d| d.driver.as_deref() != Some("vfio-pci"))
+        .map(|d| format!("{} ({})", d.address.short(), d.driver.as_deref().unwrap_or("no driver")))
+        .collect();
+    if not_vfio.is_empty() {
+        return rule.pass(format!("{} function(s) on vfio-pci", functions.len()));
+    }
+    // What the running kernel's command line and modprobe.d lack for vfio-pci to claim
+    // every function at boot.
+    let kernel = f.kernel_release.as_deref().and_then(kmod::kernel_version);
+    let needs =
+        Needs::new(functions.iter().map(|d| d.id), functions.iter().filter_map(|d| d.driver.as_deref()), kernel);
+    let config = BootConfig {
+        cmdline: f.cmdline.as_ref(),
+        modprobe: &f.modprobe,
+        initramfs: None,
+        builtin: f.modules_builtin.as_ref(),
+    };
+    let missing = needs.missing(&config);
+    let mut steps = Vec::new();
+    if !missing.ids.is_empty() {
+        let ids: Vec<String> = missing.ids.iter().map(|i| i.to_string()).collect();
+        steps.push(format!(
+            "add vfio-pci.ids={} to the kernel command line (or `options vfio-pci ids=...` to /etc/modprobe.d/vfio.conf)",
+            ids.join(",")
+        ));
+    }
+    if !missing.softdeps.is_empty() {
+        let lines: Vec<String> = missing.softdeps.iter().map(|d| format!("softdep {d} pre: vfio-pci")).collect();
+        steps.push(format!(
+            "make vfio-pci load before {}: add `{}` to /etc/modprobe.d/vfio.conf",
+            missing.softdeps.join(", "),
+            lines.join("` and `")
+        ));
+    }
+    if missing.ids.is_empty() && missing.softdeps.is_empty() {
+        let drivers = needs.drivers.join(", ");
+        steps.push(match &missing.initramfs {
+            None => format!(
+                "the ids and softdeps are configured, yet {drivers} bound first: vfio-pci is probably not in the initramfs (add vfio, vfio_iommu_type1 and vfio_pci to its modules), or that driver is built into the kernel"
+            ),
+            Some(m) if !m.is_empty() => format!(
+                "the ids and softdeps are configured, yet {drivers} bound first: the initramfs does not load {} (add them to its modules)",
+                m.join(", ")
+            ),
+            Some(_) => format!(
+                "the ids, softdeps and initramfs are configured, yet {drivers} bound first: that driver is probably built into the kernel"
+            ),
+        });
+    }
+    rule.unmet(
+        format!("not on vfio-pci: {}", not_vfio.join(", ")),
+        format!("{}; then regenerate the initramfs and reboot (vfioctl plan/apply will do this)", steps.join("; ")),
+    )
+}
+
+fn group(t: &Target<'_>, name: &str, functions: &[&PciDevice]) -> Check {
+    let rule = GROUP.on(name);
+    let dev = t.device;
+    let Some(g) = dev.iommu_group.and_then(|g| t.groups.iter().find(|x| x.id == g)) else {
+        return rule.unmet(format!("{name} is in no IOMMU group"), "enable the IOMMU first (see cmdline.iommu)");
+    };
+    let a = iommu::assess(g, t.devices);
+    let others: Vec<String> = a.endpoints.iter().filter(|e| !e.same_slot(&dev.address)).map(|e| e.short()).collect();
+    if a.mixed || !a.passable {
+        return rule.unmet(
+            format!("group {}: {}", g.id, a.notes.join("; ")),
+            "move the card to a slot wired to the CPU (see vfioctl list), or enable ACS in the firmware; the ACS override patch weakens isolation",
+        );
+    }
+    if !others.is_empty() {
+        return rule.verdict(
+            Status::Warn,
+            format!("group {} also holds {}: they go to the guest too", g.id, others.join(", ")),
+            Some("pass them along (vfioctl plan includes them) or move the card to another slot".into()),
+        );
+    }
+    let siblings: Vec<String> = functions
+        .iter()
+        .filter(|d| d.iommu_group != Some(g.id))
+        .map(|d| format!("{} (group {})", d.address.short(), d.iommu_group.map_or("none".into(), |n| n.to_string())))
+        .collect();
+    rule.pass(if siblings.is_empty() {
+        format!("group {} holds only this card", g.id)
+    } else {
+        format!("group {} is clean; the card's other functions are in other groups: {}", g.id, siblings.join(", "))
+    })
+}
+
+fn boot_vga(dev: &PciDevice, name: &str) -> Check {
+    let rule = BOOT_VGA.on(name);
+    match dev.boot_vga {
+        Some(true) => rule.unmet(
+            format!("{name} is the boot GPU: the host loses its console when it is passed"),
+            "pass the other GPU, or set the firmware's primary display to the other card / the iGPU",
+        ),
+        _ => rule.pass(""),
+    }
+}
+
+fn framebuffer(f: &Facts, name: &str, functions: &[&PciDevice]) -> Check {
+    let rule = FRAMEBUFFER.on(name);
+    let Some(regions) = &f.iomem else { return rule.note("/proc/iomem could not be read") };
+    let fbs: Vec<String> = functions
+        .iter()
+        .flat_map(|d| iomem::framebuffers_under(regions, &d.address.to_string()))
+        .map(|r| r.name.clone())
+        .collect();
+    if fbs.is_empty() {
+        return rule.pass("");
+    }
+    let fix = if fbs.iter().any(|n| n == "efifb") {
+        "add video=efifb:off to the kernel command line"
+    } else if fbs.iter().any(|n| n == "vesafb") {
+        "add video=vesafb:off to the kernel command line"
+    } else {
+        "add initcall_blacklist=sysfb_init to the kernel command line (simpledrm/sysfb, Linux 5.15+)"
+    };
+    rule.unmet(format!("{} holds part of its memory: vfio-pci cannot claim the BAR", fbs.join(", ")), fix)
+}
+
+fn reset(dev: &PciDevice, name: &str) -> Check {
+    let rule = RESET.on(name);
+    match &dev.reset_methods {
+        None => rule.note("the kernel does not list reset methods (before Linux 5.15)"),
+        Some(m) if m.is_empty() => rule.unmet(
+            "no reset method: the device may not work again after the guest reboots",
+            "for AMD GPUs before Navi 2x, the vendor-reset module adds one",
+        ),
+        Some(m) => rule.pass(m.join(" ")),
+    }
+}

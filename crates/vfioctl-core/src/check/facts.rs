@@ -1,0 +1,125 @@
+//! What `vfioctl check` judges: [`Facts`] gathered from a host root by `vfioctl-host`,
+//! with the programs, boot configuration, hugepage pools and device nodes in it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::cmdline::Cmdline;
+use crate::iomem::Region;
+use crate::modprobe::ModprobeConfig;
+use crate::vendor::CpuVendor;
+
+/// A program found on the host, with its version when it could be asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Program {
+    pub path: String,
+    pub version: Option<String>,
+}
+
+impl Program {
+    /// The version as (major, minor): `9.0.0` → (9, 0).
+    pub fn major_minor(&self) -> Option<(u32, u32)> {
+        let mut it = self.version.as_deref()?.split('.');
+        Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+    }
+}
+
+/// The kernel command line configured for the next boot, and where it was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NextBoot {
+    pub source: String,
+    pub cmdline: Cmdline,
+}
+
+/// One hugepage pool: pages of one size on one NUMA node (node `None`: the whole host).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HugepagePool {
+    pub node: Option<u32>,
+    pub size_kib: u64,
+    pub total: u64,
+    pub free: u64,
+}
+
+/// State of the device nodes QEMU needs; `None` where not checked (snapshots).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceNodes {
+    pub kvm_exists: Option<bool>,
+    pub kvm_accessible: Option<bool>,
+    pub vhost_net: Option<bool>,
+    pub tun: Option<bool>,
+}
+
+/// Everything the checks judge, gathered from a host root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Facts {
+    /// False when reading a snapshot or fixture rather than the running machine.
+    pub live: bool,
+    pub vendor: CpuVendor,
+    /// Flags of /proc/cpuinfo; `None` when unreadable.
+    pub cpu_flags: Option<BTreeSet<String>>,
+    pub nodes: DeviceNodes,
+    /// cgroup controllers available to this process; `None` when unknown.
+    pub cgroup_controllers: Option<BTreeSet<String>>,
+    pub acpi_dmar: bool,
+    pub acpi_ivrs: bool,
+    /// Number of IOMMU groups; `None` when /sys/kernel/iommu_groups does not exist.
+    pub iommu_groups: Option<usize>,
+    pub cmdline: Option<Cmdline>,
+    pub next_boot: Option<NextBoot>,
+    pub kernel_release: Option<String>,
+    pub modules_builtin: Option<BTreeSet<String>>,
+    pub modules_available: Option<BTreeSet<String>>,
+    pub modules_loaded: Option<BTreeSet<String>>,
+    /// `/sys/module/M/parameters/P` values of loaded modules, module names with `_`.
+    pub module_params: BTreeMap<String, BTreeMap<String, String>>,
+    pub modprobe: ModprobeConfig,
+    pub hugepages: Vec<HugepagePool>,
+    pub ovmf: Vec<String>,
+    pub qemu: Option<Program>,
+    pub libvirt: Option<Program>,
+    /// libvirt's socket accepted a connection; `None` when not checked.
+    pub libvirt_reachable: Option<bool>,
+    pub iomem: Option<Vec<Region>>,
+}
+
+impl Facts {
+    /// An invariant TSC (`constant_tsc` and `nonstop_tsc`), which a guest can be given.
+    pub fn invtsc(&self) -> bool {
+        self.cpu_flags.as_ref().is_some_and(|f| f.contains("constant_tsc") && f.contains("nonstop_tsc"))
+    }
+
+    /// Facts of a host about which nothing is known; readers fill in what they find.
+    pub fn unknown(live: bool, vendor: CpuVendor) -> Self {
+        Facts {
+            live,
+            vendor,
+            cpu_flags: None,
+            nodes: DeviceNodes::default(),
+            cgroup_controllers: None,
+            acpi_dmar: false,
+            acpi_ivrs: false,
+            iommu_groups: None,
+            cmdline: None,
+            next_boot: None,
+            kernel_release: None,
+            modules_builtin: None,
+            modules_available: None,
+            modules_loaded: None,
+            module_params: BTreeMap::new(),
+            modprobe: ModprobeConfig::default(),
+            hugepages: Vec::new(),
+            ovmf: Vec::new(),
+            qemu: None,
+            libvirt: None,
+            libvirt_reachable: None,
+            iomem: None,
+        }
+    }
+
+    pub(super) fn flag(&self, f: &str) -> bool {
+        self.cpu_flags.as_ref().is_some_and(|s| s.contains(f))
+    }
+
+    pub(super) fn param(&self, module: &str, name: &str) -> Option<&str> {
+        self.module_params.get(module).and_then(|p| p.get(name)).map(|v| v.trim())
+    }
+}
