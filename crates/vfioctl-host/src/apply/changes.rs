@@ -135,6 +135,7 @@ fn prepare_files(host: &Host, plan: &Plan, separate_entry: bool) -> Result<Prepa
     }
     let boot = setup.loader.as_ref().ok_or(ChangeError::NoBootloader)?;
     p.bootloader = Some(boot.name().to_string());
+    p.notes.extend(setup.passed_over.iter().map(|o| format!("also configured, not what decides the next boot: {o}")));
     let cmdline_changes = !e.add.is_empty() || !e.remove.is_empty();
     let push = |p: &mut Prepared, path: &Path, after: String, why: &str| {
         p.changes.files.push(FileChange::new(path, after, why));
