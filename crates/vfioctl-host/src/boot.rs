@@ -30,6 +30,7 @@
 //! decides between GRUB with BLS and systemd-boot when the files alone leave it open
 //! (a Fedora-family system without `/boot/grub2` yet).
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use vfioctl_core::check::NextBoot;
@@ -141,6 +142,41 @@ pub fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     pa.len().cmp(&pb.len())
 }
 
+/// The `*.conf` files of a directory, in the order the builders read them (by name).
+fn conf_files(root: &HostRoot, dir: &str) -> Option<Vec<String>> {
+    match root.list(dir) {
+        Ok(names) => Some(names.into_iter().filter(|n| n.ends_with(".conf")).map(|n| format!("{dir}/{n}")).collect()),
+        Err(e) if e.is_not_found() => Some(Vec::new()),
+        Err(_) => None,
+    }
+}
+
+/// What the initramfs builder's configuration loads early, in the builder's own terms:
+/// initramfs-tools' `modules` file, mkinitcpio's `MODULES` after its drop-ins, dracut's
+/// `force_drivers` across `dracut.conf` and `dracut.conf.d`, booster's `modules_force_load`.
+fn early_modules(root: &HostRoot, kind: &Initramfs) -> Option<BTreeSet<String>> {
+    let text = |p: &str| root.read_optional(p).map(|t| t.unwrap_or_default()).ok();
+    let list: Vec<String> = match kind {
+        Initramfs::InitramfsTools => edit::initramfs_tools::listed(&text("/etc/initramfs-tools/modules")?),
+        Initramfs::Mkinitcpio => {
+            let mut m = edit::mkinitcpio::modules(&[], &text("/etc/mkinitcpio.conf")?);
+            for f in conf_files(root, "/etc/mkinitcpio.conf.d")? {
+                m = edit::mkinitcpio::modules(&m, &text(&f)?);
+            }
+            m
+        }
+        Initramfs::Dracut => {
+            let mut m = edit::dracut::forced(&[], &text("/etc/dracut.conf")?);
+            for f in conf_files(root, "/etc/dracut.conf.d")? {
+                m = edit::dracut::forced(&m, &text(&f)?);
+            }
+            m
+        }
+        Initramfs::Booster => edit::booster::forced(&text("/etc/booster.yaml")?).ok()?,
+    };
+    Some(list.into_iter().map(|m| m.replace('-', "_")).collect())
+}
+
 /// mkinitcpio presets that build unified kernel images (`default_uki="…"`).
 fn mkinitcpio_builds_ukis(root: &HostRoot) -> bool {
     root.list("/etc/mkinitcpio.d").unwrap_or_default().iter().filter(|n| n.ends_with(".preset")).any(|n| {
@@ -225,6 +261,9 @@ pub struct BootSetup {
     /// That command line and the file(s) it comes from.
     pub next_boot: Option<NextBoot>,
     pub initramfs: Option<Initramfs>,
+    /// The modules the builder's configuration loads early (names with `_`), read by the
+    /// module that edits each file; `None` when there is no builder or a file is unreadable.
+    pub initramfs_modules: Option<BTreeSet<String>>,
     /// Other boot configurations present that do not decide the next boot, and why.
     pub passed_over: Vec<String>,
     /// A file that decides the next boot exists but cannot be read or understood: nothing
@@ -298,6 +337,7 @@ impl Detect<'_> {
             .find_map(|p| self.root.read_optional(p).ok().flatten())
             .map(|t| OsRelease::parse(&t));
         self.b.initramfs = initramfs(self.root);
+        self.b.initramfs_modules = self.b.initramfs.as_ref().and_then(|k| early_modules(self.root, k));
         let entries = loader_entries(self.root);
         let kernel_cmdline = self.root.exists(KERNEL_CMDLINE);
         let grub = self.root.exists(DEFAULT_GRUB);

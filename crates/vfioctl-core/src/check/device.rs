@@ -65,7 +65,7 @@ fn vfio(f: &Facts, name: &str, functions: &[&PciDevice]) -> Check {
     let config = BootConfig {
         cmdline: f.cmdline.as_ref(),
         modprobe: &f.modprobe,
-        initramfs: None,
+        initramfs: f.initramfs_modules.as_ref(),
         builtin: f.modules_builtin.as_ref(),
     };
     let missing = needs.missing(&config);
@@ -84,6 +84,10 @@ fn vfio(f: &Facts, name: &str, functions: &[&PciDevice]) -> Check {
             missing.softdeps.join(", "),
             lines.join("` and `")
         ));
+    }
+    let early = missing.initramfs.as_ref().filter(|m| !m.is_empty());
+    if let Some(m) = early.filter(|_| !missing.ids.is_empty() || !missing.softdeps.is_empty()) {
+        steps.push(format!("load {} early: add them to the initramfs's modules", m.join(", ")));
     }
     if missing.ids.is_empty() && missing.softdeps.is_empty() {
         let drivers = needs.drivers.join(", ");

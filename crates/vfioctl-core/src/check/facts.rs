@@ -69,6 +69,9 @@ pub struct Facts {
     pub modules_builtin: Option<BTreeSet<String>>,
     pub modules_available: Option<BTreeSet<String>>,
     pub modules_loaded: Option<BTreeSet<String>>,
+    /// Modules the initramfs builder's configuration loads early (names with `_`); `None`
+    /// when unknown.
+    pub initramfs_modules: Option<BTreeSet<String>>,
     /// `/sys/module/M/parameters/P` values of loaded modules, module names with `_`.
     pub module_params: BTreeMap<String, BTreeMap<String, String>>,
     pub modprobe: ModprobeConfig,
@@ -104,6 +107,7 @@ impl Facts {
             modules_builtin: None,
             modules_available: None,
             modules_loaded: None,
+            initramfs_modules: None,
             module_params: BTreeMap::new(),
             modprobe: ModprobeConfig::default(),
             hugepages: Vec::new(),

@@ -142,6 +142,15 @@ fn a_device_on_its_host_driver_gets_the_missing_steps() {
     f.modprobe.add("softdep amdgpu pre: vfio-pci\n");
     let fix = by_id(&run(&f, Some(&t)), "device.vfio").remedy.clone().unwrap_or_default();
     assert!(fix.contains("not in the initramfs"), "{fix}");
+    // The initramfs builder's configuration is known (boot::detect reads it): exactly what
+    // it lacks, or, when it lacks nothing, the built-in driver.
+    f.kernel_release = Some("6.8.0".into());
+    f.initramfs_modules = Some(["vfio".to_string()].into());
+    let fix = by_id(&run(&f, Some(&t)), "device.vfio").remedy.clone().unwrap_or_default();
+    assert!(fix.contains("the initramfs does not load vfio_iommu_type1, vfio_pci_core, vfio_pci"), "{fix}");
+    f.initramfs_modules = Some(["vfio", "vfio_iommu_type1", "vfio_pci_core", "vfio_pci"].map(String::from).into());
+    let fix = by_id(&run(&f, Some(&t)), "device.vfio").remedy.clone().unwrap_or_default();
+    assert!(fix.contains("built into the kernel"), "{fix}");
 }
 
 #[test]

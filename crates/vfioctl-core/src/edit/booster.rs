@@ -16,6 +16,22 @@ fn err(reason: impl Into<String>) -> EditError {
     EditError::Unsupported { what: "/etc/booster.yaml".into(), reason: reason.into() }
 }
 
+/// The modules `/etc/booster.yaml` loads at boot (`modules_force_load`, the last one).
+pub fn forced(text: &str) -> Result<Vec<String>, EditError> {
+    let ls = lines(text);
+    let Some(l) = ls.iter().rev().find(|l| text[l.start..l.end].starts_with(KEY)) else { return Ok(Vec::new()) };
+    let value = text[l.start + KEY.len()..l.end].trim();
+    let value = match value.chars().next() {
+        Some(q @ ('"' | '\'')) => {
+            let end = value[1..].find(q).ok_or_else(|| err("unterminated quote in modules_force_load"))?;
+            &value[1..1 + end]
+        }
+        Some('[' | '{' | '|' | '>' | '&' | '*' | '!') => return Err(err("modules_force_load is not a plain string")),
+        _ => value.split(" #").next().unwrap_or("").split("\t#").next().unwrap_or(""),
+    };
+    Ok(value.split(',').map(str::trim).filter(|m| !m.is_empty() && !m.starts_with('#')).map(str::to_string).collect())
+}
+
 /// Adds the missing `modules` to `modules_force_load` (`None`: the file does not exist).
 pub fn edit(current: Option<&str>, modules: &[String]) -> Result<String, EditError> {
     let text = current.unwrap_or("");
@@ -142,5 +158,19 @@ vconsole: true\n";
                 assert_eq!(edit(Some(&once), &m).unwrap(), once, "{s:?}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod read_tests {
+    use super::*;
+
+    #[test]
+    fn forced_reads_what_edit_writes() {
+        assert!(forced("compression: zstd\n").unwrap().is_empty());
+        let edited = edit(Some("modules_force_load: \"amdgpu\" # gpu\n"), &["vfio".into(), "vfio_pci".into()]).unwrap();
+        assert_eq!(forced(&edited).unwrap(), ["vfio", "vfio_pci", "amdgpu"]);
+        assert_eq!(forced("modules_force_load: a, b # c\n").unwrap(), ["a", "b"]);
+        assert!(forced("modules_force_load: [a]\n").is_err());
     }
 }

@@ -32,6 +32,21 @@ fn lines(text: &str) -> Vec<(bool, usize, usize)> {
     out
 }
 
+/// The modules a dracut configuration file forces into the initramfs and loads early,
+/// after what the files read before it forced (`prior`): `force_drivers=` replaces the
+/// list, `force_drivers+=` adds to it; `add_drivers` only includes a module (udev loads it
+/// when a device asks), so it does not count.
+pub fn forced(prior: &[String], text: &str) -> Vec<String> {
+    let mut out = prior.to_vec();
+    for (plus, a, b) in lines(text) {
+        if !plus {
+            out.clear();
+        }
+        out.extend(text[a..b].split_whitespace().map(str::to_string));
+    }
+    out
+}
+
 /// Adds the missing `modules` to `force_drivers` (`None`: the file does not exist yet).
 pub fn edit(current: Option<&str>, modules: &[String]) -> Result<String, EditError> {
     let text = current.unwrap_or("");
@@ -96,5 +111,19 @@ mod tests {
             let once = edit(Some(&s), &m).unwrap();
             assert_eq!(edit(Some(&once), &m).unwrap(), once, "{s:?}");
         }
+    }
+}
+
+#[cfg(test)]
+mod read_tests {
+    use super::*;
+
+    #[test]
+    fn forced_follows_assignment_and_append() {
+        let a = forced(&[], "force_drivers+=\" nvidia \"\nadd_drivers+=\" ahci \"\n");
+        assert_eq!(a, ["nvidia"]);
+        let edited = edit(Some("hostonly=\"yes\"\n"), &["vfio".into(), "vfio_pci".into()]).unwrap();
+        assert_eq!(forced(&a, &edited), ["nvidia", "vfio", "vfio_pci"]);
+        assert_eq!(forced(&a, "force_drivers=\"x\"\n"), ["x"]);
     }
 }

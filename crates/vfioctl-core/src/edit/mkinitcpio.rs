@@ -152,6 +152,31 @@ fn scan(text: &str) -> Vec<Assign> {
     out
 }
 
+/// The modules `MODULES` holds after bash sources `text`, starting from `prior` (what the
+/// files sourced before it left): `MODULES=(…)` replaces the list, `MODULES+=(…)` adds to
+/// it, and `${MODULES[@]}` / `$MODULES` inside a value stand for the list before it (so
+/// [`dropin`]'s line puts its modules in front). mkinitcpio sources `/etc/mkinitcpio.conf`
+/// (or the preset's config) and then each `/etc/mkinitcpio.conf.d/*.conf` in order.
+pub fn modules(prior: &[String], text: &str) -> Vec<String> {
+    let mut out = prior.to_vec();
+    for a in scan(text) {
+        let mut words = Vec::new();
+        for w in &a.words {
+            if matches!(w.as_str(), "${MODULES[@]}" | "${MODULES[*]}" | "$MODULES" | "${MODULES}") {
+                words.extend(out.iter().cloned());
+            } else {
+                words.push(w.clone());
+            }
+        }
+        if a.append {
+            out.extend(words);
+        } else {
+            out = words;
+        }
+    }
+    out
+}
+
 /// The line that puts `modules` in front of whatever `MODULES` held before.
 fn line(modules: &[&str]) -> String {
     format!("MODULES=({} \"${{MODULES[@]}}\")", modules.join(" "))
@@ -278,6 +303,34 @@ HOOKS=(base udev autodetect microcode modconf kms keyboard keymap consolefont bl
         for s in fuzzgen::strings(29, 3000, 24, &["MODULES=(", "MODULES+=(", "MODULES=", "vfio", "\"${MODULES[@]}\""]) {
             let once = edit(Some(&s), &m).unwrap();
             let _ = edit(Some(&once), &m);
+        }
+    }
+}
+
+#[cfg(test)]
+mod read_tests {
+    use super::*;
+
+    fn v(s: &[&str]) -> Vec<String> {
+        s.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn modules_as_bash_leaves_them() {
+        let main = "MODULES=(amdgpu)\n# MODULES=(nope)\nMODULES+=(nvme)\n";
+        assert_eq!(modules(&[], main), v(&["amdgpu", "nvme"]));
+        let dropin = dropin(&v(&["vfio", "vfio_pci"]));
+        assert_eq!(modules(&modules(&[], main), &dropin), v(&["vfio", "vfio_pci", "amdgpu", "nvme"]));
+        assert_eq!(modules(&v(&["x"]), "MODULES=\"a b\"\n"), v(&["a", "b"]));
+        assert_eq!(modules(&v(&["x"]), "HOOKS=(base udev)\n"), v(&["x"]));
+    }
+
+    #[test]
+    fn what_the_editor_writes_is_what_is_read() {
+        for text in ["", "MODULES=()\n", "MODULES=(amdgpu)\n", "MODULES=(\n  i915 # intel\n)\nMODULES+=(nvme)\n"] {
+            let edited = edit(Some(text), &v(&["vfio", "vfio_pci"])).unwrap();
+            let got = modules(&[], &edited);
+            assert!(got.starts_with(&v(&["vfio", "vfio_pci"])), "{text:?} → {edited:?} → {got:?}");
         }
     }
 }

@@ -163,6 +163,25 @@ fn unreadable_or_broken_deciding_files_are_problems_not_absent() {
 }
 
 #[test]
+fn early_modules_of_each_builder() {
+    let set = |b: &BootSetup| b.initramfs_modules.clone().map(|m| m.into_iter().collect::<Vec<_>>());
+    let (_d, r) = host(&[("/etc/initramfs-tools/modules", "# list\nvfio\nvfio-pci ids=x\n")]);
+    assert_eq!(set(&detect(&r)), Some(vec!["vfio".into(), "vfio_pci".into()]));
+    let (_d, r) = host(&[
+        ("/etc/mkinitcpio.conf", "MODULES=(amdgpu)\n"),
+        ("/etc/mkinitcpio.conf.d/10-vfio.conf", "MODULES=(vfio vfio_pci \"${MODULES[@]}\")\n"),
+    ]);
+    assert_eq!(set(&detect(&r)), Some(vec!["amdgpu".into(), "vfio".into(), "vfio_pci".into()]));
+    let (_d, r) =
+        host(&[("/etc/dracut.conf", ""), ("/etc/dracut.conf.d/vfio.conf", "force_drivers+=\" vfio_pci \"\n")]);
+    assert_eq!(set(&detect(&r)), Some(vec!["vfio_pci".into()]));
+    let (_d, r) = host(&[("/etc/booster.yaml", "modules_force_load: vfio\n")]);
+    assert_eq!(set(&detect(&r)), Some(vec!["vfio".into()]));
+    let (_d, r) = host(&[("/etc/default/grub", "")]);
+    assert_eq!(set(&detect(&r)), None);
+}
+
+#[test]
 fn os_release() {
     let o =
         OsRelease::parse("NAME=\"Rocky Linux\"\nID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\nVERSION_ID=\"9.4\"\n");
