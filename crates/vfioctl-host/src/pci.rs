@@ -6,12 +6,13 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use vfioctl_core::iommu::IommuGroup;
 use vfioctl_core::pci::{ClassCode, PciAddress, PciDevice, VendorDevice};
 use vfioctl_core::sysfs_value::{self, ValueError};
 
-use crate::root::HostRoot;
+use crate::root::{HostRoot, RootError};
 use crate::{HostError, Warning};
 
 pub const PCI_DEVICES: &str = "/sys/bus/pci/devices";
@@ -142,23 +143,77 @@ pub fn read(root: &HostRoot) -> Result<PciInventory, HostError> {
 
 type DeviceResult = (PciAddress, Result<PciDevice, Warning>, Vec<Warning>);
 
-fn read_all(root: &HostRoot, addresses: &[PciAddress], fields: Fields) -> Vec<DeviceResult> {
+/// The raw listing of `/sys/kernel/iommu_groups`: each group directory's name and the
+/// listing of its `devices` directory, before they are matched with the devices read.
+type GroupListing = Result<Vec<(String, Result<Vec<String>, RootError>)>, RootError>;
+
+/// Devices read per claim of the shared work counter: large enough that claiming costs
+/// nothing next to the reads, small enough that a thread slowed by a busy CPU hands the
+/// rest of the work to the others.
+const BATCH: usize = 32;
+
+fn list_groups(root: &HostRoot) -> GroupListing {
+    let names = root.list(IOMMU_GROUPS)?;
+    Ok(names
+        .into_iter()
+        .map(|name| {
+            let members = root.list(format!("{IOMMU_GROUPS}/{name}/devices"));
+            (name, members)
+        })
+        .collect())
+}
+
+/// Reads the devices and lists the IOMMU groups, spread over the CPUs: thousands of small
+/// sysfs reads, each mostly waiting on the kernel. The calling thread works too. Work is
+/// handed out in small batches from a shared counter (job 0 is the group listing), so a
+/// thread that gets less CPU time takes less of the work; results keep their order.
+fn read_all(root: &HostRoot, addresses: &[PciAddress], fields: Fields) -> (Vec<DeviceResult>, GroupListing) {
     let one = |a: &PciAddress| {
         let mut w = Vec::new();
         let r = read_device(root, *a, fields, &mut w);
         (*a, r, w)
     };
-    // Thousands of small sysfs reads: spread them over the CPUs (results keep their order).
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
     if threads < 2 || addresses.len() < 256 {
-        return addresses.iter().map(one).collect();
+        return (addresses.iter().map(one).collect(), list_groups(root));
     }
-    let chunk = addresses.len().div_ceil(threads);
+    let next = AtomicUsize::new(0);
+    let work = || {
+        let mut done = Vec::new();
+        let mut groups = None;
+        loop {
+            let job = next.fetch_add(1, Ordering::Relaxed);
+            if job == 0 {
+                groups = Some(list_groups(root));
+                continue;
+            }
+            let start = (job - 1) * BATCH;
+            let Some(part) = addresses.get(start..addresses.len().min(start + BATCH)) else { break };
+            if part.is_empty() {
+                break;
+            }
+            done.push((job, part.iter().map(one).collect::<Vec<_>>()));
+        }
+        (done, groups)
+    };
+    let mut parts = Vec::with_capacity(addresses.len().div_ceil(BATCH));
+    let mut groups = None;
     std::thread::scope(|s| {
-        let handles: Vec<_> =
-            addresses.chunks(chunk).map(|part| s.spawn(move || part.iter().map(one).collect::<Vec<_>>())).collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
-    })
+        let helpers: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
+        let mine = work();
+        for done in std::iter::once(Ok(mine)).chain(helpers.into_iter().map(|h| h.join())) {
+            // A reader that panicked is a bug: pass the panic on rather than lose devices.
+            let (done, g) = done.unwrap_or_else(|p| std::panic::resume_unwind(p));
+            parts.extend(done);
+            if g.is_some() {
+                groups = g;
+            }
+        }
+    });
+    parts.sort_unstable_by_key(|(job, _)| *job);
+    let devices = parts.into_iter().flat_map(|(_, r)| r).collect();
+    // Job 0 is always claimed first, so the listing is there; list here if it is not.
+    (devices, groups.unwrap_or_else(|| list_groups(root)))
 }
 
 /// Reads the devices (only `fields` of each) and the IOMMU groups.
@@ -175,7 +230,8 @@ pub fn read_fields(root: &HostRoot, fields: Fields) -> Result<PciInventory, Host
             }
         }
     }
-    for (address, result, warnings) in read_all(root, &addresses, fields) {
+    let (devices, groups) = read_all(root, &addresses, fields);
+    for (address, result, warnings) in devices {
         inv.warnings.extend(warnings);
         match result {
             Ok(dev) => {
@@ -186,25 +242,25 @@ pub fn read_fields(root: &HostRoot, fields: Fields) -> Result<PciInventory, Host
                 .push(Warning { message: format!("device {address} left out: {}", w.message), path: w.path }),
         }
     }
-    inv.groups = read_groups(root, &mut inv)?;
+    inv.groups = match_groups(groups, &mut inv)?;
     Ok(inv)
 }
 
-fn read_groups(root: &HostRoot, inv: &mut PciInventory) -> Result<Vec<IommuGroup>, HostError> {
-    let names = match root.list(IOMMU_GROUPS) {
-        Ok(n) => n,
+fn match_groups(listing: GroupListing, inv: &mut PciInventory) -> Result<Vec<IommuGroup>, HostError> {
+    let listing = match listing {
+        Ok(l) => l,
         Err(e) if e.is_not_found() => return Ok(Vec::new()),
         Err(e) => return Err(HostError::Root(e)),
     };
     let mut groups = Vec::new();
-    for name in names {
+    for (name, members) in listing {
         let Ok(id) = name.parse::<u32>() else {
             inv.warnings
                 .push(Warning { path: format!("{IOMMU_GROUPS}/{name}").into(), message: "not a group number".into() });
             continue;
         };
         let dir = format!("{IOMMU_GROUPS}/{name}/devices");
-        let members = match root.list(&dir) {
+        let members = match members {
             Ok(m) => m,
             Err(e) => {
                 inv.warnings.push(Warning { path: dir.into(), message: e.to_string() });
