@@ -12,7 +12,7 @@ use vfioctl_core::iommu::IommuGroup;
 use vfioctl_core::pci::{ClassCode, PciAddress, PciDevice, VendorDevice};
 use vfioctl_core::sysfs_value::{self, ValueError};
 
-use crate::root::{HostRoot, RootError};
+use crate::root::{HostDir, HostRoot, RootError};
 use crate::{HostError, Warning};
 
 pub const PCI_DEVICES: &str = "/sys/bus/pci/devices";
@@ -39,13 +39,23 @@ impl PciInventory {
     }
 }
 
+/// Reads one device's attributes from its directory, held open ([`HostDir`]) so each read
+/// looks up one name; by full path when the directory cannot be held (messages are the
+/// same either way).
 struct DeviceReader<'a> {
     root: &'a HostRoot,
     dir: String,
+    held: Option<HostDir<'a>>,
     warnings: &'a mut Vec<Warning>,
 }
 
-impl DeviceReader<'_> {
+impl<'a> DeviceReader<'a> {
+    fn new(root: &'a HostRoot, address: PciAddress, warnings: &'a mut Vec<Warning>) -> Self {
+        let dir = format!("{PCI_DEVICES}/{address}");
+        let held = root.open_dir(&dir).ok();
+        DeviceReader { root, dir, held, warnings }
+    }
+
     fn path(&self, attr: &str) -> String {
         format!("{}/{attr}", self.dir)
     }
@@ -54,28 +64,52 @@ impl DeviceReader<'_> {
         self.warnings.push(Warning { path: PathBuf::from(path), message });
     }
 
+    fn read_attr(&self, attr: &str) -> Result<String, RootError> {
+        match &self.held {
+            Some(d) => d.read_attr(attr),
+            None => self.root.read_attr(self.path(attr)),
+        }
+    }
+
+    fn read_attr_optional(&self, attr: &str) -> Result<Option<String>, RootError> {
+        match &self.held {
+            Some(d) => d.read_attr_optional(attr),
+            None => self.root.read_attr_optional(self.path(attr)),
+        }
+    }
+
+    /// The first `limit` bytes of a binary attribute (`config`).
+    fn read_bytes(&self, attr: &str, limit: usize) -> Result<Vec<u8>, RootError> {
+        match &self.held {
+            Some(d) => d.read_bytes(attr, limit),
+            None => self.root.read_bytes(self.path(attr), limit as u64),
+        }
+    }
+
     /// A mandatory attribute: an error when absent or garbage.
     fn required<T>(&mut self, attr: &str, parse: fn(&str) -> Result<T, ValueError>) -> Result<T, Warning> {
-        let path = self.path(attr);
-        let text =
-            self.root.read_attr(&path).map_err(|e| Warning { path: PathBuf::from(&path), message: e.to_string() })?;
-        parse(&text).map_err(|e| Warning { path: PathBuf::from(path), message: e.to_string() })
+        let text = self.read_attr(attr).map_err(|e| Warning { path: self.path(attr).into(), message: e.to_string() })?;
+        parse(&text).map_err(|e| Warning { path: self.path(attr).into(), message: e.to_string() })
     }
 
     /// An optional attribute: `None` when absent; garbage warns and is `None`.
     fn optional<T>(&mut self, attr: &str, parse: impl Fn(&str) -> Result<T, ValueError>) -> Option<T> {
+        let read = self.read_attr_optional(attr);
         let path = self.path(attr);
-        crate::parse_optional(self.root.read_attr_optional(&path), &path, parse, self.warnings)
+        crate::parse_optional(read, &path, parse, self.warnings)
     }
 
     fn link(&mut self, attr: &str) -> Option<String> {
-        let path = self.path(attr);
-        match self.root.link_name(&path) {
+        let name = match &self.held {
+            Some(d) => d.link_name(attr),
+            None => self.root.link_name(self.path(attr)),
+        };
+        match name {
             Ok(name) if !name.is_empty() => Some(name),
             Ok(_) => None,
             Err(e) if e.is_not_found() => None,
             Err(e) => {
-                self.warn(path, e.to_string());
+                self.warn(self.path(attr), e.to_string());
                 None
             }
         }
@@ -99,7 +133,7 @@ fn read_device(
     fields: Fields,
     warnings: &mut Vec<Warning>,
 ) -> Result<PciDevice, Warning> {
-    let mut r = DeviceReader { root, dir: format!("{PCI_DEVICES}/{address}"), warnings };
+    let mut r = DeviceReader::new(root, address, warnings);
     let vendor = r.required("vendor", sysfs_value::hex_u16)?;
     let device = r.required("device", sysfs_value::hex_u16)?;
     let class = r.required("class", sysfs_value::hex_u32)?;
@@ -109,7 +143,7 @@ fn read_device(
         return Ok(dev);
     }
     // The first 64 bytes of config space are readable without privileges.
-    let config = root.read_bytes(r.path("config"), 64).unwrap_or_default();
+    let config = r.read_bytes("config", 64).unwrap_or_default();
     if let Some(&h) = config.get(0x0e) {
         dev.header_type = Some(h & 0x7f);
         dev.multifunction = Some(h & 0x80 != 0);
