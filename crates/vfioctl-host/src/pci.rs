@@ -88,7 +88,8 @@ impl<'a> DeviceReader<'a> {
 
     /// A mandatory attribute: an error when absent or garbage.
     fn required<T>(&mut self, attr: &str, parse: fn(&str) -> Result<T, ValueError>) -> Result<T, Warning> {
-        let text = self.read_attr(attr).map_err(|e| Warning { path: self.path(attr).into(), message: e.to_string() })?;
+        let text =
+            self.read_attr(attr).map_err(|e| Warning { path: self.path(attr).into(), message: e.to_string() })?;
         parse(&text).map_err(|e| Warning { path: self.path(attr).into(), message: e.to_string() })
     }
 

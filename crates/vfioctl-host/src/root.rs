@@ -218,8 +218,13 @@ impl HostDir<'_> {
     }
 
     fn open(&self, name: &str) -> Result<rustix::fd::OwnedFd, RootError> {
-        rustix::fs::openat(&self.fd, name, rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())
-            .map_err(|e| RootError::Read { path: self.entry_path(name), err: e.into() })
+        rustix::fs::openat(
+            &self.fd,
+            name,
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| RootError::Read { path: self.entry_path(name), err: e.into() })
     }
 
     /// [`HostRoot::read_attr`] of `DIR/NAME`: one `read` of up to a page.

@@ -240,7 +240,8 @@ fn render_text(db: &PciIds, inv: &PciInventory) -> String {
     );
     let mut out = String::with_capacity(rows.len() * (wg + wa + wc + wi + wd + 64));
     // Writing to a String cannot fail.
-    let _ = writeln!(out, "  {:>wg$}  {:wa$}  {:wc$}  {:wi$}  {:wd$}  NAME", "GROUP", "ADDRESS", "CLASS", "ID", "DRIVER");
+    let _ =
+        writeln!(out, "  {:>wg$}  {:wa$}  {:wc$}  {:wi$}  {:wd$}  NAME", "GROUP", "ADDRESS", "CLASS", "ID", "DRIVER");
     for r in &rows {
         let _ = writeln!(
             out,
