@@ -63,6 +63,11 @@ impl PciIds {
         for raw in text.split_inclusive('\n') {
             let line_start = offset;
             offset += raw.len();
+            // Most lines are devices and subsystems of vendors not wanted: nested lines in a
+            // skipped block name nothing, so they are passed over unread.
+            if raw.starts_with('\t') && matches!(block, Block::Skip | Block::None) {
+                continue;
+            }
             let mut line = raw.trim_end_matches(['\n', '\r']);
             // lspci drops one trailing blank character.
             if let Some(l) = line.strip_suffix([' ', '\t']) {

@@ -17,6 +17,8 @@ pub fn host_modules<'a>(
     devices: impl IntoIterator<Item = &'a PciDevice>,
 ) -> BTreeMap<PciAddress, Vec<String>> {
     let mut aliases: Option<Option<String>> = None;
+    // Each driver's module link is read once, however many devices it has.
+    let mut module_of: BTreeMap<String, String> = BTreeMap::new();
     let mut out = BTreeMap::new();
     for d in devices {
         if d.is_bridge() {
@@ -24,11 +26,12 @@ pub fn host_modules<'a>(
         }
         let mods = match d.driver.as_deref() {
             Some(drv) if drv != "vfio-pci" && drv != "pci-stub" => {
-                let module = root
-                    .link_name(format!("/sys/bus/pci/drivers/{drv}/module"))
-                    .unwrap_or_else(|_| drv.to_string())
-                    .replace('-', "_");
-                vec![module]
+                let module = module_of.entry(drv.to_string()).or_insert_with(|| {
+                    root.link_name(format!("/sys/bus/pci/drivers/{drv}/module"))
+                        .unwrap_or_else(|_| drv.to_string())
+                        .replace('-', "_")
+                });
+                vec![module.clone()]
             }
             _ => {
                 let text = aliases.get_or_insert_with(|| modules_alias(root));

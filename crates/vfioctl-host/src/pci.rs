@@ -6,12 +6,13 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use vfioctl_core::iommu::IommuGroup;
 use vfioctl_core::pci::{ClassCode, PciAddress, PciDevice, VendorDevice};
 use vfioctl_core::sysfs_value::{self, ValueError};
 
-use crate::root::HostRoot;
+use crate::root::{HostDir, HostRoot, RootError};
 use crate::{HostError, Warning};
 
 pub const PCI_DEVICES: &str = "/sys/bus/pci/devices";
@@ -38,13 +39,23 @@ impl PciInventory {
     }
 }
 
+/// Reads one device's attributes from its directory, held open ([`HostDir`]) so each read
+/// looks up one name; by full path when the directory cannot be held (messages are the
+/// same either way).
 struct DeviceReader<'a> {
     root: &'a HostRoot,
     dir: String,
+    held: Option<HostDir<'a>>,
     warnings: &'a mut Vec<Warning>,
 }
 
-impl DeviceReader<'_> {
+impl<'a> DeviceReader<'a> {
+    fn new(root: &'a HostRoot, address: PciAddress, warnings: &'a mut Vec<Warning>) -> Self {
+        let dir = format!("{PCI_DEVICES}/{address}");
+        let held = root.open_dir(&dir).ok();
+        DeviceReader { root, dir, held, warnings }
+    }
+
     fn path(&self, attr: &str) -> String {
         format!("{}/{attr}", self.dir)
     }
@@ -53,28 +64,53 @@ impl DeviceReader<'_> {
         self.warnings.push(Warning { path: PathBuf::from(path), message });
     }
 
+    fn read_attr(&self, attr: &str) -> Result<String, RootError> {
+        match &self.held {
+            Some(d) => d.read_attr(attr),
+            None => self.root.read_attr(self.path(attr)),
+        }
+    }
+
+    fn read_attr_optional(&self, attr: &str) -> Result<Option<String>, RootError> {
+        match &self.held {
+            Some(d) => d.read_attr_optional(attr),
+            None => self.root.read_attr_optional(self.path(attr)),
+        }
+    }
+
+    /// The first `limit` bytes of a binary attribute (`config`).
+    fn read_bytes(&self, attr: &str, limit: usize) -> Result<Vec<u8>, RootError> {
+        match &self.held {
+            Some(d) => d.read_bytes(attr, limit),
+            None => self.root.read_bytes(self.path(attr), limit as u64),
+        }
+    }
+
     /// A mandatory attribute: an error when absent or garbage.
     fn required<T>(&mut self, attr: &str, parse: fn(&str) -> Result<T, ValueError>) -> Result<T, Warning> {
-        let path = self.path(attr);
         let text =
-            self.root.read_attr(&path).map_err(|e| Warning { path: PathBuf::from(&path), message: e.to_string() })?;
-        parse(&text).map_err(|e| Warning { path: PathBuf::from(path), message: e.to_string() })
+            self.read_attr(attr).map_err(|e| Warning { path: self.path(attr).into(), message: e.to_string() })?;
+        parse(&text).map_err(|e| Warning { path: self.path(attr).into(), message: e.to_string() })
     }
 
     /// An optional attribute: `None` when absent; garbage warns and is `None`.
     fn optional<T>(&mut self, attr: &str, parse: impl Fn(&str) -> Result<T, ValueError>) -> Option<T> {
+        let read = self.read_attr_optional(attr);
         let path = self.path(attr);
-        crate::parse_optional(self.root.read_attr_optional(&path), &path, parse, self.warnings)
+        crate::parse_optional(read, &path, parse, self.warnings)
     }
 
     fn link(&mut self, attr: &str) -> Option<String> {
-        let path = self.path(attr);
-        match self.root.link_name(&path) {
+        let name = match &self.held {
+            Some(d) => d.link_name(attr),
+            None => self.root.link_name(self.path(attr)),
+        };
+        match name {
             Ok(name) if !name.is_empty() => Some(name),
             Ok(_) => None,
             Err(e) if e.is_not_found() => None,
             Err(e) => {
-                self.warn(path, e.to_string());
+                self.warn(self.path(attr), e.to_string());
                 None
             }
         }
@@ -98,7 +134,7 @@ fn read_device(
     fields: Fields,
     warnings: &mut Vec<Warning>,
 ) -> Result<PciDevice, Warning> {
-    let mut r = DeviceReader { root, dir: format!("{PCI_DEVICES}/{address}"), warnings };
+    let mut r = DeviceReader::new(root, address, warnings);
     let vendor = r.required("vendor", sysfs_value::hex_u16)?;
     let device = r.required("device", sysfs_value::hex_u16)?;
     let class = r.required("class", sysfs_value::hex_u32)?;
@@ -108,7 +144,7 @@ fn read_device(
         return Ok(dev);
     }
     // The first 64 bytes of config space are readable without privileges.
-    let config = root.read_bytes(r.path("config"), 64).unwrap_or_default();
+    let config = r.read_bytes("config", 64).unwrap_or_default();
     if let Some(&h) = config.get(0x0e) {
         dev.header_type = Some(h & 0x7f);
         dev.multifunction = Some(h & 0x80 != 0);
@@ -142,23 +178,77 @@ pub fn read(root: &HostRoot) -> Result<PciInventory, HostError> {
 
 type DeviceResult = (PciAddress, Result<PciDevice, Warning>, Vec<Warning>);
 
-fn read_all(root: &HostRoot, addresses: &[PciAddress], fields: Fields) -> Vec<DeviceResult> {
+/// The raw listing of `/sys/kernel/iommu_groups`: each group directory's name and the
+/// listing of its `devices` directory, before they are matched with the devices read.
+type GroupListing = Result<Vec<(String, Result<Vec<String>, RootError>)>, RootError>;
+
+/// Devices read per claim of the shared work counter: large enough that claiming costs
+/// nothing next to the reads, small enough that a thread slowed by a busy CPU hands the
+/// rest of the work to the others.
+const BATCH: usize = 32;
+
+fn list_groups(root: &HostRoot) -> GroupListing {
+    let names = root.list(IOMMU_GROUPS)?;
+    Ok(names
+        .into_iter()
+        .map(|name| {
+            let members = root.list(format!("{IOMMU_GROUPS}/{name}/devices"));
+            (name, members)
+        })
+        .collect())
+}
+
+/// Reads the devices and lists the IOMMU groups, spread over the CPUs: thousands of small
+/// sysfs reads, each mostly waiting on the kernel. The calling thread works too. Work is
+/// handed out in small batches from a shared counter (job 0 is the group listing), so a
+/// thread that gets less CPU time takes less of the work; results keep their order.
+fn read_all(root: &HostRoot, addresses: &[PciAddress], fields: Fields) -> (Vec<DeviceResult>, GroupListing) {
     let one = |a: &PciAddress| {
         let mut w = Vec::new();
         let r = read_device(root, *a, fields, &mut w);
         (*a, r, w)
     };
-    // Thousands of small sysfs reads: spread them over the CPUs (results keep their order).
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
     if threads < 2 || addresses.len() < 256 {
-        return addresses.iter().map(one).collect();
+        return (addresses.iter().map(one).collect(), list_groups(root));
     }
-    let chunk = addresses.len().div_ceil(threads);
+    let next = AtomicUsize::new(0);
+    let work = || {
+        let mut done = Vec::new();
+        let mut groups = None;
+        loop {
+            let job = next.fetch_add(1, Ordering::Relaxed);
+            if job == 0 {
+                groups = Some(list_groups(root));
+                continue;
+            }
+            let start = (job - 1) * BATCH;
+            let Some(part) = addresses.get(start..addresses.len().min(start + BATCH)) else { break };
+            if part.is_empty() {
+                break;
+            }
+            done.push((job, part.iter().map(one).collect::<Vec<_>>()));
+        }
+        (done, groups)
+    };
+    let mut parts = Vec::with_capacity(addresses.len().div_ceil(BATCH));
+    let mut groups = None;
     std::thread::scope(|s| {
-        let handles: Vec<_> =
-            addresses.chunks(chunk).map(|part| s.spawn(move || part.iter().map(one).collect::<Vec<_>>())).collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
-    })
+        let helpers: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
+        let mine = work();
+        for done in std::iter::once(Ok(mine)).chain(helpers.into_iter().map(|h| h.join())) {
+            // A reader that panicked is a bug: pass the panic on rather than lose devices.
+            let (done, g) = done.unwrap_or_else(|p| std::panic::resume_unwind(p));
+            parts.extend(done);
+            if g.is_some() {
+                groups = g;
+            }
+        }
+    });
+    parts.sort_unstable_by_key(|(job, _)| *job);
+    let devices = parts.into_iter().flat_map(|(_, r)| r).collect();
+    // Job 0 is always claimed first, so the listing is there; list here if it is not.
+    (devices, groups.unwrap_or_else(|| list_groups(root)))
 }
 
 /// Reads the devices (only `fields` of each) and the IOMMU groups.
@@ -175,7 +265,8 @@ pub fn read_fields(root: &HostRoot, fields: Fields) -> Result<PciInventory, Host
             }
         }
     }
-    for (address, result, warnings) in read_all(root, &addresses, fields) {
+    let (devices, groups) = read_all(root, &addresses, fields);
+    for (address, result, warnings) in devices {
         inv.warnings.extend(warnings);
         match result {
             Ok(dev) => {
@@ -186,25 +277,25 @@ pub fn read_fields(root: &HostRoot, fields: Fields) -> Result<PciInventory, Host
                 .push(Warning { message: format!("device {address} left out: {}", w.message), path: w.path }),
         }
     }
-    inv.groups = read_groups(root, &mut inv)?;
+    inv.groups = match_groups(groups, &mut inv)?;
     Ok(inv)
 }
 
-fn read_groups(root: &HostRoot, inv: &mut PciInventory) -> Result<Vec<IommuGroup>, HostError> {
-    let names = match root.list(IOMMU_GROUPS) {
-        Ok(n) => n,
+fn match_groups(listing: GroupListing, inv: &mut PciInventory) -> Result<Vec<IommuGroup>, HostError> {
+    let listing = match listing {
+        Ok(l) => l,
         Err(e) if e.is_not_found() => return Ok(Vec::new()),
         Err(e) => return Err(HostError::Root(e)),
     };
     let mut groups = Vec::new();
-    for name in names {
+    for (name, members) in listing {
         let Ok(id) = name.parse::<u32>() else {
             inv.warnings
                 .push(Warning { path: format!("{IOMMU_GROUPS}/{name}").into(), message: "not a group number".into() });
             continue;
         };
         let dir = format!("{IOMMU_GROUPS}/{name}/devices");
-        let members = match root.list(&dir) {
+        let members = match members {
             Ok(m) => m,
             Err(e) => {
                 inv.warnings.push(Warning { path: dir.into(), message: e.to_string() });

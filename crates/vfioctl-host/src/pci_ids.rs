@@ -50,7 +50,8 @@ fn decode(bytes: Vec<u8>) -> std::io::Result<String> {
     } else {
         bytes
     };
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
+    // The file is UTF-8 in practice: keep its buffer rather than copy it.
+    Ok(String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
 }
 
 fn read_file(path: &Path, vendors: Option<&BTreeSet<u16>>) -> Result<PciIds, IdsError> {

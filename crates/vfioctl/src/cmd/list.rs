@@ -1,5 +1,7 @@
 //! `vfioctl list`: IOMMU groups and their devices.
 
+use std::fmt::Write as _;
+
 use serde::Serialize;
 use vfioctl_core::iommu::{self, GroupAssessment, IommuGroup};
 use vfioctl_core::lspci;
@@ -89,11 +91,12 @@ fn device_json<'a>(db: &'a PciIds, d: &'a PciDevice) -> DeviceJson<'a> {
 /// numeric order, devices in address order.
 pub fn lspci_lines(db: &PciIds, inv: &PciInventory) -> String {
     let with_domain = inv.multi_domain();
-    let mut out = String::new();
+    let mut out = String::with_capacity(inv.devices.len() * 128);
     for g in &inv.groups {
         for a in &g.devices {
             if let Some(d) = inv.devices.get(a) {
-                out.push_str(&format!("IOMMU Group {} {}\n", g.id, lspci::line(db, d, with_domain)));
+                // Writing to a String cannot fail.
+                let _ = writeln!(out, "IOMMU Group {} {}", g.id, lspci::line(db, d, with_domain));
             }
         }
     }
@@ -204,15 +207,7 @@ fn render_text(db: &PciIds, inv: &PciInventory) -> String {
                 "cannot be passed".to_string()
             };
             notes.push(format!("group {:>3}: {verdict}", g.id));
-            let elsewhere: Vec<String> = inv
-                .devices
-                .values()
-                .filter(|d| {
-                    d.iommu_group != Some(g.id)
-                        && g.devices
-                            .iter()
-                            .any(|m| m.same_slot(&d.address) && inv.devices.get(m).is_some_and(PciDevice::is_gpu))
-                })
+            let elsewhere: Vec<String> = other_functions(inv, g)
                 .map(|d| match d.iommu_group {
                     Some(n) => format!("{} (group {n})", d.address.short()),
                     None => format!("{} (no group)", d.address.short()),
@@ -243,13 +238,16 @@ fn render_text(db: &PciIds, inv: &PciInventory) -> String {
         w(|r| &r.ids, "ID"),
         w(|r| &r.driver, "DRIVER"),
     );
-    let mut out =
-        format!("  {:>wg$}  {:wa$}  {:wc$}  {:wi$}  {:wd$}  NAME\n", "GROUP", "ADDRESS", "CLASS", "ID", "DRIVER");
+    let mut out = String::with_capacity(rows.len() * (wg + wa + wc + wi + wd + 64));
+    // Writing to a String cannot fail.
+    let _ =
+        writeln!(out, "  {:>wg$}  {:wa$}  {:wc$}  {:wi$}  {:wd$}  NAME", "GROUP", "ADDRESS", "CLASS", "ID", "DRIVER");
     for r in &rows {
-        out.push_str(&format!(
-            "{} {:>wg$}  {:wa$}  {:wc$}  {:wi$}  {:wd$}  {}\n",
+        let _ = writeln!(
+            out,
+            "{} {:>wg$}  {:wa$}  {:wc$}  {:wi$}  {:wd$}  {}",
             r.marker, r.group, r.address, r.class, r.ids, r.driver, r.name
-        ));
+        );
     }
     let gpus = inv.devices.values().filter(|d| d.is_gpu()).count();
     out.push_str(&format!(
@@ -265,6 +263,23 @@ fn render_text(db: &PciIds, inv: &PciInventory) -> String {
         }
     }
     out
+}
+
+/// Devices outside group `g` that share a slot with one of its GPUs (the GPU's audio or
+/// USB functions put in another group), in address order.
+fn other_functions<'a>(inv: &'a PciInventory, g: &'a IommuGroup) -> impl Iterator<Item = &'a PciDevice> + 'a {
+    let mut slots: Vec<PciAddress> = g
+        .devices
+        .iter()
+        .filter(|m| inv.devices.get(m).is_some_and(PciDevice::is_gpu))
+        .map(|m| PciAddress { function: 0, ..*m })
+        .collect();
+    slots.sort();
+    slots.dedup();
+    slots.into_iter().flat_map(move |first| {
+        let last = PciAddress { function: u8::MAX, ..first };
+        inv.devices.range(first..=last).map(|(_, d)| d).filter(move |d| d.iommu_group != Some(g.id))
+    })
 }
 
 fn list_addrs(addrs: &[PciAddress]) -> String {
