@@ -317,7 +317,7 @@ fn every_id_has_a_case() {
 #[test]
 fn mangled_domains_never_panic() {
     let b = Bench::new();
-    for g in [crate::xml::tests::GUIDE_000, crate::xml::tests::GUIDE_001, &b.clean()] {
+    for g in [crate::domain::tests::GUIDE_000, crate::domain::tests::GUIDE_001, &b.clean()] {
         let lines: Vec<&str> = g.lines().collect();
         for i in 1..lines.len().saturating_sub(1) {
             // Without line i (an element or one side of one).

@@ -378,10 +378,14 @@ fn push(w: &mut String, depth: usize, line: &str) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::plan::pinning::tests::shape;
     use crate::plan::{pinning, CpuRequest, MemoryPlan};
+
+    /// Two domains from the passthrough guides in `examples/domains/`, written by hand.
+    pub(crate) const GUIDE_000: &str = include_str!("../../../../examples/domains/guide-000-CompromisedBeast.xml");
+    pub(crate) const GUIDE_001: &str = include_str!("../../../../examples/domains/guide-001-win10.xml");
 
     pub(crate) fn plan() -> Plan {
         let t = shape(1, 1, 2, 3, 2, true, &[8192]);

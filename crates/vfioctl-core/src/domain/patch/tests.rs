@@ -6,7 +6,7 @@ use crate::plan::devices::PlannedDevice;
 use crate::plan::memory::Hugepages;
 use crate::xml::{parse, Element, Node};
 
-use crate::xml::tests::{GUIDE_000, GUIDE_001};
+use crate::domain::tests::{GUIDE_000, GUIDE_001};
 
 fn gpu_plan() -> crate::plan::Plan {
     let mut p = plan();
