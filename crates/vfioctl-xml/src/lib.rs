@@ -41,10 +41,12 @@
 //! assert_eq!(doc.write(), "<domain type=\"kvm\">\n  <!-- mine -->\n  <vcpu placement='static'>4</vcpu>\n</domain>\n");
 //! ```
 
+mod build;
 mod parse;
 
 use std::fmt;
 
+pub use build::LIBVIRT_INDENT;
 pub use parse::{parse, XmlError};
 
 /// A whole document: what comes before the root (declaration, comments), the root, and
@@ -198,7 +200,8 @@ impl Element {
         self
     }
 
-    fn write(&self, out: &mut String) {
+    /// `<name`, the attributes and the space before `>`.
+    fn write_start(&self, out: &mut String) {
         out.push('<');
         out.push_str(&self.name);
         for a in &self.attrs {
@@ -214,6 +217,10 @@ impl Element {
             }
         }
         out.push_str(&self.tag_space);
+    }
+
+    fn write(&self, out: &mut String) {
+        self.write_start(out);
         if self.empty && self.children.is_empty() {
             out.push_str("/>");
             return;
@@ -411,6 +418,14 @@ impl Element {
 
     /// Replaces this element's layout whitespace so it sits at `depth` levels.
     pub fn reindent(&mut self, depth: usize, unit: &str) {
+        self.layout(depth, unit, &mut |e, d| e.reindent(d + 1, unit));
+    }
+
+    /// Puts each child element and comment on a line of its own at `depth` levels of
+    /// `unit`, the end tag one level less, after `child` has laid out each child element
+    /// (given the depth it sits at). Elements without child elements or comments stay as
+    /// they are.
+    fn layout(&mut self, depth: usize, unit: &str, child: &mut dyn FnMut(&mut Element, usize)) {
         if self.elements().next().is_none() && !self.children.iter().any(|c| matches!(c, Node::Comment(_))) {
             return;
         }
@@ -421,7 +436,7 @@ impl Element {
             match n {
                 n if n.is_blank() => {}
                 Node::Element(mut e) => {
-                    e.reindent(depth + 1, unit);
+                    child(&mut e, depth);
                     self.children.push(Node::Text(indent.clone()));
                     self.children.push(Node::Element(e));
                 }
