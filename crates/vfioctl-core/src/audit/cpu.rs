@@ -383,7 +383,7 @@ pub(super) fn check(cx: &Cx<'_>, out: &mut Vec<Finding>) {
         (Some(_), None) => return,
     };
     let smt = topo.smt_width() as u32;
-    let dies = cx.host.libvirt.is_none_or(|v| v >= (6, 1));
+    let dies = crate::domain::versions::at_least(cx.host.libvirt, crate::domain::versions::LIBVIRT_TOPOLOGY_DIES);
     let topology_el = cpu_el.and_then(|c| c.child("topology"));
     let declared = topology_el.map(Declared::read);
     let declared_threads = declared.as_ref().and_then(|d| d.threads).unwrap_or(1);

@@ -18,19 +18,35 @@ impl Enlightenment {
     /// The feature's element as vfioctl writes it: on, spinlocks with 8191 retries, the
     /// vendor id `vfioctl`, stimer in direct mode.
     pub fn element(&self) -> Element {
-        let on = Element::new(self.name).with_attr("state", "on");
-        match self.name {
-            "spinlocks" => on.with_attr("retries", "8191"),
-            "vendor_id" => on.with_attr("value", "vfioctl"),
-            "stimer" => on.with_child(Element::new("direct").with_attr("state", "on")),
-            _ => on,
-        }
+        feature(self.name)
     }
 
     /// [`Enlightenment::element`] as a snippet, children indented by two spaces.
     pub fn xml(&self) -> String {
         self.element().pretty()
     }
+}
+
+/// The `<hyperv>` child vfioctl writes for the enlightenment `name`: on, spinlocks with
+/// 8191 retries, the vendor id `vfioctl`, stimer in direct mode.
+pub fn feature(name: &str) -> Element {
+    let on = Element::new(name).with_attr("state", "on");
+    match name {
+        "spinlocks" => on.with_attr("retries", "8191"),
+        "vendor_id" => on.with_attr("value", "vfioctl"),
+        "stimer" => on.with_child(Element::new("direct").with_attr("state", "on")),
+        _ => on,
+    }
+}
+
+/// `<hyperv>` with `list`, `mode='custom'` when this libvirt knows the attribute
+/// ([`versions::LIBVIRT_HYPERV_MODE`]).
+pub fn element(libvirt: Option<Version>, list: &[Enlightenment]) -> Element {
+    let mut hyperv = Element::open("hyperv");
+    if versions::at_least(libvirt, versions::LIBVIRT_HYPERV_MODE) {
+        hyperv = hyperv.with_attr("mode", "custom");
+    }
+    hyperv.with_children(list.iter().map(Enlightenment::element))
 }
 
 /// (enlightenment, one it needs): QEMU refuses to start without the second. stimer also

@@ -153,11 +153,11 @@ pub fn document(plan: &Plan, host: &DomainHost, req: &DomainRequest) -> Document
     d.push(cpu(plan, host));
     let windows = req.os.is_windows();
     let mut clock = el("clock").with_attr("offset", if windows { "localtime" } else { "utc" });
-    clock.push(timer(Timer::Rtc));
-    clock.push(timer(Timer::Pit));
-    clock.push(timer(Timer::Hpet));
+    clock.push(Timer::Rtc.element());
+    clock.push(Timer::Pit.element());
+    clock.push(Timer::Hpet.element());
     if windows {
-        clock.push(timer(Timer::Hypervclock));
+        clock.push(Timer::Hypervclock.element());
     }
     d.push(clock);
     d.push(el("on_poweroff").with_text("destroy"));
@@ -188,15 +188,17 @@ pub(crate) enum Timer {
     Hypervclock,
 }
 
-/// The `<timer>` element vfioctl writes for `t`.
-pub(crate) fn timer(t: Timer) -> Element {
-    let (name, attr, value) = match t {
-        Timer::Rtc => ("rtc", "tickpolicy", "catchup"),
-        Timer::Pit => ("pit", "tickpolicy", "delay"),
-        Timer::Hpet => ("hpet", "present", "no"),
-        Timer::Hypervclock => ("hypervclock", "present", "yes"),
-    };
-    el("timer").with_attr("name", name).with_attr(attr, value)
+impl Timer {
+    /// The `<timer>` element vfioctl writes.
+    pub(crate) fn element(self) -> Element {
+        let (name, attr, value) = match self {
+            Timer::Rtc => ("rtc", "tickpolicy", "catchup"),
+            Timer::Pit => ("pit", "tickpolicy", "delay"),
+            Timer::Hpet => ("hpet", "present", "no"),
+            Timer::Hypervclock => ("hypervclock", "present", "yes"),
+        };
+        el("timer").with_attr("name", name).with_attr(attr, value)
+    }
 }
 
 /// The native evdev input (libvirt 7.4 and later) for `path`: a keyboard (`-event-kbd`)
@@ -284,16 +286,11 @@ fn features(host: &DomainHost, req: &DomainRequest) -> Element {
     let mut f = el("features").with_child(el("acpi")).with_child(el("apic"));
     if req.os.is_windows() {
         f.push_comment("Hyper-V enlightenments: Windows' paravirtual interfaces (less idle CPU, better timers)");
-        let mut hyperv = Element::open("hyperv");
-        // mode='custom' exists since libvirt 8.0; before it, custom was the only mode.
-        if versions::at_least(host.libvirt, versions::LIBVIRT_HYPERV_MODE) {
-            hyperv = hyperv.with_attr("mode", "custom");
-        }
         let mut list = enlightenments(host.libvirt, host.qemu);
         if let Some(c) = &host.caps {
             list = caps::supported(list, c);
         }
-        f.push(hyperv.with_children(list.iter().map(Enlightenment::element)));
+        f.push(hyperv::element(host.libvirt, &list));
     }
     f.push_comment("GPU drivers that refuse to run in a VM do not see KVM");
     f.push(el("kvm").with_child(el("hidden").with_attr("state", "on")));

@@ -59,6 +59,11 @@ pub fn known_before(have: Option<Version>, since: Version) -> bool {
     have.is_some_and(|v| v < since)
 }
 
+/// A version as people write it, `7.4`.
+pub fn release(v: Version) -> String {
+    format!("{}.{}", v.0, v.1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
