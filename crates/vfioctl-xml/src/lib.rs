@@ -31,6 +31,12 @@
 //! It reads what libvirt writes and what people write by hand; it is not a validating
 //! parser (no DTDs, no entities beyond the five predefined ones and character references).
 //!
+//! XML that is written rather than read (a rendered domain, a snippet in a finding) is
+//! built with the same types: [`Element::new`] with `with_attr`, `with_child`, `with_text`
+//! and `with_comment`, then laid out libvirt's way by [`Document::new`],
+//! [`Element::laid_out`] or [`Element::pretty`]. Values are escaped when written, so
+//! built XML is well-formed whatever the strings hold, and it reads back as itself.
+//!
 //! ```
 //! let text = "<domain type=\"kvm\">\n  <!-- mine -->\n  <vcpu>4</vcpu>\n</domain>\n";
 //! let mut doc = vfioctl_xml::parse(text).unwrap();

@@ -15,11 +15,12 @@ use std::str::FromStr;
 
 use super::{Area, Cx, Finding, Severity};
 use crate::cpuset::CpuSet;
+use crate::domain::{cpu_feature, cputune, emulatorpin, host_passthrough, iothreadpin, topology, vcpu, vcpupin};
 use crate::plan::pinning::{place, PinError};
 use crate::plan::{CpuPlan, CpuRequest};
 use crate::topology::{Core, CoreKind, Topology};
 use crate::vendor::CpuVendor;
-use crate::xml::Element;
+use crate::xml::{Element, Node};
 
 /// (id, severity, title) of every finding this area makes.
 pub const IDS: &[(&str, Severity, &str)] = &[
@@ -103,7 +104,7 @@ fn running(v: &[u32]) -> String {
 }
 
 fn vcpupin_lines(pins: &[(u32, u32)]) -> String {
-    pins.iter().map(|(v, c)| format!("<vcpupin vcpu='{v}' cpuset='{c}'/>")).collect::<Vec<_>>().join("\n")
+    pins.iter().map(|(v, c)| vcpupin(*v, &c.to_string()).to_xml()).collect::<Vec<_>>().join("\n")
 }
 
 fn vcpupin_path(v: u32) -> String {
@@ -220,21 +221,14 @@ impl Guest<'_, '_> {
 
     /// `<cputune>` as vfioctl writes it for a plan.
     fn plan_block(&self, p: &CpuPlan) -> String {
-        let mut lines = vec!["<cputune>".to_string()];
-        lines.extend(p.vcpupin.iter().map(|v| format!("  <vcpupin vcpu='{}' cpuset='{}'/>", v.vcpu, v.cpuset)));
-        lines.push(format!("  <emulatorpin cpuset='{}'/>", p.emulatorpin));
-        lines.extend(
-            self.iothreads.iter().map(|t| format!("  <iothreadpin iothread='{t}' cpuset='{}'/>", p.iothreadpin)),
-        );
-        lines.push("</cputune>".into());
-        lines.join("\n")
+        cputune(p, &self.iothreads).pretty()
     }
 
     /// The whole placement redone by the planner, or a sentence when it cannot.
     fn plan_fix(&self) -> String {
         match self.place() {
             Ok(p) => self.plan_block(&p),
-            Err(e) => format!("<!-- vfioctl cannot place them: {e}; lower <vcpu> -->"),
+            Err(e) => Node::comment(&format!("vfioctl cannot place them: {e}; lower <vcpu>")).to_xml(),
         }
     }
 
@@ -394,10 +388,8 @@ pub(super) fn check(cx: &Cx<'_>, out: &mut Vec<Finding>) {
         .into_iter()
         .find(|&t| t >= 1 && t <= smt.max(1) && vcpus % t == 0)
         .unwrap_or(1);
-    let topology_line = |threads: u32| {
-        let dies = if dies { " dies='1'" } else { "" };
-        format!("<topology sockets='1'{dies} cores='{}' threads='{threads}'/>", vcpus / threads)
-    };
+    let suggested = |threads: u32| topology(1, dies.then_some(1), vcpus / threads, threads);
+    let topology_line = |threads: u32| suggested(threads).to_xml();
     let topology_ok = declared.as_ref().is_some_and(|d| d.product() == Some(u64::from(vcpus)));
     let exceeds = topology_ok && declared_threads > 1 && smt > 0 && declared_threads > smt;
     let amd_smt = cx.host.vendor == CpuVendor::Amd && declared_threads > 1 && !exceeds;
@@ -409,13 +401,10 @@ pub(super) fn check(cx: &Cx<'_>, out: &mut Vec<Finding>) {
     if kvm && !matches!(mode, Some("host-passthrough") | Some("maximum")) {
         mode_reported = true;
         let threads = if cpu_el.is_some() && topology_ok { declared_threads } else { suggest_threads };
-        let mut fix = vec!["<cpu mode='host-passthrough' check='none' migratable='off'>".to_string()];
-        fix.push(format!("  {}", topology_line(threads)));
-        fix.push("  <cache mode='passthrough'/>".into());
+        let mut fix = host_passthrough(suggested(threads));
         if cx.host.vendor == CpuVendor::Amd && threads > 1 {
-            fix.push("  <feature policy='require' name='topoext'/>".into());
+            fix.push(cpu_feature("topoext"));
         }
-        fix.push("</cpu>".into());
         let model = cpu_el.and_then(|c| c.child("model")).map(|m| m.text()).filter(|m| !m.is_empty());
         let what = match (mode, model) {
             (None, _) => "there is no <cpu> element: QEMU's generic default model".to_string(),
@@ -426,7 +415,7 @@ pub(super) fn check(cx: &Cx<'_>, out: &mut Vec<Finding>) {
             Finding::at("cpu-mode-not-passthrough", Severity::Warning, AREA, "cpu", cpu_el.or_else(|| cx.closest("cpu")))
                 .message(format!("{what}, not host-passthrough"))
                 .why("host-model and named models give the guest a CPU without some of the host's features and without its real cache layout: games and drivers take slower code paths, some refuse to start, and the guest schedules blind to the caches (lost performance)")
-                .fix(fix.join("\n")),
+                .fix(fix.pretty()),
         );
     }
 
@@ -455,10 +444,12 @@ pub(super) fn check(cx: &Cx<'_>, out: &mut Vec<Finding>) {
             let mut fix = topology_line(suggest_threads);
             if declared_threads > 1 && vcpus % declared_threads != 0 && declared_threads <= smt {
                 let up = vcpus.div_ceil(declared_threads) * declared_threads;
-                fix = format!(
-                    "{fix}\n<!-- or keep whole cores: <vcpu placement='static'>{up}</vcpu> with cores='{}' threads='{declared_threads}' -->",
+                let or = format!(
+                    "or keep whole cores: {} with cores='{}' threads='{declared_threads}'",
+                    Element::new("vcpu").with_attr("placement", "static").with_text(&up.to_string()).to_xml(),
                     up / declared_threads
                 );
+                fix = format!("{fix}\n{}", Node::comment(&or).to_xml());
             }
             out.push(
                 Finding::at("cpu-topology-mismatch", Severity::Error, AREA, "cpu/topology", Some(t))
@@ -505,7 +496,7 @@ pub(super) fn check(cx: &Cx<'_>, out: &mut Vec<Finding>) {
                 )
                 .message(format!("threads='{declared_threads}' on an AMD host, but {what}"))
                 .why("without topoext an AMD guest sees no SMT siblings: it takes every vCPU for a full core, puts two busy threads on one host core and the pairing you pinned is lost (lost performance, stutter)")
-                .fix("<feature policy='require' name='topoext'/>"),
+                .fix(cpu_feature("topoext").to_xml()),
             );
         }
     }
@@ -543,7 +534,7 @@ pub(super) fn check(cx: &Cx<'_>, out: &mut Vec<Finding>) {
                             vcpus.saturating_sub(1)
                         ))
                         .why("libvirt refuses a vcpupin for a vCPU that does not exist: the domain cannot be defined")
-                        .fix(format!("<!-- remove the line, or raise <vcpu> above {v} -->")),
+                        .fix(Node::comment(&format!("remove the line, or raise <vcpu> above {v}")).to_xml()),
                     );
                     continue;
                 };
@@ -627,8 +618,8 @@ pub(super) fn check(cx: &Cx<'_>, out: &mut Vec<Finding>) {
     for (f, what) in bad {
         let fix = match what {
             Broken::Vcpu(v) => g.repair_fix(&BTreeSet::from([v])),
-            Broken::Emulator => format!("<emulatorpin cpuset='{rest}'/>"),
-            Broken::Iothread(id) => format!("<iothreadpin iothread='{id}' cpuset='{rest}'/>"),
+            Broken::Emulator => emulatorpin(&rest).to_xml(),
+            Broken::Iothread(id) => iothreadpin(&id, &rest).to_xml(),
             Broken::VcpuCpuset => {
                 let online: CpuSet = vcpu_el
                     .and_then(|v| CpuSet::from_str(v.attr("cpuset")?).ok())
@@ -636,12 +627,10 @@ pub(super) fn check(cx: &Cx<'_>, out: &mut Vec<Finding>) {
                     .unwrap_or_default();
                 let all_pinned = (0..vcpus).all(|v| cx.pins.vcpu.contains_key(&v) || broken_vcpus.contains(&v));
                 match g.planned() {
-                    Some(p) if !all_pinned || online.is_empty() => format!(
-                        "<vcpu placement='static' cpuset='{}'>{vcpus}</vcpu>\n{}",
-                        p.guest_cpus,
-                        g.plan_block(&p)
-                    ),
-                    _ => format!("<vcpu placement='static' cpuset='{online}'>{vcpus}</vcpu>"),
+                    Some(p) if !all_pinned || online.is_empty() => {
+                        format!("{}\n{}", vcpu(&p.guest_cpus, vcpus).to_xml(), g.plan_block(&p))
+                    }
+                    _ => vcpu(&online, vcpus).to_xml(),
                 }
             }
         };
@@ -683,12 +672,7 @@ fn pins(g: &Guest<'_, '_>, tune: Option<&Element>, out: &mut Vec<Finding>) -> BT
         let all = unpinned.len() as u32 == g.vcpus;
         let (message, fix) = if all {
             let fix = match g.planned() {
-                Some(p) => format!(
-                    "<vcpu placement='static' cpuset='{}'>{}</vcpu>\n{}",
-                    p.guest_cpus,
-                    g.vcpus,
-                    g.plan_block(&p)
-                ),
+                Some(p) => format!("{}\n{}", vcpu(&p.guest_cpus, g.vcpus).to_xml(), g.plan_block(&p)),
                 None => g.plan_fix(),
             };
             (format!("none of the {} vCPUs is pinned (no <vcpupin>, no <vcpu cpuset>)", g.vcpus), fix)
@@ -908,7 +892,7 @@ fn pins(g: &Guest<'_, '_>, tune: Option<&Element>, out: &mut Vec<Finding>) -> BT
         // The planner's placement when it lands inside `cpus`, else a pointer to them.
         let within = |cpus: &CpuSet| match &planned {
             Some(p) if p.guest_cpus.iter().all(|c| cpus.contains(c)) => g.plan_block(p),
-            _ => format!("<!-- one <vcpupin> per vCPU, on whole cores among {} -->", cpus_text(cpus)),
+            _ => Node::comment(&format!("one <vcpupin> per vCPU, on whole cores among {}", cpus_text(cpus))).to_xml(),
         };
         let split = |of: &dyn Fn(u32) -> Option<u32>| {
             let mut by: BTreeMap<u32, CpuSet> = BTreeMap::new();
@@ -991,7 +975,7 @@ fn qemu_threads(
             Finding::at("cpu-no-emulatorpin", Severity::Warning, AREA, "cputune/emulatorpin", tune.or_else(|| cx.closest("cputune")))
                 .message("the vCPUs are pinned, the emulator thread is not")
                 .why("QEMU's emulator thread (device emulation, I/O completion) then runs wherever the host puts it, also on the vCPUs' CPUs, and preempts them: micro-stutter, audio crackle")
-                .fix(format!("<emulatorpin cpuset='{rest}'/>")),
+                .fix(emulatorpin(rest).to_xml()),
         );
     } else if let Some((set, e)) = &cx.pins.emulator {
         let o = overlap_with(set);
@@ -1000,7 +984,7 @@ fn qemu_threads(
                 Finding::at("cpu-emulatorpin-overlap", Severity::Warning, AREA, "cputune/emulatorpin", Some(e))
                     .message(format!("the emulator thread may run on {}, where {}", cpus_text(&o), running(&on_those(&o))))
                     .why("the emulator thread preempts the vCPU it shares a CPU with whenever the guest does I/O: micro-stutter, audio crackle")
-                    .fix(format!("<emulatorpin cpuset='{rest}'/>")),
+                    .fix(emulatorpin(rest).to_xml()),
             );
         }
     }
@@ -1011,7 +995,7 @@ fn qemu_threads(
             Finding::at("cpu-no-iothreadpin", Severity::Warning, AREA, "cputune/iothreadpin", tune.or_else(|| cx.closest("cputune")))
                 .message(format!("I/O thread{} {ids} {} no <iothreadpin>", if missing.len() == 1 { "" } else { "s" }, if missing.len() == 1 { "has" } else { "have" }))
                 .why("an unpinned I/O thread runs anywhere, also on the vCPUs' CPUs: disk I/O then steals time from the guest (stutter while loading)")
-                .fix(missing.iter().map(|t| format!("<iothreadpin iothread='{t}' cpuset='{rest}'/>")).collect::<Vec<_>>().join("\n")),
+                .fix(missing.iter().map(|t| iothreadpin(&t.to_string(), rest).to_xml()).collect::<Vec<_>>().join("\n")),
         );
     }
     for (t, (set, e)) in &cx.pins.iothread {
@@ -1021,7 +1005,7 @@ fn qemu_threads(
                 Finding::at("cpu-iothreadpin-overlap", Severity::Warning, AREA, &format!("cputune/iothreadpin[@iothread='{t}']"), Some(e))
                     .message(format!("I/O thread {t} may run on {}, where {}", cpus_text(&o), running(&on_those(&o))))
                     .why("the I/O thread preempts the vCPU it shares a CPU with on every disk request: stutter while loading")
-                    .fix(format!("<iothreadpin iothread='{t}' cpuset='{rest}'/>")),
+                    .fix(iothreadpin(&t.to_string(), rest).to_xml()),
             );
         }
     }

@@ -1,5 +1,11 @@
 //! The libvirt domain of a plan: everything the guides write by hand into their domain
-//! XML, decided from the plan and the host. [`render`] is pure and returns the XML text.
+//! XML, decided from the plan and the host. [`document`] builds it as a tree with the
+//! builders of [`crate::xml`] (no XML is pasted together as text), [`render`] writes that
+//! tree; both are pure. The same small pieces (a timer, a hostdev and its addresses, the
+//! evdev input in both forms, the CPU pins and topology, a Hyper-V feature) make the
+//! audit's fix snippets, and [`patch`] merges the tree into a user's domain.
+//!
+//! What a given libvirt or QEMU can take is decided in one place, [`versions`].
 
 pub mod caps;
 pub mod hyperv;
@@ -8,8 +14,9 @@ pub mod versions;
 
 use std::collections::BTreeMap;
 
+use crate::cpuset::CpuSet;
 use crate::pci::PciAddress;
-use crate::plan::Plan;
+use crate::plan::{CpuPlan, Plan};
 use crate::vendor::CpuVendor;
 
 use crate::xml::{Document, Element};
@@ -126,21 +133,10 @@ pub fn document(plan: &Plan, host: &DomainHost, req: &DomainRequest) -> Document
         let page = el("page").with_attr("size", &h.size_kib.to_string()).with_attr("unit", "KiB");
         d.push(el("memoryBacking").with_child(el("hugepages").with_child(page)));
     }
-    d.push(
-        el("vcpu")
-            .with_attr("placement", "static")
-            .with_attr("cpuset", &c.guest_cpus.to_string())
-            .with_text(&c.vcpus.to_string()),
-    );
+    d.push(vcpu(&c.guest_cpus, c.vcpus));
     d.push(el("iothreads").with_text("1"));
     d.push_comment("vCPU pairs on the SMT siblings of whole host cores; QEMU's own threads elsewhere");
-    let mut cputune = el("cputune");
-    for p in &c.vcpupin {
-        cputune.push(el("vcpupin").with_attr("vcpu", &p.vcpu.to_string()).with_attr("cpuset", &p.cpuset.to_string()));
-    }
-    cputune.push(el("emulatorpin").with_attr("cpuset", &c.emulatorpin.to_string()));
-    cputune.push(el("iothreadpin").with_attr("iothread", "1").with_attr("cpuset", &c.iothreadpin.to_string()));
-    d.push(cputune);
+    d.push(cputune(c, &[1]));
     if let Some(n) = plan.numa_node {
         d.push_comment("guest memory on the NUMA node of the passed device");
         d.push(
@@ -304,26 +300,74 @@ fn features(host: &DomainHost, req: &DomainRequest) -> Element {
 /// `<cpu>`: host-passthrough with the plan's topology.
 fn cpu(plan: &Plan, host: &DomainHost) -> Element {
     let t = &plan.cpu.topology;
-    let mut topology = el("topology").with_attr("sockets", &t.sockets.to_string());
-    if versions::at_least(host.libvirt, versions::LIBVIRT_TOPOLOGY_DIES) {
-        topology = topology.with_attr("dies", &t.dies.to_string());
+    let dies = versions::at_least(host.libvirt, versions::LIBVIRT_TOPOLOGY_DIES).then_some(t.dies);
+    let mut cpu = host_passthrough(topology(t.sockets, dies, t.cores, t.threads));
+    if host.vendor == CpuVendor::Amd && t.threads > 1 {
+        cpu.push_comment("AMD: without topoext the guest sees no SMT siblings");
+        cpu.push(cpu_feature("topoext"));
     }
-    let topology = topology.with_attr("cores", &t.cores.to_string()).with_attr("threads", &t.threads.to_string());
-    let mut cpu = el("cpu")
+    if host.invtsc {
+        cpu.push(cpu_feature("invtsc"));
+    }
+    cpu
+}
+
+/// `<vcpu placement='static' cpuset='…'>count</vcpu>`.
+pub(crate) fn vcpu(cpuset: &CpuSet, count: u32) -> Element {
+    el("vcpu").with_attr("placement", "static").with_attr("cpuset", &cpuset.to_string()).with_text(&count.to_string())
+}
+
+/// `<vcpupin>` of one vCPU.
+pub(crate) fn vcpupin(vcpu: u32, cpuset: &str) -> Element {
+    el("vcpupin").with_attr("vcpu", &vcpu.to_string()).with_attr("cpuset", cpuset)
+}
+
+/// `<emulatorpin>`: where QEMU's own threads run.
+pub(crate) fn emulatorpin(cpuset: &CpuSet) -> Element {
+    el("emulatorpin").with_attr("cpuset", &cpuset.to_string())
+}
+
+/// `<iothreadpin>` of one I/O thread (its id as the domain writes it).
+pub(crate) fn iothreadpin(iothread: &str, cpuset: &CpuSet) -> Element {
+    el("iothreadpin").with_attr("iothread", iothread).with_attr("cpuset", &cpuset.to_string())
+}
+
+/// `<cputune>` of a CPU plan: its vCPU pins, the emulator pin, and the plan's I/O thread
+/// CPUs for each of `iothreads`.
+pub(crate) fn cputune(c: &CpuPlan, iothreads: &[u32]) -> Element {
+    let mut cputune = el("cputune");
+    for p in &c.vcpupin {
+        cputune.push(vcpupin(p.vcpu, &p.cpuset));
+    }
+    cputune.push(emulatorpin(&c.emulatorpin));
+    for &t in iothreads {
+        cputune.push(iothreadpin(&t.to_string(), &c.iothreadpin));
+    }
+    cputune
+}
+
+/// `<topology>`; `dies` only where libvirt knows the attribute.
+pub(crate) fn topology(sockets: u32, dies: Option<u32>, cores: u32, threads: u32) -> Element {
+    let mut topology = el("topology").with_attr("sockets", &sockets.to_string());
+    if let Some(d) = dies {
+        topology = topology.with_attr("dies", &d.to_string());
+    }
+    topology.with_attr("cores", &cores.to_string()).with_attr("threads", &threads.to_string())
+}
+
+/// `<cpu mode='host-passthrough'>`, not migratable, with `topology` and the host's caches.
+pub(crate) fn host_passthrough(topology: Element) -> Element {
+    el("cpu")
         .with_attr("mode", "host-passthrough")
         .with_attr("check", "none")
         .with_attr("migratable", "off")
         .with_child(topology)
-        .with_child(el("cache").with_attr("mode", "passthrough"));
-    let feature = |name: &str| el("feature").with_attr("policy", "require").with_attr("name", name);
-    if host.vendor == CpuVendor::Amd && t.threads > 1 {
-        cpu.push_comment("AMD: without topoext the guest sees no SMT siblings");
-        cpu.push(feature("topoext"));
-    }
-    if host.invtsc {
-        cpu.push(feature("invtsc"));
-    }
-    cpu
+        .with_child(el("cache").with_attr("mode", "passthrough"))
+}
+
+/// A CPU feature the guest must have.
+pub(crate) fn cpu_feature(name: &str) -> Element {
+    el("feature").with_attr("policy", "require").with_attr("name", name)
 }
 
 /// `<devices>`: root ports and the passed devices, evdev, storage, network, TPM.
