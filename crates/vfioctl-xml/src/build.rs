@@ -35,8 +35,14 @@ impl Document {
 }
 
 impl Node {
-    /// A comment `<!-- text -->` (a space on either side of `text`).
+    /// A comment `<!-- text -->` (a space on either side of `text`). XML forbids `--`
+    /// inside a comment, so each pair of dashes in `text` is written `- -` (a command-line
+    /// flag in a message stays readable, the comment well-formed).
     pub fn comment(text: &str) -> Node {
+        let mut text = text.to_string();
+        while text.contains("--") {
+            text = text.replace("--", "- -");
+        }
         Node::Comment(format!(" {text} "))
     }
 
@@ -149,6 +155,17 @@ mod tests {
     }
 
     #[test]
+    fn any_string_reads_back_from_a_built_tree() {
+        for s in ["", "a'b\"c", "<&>", "]]>", "&amp;", " spaced  ", "line\nbreak\ttab\r", "é\u{feff}ü", "<!-- x -->"]
+        {
+            let built = Element::new("d").with_attr("v", s).with_child(Element::new("t").with_text(s));
+            let back = parse(&Document::new(built).write()).unwrap().root;
+            assert_eq!(back.attr("v"), Some(s), "{s:?}");
+            assert_eq!(back.child("t").unwrap().text(), s.trim(), "{s:?}");
+        }
+    }
+
+    #[test]
     fn open_empty_and_text_elements() {
         let d = Document::new(
             Element::new("d")
@@ -163,6 +180,8 @@ mod tests {
         );
         assert_eq!(Element::open("x").to_xml(), "<x></x>");
         assert_eq!(Node::comment("c").to_xml(), "<!-- c -->");
+        assert_eq!(Node::comment("--vcpus, ---").to_xml(), "<!-- - -vcpus, - - - -->");
+        assert!(parse(&Element::new("d").with_comment("a-- --- -").to_xml()).is_ok());
         // Laying out twice changes nothing.
         assert_eq!(Document::new(d.root.clone()).write(), d.write());
     }

@@ -254,15 +254,15 @@ fn multifunction(cx: &Cx<'_>, out: &mut Vec<Finding>) {
 }
 
 /// The evdev inputs `paths` as QEMU input-linux objects (what the domain renderer writes
-/// for libvirt before 7.4), with the namespace the domain needs.
+/// for libvirt before 7.4), with the namespace the domain needs, then what qemu.conf
+/// needs. That last line is prose, not an XML comment: it names `--evdev`, and `--` may
+/// not stand inside a comment (libvirt would refuse the pasted domain).
 fn evdev_fix_legacy(paths: &[&Evdev<'_>]) -> String {
     let domain = Element::new("domain").with_attr("type", "kvm").with_attr("xmlns:qemu", QEMU_NS);
     format!(
-        "{}\n{}\n{}",
+        "{}\n{}\nand list the paths in /etc/libvirt/qemu.conf's cgroup_device_acl (vfioctl apply --evdev does)",
         domain.start_tag(),
         input_linux(paths.iter().map(|e| e.path.as_str())).pretty(),
-        Node::comment("and list the paths in /etc/libvirt/qemu.conf's cgroup_device_acl (vfioctl apply --evdev does)")
-            .to_xml()
     )
 }
 
