@@ -116,7 +116,7 @@ pub fn render(plan: &Plan, host: &DomainHost, req: &DomainRequest) -> String {
 /// The domain of a plan as a tree, laid out the way libvirt writes domains; the tree
 /// [`patch`] merges into a user's domain.
 pub fn document(plan: &Plan, host: &DomainHost, req: &DomainRequest) -> Document {
-    let kib = (plan.memory.mib * 1024).to_string();
+    let kib = plan.memory.mib.saturating_mul(1024).to_string();
     let c = &plan.cpu;
     // libvirt before 7.4 has no <input type='evdev'>: QEMU's input-linux objects instead.
     let native_evdev = versions::at_least(host.libvirt, versions::LIBVIRT_EVDEV_INPUT);
