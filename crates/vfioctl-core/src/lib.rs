@@ -13,6 +13,11 @@
 //! text the kernel prints in sysfs ([`sysfs_value`]), the PCI id database
 //! ([`pci_ids::PciIds`]) and renderers ([`lspci`]). Nothing here touches the file system:
 //! `vfioctl-host` reads a host root and hands the values to these functions.
+//!
+//! libvirt domains are read and written through [`xml`], the lossless XML tree of the
+//! leaf crate `vfioctl-xml` (re-exported here): [`domain`] renders a domain from a plan and
+//! merges it into a user's file ([`domain::patch`]) without losing their comments or
+//! layout, and [`audit`] reads a domain from it, with the line and column of each finding.
 
 pub mod audit;
 pub mod check;
@@ -36,4 +41,7 @@ pub mod topology;
 pub mod units;
 pub mod vendor;
 pub mod verify;
-pub mod xml;
+
+/// The lossless XML tree, its own leaf crate ([`vfioctl_xml`]); re-exported here so
+/// `vfioctl_core::xml::…` is the one path the other crates use.
+pub use vfioctl_xml as xml;

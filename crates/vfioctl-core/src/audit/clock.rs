@@ -1,6 +1,7 @@
 //! The clock: HPET off, the Hyper-V clock for Windows, catch-up and delay tick policies.
 
 use super::{Area, Cx, Finding, Rule, Severity};
+use crate::domain::Timer;
 use crate::xml::Element;
 
 const AREA: Area = Area::Clock;
@@ -40,7 +41,7 @@ pub(super) fn check<'a>(cx: &Cx<'a>, out: &mut Vec<Finding>) {
             Finding::at(&HPET, "clock/timer[@name='hpet']", at(hpet))
                 .message("the HPET timer is present")
                 .why("an emulated HPET costs a VM exit per access; Windows polls it heavily and burns CPU at idle")
-                .fix("<timer name='hpet' present='no'/>"),
+                .fix(Timer::Hpet.element().to_xml()),
         );
     }
     let hv = timer(clock, "hypervclock");
@@ -49,7 +50,7 @@ pub(super) fn check<'a>(cx: &Cx<'a>, out: &mut Vec<Finding>) {
             Finding::at(&NO_HYPERVCLOCK, "clock/timer[@name='hypervclock']", at(hv))
                 .message("a Windows guest without the hypervclock timer")
                 .why("the Hyper-V reference clock is Windows' cheapest time source; without it Windows reads emulated timers")
-                .fix("<timer name='hypervclock' present='yes'/>"),
+                .fix(Timer::Hypervclock.element().to_xml()),
         );
     }
     let rtc = timer(clock, "rtc");
@@ -58,7 +59,7 @@ pub(super) fn check<'a>(cx: &Cx<'a>, out: &mut Vec<Finding>) {
             Finding::at(&RTC_TICKPOLICY, "clock/timer[@name='rtc']", at(rtc))
                 .message("the RTC timer does not catch up missed ticks")
                 .why("when the guest misses RTC ticks (host load), its clock drifts unless they are caught up")
-                .fix("<timer name='rtc' tickpolicy='catchup'/>"),
+                .fix(Timer::Rtc.element().to_xml()),
         );
     }
     let pit = timer(clock, "pit");
@@ -67,7 +68,7 @@ pub(super) fn check<'a>(cx: &Cx<'a>, out: &mut Vec<Finding>) {
             Finding::at(&PIT_TICKPOLICY, "clock/timer[@name='pit']", at(pit))
                 .message("the PIT timer does not delay missed ticks")
                 .why("delaying missed PIT ticks avoids bursts of interrupts after the guest was descheduled")
-                .fix("<timer name='pit' tickpolicy='delay'/>"),
+                .fix(Timer::Pit.element().to_xml()),
         );
     }
 }

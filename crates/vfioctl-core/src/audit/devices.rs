@@ -6,10 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::cx::Evdev;
 use super::{Area, Cx, Finding, Hostdev, Rule, Severity};
-use crate::domain::NATIVE_EVDEV;
+use crate::domain::versions::{release, LIBVIRT_EVDEV_INPUT};
+use crate::domain::{evdev_input, guest_address, host_address, hostdev, input_linux, QEMU_NS};
 use crate::edit::qemu_conf::{device_acl, DEFAULT_ACL};
 use crate::pci::{PciAddress, PciDevice};
-use crate::xml::Element;
+use crate::xml::{Element, Node};
 
 const AREA: Area = Area::Devices;
 
@@ -88,11 +89,9 @@ fn list(a: &[PciAddress]) -> String {
     a.iter().map(PciAddress::short).collect::<Vec<_>>().join(", ")
 }
 
+/// The `<hostdev>` that passes `a`, as a snippet.
 fn hostdev_xml(a: &PciAddress) -> String {
-    format!(
-        "<hostdev mode='subsystem' type='pci' managed='yes'>\n  <source>\n    <address domain='0x{:04x}' bus='0x{:02x}' slot='0x{:02x}' function='0x{:x}'/>\n  </source>\n</hostdev>",
-        a.domain, a.bus, a.device, a.function
-    )
+    hostdev().with_child(Element::new("source").with_child(host_address(a))).pretty()
 }
 
 fn hostdevs(cx: &Cx<'_>, out: &mut Vec<Finding>) {
@@ -158,10 +157,14 @@ fn hostdevs(cx: &Cx<'_>, out: &mut Vec<Finding>) {
                     list(&addrs)
                 ))
                 .fix(format!(
-                    "pass {} too (vfioctl plan shows what the group takes):\n{}\n<!-- or bind it to vfio-pci on the host: echo vfio-pci > /sys/bus/pci/devices/{}/driver_override -->",
+                    "pass {} too (vfioctl plan shows what the group takes):\n{}\n{}",
                     list(&addrs),
                     addrs.iter().map(hostdev_xml).collect::<Vec<_>>().join("\n"),
-                    addrs[0]
+                    Node::comment(&format!(
+                        "or bind it to vfio-pci on the host: echo vfio-pci > /sys/bus/pci/devices/{}/driver_override",
+                        addrs[0]
+                    ))
+                    .to_xml()
                 )),
         );
     }
@@ -202,8 +205,9 @@ fn hostdevs(cx: &Cx<'_>, out: &mut Vec<Finding>) {
                 .message(format!("{} is managed='no' but {}, not on vfio-pci", h.source.short(), bound(d)))
                 .why("with managed='no' libvirt leaves the driver alone and expects vfio-pci there already: the guest does not start")
                 .fix(format!(
-                    "<hostdev mode='subsystem' type='pci' managed='yes'>\n<!-- or bind it to vfio-pci at boot: vfioctl apply {} -->",
-                    h.source.short()
+                    "{}\n{}",
+                    hostdev().start_tag(),
+                    Node::comment(&format!("or bind it to vfio-pci at boot: vfioctl apply {}", h.source.short())).to_xml()
                 )),
         );
     }
@@ -233,11 +237,11 @@ fn hostdevs(cx: &Cx<'_>, out: &mut Vec<Finding>) {
             .iter()
             .map(|h| {
                 let f = h.source.function;
-                let multi = if f == 0 { " multifunction='on'" } else { "" };
-                format!(
-                    "<!-- {} --> <address type='pci' domain='0x{dom:04x}' bus='0x{bus:02x}' slot='0x{slot:02x}' function='0x{f:x}'{multi}/>",
-                    h.source.short()
-                )
+                let mut address = guest_address(dom, bus, slot, f.into());
+                if f == 0 {
+                    address = address.with_attr("multifunction", "on");
+                }
+                format!("{} {}", Node::comment(&h.source.short()).to_xml(), address.to_xml())
             })
             .collect();
         out.push(
@@ -278,29 +282,22 @@ fn multifunction(cx: &Cx<'_>, out: &mut Vec<Finding>) {
                     others.join(", ")
                 ))
                 .why("without the multifunction bit on function 0 the guest sees a single-function device and never looks for the other functions (QEMU refuses the slot outright): the GPU's HDMI audio, for one, goes missing")
-                .fix(format!(
-                    "<address type='pci' domain='0x{dom:04x}' bus='0x{bus:02x}' slot='0x{slot:02x}' function='0x0' multifunction='on'/>"
-                )),
+                .fix(guest_address(*dom, *bus, *slot, 0).with_attr("multifunction", "on").to_xml()),
         );
     }
 }
 
+/// The evdev inputs `paths` as QEMU input-linux objects (what the domain renderer writes
+/// for libvirt before 7.4), with the namespace the domain needs, then what qemu.conf
+/// needs. That last line is prose, not an XML comment: it names `--evdev`, and `--` may
+/// not stand inside a comment (libvirt would refuse the pasted domain).
 fn evdev_fix_legacy(paths: &[&Evdev<'_>]) -> String {
-    let mut lines = vec![
-        "<domain type='kvm' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>".to_string(),
-        "<qemu:commandline>".to_string(),
-    ];
-    for (i, e) in paths.iter().enumerate() {
-        let opts = if e.path.ends_with("-event-kbd") { ",grab_all=on,repeat=on" } else { "" };
-        lines.push("  <qemu:arg value='-object'/>".to_string());
-        lines.push(format!("  <qemu:arg value='input-linux,id=evdev{i},evdev={}{opts}'/>", e.path));
-    }
-    lines.push("</qemu:commandline>".to_string());
-    lines.push(
-        "<!-- and list the paths in /etc/libvirt/qemu.conf's cgroup_device_acl (vfioctl apply --evdev does) -->"
-            .to_string(),
-    );
-    lines.join("\n")
+    let domain = Element::new("domain").with_attr("type", "kvm").with_attr("xmlns:qemu", QEMU_NS);
+    format!(
+        "{}\n{}\nand list the paths in /etc/libvirt/qemu.conf's cgroup_device_acl (vfioctl apply --evdev does)",
+        domain.start_tag(),
+        input_linux(paths.iter().map(|e| e.path.as_str())).pretty(),
+    )
 }
 
 fn evdev(cx: &Cx<'_>, out: &mut Vec<Finding>) {
@@ -348,10 +345,15 @@ fn evdev(cx: &Cx<'_>, out: &mut Vec<Finding>) {
                 paths.join(",\n")
             )
         };
-        let native = if cx.host.libvirt.is_some_and(|v| v >= NATIVE_EVDEV) {
-            "\n<!-- or, on this libvirt (7.4 or later): <input type='evdev'><source dev='…'/></input>, which needs no ACL -->"
+        let native = if cx.host.libvirt.is_some_and(|v| v >= LIBVIRT_EVDEV_INPUT) {
+            let or = format!(
+                "or, on this libvirt ({} or later): {}, which needs no ACL",
+                release(LIBVIRT_EVDEV_INPUT),
+                evdev_input("…").to_xml()
+            );
+            format!("\n{}", Node::comment(&or).to_xml())
         } else {
-            ""
+            String::new()
         };
         for e in &missing {
             out.push(
@@ -366,16 +368,21 @@ fn evdev(cx: &Cx<'_>, out: &mut Vec<Finding>) {
             );
         }
     }
-    if let Some(v) = cx.host.libvirt.filter(|v| *v < NATIVE_EVDEV) {
+    if let Some(v) = cx.host.libvirt.filter(|v| *v < LIBVIRT_EVDEV_INPUT) {
         let native: Vec<&Evdev<'_>> = cx.evdev.iter().filter(|e| e.native).collect();
         for e in &native {
             out.push(
                 Finding::at(&EVDEV_NATIVE_UNSUPPORTED, "devices/input", Some(e.el))
                     .message(format!(
-                        "<input type='evdev'> for {} needs libvirt 7.4; this host has {}.{}",
-                        e.path, v.0, v.1
+                        "<input type='evdev'> for {} needs libvirt {}; this host has {}",
+                        e.path,
+                        release(LIBVIRT_EVDEV_INPUT),
+                        release(v)
                     ))
-                    .why("libvirt before 7.4 does not know the evdev input type: it refuses the domain")
+                    .why(format!(
+                        "libvirt before {} does not know the evdev input type: it refuses the domain",
+                        release(LIBVIRT_EVDEV_INPUT)
+                    ))
                     .fix(evdev_fix_legacy(&native)),
             );
         }

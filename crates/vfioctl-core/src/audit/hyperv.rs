@@ -2,7 +2,8 @@
 //! Windows cannot use (the dependencies of [`crate::domain::hyperv::REQUIRES`]).
 
 use super::{Area, Cx, Finding, Rule, Severity};
-use crate::domain::hyperv::{enlightenments, REQUIRES};
+use crate::domain::hyperv::{self, enlightenments, REQUIRES};
+use crate::domain::Timer;
 use crate::xml::Element;
 
 const AREA: Area = Area::Hyperv;
@@ -34,19 +35,6 @@ pub const VENDOR_ID_TOO_LONG: Rule = Rule {
 pub const SPINLOCKS_LOW: Rule =
     Rule { id: "hyperv-spinlocks-low", severity: Severity::Error, area: AREA, title: "spinlock retries below 4095" };
 
-/// An enlightenment's XML as a snippet: its own lines, children indented by two.
-fn snippet(e: &crate::domain::hyperv::Enlightenment) -> String {
-    let xml = e.xml();
-    let lines: Vec<&str> = xml.lines().map(str::trim).collect();
-    let last = lines.len().saturating_sub(1);
-    lines
-        .iter()
-        .enumerate()
-        .map(|(i, l)| if i == 0 || i == last { l.to_string() } else { format!("  {l}") })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 /// Whether an enlightenment is on.
 fn on(hyperv: &Element, name: &str) -> bool {
     hyperv.attr("mode") == Some("passthrough")
@@ -58,13 +46,12 @@ pub(super) fn check(cx: &Cx<'_>, out: &mut Vec<Finding>) {
     let all = enlightenments(cx.host.libvirt, None);
     match hyperv {
         None if cx.windows => {
-            let lines: Vec<String> =
-                all.iter().flat_map(|e| snippet(e).lines().map(|l| format!("    {l}")).collect::<Vec<_>>()).collect();
+            let features = Element::new("features").with_child(hyperv::element(cx.host.libvirt, &all));
             out.push(
                 Finding::at(&MISSING, "features/hyperv", cx.closest("features/hyperv"))
                     .message("a Windows guest without Hyper-V enlightenments")
                     .why("Windows then runs its timers and spinlocks as on bare metal: the first guide measured 60% of a core burnt at idle until enlightenments and the Hyper-V clock were on")
-                    .fix(format!("<features>\n  <hyperv mode='custom'>\n{}\n  </hyperv>\n</features>", lines.join("\n"))),
+                    .fix(features.pretty()),
             );
         }
         None => {}
@@ -77,7 +64,7 @@ pub(super) fn check(cx: &Cx<'_>, out: &mut Vec<Finding>) {
                         Finding::at(&MISSING, "features/hyperv", Some(h))
                             .message(format!("missing enlightenments: {}", names.join(", ")))
                             .why("each one lets Windows use a paravirtual interface instead of emulated hardware: fewer VM exits, less idle CPU, steadier frame times")
-                            .fix(missing.iter().map(|e| snippet(e)).collect::<Vec<_>>().join("\n")),
+                            .fix(missing.iter().map(|e| e.xml()).collect::<Vec<_>>().join("\n")),
                     );
                 }
             }
@@ -89,7 +76,7 @@ pub(super) fn check(cx: &Cx<'_>, out: &mut Vec<Finding>) {
                             .why(format!(
                                 "{name} needs {dep}: QEMU refuses to start the guest (or Windows ignores {name})"
                             ))
-                            .fix(format!("<{dep} state='on'/>")),
+                            .fix(hyperv::feature(dep).to_xml()),
                     );
                 }
             }
@@ -106,7 +93,12 @@ pub(super) fn check(cx: &Cx<'_>, out: &mut Vec<Finding>) {
                         )
                         .message("stimer is on without the hypervclock timer")
                         .why("synthetic timers count on the Hyper-V reference clock; without it QEMU refuses hv-stimer")
-                        .fix("<clock offset='localtime'>\n  <timer name='hypervclock' present='yes'/>\n</clock>"),
+                        .fix(
+                            Element::new("clock")
+                                .with_attr("offset", "localtime")
+                                .with_child(Timer::Hypervclock.element())
+                                .pretty(),
+                        ),
                     );
                 }
             }
@@ -117,7 +109,7 @@ pub(super) fn check(cx: &Cx<'_>, out: &mut Vec<Finding>) {
                         Finding::at(&VENDOR_ID_TOO_LONG, "features/hyperv/vendor_id", Some(v))
                             .message(format!("vendor_id '{value}' has {} characters", value.chars().count()))
                             .why("the Hyper-V vendor id is at most 12 characters: libvirt refuses the domain")
-                            .fix("<vendor_id state='on' value='vfioctl'/>"),
+                            .fix(hyperv::feature("vendor_id").to_xml()),
                     );
                 }
             }
@@ -128,7 +120,7 @@ pub(super) fn check(cx: &Cx<'_>, out: &mut Vec<Finding>) {
                         Finding::at(&SPINLOCKS_LOW, "features/hyperv/spinlocks", Some(s))
                             .message(format!("spinlock retries {} is below 4095", retries.unwrap_or(0)))
                             .why("libvirt refuses fewer than 4095 retries; 8191 is the usual value")
-                            .fix("<spinlocks state='on' retries='8191'/>"),
+                            .fix(hyperv::feature("spinlocks").to_xml()),
                     );
                 }
             }

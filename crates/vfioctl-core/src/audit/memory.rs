@@ -5,8 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Area, Cx, Finding, Rule, Severity};
 use crate::check::HugepagePool;
+use crate::domain::no_balloon;
 use crate::units::{element_kib, kib, size_text};
-use crate::xml::Element;
+use crate::xml::{Element, Node};
 
 const AREA: Area = Area::Memory;
 
@@ -277,8 +278,11 @@ fn numatune(cx: &Cx<'_>, out: &mut Vec<Finding>) {
             ))
             .why("every DMA transfer of the devices (GPU uploads, disk and network I/O) crosses the interconnect between the nodes: higher latency, less bandwidth, stutter under load")
             .fix(format!(
-                "<numatune>\n  <memory mode='{mode}' nodeset='{}'/>\n</numatune>\n<!-- and the vCPUs pinned to that node's CPUs; hugepages reserved on it -->",
-                target.join(",")
+                "{}\n{}",
+                Element::new("numatune")
+                    .with_child(Element::new("memory").with_attr("mode", mode).with_attr("nodeset", &target.join(",")))
+                    .pretty(),
+                Node::comment("and the vCPUs pinned to that node's CPUs; hugepages reserved on it").to_xml()
             )),
     );
 }
@@ -303,7 +307,7 @@ fn balloon(cx: &Cx<'_>, out: &mut Vec<Finding>) {
         Finding::at(&BALLOON_WITH_HOSTDEV, "devices/memballoon", mb.or_else(|| cx.closest("devices/memballoon")))
             .message(message)
             .why("the memory of a guest with passed devices is pinned for DMA, all of it, all the time: the balloon cannot give any back to the host; it only costs a device, a driver in the guest and its polling")
-            .fix("<memballoon model='none'/>"),
+            .fix(no_balloon().to_xml()),
     );
 }
 

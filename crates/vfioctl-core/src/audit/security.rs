@@ -2,7 +2,8 @@
 //! narrower way to what the guides wanted root for (evdev).
 
 use super::{Area, Cx, Finding, Rule, Severity};
-use crate::domain::NATIVE_EVDEV;
+use crate::domain::evdev_input;
+use crate::domain::versions::{self, release, LIBVIRT_EVDEV_INPUT};
 // The file the findings are about.
 use crate::edit::qemu_conf::PATH as QEMU_CONF;
 use crate::edit::qemu_conf::{number_setting, string_setting};
@@ -53,14 +54,18 @@ pub(super) fn check(cx: &Cx<'_>, out: &mut Vec<Finding>) {
                 format!("qemu.conf runs QEMU as root (user = \"{user}\"); the only reason this domain shows is evdev");
             let fix = match cx.host.libvirt {
                 _ if native_now => format!("native <input type='evdev'> needs no root: libvirt grants QEMU the device itself.\n{drop}\n{restart}"),
-                Some(v) if v < NATIVE_EVDEV => format!(
+                v if versions::known_before(v, LIBVIRT_EVDEV_INPUT) => format!(
                     "keep the evdev paths in cgroup_device_acl and let the unprivileged QEMU user read them:\nusermod -aG input libvirt-qemu   # the user is qemu on Fedora and Arch\n# AppArmor hosts (Ubuntu) also need /dev/input/* rw in /etc/apparmor.d/abstractions/libvirt-qemu\n{drop}\n{restart}"
                 ),
                 Some(_) => format!(
-                    "hand the devices over natively (libvirt 7.4 and later grants QEMU the device itself) instead of qemu:commandline:\n<input type='evdev'>\n  <source dev='/dev/input/by-id/…-event-kbd' grab='all' grabToggle='ctrl-ctrl' repeat='on'/>\n</input>\nthen {drop}\n{restart}"
+                    "hand the devices over natively (libvirt {} and later grants QEMU the device itself) instead of qemu:commandline:\n{}\nthen {drop}\n{restart}",
+                    release(LIBVIRT_EVDEV_INPUT),
+                    evdev_input("/dev/input/by-id/…-event-kbd").pretty()
                 ),
                 None => format!(
-                    "libvirt 7.4 and later: native <input type='evdev'><source dev='…'/></input> instead of qemu:commandline; older libvirt: keep cgroup_device_acl and run usermod -aG input libvirt-qemu. Then {drop}\n{restart}"
+                    "libvirt {} and later: native {} instead of qemu:commandline; older libvirt: keep cgroup_device_acl and run usermod -aG input libvirt-qemu. Then {drop}\n{restart}",
+                    release(LIBVIRT_EVDEV_INPUT),
+                    evdev_input("…").to_xml()
                 ),
             };
             (message, fix)

@@ -212,6 +212,26 @@ fn findings_point_at_their_line() {
     assert!(s.fix.contains("8191"));
 }
 
+/// Without any `<hyperv>`, the fix is the one the renderer writes for this libvirt: with
+/// `mode='custom'` from libvirt 8.0 on, without the attribute (which older libvirt refuses)
+/// before.
+#[test]
+fn the_missing_hyperv_fix_follows_the_libvirt_version() {
+    let mut b = Bench::new();
+    let xml = broken(&b, |d| {
+        if let Some(f) = d.root.find_mut("features") {
+            f.remove_elements(|e| e.name == "hyperv");
+        }
+    });
+    let fix = |b: &Bench| b.audit(&xml).into_iter().find(|f| f.id == "hyperv-missing").unwrap().fix;
+    let new = fix(&b);
+    assert!(new.starts_with("<features>\n  <hyperv mode='custom'>\n    <relaxed state='on'/>\n"), "{new}");
+    assert!(new.contains("\n    <stimer state='on'>\n      <direct state='on'/>\n    </stimer>\n"), "{new}");
+    b.libvirt = Some((7, 0));
+    let old = fix(&b);
+    assert!(old.starts_with("<features>\n  <hyperv>\n") && !old.contains("mode="), "{old}");
+}
+
 #[test]
 fn hyperv_cases() {
     let b = Bench::new();
@@ -343,7 +363,7 @@ fn readme_lists_every_rule() {
 #[test]
 fn mangled_domains_never_panic() {
     let b = Bench::new();
-    for g in [crate::xml::tests::GUIDE_000, crate::xml::tests::GUIDE_001, &b.clean()] {
+    for g in [crate::domain::tests::GUIDE_000, crate::domain::tests::GUIDE_001, &b.clean()] {
         let lines: Vec<&str> = g.lines().collect();
         for i in 1..lines.len().saturating_sub(1) {
             // Without line i (an element or one side of one).

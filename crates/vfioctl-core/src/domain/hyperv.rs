@@ -2,46 +2,52 @@
 //! use, in dependency order (synic needs vpindex; stimer needs synic and the hypervclock
 //! timer; tlbflush and ipi need vpindex), each only when this libvirt and QEMU know it.
 
+use super::versions::{self, Version, HYPERV as TABLE};
+use crate::xml::Element;
+
 /// One `<hyperv>` feature.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Enlightenment {
     pub name: &'static str,
-    /// The first libvirt and QEMU versions that support it.
-    pub libvirt: (u32, u32),
-    pub qemu: (u32, u32),
+    /// The first libvirt and QEMU versions that support it ([`versions::HYPERV`]).
+    pub libvirt: Version,
+    pub qemu: Version,
 }
 
 impl Enlightenment {
+    /// The feature's element as vfioctl writes it: on, spinlocks with 8191 retries, the
+    /// vendor id `vfioctl`, stimer in direct mode.
+    pub fn element(&self) -> Element {
+        feature(self.name)
+    }
+
+    /// [`Enlightenment::element`] as a snippet, children indented by two spaces.
     pub fn xml(&self) -> String {
-        match self.name {
-            "spinlocks" => "<spinlocks state='on' retries='8191'/>".into(),
-            "vendor_id" => "<vendor_id state='on' value='vfioctl'/>".into(),
-            "stimer" => "<stimer state='on'>\n        <direct state='on'/>\n      </stimer>".into(),
-            n => format!("<{n} state='on'/>"),
-        }
+        self.element().pretty()
     }
 }
 
-/// A (major, minor) version.
-type Version = (u32, u32);
+/// The `<hyperv>` child vfioctl writes for the enlightenment `name`: on, spinlocks with
+/// 8191 retries, the vendor id `vfioctl`, stimer in direct mode.
+pub fn feature(name: &str) -> Element {
+    let on = Element::new(name).with_attr("state", "on");
+    match name {
+        "spinlocks" => on.with_attr("retries", "8191"),
+        "vendor_id" => on.with_attr("value", "vfioctl"),
+        "stimer" => on.with_child(Element::new("direct").with_attr("state", "on")),
+        _ => on,
+    }
+}
 
-/// (name, libvirt version, QEMU version), dependencies first.
-const TABLE: &[(&str, Version, Version)] = &[
-    ("relaxed", (1, 0), (1, 1)),
-    ("vapic", (1, 1), (1, 1)),
-    ("spinlocks", (1, 1), (1, 1)),
-    ("vpindex", (1, 3), (2, 5)),
-    ("runtime", (1, 3), (2, 5)),
-    ("synic", (1, 3), (2, 6)),
-    // stimer with <direct> needs libvirt 5.7 and QEMU 4.1.
-    ("stimer", (5, 7), (4, 1)),
-    ("reset", (1, 3), (2, 5)),
-    ("vendor_id", (1, 3), (2, 5)),
-    ("frequencies", (4, 7), (2, 12)),
-    ("reenlightenment", (4, 7), (3, 0)),
-    ("tlbflush", (4, 7), (3, 0)),
-    ("ipi", (4, 10), (3, 1)),
-];
+/// `<hyperv>` with `list`, `mode='custom'` when this libvirt knows the attribute
+/// ([`versions::LIBVIRT_HYPERV_MODE`]).
+pub fn element(libvirt: Option<Version>, list: &[Enlightenment]) -> Element {
+    let mut hyperv = Element::open("hyperv");
+    if versions::at_least(libvirt, versions::LIBVIRT_HYPERV_MODE) {
+        hyperv = hyperv.with_attr("mode", "custom");
+    }
+    hyperv.with_children(list.iter().map(Enlightenment::element))
+}
 
 /// (enlightenment, one it needs): QEMU refuses to start without the second. stimer also
 /// needs the hypervclock timer, which is a `<clock>` timer, not a `<hyperv>` feature.
@@ -54,10 +60,10 @@ pub fn requires(name: &str) -> impl Iterator<Item = &'static str> + '_ {
 }
 
 /// The enlightenments this libvirt and QEMU support (all when a version is unknown).
-pub fn enlightenments(libvirt: Option<(u32, u32)>, qemu: Option<(u32, u32)>) -> Vec<Enlightenment> {
+pub fn enlightenments(libvirt: Option<Version>, qemu: Option<Version>) -> Vec<Enlightenment> {
     TABLE
         .iter()
-        .filter(|(_, l, q)| libvirt.is_none_or(|v| v >= *l) && qemu.is_none_or(|v| v >= *q))
+        .filter(|(_, l, q)| versions::at_least(libvirt, *l) && versions::at_least(qemu, *q))
         .map(|&(name, libvirt, qemu)| Enlightenment { name, libvirt, qemu })
         .collect()
 }

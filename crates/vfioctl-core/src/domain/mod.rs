@@ -1,23 +1,31 @@
 //! The libvirt domain of a plan: everything the guides write by hand into their domain
-//! XML, decided from the plan and the host. [`render`] is pure and returns the XML text.
+//! XML, decided from the plan and the host. [`document`] builds it as a tree with the
+//! builders of [`crate::xml`] (no XML is pasted together as text), [`render`] writes that
+//! tree; both are pure. The same small pieces (a timer, a hostdev and its addresses, the
+//! evdev input in both forms, the CPU pins and topology, a Hyper-V feature) make the
+//! audit's fix snippets, and [`patch`] merges the tree into a user's domain.
+//!
+//! What a given libvirt or QEMU can take is decided in one place, [`versions`].
 
 pub mod caps;
 pub mod hyperv;
 mod patch;
+pub mod versions;
 
 use std::collections::BTreeMap;
 
+use crate::cpuset::CpuSet;
 use crate::pci::PciAddress;
-use crate::plan::Plan;
+use crate::plan::{CpuPlan, Plan};
 use crate::vendor::CpuVendor;
 
-use crate::xml::esc;
+use crate::xml::{Document, Element};
 pub use hyperv::{enlightenments, Enlightenment};
 pub use patch::{patch, patch_parts, Parts, PatchReport};
 
-/// The first libvirt with native `<input type='evdev'>`, which it sets up itself (device
-/// cgroup, ownership); before it, QEMU's `input-linux` objects on the command line.
-pub const NATIVE_EVDEV: (u32, u32) = (7, 4);
+/// The first libvirt with native `<input type='evdev'>` ([`versions::LIBVIRT_EVDEV_INPUT`],
+/// under its old name).
+pub use versions::LIBVIRT_EVDEV_INPUT as NATIVE_EVDEV;
 
 /// The guest operating system: Windows gets Hyper-V enlightenments and a local-time
 /// clock; Windows 11 also secure boot and a TPM.
@@ -50,9 +58,10 @@ pub struct DomainHost {
     pub invtsc: bool,
     pub firmware: Option<Firmware>,
     pub emulator: Option<String>,
-    /// libvirt and QEMU versions (major, minor); `None` when unknown (newest assumed).
-    pub libvirt: Option<(u32, u32)>,
-    pub qemu: Option<(u32, u32)>,
+    /// libvirt and QEMU versions (major, minor); `None` when unknown (newest assumed,
+    /// see [`versions`]).
+    pub libvirt: Option<versions::Version>,
+    pub qemu: Option<versions::Version>,
     /// libvirt's domain capabilities, when a connection gave them: they limit the
     /// Hyper-V enlightenments to what this host's KVM and QEMU really offer.
     pub caps: Option<caps::DomainCaps>,
@@ -99,241 +108,356 @@ pub struct DomainRequest {
     pub network: Option<Network>,
 }
 
-/// Renders the domain XML.
+/// Renders the domain XML: [`document`] as text.
 pub fn render(plan: &Plan, host: &DomainHost, req: &DomainRequest) -> String {
-    let mut x = String::new();
-    let w = &mut x;
-    let kib = plan.memory.mib * 1024;
+    document(plan, host, req).write()
+}
+
+/// The domain of a plan as a tree, laid out the way libvirt writes domains; the tree
+/// [`patch`] merges into a user's domain.
+pub fn document(plan: &Plan, host: &DomainHost, req: &DomainRequest) -> Document {
+    let kib = plan.memory.mib.saturating_mul(1024).to_string();
     let c = &plan.cpu;
     // libvirt before 7.4 has no <input type='evdev'>: QEMU's input-linux objects instead.
-    let native_evdev = host.libvirt.is_none_or(|v| v >= NATIVE_EVDEV);
+    let native_evdev = versions::at_least(host.libvirt, versions::LIBVIRT_EVDEV_INPUT);
     let legacy_evdev = !native_evdev && !req.evdev.is_empty();
+    let mut d = Element::new("domain").with_attr("type", "kvm");
     if legacy_evdev {
-        push(w, 0, "<domain type='kvm' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>");
-    } else {
-        push(w, 0, "<domain type='kvm'>");
+        d = d.with_attr("xmlns:qemu", QEMU_NS);
     }
-    push(w, 1, &format!("<name>{}</name>", esc(&req.name)));
-    push(w, 1, &format!("<memory unit='KiB'>{kib}</memory>"));
-    push(w, 1, &format!("<currentMemory unit='KiB'>{kib}</currentMemory>"));
+    d.push(el("name").with_text(&req.name));
+    d.push(el("memory").with_attr("unit", "KiB").with_text(&kib));
+    d.push(el("currentMemory").with_attr("unit", "KiB").with_text(&kib));
     if let Some(h) = &plan.memory.hugepages {
-        push(w, 1, "<!-- guest RAM from the hugepages vfioctl apply reserves -->");
-        push(w, 1, "<memoryBacking>");
-        push(w, 2, "<hugepages>");
-        push(w, 3, &format!("<page size='{}' unit='KiB'/>", h.size_kib));
-        push(w, 2, "</hugepages>");
-        push(w, 1, "</memoryBacking>");
+        d.push_comment("guest RAM from the hugepages vfioctl apply reserves");
+        let page = el("page").with_attr("size", &h.size_kib.to_string()).with_attr("unit", "KiB");
+        d.push(el("memoryBacking").with_child(el("hugepages").with_child(page)));
     }
-    push(w, 1, &format!("<vcpu placement='static' cpuset='{}'>{}</vcpu>", c.guest_cpus, c.vcpus));
-    push(w, 1, "<iothreads>1</iothreads>");
-    push(w, 1, "<!-- vCPU pairs on the SMT siblings of whole host cores; QEMU's own threads elsewhere -->");
-    push(w, 1, "<cputune>");
-    for p in &c.vcpupin {
-        push(w, 2, &format!("<vcpupin vcpu='{}' cpuset='{}'/>", p.vcpu, p.cpuset));
-    }
-    push(w, 2, &format!("<emulatorpin cpuset='{}'/>", c.emulatorpin));
-    push(w, 2, &format!("<iothreadpin iothread='1' cpuset='{}'/>", c.iothreadpin));
-    push(w, 1, "</cputune>");
+    d.push(vcpu(&c.guest_cpus, c.vcpus));
+    d.push(el("iothreads").with_text("1"));
+    d.push_comment("vCPU pairs on the SMT siblings of whole host cores; QEMU's own threads elsewhere");
+    d.push(cputune(c, &[1]));
     if let Some(n) = plan.numa_node {
-        push(w, 1, "<!-- guest memory on the NUMA node of the passed device -->");
-        push(w, 1, "<numatune>");
-        push(w, 2, &format!("<memory mode='strict' nodeset='{n}'/>"));
-        push(w, 1, "</numatune>");
+        d.push_comment("guest memory on the NUMA node of the passed device");
+        d.push(
+            el("numatune").with_child(el("memory").with_attr("mode", "strict").with_attr("nodeset", &n.to_string())),
+        );
     }
-    push(w, 1, "<os>");
-    push(w, 2, "<type arch='x86_64' machine='q35'>hvm</type>");
+    d.push(os(host, req));
+    d.push(features(host, req));
+    d.push_comment("the host's own CPU model; not migratable, so invtsc can be passed");
+    d.push(cpu(plan, host));
+    let windows = req.os.is_windows();
+    let mut clock = el("clock").with_attr("offset", if windows { "localtime" } else { "utc" });
+    clock.push(Timer::Rtc.element());
+    clock.push(Timer::Pit.element());
+    clock.push(Timer::Hpet.element());
+    if windows {
+        clock.push(Timer::Hypervclock.element());
+    }
+    d.push(clock);
+    d.push(el("on_poweroff").with_text("destroy"));
+    d.push(el("on_reboot").with_text("restart"));
+    d.push(el("on_crash").with_text("destroy"));
+    d.push(
+        el("pm")
+            .with_child(el("suspend-to-mem").with_attr("enabled", "no"))
+            .with_child(el("suspend-to-disk").with_attr("enabled", "no")),
+    );
+    d.push(devices(plan, host, req, native_evdev));
+    if legacy_evdev {
+        d.push(input_linux(req.evdev.iter().map(String::as_str)));
+    }
+    Document::new(d)
+}
+
+/// A `<clock>` timer vfioctl writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Timer {
+    /// The RTC catches up on missed ticks (Windows' clock stays right after a pause).
+    Rtc,
+    /// PIT ticks are delayed, not replayed.
+    Pit,
+    /// No HPET: Windows polls it expensively.
+    Hpet,
+    /// The Hyper-V reference clock, which stimer needs.
+    Hypervclock,
+}
+
+impl Timer {
+    /// The `<timer>` element vfioctl writes.
+    pub(crate) fn element(self) -> Element {
+        let (name, attr, value) = match self {
+            Timer::Rtc => ("rtc", "tickpolicy", "catchup"),
+            Timer::Pit => ("pit", "tickpolicy", "delay"),
+            Timer::Hpet => ("hpet", "present", "no"),
+            Timer::Hypervclock => ("hypervclock", "present", "yes"),
+        };
+        el("timer").with_attr("name", name).with_attr(attr, value)
+    }
+}
+
+/// The native evdev input (libvirt 7.4 and later) for `path`: a keyboard (`-event-kbd`)
+/// grabs all devices and toggles with both Ctrl keys; anything else is passed as is.
+pub(crate) fn evdev_input(path: &str) -> Element {
+    let mut source = el("source").with_attr("dev", path);
+    if path.ends_with("-event-kbd") {
+        source = source.with_attr("grab", "all").with_attr("grabToggle", "ctrl-ctrl").with_attr("repeat", "on");
+    }
+    el("input").with_attr("type", "evdev").with_child(source)
+}
+
+/// QEMU's input-linux objects for evdev `paths` (libvirt before 7.4), as
+/// `<qemu:commandline>`; the domain needs the `xmlns:qemu` namespace ([`QEMU_NS`]).
+pub(crate) fn input_linux<'a>(paths: impl Iterator<Item = &'a str>) -> Element {
+    let mut args = el("qemu:commandline");
+    for (i, path) in paths.enumerate() {
+        let opts = if path.ends_with("-event-kbd") { ",grab_all=on,repeat=on" } else { "" };
+        args.push(el("qemu:arg").with_attr("value", "-object"));
+        args.push(el("qemu:arg").with_attr("value", &format!("input-linux,id=evdev{i},evdev={path}{opts}")));
+    }
+    args
+}
+
+/// A host PCI address, as in `<hostdev><source>`.
+pub(crate) fn host_address(a: &PciAddress) -> Element {
+    el("address")
+        .with_attr("domain", &format!("0x{:04x}", a.domain))
+        .with_attr("bus", &format!("0x{:02x}", a.bus))
+        .with_attr("slot", &format!("0x{:02x}", a.device))
+        .with_attr("function", &format!("0x{:x}", a.function))
+}
+
+/// A guest PCI address, `<address type='pci' …>` (`bus` being a root port's index).
+pub(crate) fn guest_address(domain: u32, bus: u32, slot: u32, function: u32) -> Element {
+    el("address")
+        .with_attr("type", "pci")
+        .with_attr("domain", &format!("0x{domain:04x}"))
+        .with_attr("bus", &format!("0x{bus:02x}"))
+        .with_attr("slot", &format!("0x{slot:02x}"))
+        .with_attr("function", &format!("0x{function:x}"))
+}
+
+/// `<hostdev>` for a PCI device, libvirt managing its driver, without content yet.
+pub(crate) fn hostdev() -> Element {
+    el("hostdev").with_attr("mode", "subsystem").with_attr("type", "pci").with_attr("managed", "yes")
+}
+
+/// No memory balloon.
+pub(crate) fn no_balloon() -> Element {
+    el("memballoon").with_attr("model", "none")
+}
+
+/// libvirt's namespace for `<qemu:commandline>`.
+pub(crate) const QEMU_NS: &str = "http://libvirt.org/schemas/domain/qemu/1.0";
+
+fn el(name: &str) -> Element {
+    Element::new(name)
+}
+
+/// `<os>`: q35, the UEFI firmware and its variable store, boot from the disk.
+fn os(host: &DomainHost, req: &DomainRequest) -> Element {
+    let mut os =
+        el("os").with_child(el("type").with_attr("arch", "x86_64").with_attr("machine", "q35").with_text("hvm"));
     match &host.firmware {
         Some(f) => {
-            let secure = if f.secure { " secure='yes'" } else { "" };
-            push(w, 2, &format!("<loader readonly='yes'{secure} type='pflash'>{}</loader>", esc(&f.code)));
-            let nvram = format!("/var/lib/libvirt/qemu/nvram/{}_VARS.fd", esc(&req.name));
-            match &f.vars {
-                Some(v) => push(w, 2, &format!("<nvram template='{}'>{nvram}</nvram>", esc(v))),
-                None => push(w, 2, &format!("<nvram>{nvram}</nvram>")),
+            let mut loader = el("loader").with_attr("readonly", "yes");
+            if f.secure {
+                loader = loader.with_attr("secure", "yes");
             }
+            os.push(loader.with_attr("type", "pflash").with_text(&f.code));
+            let mut nvram = el("nvram");
+            if let Some(v) = &f.vars {
+                nvram = nvram.with_attr("template", v);
+            }
+            os.push(nvram.with_text(&format!("/var/lib/libvirt/qemu/nvram/{}_VARS.fd", req.name)));
         }
-        None => push(w, 2, "<!-- no OVMF found on this host: install it (vfioctl check) and render again -->"),
+        None => os.push_comment("no OVMF found on this host: install it (vfioctl check) and render again"),
     }
-    push(w, 2, "<boot dev='hd'/>");
-    push(w, 1, "</os>");
-    push(w, 1, "<features>");
-    push(w, 2, "<acpi/>");
-    push(w, 2, "<apic/>");
+    os.with_child(el("boot").with_attr("dev", "hd"))
+}
+
+/// `<features>`: ACPI, the Hyper-V enlightenments for Windows, KVM hidden.
+fn features(host: &DomainHost, req: &DomainRequest) -> Element {
+    let mut f = el("features").with_child(el("acpi")).with_child(el("apic"));
     if req.os.is_windows() {
-        // mode='custom' exists since libvirt 8.0; before it, custom was the only mode.
-        let mode = if host.libvirt.is_none_or(|v| v >= (8, 0)) { " mode='custom'" } else { "" };
-        push(w, 2, "<!-- Hyper-V enlightenments: Windows' paravirtual interfaces (less idle CPU, better timers) -->");
-        push(w, 2, &format!("<hyperv{mode}>"));
+        f.push_comment("Hyper-V enlightenments: Windows' paravirtual interfaces (less idle CPU, better timers)");
         let mut list = enlightenments(host.libvirt, host.qemu);
         if let Some(c) = &host.caps {
             list = caps::supported(list, c);
         }
-        for e in list {
-            push(w, 3, &e.xml());
-        }
-        push(w, 2, "</hyperv>");
+        f.push(hyperv::element(host.libvirt, &list));
     }
-    push(w, 2, "<!-- GPU drivers that refuse to run in a VM do not see KVM -->");
-    push(w, 2, "<kvm>");
-    push(w, 3, "<hidden state='on'/>");
-    push(w, 2, "</kvm>");
-    push(w, 2, "<vmport state='off'/>");
+    f.push_comment("GPU drivers that refuse to run in a VM do not see KVM");
+    f.push(el("kvm").with_child(el("hidden").with_attr("state", "on")));
+    f.push(el("vmport").with_attr("state", "off"));
     if req.os == GuestOs::Windows11 {
-        push(w, 2, "<smm state='on'/>");
+        f.push(el("smm").with_attr("state", "on"));
     }
-    push(w, 2, "<ioapic driver='kvm'/>");
-    push(w, 1, "</features>");
-    push(w, 1, "<!-- the host's own CPU model; not migratable, so invtsc can be passed -->");
-    push(w, 1, "<cpu mode='host-passthrough' check='none' migratable='off'>");
-    // `dies` exists since libvirt 6.1.
-    let dies =
-        if host.libvirt.is_none_or(|v| v >= (6, 1)) { format!(" dies='{}'", c.topology.dies) } else { String::new() };
-    push(
-        w,
-        2,
-        &format!(
-            "<topology sockets='{}'{dies} cores='{}' threads='{}'/>",
-            c.topology.sockets, c.topology.cores, c.topology.threads
-        ),
-    );
-    push(w, 2, "<cache mode='passthrough'/>");
-    if host.vendor == CpuVendor::Amd && c.topology.threads > 1 {
-        push(w, 2, "<!-- AMD: without topoext the guest sees no SMT siblings -->");
-        push(w, 2, "<feature policy='require' name='topoext'/>");
+    f.with_child(el("ioapic").with_attr("driver", "kvm"))
+}
+
+/// `<cpu>`: host-passthrough with the plan's topology.
+fn cpu(plan: &Plan, host: &DomainHost) -> Element {
+    let t = &plan.cpu.topology;
+    let dies = versions::at_least(host.libvirt, versions::LIBVIRT_TOPOLOGY_DIES).then_some(t.dies);
+    let mut cpu = host_passthrough(topology(t.sockets, dies, t.cores, t.threads));
+    if host.vendor == CpuVendor::Amd && t.threads > 1 {
+        cpu.push_comment("AMD: without topoext the guest sees no SMT siblings");
+        cpu.push(cpu_feature("topoext"));
     }
     if host.invtsc {
-        push(w, 2, "<feature policy='require' name='invtsc'/>");
+        cpu.push(cpu_feature("invtsc"));
     }
-    push(w, 1, "</cpu>");
-    push(w, 1, &format!("<clock offset='{}'>", if req.os.is_windows() { "localtime" } else { "utc" }));
-    push(w, 2, "<timer name='rtc' tickpolicy='catchup'/>");
-    push(w, 2, "<timer name='pit' tickpolicy='delay'/>");
-    push(w, 2, "<timer name='hpet' present='no'/>");
-    if req.os.is_windows() {
-        push(w, 2, "<timer name='hypervclock' present='yes'/>");
+    cpu
+}
+
+/// `<vcpu placement='static' cpuset='…'>count</vcpu>`.
+pub(crate) fn vcpu(cpuset: &CpuSet, count: u32) -> Element {
+    el("vcpu").with_attr("placement", "static").with_attr("cpuset", &cpuset.to_string()).with_text(&count.to_string())
+}
+
+/// `<vcpupin>` of one vCPU.
+pub(crate) fn vcpupin(vcpu: u32, cpuset: &str) -> Element {
+    el("vcpupin").with_attr("vcpu", &vcpu.to_string()).with_attr("cpuset", cpuset)
+}
+
+/// `<emulatorpin>`: where QEMU's own threads run.
+pub(crate) fn emulatorpin(cpuset: &CpuSet) -> Element {
+    el("emulatorpin").with_attr("cpuset", &cpuset.to_string())
+}
+
+/// `<iothreadpin>` of one I/O thread (its id as the domain writes it).
+pub(crate) fn iothreadpin(iothread: &str, cpuset: &CpuSet) -> Element {
+    el("iothreadpin").with_attr("iothread", iothread).with_attr("cpuset", &cpuset.to_string())
+}
+
+/// `<cputune>` of a CPU plan: its vCPU pins, the emulator pin, and the plan's I/O thread
+/// CPUs for each of `iothreads`.
+pub(crate) fn cputune(c: &CpuPlan, iothreads: &[u32]) -> Element {
+    let mut cputune = el("cputune");
+    for p in &c.vcpupin {
+        cputune.push(vcpupin(p.vcpu, &p.cpuset));
     }
-    push(w, 1, "</clock>");
-    push(w, 1, "<on_poweroff>destroy</on_poweroff>");
-    push(w, 1, "<on_reboot>restart</on_reboot>");
-    push(w, 1, "<on_crash>destroy</on_crash>");
-    push(w, 1, "<pm>");
-    push(w, 2, "<suspend-to-mem enabled='no'/>");
-    push(w, 2, "<suspend-to-disk enabled='no'/>");
-    push(w, 1, "</pm>");
-    push(w, 1, "<devices>");
+    cputune.push(emulatorpin(&c.emulatorpin));
+    for &t in iothreads {
+        cputune.push(iothreadpin(&t.to_string(), &c.iothreadpin));
+    }
+    cputune
+}
+
+/// `<topology>`; `dies` only where libvirt knows the attribute.
+pub(crate) fn topology(sockets: u32, dies: Option<u32>, cores: u32, threads: u32) -> Element {
+    let mut topology = el("topology").with_attr("sockets", &sockets.to_string());
+    if let Some(d) = dies {
+        topology = topology.with_attr("dies", &d.to_string());
+    }
+    topology.with_attr("cores", &cores.to_string()).with_attr("threads", &threads.to_string())
+}
+
+/// `<cpu mode='host-passthrough'>`, not migratable, with `topology` and the host's caches.
+pub(crate) fn host_passthrough(topology: Element) -> Element {
+    el("cpu")
+        .with_attr("mode", "host-passthrough")
+        .with_attr("check", "none")
+        .with_attr("migratable", "off")
+        .with_child(topology)
+        .with_child(el("cache").with_attr("mode", "passthrough"))
+}
+
+/// A CPU feature the guest must have.
+pub(crate) fn cpu_feature(name: &str) -> Element {
+    el("feature").with_attr("policy", "require").with_attr("name", name)
+}
+
+/// `<devices>`: root ports and the passed devices, evdev, storage, network, TPM.
+fn devices(plan: &Plan, host: &DomainHost, req: &DomainRequest, native_evdev: bool) -> Element {
+    let mut w = el("devices");
     if let Some(e) = &host.emulator {
-        push(w, 2, &format!("<emulator>{}</emulator>", esc(e)));
+        w.push(el("emulator").with_text(e));
     }
     // One root port per physical slot; the slot's functions stay together on it.
     if !plan.devices.is_empty() {
-        push(w, 2, "<!-- one root port per physical slot; its functions stay together, as on the host -->");
+        w.push_comment("one root port per physical slot; its functions stay together, as on the host");
     }
     let mut slots: BTreeMap<(u32, u8, u8), Vec<PciAddress>> = BTreeMap::new();
     for d in &plan.devices {
         slots.entry((d.address.domain, d.address.bus, d.address.device)).or_default().push(d.address);
     }
-    let ports = slots.len().max(1);
+    let ports = u32::try_from(slots.len().max(1)).unwrap_or(u32::MAX);
     for i in 0..ports {
-        let index = i + 1;
         // Eight root ports per guest slot, from slot 2 on.
         let shares = ports - (i / 8) * 8 > 1;
-        let multi = if i % 8 == 0 && shares { " multifunction='on'" } else { "" };
-        push(w, 2, &format!("<controller type='pci' index='{index}' model='pcie-root-port'>"));
-        push(
-            w,
-            3,
-            &format!(
-                "<address type='pci' domain='0x0000' bus='0x00' slot='0x{:02x}' function='0x{:x}'{multi}/>",
-                2 + i / 8,
-                i % 8
-            ),
+        let mut address = guest_address(0, 0, 2 + i / 8, i % 8);
+        if i % 8 == 0 && shares {
+            address = address.with_attr("multifunction", "on");
+        }
+        w.push(
+            el("controller")
+                .with_attr("type", "pci")
+                .with_attr("index", &i.saturating_add(1).to_string())
+                .with_attr("model", "pcie-root-port")
+                .with_child(address),
         );
-        push(w, 2, "</controller>");
     }
     for (port, (_, fns)) in slots.iter().enumerate() {
-        let bus = port + 1;
+        let bus = u32::try_from(port).map_or(u32::MAX, |p| p.saturating_add(1));
         for a in fns {
-            push(w, 2, "<hostdev mode='subsystem' type='pci' managed='yes'>");
-            push(w, 3, "<driver name='vfio'/>");
-            push(w, 3, "<source>");
-            push(
-                w,
-                4,
-                &format!(
-                    "<address domain='0x{:04x}' bus='0x{:02x}' slot='0x{:02x}' function='0x{:x}'/>",
-                    a.domain, a.bus, a.device, a.function
-                ),
-            );
-            push(w, 3, "</source>");
-            let multi = if a.function == 0 && fns.len() > 1 { " multifunction='on'" } else { "" };
-            push(
-                w,
-                3,
-                &format!(
-                    "<address type='pci' domain='0x0000' bus='0x{bus:02x}' slot='0x00' function='0x{:x}'{multi}/>",
-                    a.function
-                ),
-            );
-            push(w, 2, "</hostdev>");
-        }
-    }
-    for path in &req.evdev {
-        let kbd = path.ends_with("-event-kbd");
-        if native_evdev {
-            push(w, 2, "<input type='evdev'>");
-            if kbd {
-                push(w, 3, &format!("<source dev='{}' grab='all' grabToggle='ctrl-ctrl' repeat='on'/>", esc(path)));
-            } else {
-                push(w, 3, &format!("<source dev='{}'/>", esc(path)));
+            let mut address = guest_address(0, bus, 0, a.function.into());
+            if a.function == 0 && fns.len() > 1 {
+                address = address.with_attr("multifunction", "on");
             }
-            push(w, 2, "</input>");
+            w.push(
+                hostdev()
+                    .with_child(el("driver").with_attr("name", "vfio"))
+                    .with_child(el("source").with_child(host_address(a)))
+                    .with_child(address),
+            );
         }
     }
-    storage(w, req);
+    if native_evdev {
+        for path in &req.evdev {
+            w.push(evdev_input(path));
+        }
+    }
+    storage(&mut w, req);
     if let Some(n) = &req.network {
         let (kind, source) = match n {
-            Network::Libvirt(name) => ("network", format!("<source network='{}'/>", esc(name))),
-            Network::Bridge(br) => ("bridge", format!("<source bridge='{}'/>", esc(br))),
-            Network::Direct(dev) => ("direct", format!("<source dev='{}' mode='bridge'/>", esc(dev))),
+            Network::Libvirt(name) => ("network", el("source").with_attr("network", name)),
+            Network::Bridge(br) => ("bridge", el("source").with_attr("bridge", br)),
+            Network::Direct(dev) => ("direct", el("source").with_attr("dev", dev).with_attr("mode", "bridge")),
         };
-        push(w, 2, &format!("<interface type='{kind}'>"));
-        push(w, 3, &source);
-        push(w, 3, "<model type='virtio'/>");
-        push(w, 2, "</interface>");
+        w.push(
+            el("interface")
+                .with_attr("type", kind)
+                .with_child(source)
+                .with_child(el("model").with_attr("type", "virtio")),
+        );
     }
-    push(w, 2, "<input type='mouse' bus='ps2'/>");
-    push(w, 2, "<input type='keyboard' bus='ps2'/>");
+    w.push(el("input").with_attr("type", "mouse").with_attr("bus", "ps2"));
+    w.push(el("input").with_attr("type", "keyboard").with_attr("bus", "ps2"));
     if req.os == GuestOs::Windows11 {
-        push(w, 2, "<tpm model='tpm-crb'>");
-        push(w, 3, "<backend type='emulator' version='2.0'/>");
-        push(w, 2, "</tpm>");
+        let backend = el("backend").with_attr("type", "emulator").with_attr("version", "2.0");
+        w.push(el("tpm").with_attr("model", "tpm-crb").with_child(backend));
     }
-    push(w, 2, "<!-- no balloon: the memory of a guest with passed devices is pinned anyway -->");
-    push(w, 2, "<memballoon model='none'/>");
-    push(w, 1, "</devices>");
-    if legacy_evdev {
-        push(w, 1, "<qemu:commandline>");
-        for (i, path) in req.evdev.iter().enumerate() {
-            let opts = if path.ends_with("-event-kbd") { ",grab_all=on,repeat=on" } else { "" };
-            push(w, 2, "<qemu:arg value='-object'/>");
-            push(w, 2, &format!("<qemu:arg value='input-linux,id=evdev{i},evdev={}{opts}'/>", esc(path)));
-        }
-        push(w, 1, "</qemu:commandline>");
-    }
-    push(w, 0, "</domain>");
-    x
+    w.push_comment("no balloon: the memory of a guest with passed devices is pinned anyway");
+    w.with_child(no_balloon())
 }
 
 /// The system disk and the CD-ROMs; `sd*` names on virtio-scsi or SATA.
-fn storage(w: &mut String, req: &DomainRequest) {
+fn storage(w: &mut Element, req: &DomainRequest) {
     let bus = match req.disk_bus {
         DiskBus::Scsi => "scsi",
         DiskBus::Sata => "sata",
     };
     if req.disk.is_some() && req.disk_bus == DiskBus::Scsi {
-        push(w, 2, "<controller type='scsi' index='0' model='virtio-scsi'>");
-        push(w, 3, "<driver iothread='1'/>");
-        push(w, 2, "</controller>");
+        w.push(
+            el("controller")
+                .with_attr("type", "scsi")
+                .with_attr("index", "0")
+                .with_attr("model", "virtio-scsi")
+                .with_child(el("driver").with_attr("iothread", "1")),
+        );
     }
     let mut letter = b'a';
     let mut next = || {
@@ -341,47 +465,47 @@ fn storage(w: &mut String, req: &DomainRequest) {
         letter = letter.saturating_add(1);
         name
     };
+    let driver = |format: &str| el("driver").with_attr("name", "qemu").with_attr("type", format);
+    let disk = |kind: &str, device: &str| el("disk").with_attr("type", kind).with_attr("device", device);
+    let cached = |d: Element| d.with_attr("cache", "none").with_attr("io", "native").with_attr("discard", "unmap");
     match &req.disk {
-        Some(Disk::Block(dev)) => {
-            push(w, 2, "<disk type='block' device='disk'>");
-            push(w, 3, "<driver name='qemu' type='raw' cache='none' io='native' discard='unmap'/>");
-            push(w, 3, &format!("<source dev='{}'/>", esc(dev)));
-            push(w, 3, &format!("<target dev='{}' bus='{bus}'/>", next()));
-            push(w, 2, "</disk>");
-        }
+        Some(Disk::Block(dev)) => w.push(
+            disk("block", "disk")
+                .with_child(cached(driver("raw")))
+                .with_child(el("source").with_attr("dev", dev))
+                .with_child(el("target").with_attr("dev", &next()).with_attr("bus", bus)),
+        ),
         Some(Disk::Image(file)) => {
             let format = if file.ends_with(".qcow2") { "qcow2" } else { "raw" };
-            push(w, 2, "<disk type='file' device='disk'>");
-            push(w, 3, &format!("<driver name='qemu' type='{format}' cache='none' io='native' discard='unmap'/>"));
-            push(w, 3, &format!("<source file='{}'/>", esc(file)));
-            push(w, 3, &format!("<target dev='{}' bus='{bus}'/>", next()));
-            push(w, 2, "</disk>");
+            w.push(
+                disk("file", "disk")
+                    .with_child(cached(driver(format)))
+                    .with_child(el("source").with_attr("file", file))
+                    .with_child(el("target").with_attr("dev", &next()).with_attr("bus", bus)),
+            );
         }
         None => {}
     }
     for iso in &req.isos {
-        push(w, 2, "<disk type='file' device='cdrom'>");
-        push(w, 3, "<driver name='qemu' type='raw'/>");
-        push(w, 3, &format!("<source file='{}'/>", esc(iso)));
-        push(w, 3, &format!("<target dev='{}' bus='sata'/>", next()));
-        push(w, 3, "<readonly/>");
-        push(w, 2, "</disk>");
+        w.push(
+            disk("file", "cdrom")
+                .with_child(driver("raw"))
+                .with_child(el("source").with_attr("file", iso))
+                .with_child(el("target").with_attr("dev", &next()).with_attr("bus", "sata"))
+                .with_child(el("readonly")),
+        );
     }
-}
-
-fn push(w: &mut String, depth: usize, line: &str) {
-    for _ in 0..depth {
-        w.push_str("  ");
-    }
-    w.push_str(line);
-    w.push('\n');
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::plan::pinning::tests::shape;
     use crate::plan::{pinning, CpuRequest, MemoryPlan};
+
+    /// Two domains from the passthrough guides in `examples/domains/`, written by hand.
+    pub(crate) const GUIDE_000: &str = include_str!("../../../../examples/domains/guide-000-CompromisedBeast.xml");
+    pub(crate) const GUIDE_001: &str = include_str!("../../../../examples/domains/guide-001-win10.xml");
 
     pub(crate) fn plan() -> Plan {
         let t = shape(1, 1, 2, 3, 2, true, &[8192]);

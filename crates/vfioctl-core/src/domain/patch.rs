@@ -15,6 +15,7 @@
 use std::collections::BTreeSet;
 use std::str::FromStr;
 
+use super::QEMU_NS;
 use crate::cpuset::CpuSet;
 use crate::units::{element_kib, number};
 use crate::xml::{Document, Element, Node};
@@ -90,8 +91,6 @@ const DEVICE_ORDER: &[&str] = &[
     "watchdog",
     "memballoon",
 ];
-
-const QEMU_NS: &str = "http://libvirt.org/schemas/domain/qemu/1.0";
 
 struct Patcher<'a> {
     unit: String,

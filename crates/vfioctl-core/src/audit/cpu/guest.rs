@@ -7,9 +7,11 @@ use super::model::Shape;
 use super::pins::Read;
 use super::{vcpupin_lines, Cx, Place};
 use crate::cpuset::CpuSet;
+use crate::domain::cputune;
 use crate::plan::pinning::{place, PinError};
 use crate::plan::{CpuPlan, CpuRequest};
 use crate::topology::{Core, CoreKind, Topology};
+use crate::xml::Node;
 
 /// The domain's CPU side against the host.
 pub(super) struct Guest<'a, 'c> {
@@ -57,21 +59,14 @@ impl Guest<'_, '_> {
 
     /// `<cputune>` as vfioctl writes it for a plan.
     pub fn plan_block(&self, p: &CpuPlan) -> String {
-        let mut lines = vec!["<cputune>".to_string()];
-        lines.extend(p.vcpupin.iter().map(|v| format!("  <vcpupin vcpu='{}' cpuset='{}'/>", v.vcpu, v.cpuset)));
-        lines.push(format!("  <emulatorpin cpuset='{}'/>", p.emulatorpin));
-        lines.extend(
-            self.iothreads.iter().map(|t| format!("  <iothreadpin iothread='{t}' cpuset='{}'/>", p.iothreadpin)),
-        );
-        lines.push("</cputune>".into());
-        lines.join("\n")
+        cputune(p, &self.iothreads).pretty()
     }
 
     /// The whole placement redone by the planner, or a sentence when it cannot.
     pub fn plan_fix(&self) -> String {
         match self.place() {
             Ok(p) => self.plan_block(&p),
-            Err(e) => format!("<!-- vfioctl cannot place them: {e}; lower <vcpu> -->"),
+            Err(e) => Node::comment(&format!("vfioctl cannot place them: {e}; lower <vcpu>")).to_xml(),
         }
     }
 

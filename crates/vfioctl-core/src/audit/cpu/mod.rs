@@ -23,6 +23,7 @@ mod threads;
 
 use super::{Area, Cx, Finding, Rule, Severity};
 use crate::cpuset::CpuSet;
+use crate::domain::vcpupin;
 
 const AREA: Area = Area::Cpu;
 
@@ -199,7 +200,7 @@ pub(super) fn running(v: &[u32]) -> String {
 }
 
 pub(super) fn vcpupin_lines(pins: &[(u32, u32)]) -> String {
-    pins.iter().map(|(v, c)| format!("<vcpupin vcpu='{v}' cpuset='{c}'/>")).collect::<Vec<_>>().join("\n")
+    pins.iter().map(|(v, c)| vcpupin(*v, &c.to_string()).to_xml()).collect::<Vec<_>>().join("\n")
 }
 
 pub(super) fn vcpupin_path(v: u32) -> String {

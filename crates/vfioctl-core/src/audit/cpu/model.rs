@@ -2,8 +2,9 @@
 //! to the vCPU count and fits the host's cores, topoext for SMT guests on AMD.
 
 use super::{Cx, Finding, AMD_NO_TOPOEXT, MODE_NOT_PASSTHROUGH, NO_TOPOLOGY, THREADS_EXCEED_HOST, TOPOLOGY_MISMATCH};
+use crate::domain::{self, cpu_feature, host_passthrough};
 use crate::vendor::CpuVendor;
-use crate::xml::Element;
+use crate::xml::{Element, Node};
 
 /// The declared guest topology.
 pub(super) struct Declared {
@@ -74,7 +75,7 @@ impl<'a> Shape<'a> {
             (Some(_), None) => return None,
         };
         let smt = topo.smt_width() as u32;
-        let dies = cx.host.libvirt.is_none_or(|v| v >= (6, 1));
+        let dies = domain::versions::at_least(cx.host.libvirt, domain::versions::LIBVIRT_TOPOLOGY_DIES);
         let topology_el = cpu_el.and_then(|c| c.child("topology"));
         let declared = topology_el.map(Declared::read);
         let declared_threads = declared.as_ref().and_then(|d| d.threads).unwrap_or(1);
@@ -102,9 +103,13 @@ impl<'a> Shape<'a> {
     }
 
     /// `<topology>` for this count with `threads` per core.
+    pub fn suggested(&self, threads: u32) -> Element {
+        domain::topology(1, self.dies.then_some(1), self.vcpus / threads, threads)
+    }
+
+    /// [`Shape::suggested`] as a snippet.
     pub fn topology_line(&self, threads: u32) -> String {
-        let dies = if self.dies { " dies='1'" } else { "" };
-        format!("<topology sockets='1'{dies} cores='{}' threads='{threads}'/>", self.vcpus / threads)
+        self.suggested(threads).to_xml()
     }
 
     /// vCPUs per guest core for the sibling rule and fixes: the declared threads when the
@@ -131,20 +136,16 @@ pub(super) fn check(cx: &Cx<'_>, s: &Shape<'_>, out: &mut Vec<Finding>) {
 /// [`MODE_NOT_PASSTHROUGH`]; true when reported (its fix carries the topology too).
 fn mode(cx: &Cx<'_>, s: &Shape<'_>, out: &mut Vec<Finding>) -> bool {
     let Shape { cpu_el, topology_ok, declared_threads, suggest_threads, .. } = *s;
-    let topology_line = |t: u32| s.topology_line(t);
     let kvm = cx.root.attr("type") != Some("qemu");
     let mode = cpu_el.map(|c| c.attr("mode").unwrap_or("custom"));
     if !kvm || matches!(mode, Some("host-passthrough") | Some("maximum")) {
         return false;
     }
     let threads = if cpu_el.is_some() && topology_ok { declared_threads } else { suggest_threads };
-    let mut fix = vec!["<cpu mode='host-passthrough' check='none' migratable='off'>".to_string()];
-    fix.push(format!("  {}", topology_line(threads)));
-    fix.push("  <cache mode='passthrough'/>".into());
+    let mut fix = host_passthrough(s.suggested(threads));
     if cx.host.vendor == CpuVendor::Amd && threads > 1 {
-        fix.push("  <feature policy='require' name='topoext'/>".into());
+        fix.push(cpu_feature("topoext"));
     }
-    fix.push("</cpu>".into());
     let model = cpu_el.and_then(|c| c.child("model")).map(|m| m.text()).filter(|m| !m.is_empty());
     let what = match (mode, model) {
         (None, _) => "there is no <cpu> element: QEMU's generic default model".to_string(),
@@ -155,7 +156,7 @@ fn mode(cx: &Cx<'_>, s: &Shape<'_>, out: &mut Vec<Finding>) -> bool {
             Finding::at(&MODE_NOT_PASSTHROUGH, "cpu", cpu_el.or_else(|| cx.closest("cpu")))
                 .message(format!("{what}, not host-passthrough"))
                 .why("host-model and named models give the guest a CPU without some of the host's features and without its real cache layout: games and drivers take slower code paths, some refuse to start, and the guest schedules blind to the caches (lost performance)")
-                .fix(fix.join("\n")),
+                .fix(fix.pretty()),
         );
     true
 }
@@ -189,10 +190,12 @@ fn topology(cx: &Cx<'_>, s: &Shape<'_>, mode_reported: bool, out: &mut Vec<Findi
             let mut fix = topology_line(suggest_threads);
             if declared_threads > 1 && vcpus % declared_threads != 0 && declared_threads <= smt {
                 let up = vcpus.div_ceil(declared_threads) * declared_threads;
-                fix = format!(
-                    "{fix}\n<!-- or keep whole cores: <vcpu placement='static'>{up}</vcpu> with cores='{}' threads='{declared_threads}' -->",
+                let or = format!(
+                    "or keep whole cores: {} with cores='{}' threads='{declared_threads}'",
+                    Element::new("vcpu").with_attr("placement", "static").with_text(&up.to_string()).to_xml(),
                     up / declared_threads
                 );
+                fix = format!("{fix}\n{}", Node::comment(&or).to_xml());
             }
             out.push(
                 Finding::at(&TOPOLOGY_MISMATCH, "cpu/topology", Some(t))
@@ -246,7 +249,7 @@ fn topoext(s: &Shape<'_>, out: &mut Vec<Finding>) {
                 )
                 .message(format!("threads='{declared_threads}' on an AMD host, but {what}"))
                 .why("without topoext an AMD guest sees no SMT siblings: it takes every vCPU for a full core, puts two busy threads on one host core and the pairing you pinned is lost (lost performance, stutter)")
-                .fix("<feature policy='require' name='topoext'/>"),
+                .fix(cpu_feature("topoext").to_xml()),
             );
         }
     }

@@ -7,7 +7,7 @@ use super::guest::Guest;
 use super::pins::{settled, tune_at};
 use super::{cpus_text, vcpupin_path, Finding, L3_SPREAD, NUMA_AWAY_FROM_DEVICE, NUMA_SPREAD};
 use crate::cpuset::CpuSet;
-use crate::xml::Element;
+use crate::xml::{Element, Node};
 
 /// [`NUMA_SPREAD`], [`L3_SPREAD`], [`NUMA_AWAY_FROM_DEVICE`]: the vCPUs in one L3
 /// domain and on one node, the device's, when they fit.
@@ -33,7 +33,7 @@ pub(super) fn check<'a>(g: &Guest<'a, '_>, tune: Option<&'a Element>, flagged: &
         // The planner's placement when it lands inside `cpus`, else a pointer to them.
         let within = |cpus: &CpuSet| match &planned {
             Some(p) if p.guest_cpus.iter().all(|c| cpus.contains(c)) => g.plan_block(p),
-            _ => format!("<!-- one <vcpupin> per vCPU, on whole cores among {} -->", cpus_text(cpus)),
+            _ => Node::comment(&format!("one <vcpupin> per vCPU, on whole cores among {}", cpus_text(cpus))).to_xml(),
         };
         let split = |of: &dyn Fn(u32) -> Option<u32>| {
             let mut by: BTreeMap<u32, CpuSet> = BTreeMap::new();

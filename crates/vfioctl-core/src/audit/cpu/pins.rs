@@ -12,8 +12,9 @@ use super::{
     SMT_SIBLINGS, UNPINNED, VCPUPIN_NO_SUCH_VCPU, VCPUS_SHARE_CPU, VCPU_FLOATING, VCPU_ON_CPU0,
 };
 use crate::cpuset::CpuSet;
+use crate::domain::{emulatorpin, iothreadpin, vcpu};
 use crate::topology::{CoreKind, Topology};
-use crate::xml::Element;
+use crate::xml::{Element, Node};
 
 /// What is wrong with a pin's `cpuset`, if anything.
 fn bad_cpuset(topo: &Topology, cpuset: Option<&str>) -> Option<String> {
@@ -104,7 +105,7 @@ pub(super) fn read<'a>(cx: &Cx<'a>, s: &Shape<'a>, out: &mut Vec<Finding>) -> Re
                             vcpus.saturating_sub(1)
                         ))
                         .why("libvirt refuses a vcpupin for a vCPU that does not exist: the domain cannot be defined")
-                        .fix(format!("<!-- remove the line, or raise <vcpu> above {v} -->")),
+                        .fix(Node::comment(&format!("remove the line, or raise <vcpu> above {v}")).to_xml()),
                     );
                     continue;
                 };
@@ -151,8 +152,8 @@ pub(super) fn report_broken(g: &Guest<'_, '_>, s: &Shape<'_>, read: Read<'_>, re
     for (f, what) in read.bad {
         let fix = match what {
             Broken::Vcpu(v) => g.repair_fix(&BTreeSet::from([v])),
-            Broken::Emulator => format!("<emulatorpin cpuset='{rest}'/>"),
-            Broken::Iothread(id) => format!("<iothreadpin iothread='{id}' cpuset='{rest}'/>"),
+            Broken::Emulator => emulatorpin(rest).to_xml(),
+            Broken::Iothread(id) => iothreadpin(&id, rest).to_xml(),
             Broken::VcpuCpuset => {
                 let online: CpuSet = vcpu_el
                     .and_then(|v| CpuSet::from_str(v.attr("cpuset")?).ok())
@@ -160,12 +161,10 @@ pub(super) fn report_broken(g: &Guest<'_, '_>, s: &Shape<'_>, read: Read<'_>, re
                     .unwrap_or_default();
                 let all_pinned = (0..vcpus).all(|v| cx.pins.vcpu.contains_key(&v) || broken_vcpus.contains(&v));
                 match g.planned() {
-                    Some(p) if !all_pinned || online.is_empty() => format!(
-                        "<vcpu placement='static' cpuset='{}'>{vcpus}</vcpu>\n{}",
-                        p.guest_cpus,
-                        g.plan_block(&p)
-                    ),
-                    _ => format!("<vcpu placement='static' cpuset='{online}'>{vcpus}</vcpu>"),
+                    Some(p) if !all_pinned || online.is_empty() => {
+                        format!("{}\n{}", vcpu(&p.guest_cpus, vcpus).to_xml(), g.plan_block(&p))
+                    }
+                    _ => vcpu(&online, vcpus).to_xml(),
                 }
             }
         };
@@ -209,12 +208,7 @@ fn unpinned(g: &Guest<'_, '_>, out: &mut Vec<Finding>) -> bool {
         let all = unpinned.len() as u32 == g.vcpus;
         let (message, fix) = if all {
             let fix = match g.planned() {
-                Some(p) => format!(
-                    "<vcpu placement='static' cpuset='{}'>{}</vcpu>\n{}",
-                    p.guest_cpus,
-                    g.vcpus,
-                    g.plan_block(&p)
-                ),
+                Some(p) => format!("{}\n{}", vcpu(&p.guest_cpus, g.vcpus).to_xml(), g.plan_block(&p)),
                 None => g.plan_fix(),
             };
             (format!("none of the {} vCPUs is pinned (no <vcpupin>, no <vcpu cpuset>)", g.vcpus), fix)

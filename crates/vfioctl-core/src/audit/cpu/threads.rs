@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use super::guest::Guest;
 use super::{cpus_text, running, Finding, EMULATORPIN_OVERLAP, IOTHREADPIN_OVERLAP, NO_EMULATORPIN, NO_IOTHREADPIN};
 use crate::cpuset::CpuSet;
+use crate::domain::{emulatorpin, iothreadpin};
 use crate::xml::Element;
 
 /// The emulator and I/O threads.
@@ -31,7 +32,7 @@ pub(super) fn check(
             Finding::at(&NO_EMULATORPIN, "cputune/emulatorpin", tune.or_else(|| cx.closest("cputune")))
                 .message("the vCPUs are pinned, the emulator thread is not")
                 .why("QEMU's emulator thread (device emulation, I/O completion) then runs wherever the host puts it, also on the vCPUs' CPUs, and preempts them: micro-stutter, audio crackle")
-                .fix(format!("<emulatorpin cpuset='{rest}'/>")),
+                .fix(emulatorpin(rest).to_xml()),
         );
     } else if let Some((set, e)) = &cx.pins.emulator {
         let o = overlap_with(set);
@@ -40,7 +41,7 @@ pub(super) fn check(
                 Finding::at(&EMULATORPIN_OVERLAP, "cputune/emulatorpin", Some(e))
                     .message(format!("the emulator thread may run on {}, where {}", cpus_text(&o), running(&on_those(&o))))
                     .why("the emulator thread preempts the vCPU it shares a CPU with whenever the guest does I/O: micro-stutter, audio crackle")
-                    .fix(format!("<emulatorpin cpuset='{rest}'/>")),
+                    .fix(emulatorpin(rest).to_xml()),
             );
         }
     }
@@ -51,7 +52,7 @@ pub(super) fn check(
             Finding::at(&NO_IOTHREADPIN, "cputune/iothreadpin", tune.or_else(|| cx.closest("cputune")))
                 .message(format!("I/O thread{} {ids} {} no <iothreadpin>", if missing.len() == 1 { "" } else { "s" }, if missing.len() == 1 { "has" } else { "have" }))
                 .why("an unpinned I/O thread runs anywhere, also on the vCPUs' CPUs: disk I/O then steals time from the guest (stutter while loading)")
-                .fix(missing.iter().map(|t| format!("<iothreadpin iothread='{t}' cpuset='{rest}'/>")).collect::<Vec<_>>().join("\n")),
+                .fix(missing.iter().map(|t| iothreadpin(&t.to_string(), rest).to_xml()).collect::<Vec<_>>().join("\n")),
         );
     }
     for (t, (set, e)) in &cx.pins.iothread {
@@ -61,7 +62,7 @@ pub(super) fn check(
                 Finding::at(&IOTHREADPIN_OVERLAP, &format!("cputune/iothreadpin[@iothread='{t}']"), Some(e))
                     .message(format!("I/O thread {t} may run on {}, where {}", cpus_text(&o), running(&on_those(&o))))
                     .why("the I/O thread preempts the vCPU it shares a CPU with on every disk request: stutter while loading")
-                    .fix(format!("<iothreadpin iothread='{t}' cpuset='{rest}'/>")),
+                    .fix(iothreadpin(&t.to_string(), rest).to_xml()),
             );
         }
     }

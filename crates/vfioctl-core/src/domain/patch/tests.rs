@@ -1,12 +1,12 @@
 use super::*;
 use crate::domain::tests::{host, plan, req};
-use crate::domain::{render, Disk, GuestOs, Network};
+use crate::domain::{document, render, Disk, GuestOs, Network};
 use crate::pci::PciAddress;
 use crate::plan::devices::PlannedDevice;
 use crate::plan::memory::Hugepages;
 use crate::xml::{parse, Element, Node};
 
-use crate::xml::tests::{GUIDE_000, GUIDE_001};
+use crate::domain::tests::{GUIDE_000, GUIDE_001};
 
 fn gpu_plan() -> crate::plan::Plan {
     let mut p = plan();
@@ -106,6 +106,33 @@ fn a_domain_that_has_the_plan_comes_back_unchanged() {
                 let (out, report) = patched(&xml, &xml);
                 assert_eq!(out, xml);
                 assert!(report.changes.is_empty(), "{:?}", report.changes);
+            }
+        }
+    }
+}
+
+/// The tree [`document`] builds patches exactly like its text read back, so callers can
+/// hand it to the patch without writing and parsing it.
+#[test]
+fn the_built_tree_patches_like_its_text() {
+    let mut r = req();
+    r.os = GuestOs::Windows11;
+    r.disk = Some(Disk::Image("/var/lib/libvirt/images/w.qcow2".into()));
+    r.isos = vec!["/isos/win.iso".into()];
+    r.network = Some(Network::Bridge("br0".into()));
+    for plan in [plan(), gpu_plan()] {
+        for libvirt in [None, Some((6, 0)), Some((9, 0))] {
+            for r in [req(), r.clone()] {
+                let built = document(&plan, &host(libvirt), &r);
+                let text = built.write();
+                assert_eq!(text, render(&plan, &host(libvirt), &r));
+                let read = parse(&text).unwrap();
+                for g in [GUIDE_000, GUIDE_001, text.as_str()] {
+                    let (mut a, mut b) = (parse(g).unwrap(), parse(g).unwrap());
+                    let (ra, rb) = (patch(&mut a, &built), patch(&mut b, &read));
+                    assert_eq!(a.write(), b.write());
+                    assert_eq!(ra, rb);
+                }
             }
         }
     }

@@ -1,18 +1,58 @@
-//! A lossless XML tree for libvirt domains.
+//! # vfioctl-xml: a lossless XML tree
 //!
-//! Patching a user's domain must keep everything they had: comments, attribute order and
-//! quoting, indentation, unknown elements, namespaces. So the tree keeps the raw text of
-//! every part it did not change, and writing an unchanged [`Document`] gives back the
-//! input byte for byte. Changed attributes are written as `name='value'`, libvirt's style;
-//! inserted elements are indented like their new siblings.
+//! vfioctl edits libvirt domains that people wrote or tuned by hand. Patching such a file
+//! must keep everything that is theirs: comments, the order and quoting of attributes,
+//! indentation, elements vfioctl knows nothing about, namespaces. This crate reads XML
+//! into a tree that keeps all of that, lets a caller change parts of it, and writes it
+//! back. It depends on no other crate of vfioctl and does no I/O: text in, text out.
 //!
-//! Every element remembers the line and column of its `<`, for findings that point into
-//! the user's file.
+//! ## What the tree guarantees
+//!
+//! - **Byte-for-byte round trip.** Every byte of the input ends up somewhere in the tree
+//!   (the raw text of each attribute, the whitespace inside tags, text exactly as written,
+//!   comments, CDATA, processing instructions, the DOCTYPE, a byte-order mark), so
+//!   [`Document::write`] of a document nobody changed is the input, unchanged.
+//! - **Edits are local.** An attribute that is [set](Element::set_attr) loses its raw
+//!   text and is written `name='value'`, libvirt's own style; its siblings keep theirs.
+//!   [Inserted](Element::insert) elements are indented like their new siblings (with the
+//!   document's [unit](Document::indent_unit)); [removed](Element::remove_elements) ones
+//!   take their line with them but leave the user's comments.
+//! - **Line and column.** Every parsed element remembers the 1-based line and column (in
+//!   characters) of its `<`, so findings can point into the user's file; an [`XmlError`]
+//!   says where the input went wrong and what was open. Elements made in code have 0, 0.
+//! - **A depth limit.** Nesting deeper than 512 elements is an error. The reader is
+//!   iterative, and the limit keeps the recursive writer and `Drop` far from the end of
+//!   the stack, so hostile input cannot overflow it.
+//! - **No panics.** Malformed input of any kind is an [`XmlError`], never a panic; the
+//!   fuzz target `xml` (in the repository's `fuzz/`) checks this and the round trip on
+//!   arbitrary bytes, and the tests here on every prefix, suffix and mangling of a
+//!   real domain.
+//!
+//! It reads what libvirt writes and what people write by hand; it is not a validating
+//! parser (no DTDs, no entities beyond the five predefined ones and character references).
+//!
+//! XML that is written rather than read (a rendered domain, a snippet in a finding) is
+//! built with the same types: [`Element::new`] with `with_attr`, `with_child`, `with_text`
+//! and `with_comment`, then laid out libvirt's way by [`Document::new`],
+//! [`Element::laid_out`] or [`Element::pretty`]. Values are escaped when written, so
+//! built XML is well-formed whatever the strings hold, and it reads back as itself.
+//!
+//! ```
+//! let text = "<domain type=\"kvm\">\n  <!-- mine -->\n  <vcpu>4</vcpu>\n</domain>\n";
+//! let mut doc = vfioctl_xml::parse(text).unwrap();
+//! assert_eq!(doc.write(), text);
+//! let vcpu = doc.root.child_mut("vcpu").unwrap();
+//! assert_eq!((vcpu.line, vcpu.column), (3, 3));
+//! vcpu.set_attr("placement", "static");
+//! assert_eq!(doc.write(), "<domain type=\"kvm\">\n  <!-- mine -->\n  <vcpu placement='static'>4</vcpu>\n</domain>\n");
+//! ```
 
+mod build;
 mod parse;
 
 use std::fmt;
 
+pub use build::LIBVIRT_INDENT;
 pub use parse::{parse, XmlError};
 
 /// A whole document: what comes before the root (declaration, comments), the root, and
@@ -166,7 +206,8 @@ impl Element {
         self
     }
 
-    fn write(&self, out: &mut String) {
+    /// `<name`, the attributes and the space before `>`.
+    fn write_start(&self, out: &mut String) {
         out.push('<');
         out.push_str(&self.name);
         for a in &self.attrs {
@@ -182,6 +223,10 @@ impl Element {
             }
         }
         out.push_str(&self.tag_space);
+    }
+
+    fn write(&self, out: &mut String) {
+        self.write_start(out);
         if self.empty && self.children.is_empty() {
             out.push_str("/>");
             return;
@@ -379,6 +424,14 @@ impl Element {
 
     /// Replaces this element's layout whitespace so it sits at `depth` levels.
     pub fn reindent(&mut self, depth: usize, unit: &str) {
+        self.layout(depth, unit, &mut |e, d| e.reindent(d + 1, unit));
+    }
+
+    /// Puts each child element and comment on a line of its own at `depth` levels of
+    /// `unit`, the end tag one level less, after `child` has laid out each child element
+    /// (given the depth it sits at). Elements without child elements or comments stay as
+    /// they are.
+    fn layout(&mut self, depth: usize, unit: &str, child: &mut dyn FnMut(&mut Element, usize)) {
         if self.elements().next().is_none() && !self.children.iter().any(|c| matches!(c, Node::Comment(_))) {
             return;
         }
@@ -389,7 +442,7 @@ impl Element {
             match n {
                 n if n.is_blank() => {}
                 Node::Element(mut e) => {
-                    e.reindent(depth + 1, unit);
+                    child(&mut e, depth);
                     self.children.push(Node::Text(indent.clone()));
                     self.children.push(Node::Element(e));
                 }
@@ -420,4 +473,4 @@ impl Element {
 }
 
 #[cfg(test)]
-pub(crate) mod tests;
+mod tests;

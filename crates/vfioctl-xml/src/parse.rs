@@ -1,5 +1,5 @@
 //! A small, lossless XML reader: every byte of the input ends up in the tree, so
-//! [`Document::to_string`](super::Document) gives the input back unchanged.
+//! [`Document::write`](super::Document::write) gives the input back unchanged.
 //!
 //! It reads what libvirt writes and what people write by hand: the XML declaration,
 //! comments, processing instructions, a DOCTYPE, CDATA, the five predefined entities

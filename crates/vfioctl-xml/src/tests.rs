@@ -1,7 +1,7 @@
 use super::*;
 
-pub(crate) const GUIDE_000: &str = include_str!("../../../../examples/domains/guide-000-CompromisedBeast.xml");
-pub(crate) const GUIDE_001: &str = include_str!("../../../../examples/domains/guide-001-win10.xml");
+const GUIDE_000: &str = include_str!("../../../examples/domains/guide-000-CompromisedBeast.xml");
+const GUIDE_001: &str = include_str!("../../../examples/domains/guide-001-win10.xml");
 
 fn doc(s: &str) -> Document {
     parse(s).unwrap()
