@@ -277,8 +277,7 @@ fn fix(
         isos: Vec::new(),
         network: None,
     };
-    let want = xml::parse(&domain::render(&plan, &dhost, &req))
-        .map_err(|err| CliError::DomainXml { from: "vfioctl".into(), err })?;
+    let want = domain::document(&plan, &dhost, &req);
     let report = domain::patch_parts(&mut fixed, &want, parts);
     Ok((fixed, report.changes))
 }

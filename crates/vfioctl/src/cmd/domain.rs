@@ -103,7 +103,7 @@ pub fn run(h: &Host, args: &DomainArgs) -> Result<Exit, CliError> {
     let rendered = domain::render(&p, &host, &req);
     let xml = match (&mut doc, &existing) {
         (Some(doc), Some((from, before))) => {
-            let want = xml::parse(&rendered).map_err(|err| CliError::DomainXml { from: "vfioctl".into(), err })?;
+            let want = domain::document(&p, &host, &req);
             let report = domain::patch(doc, &want);
             let after = doc.write();
             eprint!("{}", patch_summary(from, before, &after, &report));
