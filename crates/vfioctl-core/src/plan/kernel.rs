@@ -161,7 +161,11 @@ pub fn plan(
         add.push("initcall_blacklist=sysfb_init".into());
         reasons.push("initcall_blacklist=sysfb_init: a simpledrm/sysfb framebuffer holds the GPU's memory".into());
     }
-    add.retain(|a| !remove.contains(a));
+    // A parameter both removed (as the host has it) and added (as the plan wants it) is
+    // already right: neither, so the plan is a fixed point of its own result.
+    let kept: Vec<String> = add.iter().filter(|a| remove.contains(a)).cloned().collect();
+    add.retain(|a| !kept.contains(a));
+    remove.retain(|r| !kept.contains(r));
 
     // modprobe.d: the ids, and vfio-pci before the passed devices' host drivers.
     let needs = Needs::new(
