@@ -55,6 +55,10 @@ pub struct Journal {
     /// What the plan said the host would look like after the reboot (older journals have none).
     #[serde(default)]
     pub expect: Option<vfioctl_core::verify::Expectation>,
+    /// Directories the apply creates for its new files (host paths, outermost first);
+    /// restoring removes them again when they are empty.
+    #[serde(default)]
+    pub created_dirs: Vec<PathBuf>,
 }
 
 fn io(path: PathBuf) -> impl FnOnce(std::io::Error) -> ApplyError {
@@ -92,6 +96,7 @@ impl Journal {
             commands: Vec::new(),
             results: Vec::new(),
             expect: None,
+            created_dirs: Vec::new(),
         };
         for d in ["before", "after", "output"] {
             let p = j.real(root, d);

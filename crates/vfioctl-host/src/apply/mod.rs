@@ -304,6 +304,7 @@ pub fn apply(
         let real = root.path(&f.path);
         journal.record(root, &f.path, before.as_deref(), meta_of(&real), &f.after)?;
     }
+    journal.created_dirs = missing_dirs(root, &todo);
     journal.commands = changes.commands.clone();
     journal.expect = changes.expect.clone();
     journal.state = JournalState::Writing;
@@ -366,6 +367,23 @@ pub fn apply(
     Ok(Outcome { journal: Some(journal.host_dir()), written, commands: results })
 }
 
+/// The directories writing `todo` will create: the missing ancestors of each file, outermost
+/// first, each once.
+fn missing_dirs(root: &HostRoot, todo: &[&FileChange]) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = Vec::new();
+    for f in todo {
+        let mut missing: Vec<PathBuf> =
+            f.path.ancestors().skip(1).take_while(|d| !root.path(d).exists()).map(Path::to_path_buf).collect();
+        missing.reverse();
+        for d in missing {
+            if !out.contains(&d) {
+                out.push(d);
+            }
+        }
+    }
+    out
+}
+
 /// Restores every file of the journal; reruns the commands when some ran already.
 fn fail(
     root: &HostRoot,
@@ -413,6 +431,16 @@ fn restore_files(root: &HostRoot, journal: &Journal, fault: Option<Fault>) -> Re
         };
         if let Err(e) = r {
             errors.push(format!("{}: {e}", f.path.display()));
+        }
+    }
+    // The directories the apply created, deepest first; one that holds something else by now
+    // (someone put a file there) stays.
+    for d in journal.created_dirs.iter().rev() {
+        match fs::remove_dir(root.path(d)) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound || e.kind() == std::io::ErrorKind::DirectoryNotEmpty => {
+            }
+            Err(e) => errors.push(format!("{}: {e}", d.display())),
+            Ok(()) => {}
         }
     }
     if errors.is_empty() {

@@ -17,7 +17,8 @@ fn args<'a>(cmd: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     v
 }
 
-/// Every file under the root's etc and boot with its bytes and mode.
+/// Every file and directory under the root's etc, boot and efi with its bytes and mode (a
+/// directory with no bytes), so a directory the apply created and left counts too.
 fn tree(root: &Path) -> BTreeMap<PathBuf, (Vec<u8>, u32)> {
     fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, (Vec<u8>, u32)>) {
         let Ok(rd) = fs::read_dir(dir) else { return };
@@ -25,6 +26,7 @@ fn tree(root: &Path) -> BTreeMap<PathBuf, (Vec<u8>, u32)> {
             let p = e.path();
             let m = fs::symlink_metadata(&p).expect("metadata");
             if m.is_dir() {
+                out.insert(p.strip_prefix(base).expect("under").to_path_buf(), (Vec::new(), m.mode()));
                 walk(base, &p, out);
             } else if m.is_file() {
                 out.insert(p.strip_prefix(base).expect("under").to_path_buf(), (fs::read(&p).expect("read"), m.mode()));
@@ -32,7 +34,7 @@ fn tree(root: &Path) -> BTreeMap<PathBuf, (Vec<u8>, u32)> {
         }
     }
     let mut out = BTreeMap::new();
-    for d in ["etc", "boot"] {
+    for d in ["etc", "boot", "efi"] {
         walk(root, &root.join(d), &mut out);
     }
     out
@@ -284,4 +286,34 @@ fn the_next_boot_plan_and_check_name_is_the_file_apply_edits() {
         "{}",
         plan.stdout
     );
+}
+
+/// On every example host with the plan's defaults (1 GiB pages reserved at boot where the
+/// CPU has them): a second identical apply changes nothing and writes no journal, and one
+/// rollback restores every file and directory. Regression: the second apply used to remove
+/// the hugepage parameters the first had added (the plan removed what it also added), and
+/// rollback left the directories the apply had created.
+#[test]
+fn every_example_host_applies_once_and_rolls_back_whole() {
+    let mut applied = 0;
+    for host in crate::util::example_hosts() {
+        let name = host.file_name().expect("name").to_string_lossy().into_owned();
+        let (_t, root) = copy_host(&name);
+        let before = tree(&root);
+        let first = vfioctl(&root, &["apply", "gpu", "--yes", "--no-commands"]);
+        if first.code != 0 {
+            assert_eq!(tree(&root), before, "{name}: a refused apply changed files");
+            continue;
+        }
+        applied += 1;
+        let journals = || fs::read_dir(root.join("var/lib/vfioctl/journal")).map_or(0, |d| d.count());
+        let n = journals();
+        let second = vfioctl(&root, &["apply", "gpu", "--yes", "--no-commands"]);
+        assert!(second.stdout.starts_with("Nothing to do"), "{name}: {}{}", second.stdout, second.stderr);
+        assert_eq!(journals(), n, "{name}: the second apply wrote a journal");
+        let rb = vfioctl(&root, &["rollback", "--yes", "--no-commands"]);
+        assert_eq!(rb.code, 0, "{name}: {}", rb.stderr);
+        assert_eq!(tree(&root), before, "{name}: rollback did not restore everything");
+    }
+    assert!(applied >= 8, "only {applied} example hosts applied");
 }
