@@ -100,7 +100,6 @@ pub fn run(h: &Host, args: &DomainArgs) -> Result<Exit, CliError> {
         isos: args.iso.clone(),
         network,
     };
-    let rendered = domain::render(&p, &host, &req);
     let xml = match (&mut doc, &existing) {
         (Some(doc), Some((from, before))) => {
             let want = domain::document(&p, &host, &req);
@@ -109,7 +108,7 @@ pub fn run(h: &Host, args: &DomainArgs) -> Result<Exit, CliError> {
             eprint!("{}", patch_summary(from, before, &after, &report));
             after
         }
-        _ => rendered,
+        _ => domain::render(&p, &host, &req),
     };
     if let (Some(size), Some(Disk::Image(path))) = (&args.disk_size, &req.disk) {
         let bytes = cli::parse_size_mib(size).map_err(CliError::Usage)? * 1024 * 1024;
