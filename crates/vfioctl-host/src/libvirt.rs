@@ -5,9 +5,9 @@
 //! capabilities for a q35 KVM guest (read with `vfioctl_core::domain::caps::parse`), a
 //! domain's inactive XML, defining and undefining a domain.
 //!
-//! The calls go through libvirt's C library (the `virt` crate), only when vfioctl-host is
-//! built with the `libvirt` feature. Without it the same API exists and every call returns
-//! [`LibvirtError::Unsupported`], so callers need no `cfg` of their own.
+//! The calls go through libvirt's C library, opened at run time the first time a command
+//! connects (`vfioctl-libvirt`): commands that do not talk to libvirt never load it, and a
+//! host without the library gets [`LibvirtError::Unavailable`], which says what to install.
 //!
 //! Errors carry the URI and libvirt's own message text, unchanged, so what libvirt said
 //! reaches the user; [`LibvirtError::remedy`] says what to do about it.
@@ -79,9 +79,9 @@ pub enum LibvirtError {
     /// Any other call that failed: which one, and libvirt's message.
     #[error("libvirt at {uri}: {call} failed: {message}")]
     Call { uri: String, call: &'static str, message: String },
-    /// Built without the `libvirt` feature.
-    #[error("vfioctl was built without libvirt support")]
-    Unsupported,
+    /// libvirt's client library could not be opened (not installed, or not libvirt).
+    #[error("cannot use libvirt: cannot open its library {library}: {message}")]
+    Unavailable { library: String, message: String },
 }
 
 fn domain_name(name: &Option<String>) -> String {
@@ -150,11 +150,11 @@ impl LibvirtError {
                     .into(),
             ),
             LibvirtError::Call { .. } => None,
-            LibvirtError::Unsupported => Some(
-                "rebuild vfioctl with its default features (the `libvirt` feature); building it needs \
-                 libvirt's development files (libvirt-dev or libvirt-devel) and pkg-config"
-                    .into(),
-            ),
+            LibvirtError::Unavailable { .. } => Some(format!(
+                "install libvirt's client library (Debian and Ubuntu: libvirt0; Fedora and RHEL: libvirt-libs; \
+                 Arch: libvirt), or name the file in {}=/path/to/libvirt.so.0",
+                vfioctl_libvirt::LIBRARY_ENV
+            )),
         }
     }
 }
@@ -163,8 +163,7 @@ impl LibvirtError {
 #[derive(Debug)]
 pub struct Libvirt {
     uri: String,
-    #[cfg(feature = "libvirt")]
-    conn: virt::connect::Connect,
+    conn: vfioctl_libvirt::Connect,
 }
 
 impl Libvirt {
@@ -220,17 +219,13 @@ pub fn split_version(v: u64) -> (u32, u32, u32) {
 }
 
 /// The `<name>` of a domain XML, for error messages; `None` when it cannot be told.
-#[cfg(any(feature = "libvirt", test))]
 fn name_of(xml: &str) -> Option<String> {
     let doc = vfioctl_core::xml::parse(xml).ok()?;
     doc.root.child("name").map(|n| n.text()).filter(|n| !n.is_empty())
 }
 
-#[cfg(feature = "libvirt")]
 mod backend {
-    use virt::connect::Connect;
-    use virt::error::{Error, ErrorNumber};
-    use virt::sys;
+    use vfioctl_libvirt::{code, flags, Connect, Domain, Error};
 
     use super::{name_of, split_version, Defined, DomainCapsXml, Libvirt, LibvirtError, Versions, VirtType};
 
@@ -243,16 +238,15 @@ mod backend {
     }
 
     pub(super) fn open(uri: &str) -> Result<Libvirt, LibvirtError> {
-        // The virt crate unwraps the conversion to a C string: refuse NUL bytes here.
         if uri.contains('\0') {
             return Err(LibvirtError::Connect {
                 uri: uri.escape_debug().to_string(),
                 message: "the URI contains a NUL byte".into(),
             });
         }
-        virt::error::clear_error_callback();
-        match Connect::open(Some(uri)) {
+        match Connect::open(uri) {
             Ok(conn) => Ok(Libvirt { uri: uri.to_string(), conn }),
+            Err(Error::Load { library, message }) => Err(LibvirtError::Unavailable { library, message }),
             Err(e) => Err(LibvirtError::Connect { uri: uri.to_string(), message: message(&e) }),
         }
     }
@@ -261,11 +255,11 @@ mod backend {
         let libvirt = lv.conn.lib_version().map_err(|e| call(lv, "virConnectGetLibVersion", &e))?;
         let hypervisor = match lv.conn.hyp_version() {
             Ok(0) => None,
-            Ok(v) => Some(split_version(u64::from(v))),
-            Err(e) if e.code().is(ErrorNumber::NoSupport) => None,
+            Ok(v) => Some(split_version(v)),
+            Err(e) if e.code() == Some(code::NO_SUPPORT) => None,
             Err(e) => return Err(call(lv, "virConnectGetVersion", &e)),
         };
-        Ok(Versions { libvirt: split_version(u64::from(libvirt)), hypervisor })
+        Ok(Versions { libvirt: split_version(libvirt), hypervisor })
     }
 
     pub(super) fn domain_capabilities(lv: &Libvirt, emulator: Option<&str>) -> Result<DomainCapsXml, LibvirtError> {
@@ -276,7 +270,7 @@ mod backend {
             });
         }
         let get = |virttype: VirtType| {
-            lv.conn.domain_capabilities(emulator, Some("x86_64"), Some("q35"), Some(virttype.as_str()), 0)
+            lv.conn.domain_capabilities(emulator, Some("x86_64"), Some("q35"), Some(virttype.as_str()))
         };
         let kvm = match get(VirtType::Kvm) {
             Ok(xml) => return Ok(DomainCapsXml { xml, virttype: VirtType::Kvm, kvm_refused: None }),
@@ -292,9 +286,9 @@ mod backend {
         }
     }
 
-    fn lookup(lv: &Libvirt, name: &str) -> Result<virt::domain::Domain, LibvirtError> {
+    fn lookup<'a>(lv: &'a Libvirt, name: &str) -> Result<Domain<'a>, LibvirtError> {
         lv.conn.lookup_domain_by_name(name).map_err(|e| {
-            if e.code().is(ErrorNumber::NoDomain) {
+            if e.code() == Some(code::NO_DOMAIN) {
                 LibvirtError::NoDomain { name: name.to_string(), uri: lv.uri.clone() }
             } else {
                 call(lv, "virDomainLookupByName", &e)
@@ -304,13 +298,13 @@ mod backend {
 
     pub(super) fn domain_xml(lv: &Libvirt, name: &str) -> Result<String, LibvirtError> {
         let dom = lookup(lv, name)?;
-        dom.xml_desc(sys::VIR_DOMAIN_XML_INACTIVE).map_err(|e| call(lv, "virDomainGetXMLDesc", &e))
+        dom.xml_desc(flags::XML_INACTIVE).map_err(|e| call(lv, "virDomainGetXMLDesc", &e))
     }
 
     pub(super) fn define(lv: &Libvirt, xml: &str) -> Result<Defined, LibvirtError> {
-        let dom = lv.conn.define_domain_xml_flags(xml, sys::VIR_DOMAIN_DEFINE_VALIDATE).map_err(|e| {
+        let dom = lv.conn.define_domain_xml_flags(xml, flags::DEFINE_VALIDATE).map_err(|e| {
             // A lost connection is not a refusal of the domain.
-            if e.code().is_any(vec![ErrorNumber::NoConnect, ErrorNumber::InvalidConn, ErrorNumber::Rpc]) {
+            if e.code().is_some_and(|c| [code::NO_CONNECT, code::INVALID_CONN, code::RPC].contains(&c)) {
                 call(lv, "virDomainDefineXMLFlags", &e)
             } else {
                 LibvirtError::Refused { uri: lv.uri.clone(), name: name_of(xml), message: message(&e) }
@@ -323,45 +317,14 @@ mod backend {
 
     pub(super) fn undefine(lv: &Libvirt, name: &str) -> Result<(), LibvirtError> {
         let dom = lookup(lv, name)?;
-        match dom.undefine_flags(sys::VIR_DOMAIN_UNDEFINE_KEEP_NVRAM) {
+        match dom.undefine_flags(flags::UNDEFINE_KEEP_NVRAM) {
             Ok(()) => Ok(()),
             // Drivers without NVRAM (the test driver) refuse the flag: without it then.
-            Err(e) if e.code().is(ErrorNumber::InvalidArg) => {
+            Err(e) if e.code() == Some(code::INVALID_ARG) => {
                 dom.undefine().map_err(|e| call(lv, "virDomainUndefine", &e))
             }
             Err(e) => Err(call(lv, "virDomainUndefineFlags", &e)),
         }
-    }
-}
-
-#[cfg(not(feature = "libvirt"))]
-mod backend {
-    //! Built without libvirt: every call is [`LibvirtError::Unsupported`].
-
-    use super::{Defined, DomainCapsXml, Libvirt, LibvirtError, Versions};
-
-    pub(super) fn open(_uri: &str) -> Result<Libvirt, LibvirtError> {
-        Err(LibvirtError::Unsupported)
-    }
-
-    pub(super) fn versions(_: &Libvirt) -> Result<Versions, LibvirtError> {
-        Err(LibvirtError::Unsupported)
-    }
-
-    pub(super) fn domain_capabilities(_: &Libvirt, _: Option<&str>) -> Result<DomainCapsXml, LibvirtError> {
-        Err(LibvirtError::Unsupported)
-    }
-
-    pub(super) fn domain_xml(_: &Libvirt, _: &str) -> Result<String, LibvirtError> {
-        Err(LibvirtError::Unsupported)
-    }
-
-    pub(super) fn define(_: &Libvirt, _: &str) -> Result<Defined, LibvirtError> {
-        Err(LibvirtError::Unsupported)
-    }
-
-    pub(super) fn undefine(_: &Libvirt, _: &str) -> Result<(), LibvirtError> {
-        Err(LibvirtError::Unsupported)
     }
 }
 
@@ -391,22 +354,14 @@ mod tests {
             "libvirt at qemu:///system refused to define domain 'w1': operation failed: domain 'w1' already exists with uuid 1234"
         );
         assert!(e.remedy().is_some_and(|r| r.contains("undefine --keep-nvram w1")));
-        assert!(LibvirtError::Unsupported.remedy().is_some_and(|r| r.contains("libvirt-dev")));
-    }
-
-    #[cfg(not(feature = "libvirt"))]
-    #[test]
-    fn without_the_feature_every_call_is_unsupported() {
-        let e = Libvirt::open("qemu:///system").unwrap_err();
-        assert_eq!(e, LibvirtError::Unsupported);
-        assert_eq!(e.to_string(), "vfioctl was built without libvirt support");
+        let e = LibvirtError::Unavailable { library: "libvirt.so.0".into(), message: "not found".into() };
+        assert!(e.remedy().is_some_and(|r| r.contains("libvirt0") && r.contains("VFIOCTL_LIBVIRT_LIBRARY")));
     }
 }
 
 /// Tests against a real libvirt: the built-in `test:///default` driver always, and
 /// `qemu:///system` when a libvirtd answers there (else they print "skipped").
 #[cfg(test)]
-#[cfg(feature = "libvirt")]
 mod live_tests {
     use std::process::Command;
     use std::time::{SystemTime, UNIX_EPOCH};

@@ -6,7 +6,7 @@ use vfioctl_core::xml;
 use vfioctl_host::apply::atomic_write;
 use vfioctl_host::disk;
 use vfioctl_host::host::Host;
-use vfioctl_host::libvirt::{Libvirt, LibvirtError};
+use vfioctl_host::libvirt::Libvirt;
 use vfioctl_host::root::HostRoot;
 
 use crate::cli::{self, DiskBusArg, DomainArgs, OsArg};
@@ -74,7 +74,7 @@ pub fn run(h: &Host, args: &DomainArgs) -> Result<Exit, CliError> {
             Some((path.display().to_string(), text))
         }
         (None, Some(name)) => {
-            let c = conn.as_ref().ok_or(CliError::Libvirt(LibvirtError::Unsupported))?;
+            let c = required(conn.as_ref())?;
             Some((format!("libvirt domain {name}"), c.domain_xml(name).map_err(CliError::Libvirt)?))
         }
         (None, None) => None,
@@ -135,7 +135,7 @@ pub fn run(h: &Host, args: &DomainArgs) -> Result<Exit, CliError> {
         None => output::print(&xml)?,
     }
     if args.define {
-        let c = conn.as_ref().ok_or(CliError::Libvirt(LibvirtError::Unsupported))?;
+        let c = required(conn.as_ref())?;
         let d = c.define(&xml).map_err(CliError::Libvirt)?;
         eprintln!("vfioctl: defined domain {} ({}) at {}", d.name, d.uuid, c.uri());
     }
@@ -166,7 +166,7 @@ fn patch_summary(from: &str, before: &str, after: &str, report: &domain::PatchRe
 fn connect(root: &HostRoot, args: &DomainArgs) -> Result<Option<Libvirt>, CliError> {
     let needed = args.define || args.from_libvirt.is_some() || args.connect.is_some();
     let uri = args.connect.as_deref().unwrap_or(DEFAULT_URI);
-    if !needed && (!root.is_live() || !cfg!(feature = "libvirt")) {
+    if !needed && !root.is_live() {
         return Ok(None);
     }
     match Libvirt::open(uri) {
@@ -174,6 +174,11 @@ fn connect(root: &HostRoot, args: &DomainArgs) -> Result<Option<Libvirt>, CliErr
         Err(e) if needed => Err(CliError::Libvirt(e)),
         Err(_) => Ok(None),
     }
+}
+
+/// The connection [`connect`] made because the arguments need one.
+fn required(conn: Option<&Libvirt>) -> Result<&Libvirt, CliError> {
+    conn.ok_or_else(|| CliError::Usage("this needs a libvirt connection: give --connect URI".into()))
 }
 
 /// Versions and domain capabilities from the connection, when there is one.

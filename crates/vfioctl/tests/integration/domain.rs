@@ -226,3 +226,23 @@ fn disk_size_creates_a_sparse_image_and_never_overwrites() {
     assert!(run.stderr.contains("left as it is"), "{}", run.stderr);
     assert_eq!(std::fs::read(&image).expect("image"), b"data");
 }
+
+/// libvirt's library is opened when a command talks to libvirt, not linked: the binary
+/// starts without it, and a missing library is an error that says what to install.
+#[test]
+fn libvirts_library_is_opened_only_to_talk_to_libvirt() {
+    let bin = env!("CARGO_BIN_EXE_vfioctl");
+    let ldd = crate::util::tool("ldd", &[bin], "libc-bin");
+    assert_eq!(ldd.code, 0, "{}", ldd.stderr);
+    assert!(!ldd.stdout.contains("libvirt"), "vfioctl links libvirt:\n{}", ldd.stdout);
+
+    let host = example_host("r2600x");
+    let missing = [("VFIOCTL_LIBVIRT_LIBRARY", "/nonexistent/libvirt.so.0")];
+    let run = crate::util::vfioctl_env(&host, &["domain", "gpu", "--memory", "8G", "--name", "vm"], &missing);
+    assert_eq!(run.code, 0, "a domain without --define needs no libvirt: {}", run.stderr);
+    let define = ["domain", "gpu", "--memory", "8G", "--name", "vm", "--define", "--connect", "test:///default"];
+    let run = crate::util::vfioctl_env(&host, &define, &missing);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("cannot open its library /nonexistent/libvirt.so.0"), "{}", run.stderr);
+    assert!(run.stderr.contains("libvirt0") && run.stderr.contains("VFIOCTL_LIBVIRT_LIBRARY"), "{}", run.stderr);
+}
