@@ -135,23 +135,27 @@ fn read_device(
     warnings: &mut Vec<Warning>,
 ) -> Result<PciDevice, Warning> {
     let mut r = DeviceReader::new(root, address, warnings);
-    let vendor = r.required("vendor", sysfs_value::hex_u16)?;
-    let device = r.required("device", sysfs_value::hex_u16)?;
-    let class = r.required("class", sysfs_value::hex_u32)?;
-    let mut dev = PciDevice::new(address, VendorDevice { vendor, device }, ClassCode::new(class));
-    dev.revision = r.optional("revision", sysfs_value::hex_u8);
-    if fields == Fields::Names && dev.revision.is_some() {
-        return Ok(dev);
-    }
     // The first 64 bytes of config space are readable without privileges.
     let config = r.read_bytes("config", 64).unwrap_or_default();
+    let header = Header::of(&config);
+    let ids = match header {
+        Some(h) => h.ids,
+        None => VendorDevice {
+            vendor: r.required("vendor", sysfs_value::hex_u16)?,
+            device: r.required("device", sysfs_value::hex_u16)?,
+        },
+    };
+    // Always sysfs's: quirks change the class (and it is what drivers match).
+    let class = r.required("class", sysfs_value::hex_u32)?;
+    let mut dev = PciDevice::new(address, ids, ClassCode::new(class));
     if let Some(&h) = config.get(0x0e) {
         dev.header_type = Some(h & 0x7f);
         dev.multifunction = Some(h & 0x80 != 0);
     }
-    if dev.revision.is_none() {
-        dev.revision = config.get(0x08).copied();
-    }
+    dev.revision = match header {
+        Some(h) => Some(h.revision),
+        None => r.optional("revision", sysfs_value::hex_u8).or_else(|| config.get(0x08).copied()),
+    };
     if fields == Fields::Names {
         return Ok(dev);
     }
@@ -163,12 +167,48 @@ fn read_device(
     if fields == Fields::Table {
         return Ok(dev);
     }
-    let sv = r.optional("subsystem_vendor", sysfs_value::hex_u16);
-    let sd = r.optional("subsystem_device", sysfs_value::hex_u16);
-    dev.subsystem = sv.zip(sd).map(|(vendor, device)| VendorDevice { vendor, device });
+    dev.subsystem = match header.and_then(|h| h.subsystem) {
+        Some(s) => Some(s),
+        None => {
+            let sv = r.optional("subsystem_vendor", sysfs_value::hex_u16);
+            let sd = r.optional("subsystem_device", sysfs_value::hex_u16);
+            sv.zip(sd).map(|(vendor, device)| VendorDevice { vendor, device })
+        }
+    };
     dev.numa_node = r.optional("numa_node", sysfs_value::numa_node).flatten();
     dev.reset_methods = r.optional("reset_method", |s| Ok(sysfs_value::words(s)));
     Ok(dev)
+}
+
+/// What the first bytes of a device's config space say, when they are a device's header:
+/// the vendor and device ids, the revision and (type 0) the subsystem ids, which is where
+/// the kernel reads its `vendor`, `device`, `revision`, `subsystem_vendor` and
+/// `subsystem_device` from at enumeration. Reading them from the one `config` file saves
+/// five opens per device. A header that reads vendor 0xffff (an SR-IOV virtual function's,
+/// or a device gone) or 0x0000, or that is too short, is not used: the sysfs files are read.
+#[derive(Debug, Clone, Copy)]
+struct Header {
+    ids: VendorDevice,
+    revision: u8,
+    /// A type-0 header's subsystem ids (0x2c, 0x2e). A bridge's come from a capability:
+    /// `None`, and the files are read.
+    subsystem: Option<VendorDevice>,
+}
+
+impl Header {
+    fn of(config: &[u8]) -> Option<Header> {
+        let word = |at: usize| config.get(at..at + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+        let ids = VendorDevice { vendor: word(0)?, device: word(2)? };
+        if ids.vendor == 0xffff || ids.vendor == 0 {
+            return None;
+        }
+        let revision = *config.get(0x08)?;
+        let subsystem = match config.get(0x0e).map(|h| h & 0x7f) {
+            Some(0) => word(0x2c).zip(word(0x2e)).map(|(vendor, device)| VendorDevice { vendor, device }),
+            _ => None,
+        };
+        Some(Header { ids, revision, subsystem })
+    }
 }
 
 /// Reads every PCI device and IOMMU group under the root.

@@ -232,6 +232,8 @@ fn damaged_sysfs_gives_warnings_not_panics() {
     std::os::unix::fs::symlink("../../nowhere/at/all", dev.join("driver")).expect("dangling");
     let gone = fs::canonicalize(root.join("sys/bus/pci/devices/0000:0d:00.1")).expect("audio dir");
     fs::remove_file(gone.join("class")).expect("rm class");
+    // The ids come from the config header; without one, from the files.
+    fs::write(root.join("sys/bus/pci/devices/0000:0e:00.0/config"), "").expect("write");
     fs::write(root.join("sys/bus/pci/devices/0000:0e:00.0/vendor"), "0xZZZZ").expect("write");
     std::os::unix::fs::symlink("../../../devices/nowhere", root.join("sys/bus/pci/devices/0000:99:00.0"))
         .expect("dangling");
@@ -320,4 +322,55 @@ devices = [
     let run = vfioctl(&root, &["list"]);
     assert!(run.stdout.contains("group   1: GPU group is not clean"), "{}", run.stdout);
     assert!(run.stdout.contains("storage/network/USB controllers: 01:00.0, 01:00.1, 03:00.0"), "{}", run.stdout);
+}
+
+/// The ids, revision and subsystem ids `list --format json` gives are the sysfs files', on
+/// every example host, although they are read from the config header; a virtual
+/// function's header (vendor 0xffff) falls back to the files.
+#[test]
+fn revision_and_subsystem_are_the_sysfs_files() {
+    let file = |dev: &Path, name: &str| {
+        fs::read_to_string(dev.join(name)).ok().map(|s| s.trim().trim_start_matches("0x").to_string())
+    };
+    let check = |host: &Path| {
+        let run = vfioctl(host, &["list", "--format", "json"]);
+        if run.stderr.contains("IOMMU is not enabled") {
+            return 0;
+        }
+        assert_eq!(run.code, 0, "{}: {}", host.display(), run.stderr);
+        let v: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+        let mut seen = 0;
+        for d in v["groups"].as_array().expect("groups").iter().flat_map(|g| g["devices"].as_array().expect("devices"))
+        {
+            let addr = d["address"].as_str().expect("address");
+            let dev = host.join("sys/bus/pci/devices").join(addr);
+            for (key, name) in [
+                ("vendor_id", "vendor"),
+                ("device_id", "device"),
+                ("revision", "revision"),
+                ("subsystem_vendor_id", "subsystem_vendor"),
+                ("subsystem_device_id", "subsystem_device"),
+            ] {
+                if let Some(want) = file(&dev, name) {
+                    assert_eq!(d[key].as_str(), Some(want.as_str()), "{} {addr} {key}", host.display());
+                    seen += 1;
+                }
+            }
+        }
+        seen
+    };
+    for host in example_hosts() {
+        check(&host);
+    }
+    // A header that is not the device's: the files.
+    let (_tmp, host) = crate::util::copy_host("r2600x");
+    let dev = host.join("sys/bus/pci/devices/0000:0a:00.0");
+    let mut config = fs::read(dev.join("config")).expect("config");
+    config[0] = 0xff;
+    config[1] = 0xff;
+    fs::write(dev.join("config"), &config).expect("write");
+    fs::write(dev.join("revision"), "0x5a\n").expect("write");
+    fs::write(dev.join("subsystem_vendor"), "0x1234\n").expect("write");
+    fs::write(dev.join("device"), "0x4321\n").expect("write");
+    assert!(check(&host) > 0);
 }
