@@ -161,6 +161,77 @@ impl HostRoot {
         self.base.join(p.strip_prefix("/").unwrap_or(p))
     }
 
+    /// The host path `host_path` names once its symbolic links are followed the way the
+    /// kernel follows them inside a chroot of the root: an absolute link target starts
+    /// again at the root, `..` stops at the root, so the result never leaves it. A
+    /// component that does not exist ends the walk (the rest is kept as written: a file
+    /// about to be created). More than 40 links is `ELOOP`; an unreadable link is an error.
+    pub fn resolve(&self, host_path: impl AsRef<Path>) -> Result<PathBuf, RootError> {
+        use std::path::Component;
+        let wanted = host_path.as_ref();
+        let mut todo: Vec<std::ffi::OsString> = Vec::new();
+        let push_all = |todo: &mut Vec<std::ffi::OsString>, p: &Path| {
+            for c in p.components().rev() {
+                todo.push(c.as_os_str().to_os_string());
+            }
+        };
+        push_all(&mut todo, wanted);
+        let mut done = PathBuf::from("/");
+        let mut links = 0;
+        let mut missing = false;
+        while let Some(c) = todo.pop() {
+            let comp = Path::new(&c);
+            match comp.components().next() {
+                Some(Component::RootDir) => done = PathBuf::from("/"),
+                Some(Component::CurDir) | None => {}
+                Some(Component::ParentDir) => {
+                    done.pop();
+                }
+                Some(Component::Normal(name)) => {
+                    let next = done.join(name);
+                    if missing {
+                        done = next;
+                        continue;
+                    }
+                    match fs::symlink_metadata(self.path(&next)) {
+                        Ok(m) if m.file_type().is_symlink() => {
+                            links += 1;
+                            if links > 40 {
+                                return Err(RootError::Link {
+                                    path: wanted.to_path_buf(),
+                                    err: io::Error::from_raw_os_error(40),
+                                });
+                            }
+                            let target = fs::read_link(self.path(&next))
+                                .map_err(|err| RootError::Link { path: next.clone(), err })?;
+                            push_all(&mut todo, &target);
+                            if target.is_absolute() {
+                                done = PathBuf::from("/");
+                            }
+                        }
+                        Ok(_) => done = next,
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                            missing = true;
+                            done = next;
+                        }
+                        Err(err) => return Err(RootError::Read { path: next, err }),
+                    }
+                }
+                Some(Component::Prefix(_)) => {}
+            }
+        }
+        Ok(done)
+    }
+
+    /// The real path of `host_path` with its links followed inside the root
+    /// ([`HostRoot::resolve`]); on the live machine (`/`) the kernel does that already.
+    pub fn real_path(&self, host_path: impl AsRef<Path>) -> Result<PathBuf, RootError> {
+        if self.base == Path::new("/") {
+            return Ok(self.path(host_path));
+        }
+        Ok(self.path(self.resolve(host_path)?))
+    }
+
     /// Maps a real path under the root back to the host's name for it.
     pub fn host_path(&self, real: &Path) -> PathBuf {
         match real.strip_prefix(&self.base) {
@@ -192,7 +263,19 @@ impl HostRoot {
             Some(r) => r,
             None => {
                 self.note("read", &key);
-                let r = match read_limited(&self.path(&key), MAX_TEXT) {
+                // Configuration files are read through their links inside the root;
+                // the kernel's own trees (sysfs, procfs) use relative links only.
+                let kernel = ["/sys", "/proc", "/dev"].iter().any(|k| key.starts_with(k));
+                let real = if kernel { Ok(self.path(&key)) } else { self.real_path(&key) };
+                let r = match real
+                    .map_err(|e| match e {
+                        RootError::Read { err, .. } | RootError::Link { err, .. } | RootError::List { err, .. } => {
+                            Limited::Io(err)
+                        }
+                        RootError::TooLarge { .. } => Limited::TooLarge,
+                    })
+                    .and_then(|real| read_limited(&real, MAX_TEXT))
+                {
                     Ok(bytes) => Ok(Some(Arc::from(String::from_utf8_lossy(&bytes).as_ref()))),
                     Err(Limited::Io(e)) if e.kind() == io::ErrorKind::NotFound => Ok(None),
                     Err(Limited::Io(e)) => Err(match e.raw_os_error() {
@@ -420,7 +503,15 @@ enum Limited {
 }
 
 fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, Limited> {
-    let f = fs::File::open(path).map_err(Limited::Io)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    // Non-blocking, so that a FIFO planted where a file should be cannot hang the open;
+    // then anything but a regular file is refused (sysfs and procfs files are regular).
+    let nonblock = i32::try_from(rustix::fs::OFlags::NONBLOCK.bits()).unwrap_or(0);
+    let f = fs::OpenOptions::new().read(true).custom_flags(nonblock).open(path).map_err(Limited::Io)?;
+    let meta = f.metadata().map_err(Limited::Io)?;
+    if !meta.is_file() {
+        return Err(Limited::Io(io::Error::other("not a regular file")));
+    }
     let mut out = Vec::new();
     io::Read::read_to_end(&mut io::Read::take(f, limit + 1), &mut out).map_err(Limited::Io)?;
     if out.len() as u64 > limit {
