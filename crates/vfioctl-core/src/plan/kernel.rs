@@ -149,6 +149,25 @@ pub fn plan(
         }
     }
 
+    // A boot-time reservation the plan does not use (its pages are allocated when the guest
+    // starts, or it uses none): the trio an earlier plan (or a guide) wrote would keep that
+    // memory from the host for good, and `default_hugepagesz` would change the size the
+    // domain's <hugepages/> takes. Removed, so that applying this plan after another leaves
+    // what applying it alone would.
+    if !memory.hugepages.as_ref().is_some_and(|h| h.reserve_at_boot) {
+        let named = |n: &str| base.params.iter().filter(|p| p.name_is(n)).collect::<Vec<_>>();
+        let (default, size, count) = (named("default_hugepagesz"), named("hugepagesz"), named("hugepages"));
+        if !default.is_empty() && !size.is_empty() && !count.is_empty() {
+            for p in default.iter().chain(&size).chain(&count) {
+                remove.push(keep_param(p));
+            }
+            reasons.push(
+                "default_hugepagesz, hugepagesz, hugepages: this plan reserves no hugepages at boot, and that reservation would hold the memory from the host for good (keep it with --hugepages 1G)"
+                    .into(),
+            );
+        }
+    }
+
     // Boot framebuffers in a passed GPU's memory.
     if host.framebuffers.iter().any(|f| f == "efifb") && !base.has_value("video", "efifb:off") {
         add.push("video=efifb:off".into());
