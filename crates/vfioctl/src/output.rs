@@ -84,3 +84,75 @@ pub fn render_text(checks: &[Check], live: bool) -> String {
     ));
     out
 }
+
+/// Text read from a host or a journal, safe for a terminal: control characters (escape
+/// sequences among them) are shown escaped (`\u{1b}`), tabs kept.
+pub fn clean(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() && c != '\t' { c.escape_unicode().to_string() } else { c.to_string() })
+        .collect()
+}
+
+/// Why `--out FILE` was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OutError {
+    #[error("refusing to write {}: it is {what}, not a regular file", path.display())]
+    NotRegular { path: std::path::PathBuf, what: &'static str },
+    #[error("cannot write {}: the directory {} does not exist", path.display(), dir.display())]
+    NoDirectory { path: std::path::PathBuf, dir: std::path::PathBuf },
+    #[error("cannot write {}: {err}", path.display())]
+    Io { path: std::path::PathBuf, err: std::io::Error },
+}
+
+/// Writes `--out FILE`: only a regular file (or a new one), in a directory that exists
+/// (relative names are relative to the working directory), atomically (a temporary file in
+/// the same directory, synced, renamed over; a link is followed and its target replaced).
+/// An existing file keeps its mode.
+pub fn write_file(path: &std::path::Path, bytes: &[u8]) -> Result<(), OutError> {
+    use std::io::Write;
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let io = |err| OutError::Io { path: path.to_path_buf(), err };
+    let (target, mode) = match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => (std::fs::canonicalize(path).map_err(io)?, Some(m.permissions().mode())),
+        Ok(m) => {
+            let t = m.file_type();
+            let what = if t.is_dir() {
+                "a directory"
+            } else if t.is_fifo() {
+                "a FIFO"
+            } else if t.is_socket() {
+                "a socket"
+            } else if t.is_char_device() || t.is_block_device() {
+                "a device"
+            } else {
+                "something else"
+            };
+            return Err(OutError::NotRegular { path: path.to_path_buf(), what });
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (path.to_path_buf(), None),
+        Err(e) => return Err(io(e)),
+    };
+    let dir = match target.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    if !dir.is_dir() {
+        return Err(OutError::NoDirectory { path: path.to_path_buf(), dir });
+    }
+    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.vfioctl-tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        if let Some(mode) = mode {
+            f.set_permissions(std::fs::Permissions::from_mode(mode & 0o7777))?;
+        }
+        f.sync_all()?;
+        std::fs::rename(&tmp, &target)?;
+        std::fs::File::open(&dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(io)
+}

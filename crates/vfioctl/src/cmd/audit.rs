@@ -10,7 +10,6 @@ use vfioctl_core::plan::memory::Hugepages;
 use vfioctl_core::plan::{pinning, CpuRequest, HugepageChoice, MemoryPlan, Plan, Request};
 use vfioctl_core::selector::Selector;
 use vfioctl_core::xml::{self, Document};
-use vfioctl_host::apply::atomic_write;
 use vfioctl_host::audit::{gather, AuditFacts};
 use vfioctl_host::host::Host;
 use vfioctl_host::libvirt::Libvirt;
@@ -174,7 +173,7 @@ pub fn run(host: &Host, args: &AuditArgs) -> Result<Exit, CliError> {
     }
     match &args.out {
         Some(path) => {
-            atomic_write(path, after.as_bytes(), None).map_err(CliError::Output)?;
+            output::write_file(path, after.as_bytes()).map_err(CliError::Out)?;
             eprintln!("vfioctl: wrote {}", path.display());
         }
         None => output::print(&after)?,

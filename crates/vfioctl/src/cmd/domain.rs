@@ -3,7 +3,6 @@
 use similar::TextDiff;
 use vfioctl_core::domain::{self, caps, Disk, DiskBus, DomainHost, DomainRequest, GuestOs, Network};
 use vfioctl_core::xml;
-use vfioctl_host::apply::atomic_write;
 use vfioctl_host::disk;
 use vfioctl_host::host::Host;
 use vfioctl_host::libvirt::Libvirt;
@@ -129,7 +128,7 @@ pub fn run(h: &Host, args: &DomainArgs) -> Result<Exit, CliError> {
     }
     match &args.out {
         Some(path) => {
-            atomic_write(path, xml.as_bytes(), None).map_err(CliError::Output)?;
+            output::write_file(path, xml.as_bytes()).map_err(CliError::Out)?;
             eprintln!("vfioctl: wrote {}", path.display());
         }
         None => output::print(&xml)?,

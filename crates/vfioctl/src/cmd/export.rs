@@ -8,7 +8,6 @@ use vfioctl_core::cpuset::CpuSet;
 use vfioctl_core::domain::{DiskBus, GuestOs};
 use vfioctl_core::kubevirt::{self, yaml, Export, KubeVirtHost, KubeVirtRequest, KUBEVIRT_CR};
 use vfioctl_core::topology::CoreKind;
-use vfioctl_host::apply::atomic_write;
 use vfioctl_host::host::Host;
 
 use crate::cli::{DiskBusArg, ExportArgs, ExportTarget, Format, HugepagesArg, KubevirtArgs, OsArg, PlanArgs};
@@ -132,9 +131,13 @@ fn kubevirt(host: &Host, args: &KubevirtArgs) -> Result<Exit, CliError> {
     );
     let mut files = Vec::new();
     if let Some(dir) = &args.out {
+        // The folder itself may be new; its parent must exist.
+        if !dir.is_dir() {
+            std::fs::create_dir(dir).map_err(|err| CliError::Out(output::OutError::Io { path: dir.clone(), err }))?;
+        }
         for (name, text) in [("vm.yaml", &vm_yaml), ("kubevirt-patch.yaml", &patch_yaml), ("NODES.md", &e.nodes_md)] {
             let path = dir.join(name);
-            atomic_write(&path, text.as_bytes(), None).map_err(CliError::Output)?;
+            output::write_file(&path, text.as_bytes()).map_err(CliError::Out)?;
             files.push(path);
         }
     }

@@ -486,7 +486,8 @@ fn read_yaml(path: &Path) -> Value {
 #[test]
 fn out_writes_the_three_files() {
     let out = tempfile::tempdir().expect("tempdir");
-    let dir = out.path().join("new/dir");
+    // The folder may be new; its parent must exist.
+    let dir = out.path().join("new");
     let host = example_host("tr1950x");
     let base =
         ["export", "kubevirt", "gpu", "--vcpus", "8", "--memory", "16G", "--name", "beast", "--namespace", "vms"];
