@@ -41,8 +41,10 @@ pub enum Command {
     Export(ExportArgs),
     /// Write the plan's host configuration as one transaction (see --dry-run).
     Apply(ApplyArgs),
-    /// Restore the state before the last apply, byte for byte.
+    /// Restore the state before the last apply (or all of them, or a chosen one), byte for byte.
     Rollback(RollbackArgs),
+    /// The applies recorded on this host, oldest first, and which are still in effect.
+    History(StatusArgs),
     /// What the last apply did, and whether its files changed since.
     Status(StatusArgs),
     /// Pack what vfioctl reads from this host into a directory or .tar.gz for a bug report.
@@ -186,6 +188,16 @@ pub struct ApplyArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct RollbackArgs {
+    /// Return to the state before this apply (its journal id, from `vfioctl history`),
+    /// undoing it and every later one.
+    #[arg(conflicts_with = "all")]
+    pub id: Option<String>,
+    /// Undo every apply still in effect: the host as before the first.
+    #[arg(long)]
+    pub all: bool,
+    /// Restore files changed since the apply too, keeping each as FILE.vfioctl-kept-ID.
+    #[arg(long)]
+    pub force: bool,
     /// Do not ask.
     #[arg(long)]
     pub yes: bool,

@@ -43,6 +43,8 @@ pub enum CliError {
     Change(vfioctl_host::apply::changes::ChangeError),
     #[error("cannot write output: {0}")]
     Output(#[source] std::io::Error),
+    #[error(transparent)]
+    Out(crate::output::OutError),
     #[error("cannot read {path}")]
     Input {
         path: std::path::PathBuf,
@@ -59,6 +61,8 @@ pub enum CliError {
     Disk(vfioctl_host::disk::DiskError),
     #[error(transparent)]
     Libvirt(vfioctl_host::libvirt::LibvirtError),
+    #[error("{} is a snapshot archive: vfioctl reads it unpacked into a temporary directory, so what it wrote would be thrown away", .0.display())]
+    ReadOnlyRoot(std::path::PathBuf),
 }
 
 impl CliError {
@@ -73,6 +77,7 @@ impl CliError {
             CliError::Plan(_) => Exit::Finding,
             CliError::Host(_)
             | CliError::Output(_)
+            | CliError::Out(_)
             | CliError::Archive { .. }
             | CliError::Selector(_)
             | CliError::Input { .. }
@@ -80,7 +85,7 @@ impl CliError {
             | CliError::Disk(_) => Exit::Env,
             // libvirt refusing the domain is a finding about it; no connection is the environment.
             CliError::Libvirt(vfioctl_host::libvirt::LibvirtError::Refused { .. }) => Exit::Finding,
-            CliError::Libvirt(_) => Exit::Env,
+            CliError::Libvirt(_) | CliError::ReadOnlyRoot(_) => Exit::Env,
         }
     }
 
@@ -89,11 +94,22 @@ impl CliError {
             CliError::IommuOff { remedy, .. } => Some(remedy.clone()),
             CliError::Host(e) => e.remedy(),
             CliError::Output(_) | CliError::Input { .. } => None,
+            CliError::Out(crate::output::OutError::NoDirectory { dir, .. }) => {
+                Some(format!("create it first (`mkdir -p {}`), or give another --out", dir.display()))
+            }
+            CliError::Out(crate::output::OutError::NotRegular { .. }) => {
+                Some("--out takes the name of a file; write to stdout (no --out) to pipe the output".into())
+            }
+            CliError::Out(_) => None,
             CliError::DomainXml { .. } => {
                 Some("fix the XML at that line and column (virt-xml-validate FILE domain helps), then run again".into())
             }
             CliError::Disk(e) => e.remedy(),
             CliError::Libvirt(e) => e.remedy(),
+            CliError::ReadOnlyRoot(p) => Some(format!(
+                "unpack it (`mkdir host && tar -xzf {} -C host`) and pass the directory to --root; --dry-run works on the archive",
+                p.display()
+            )),
             CliError::Apply(e) => e.remedy(),
             CliError::NeedsYes | CliError::Usage(_) => None,
             CliError::Change(_) => {

@@ -288,9 +288,12 @@ fn prepare_files(host: &Host, plan: &Plan, separate_entry: bool) -> Result<Prepa
     }
 
     // Hugepages allocated when the guest starts: a sysctl drop-in on single-node hosts.
+    let sysctl = Path::new(SYSCTL_HUGEPAGES);
+    let mut wants_sysctl = false;
     if let Some(h) = plan.memory.hugepages.as_ref().filter(|h| !h.reserve_at_boot) {
         if plan.numa_node == Some(0) && !root.exists("/sys/devices/system/node/node1") {
-            let path = Path::new("/etc/sysctl.d/80-vfioctl-hugepages.conf");
+            wants_sysctl = true;
+            let path = sysctl;
             push(
                 &mut p,
                 path,
@@ -309,8 +312,25 @@ fn prepare_files(host: &Host, plan: &Plan, separate_entry: bool) -> Result<Prepa
             ));
         }
     }
+    // Files an earlier plan wrote that this one does not want: removed, so that applying
+    // this plan after another leaves what applying it alone would.
+    let mut unwanted = Vec::new();
+    if !wants_sysctl {
+        unwanted.push((sysctl, "this plan reserves no 2 MiB hugepages by sysctl"));
+    }
+    if !separate_entry {
+        unwanted.push((Path::new(GRUB_SEPARATE), "this plan edits the default boot entry instead of a separate one"));
+    }
+    for (path, why) in unwanted {
+        if read(root, path)?.is_some_and(|t| t.lines().take(2).any(|l| l.starts_with("# Written by vfioctl"))) {
+            p.changes.files.push(FileChange::removal(path, why));
+        }
+    }
     Ok(p)
 }
+
+/// The sysctl drop-in for 2 MiB hugepages.
+pub const SYSCTL_HUGEPAGES: &str = "/etc/sysctl.d/80-vfioctl-hugepages.conf";
 
 /// libvirt's QEMU driver configuration.
 pub use vfioctl_core::edit::qemu_conf::PATH as QEMU_CONF;

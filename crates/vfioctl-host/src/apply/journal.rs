@@ -35,6 +35,21 @@ pub struct JournalFile {
     pub mode: Option<u32>,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
+    /// The SHA-256 of the saved copy (`before/N`), which rollback checks before it trusts
+    /// it (older journals have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before_sha256: Option<String>,
+    /// The SHA-256 of what the apply wrote (`after/N`): rollback restores or deletes only
+    /// a file that still holds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_sha256: Option<String>,
+    /// When the host path is a symbolic link: the link, as the host names it (`path` is
+    /// then the file it points to, which is what was edited; the link is kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<PathBuf>,
+    /// The apply deleted the file (rollback puts it back).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub removed: bool,
 }
 
 impl JournalFile {
@@ -59,6 +74,9 @@ pub struct Journal {
     /// restoring removes them again when they are empty.
     #[serde(default)]
     pub created_dirs: Vec<PathBuf>,
+    /// What was applied, for people (`gpu --memory 16G`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
 }
 
 fn io(path: PathBuf) -> impl FnOnce(std::io::Error) -> ApplyError {
@@ -97,6 +115,7 @@ impl Journal {
             results: Vec::new(),
             expect: None,
             created_dirs: Vec::new(),
+            summary: None,
         };
         for d in ["before", "after", "output"] {
             let p = j.real(root, d);
@@ -128,6 +147,10 @@ impl Journal {
             mode: meta.map(|m| m.0),
             uid: meta.map(|m| m.1),
             gid: meta.map(|m| m.2),
+            before_sha256: before.map(super::sha256),
+            after_sha256: Some(super::sha256(after)),
+            link: None,
+            removed: false,
         });
         Ok(())
     }
@@ -147,13 +170,86 @@ impl Journal {
         atomic_write(&p, output.as_bytes(), Some((0o100600, 0, 0))).map_err(io(p))
     }
 
-    pub fn backup(&self, root: &HostRoot, i: usize) -> Option<Vec<u8>> {
-        self.files.get(i).filter(|f| f.existed)?;
-        fs::read(self.real(root, &format!("before/{i}"))).ok()
+    /// The saved copy of file `i` (`None`: the apply created the file), checked against
+    /// its recorded hash: a copy that is missing, unreadable or does not match is an error
+    /// naming it, never a reason to delete the file.
+    pub fn backup(&self, root: &HostRoot, i: usize) -> Result<Option<Vec<u8>>, ApplyError> {
+        let Some(f) = self.files.get(i) else { return Ok(None) };
+        if !f.existed {
+            return Ok(None);
+        }
+        let rel = format!("before/{i}");
+        let p = self.host_dir().join(&rel);
+        let bytes = fs::read(self.real(root, &rel)).map_err(|e| ApplyError::BadBackup {
+            path: f.path.clone(),
+            backup: p.clone(),
+            reason: e.to_string(),
+        })?;
+        if let Some(want) = &f.before_sha256 {
+            if super::sha256(&bytes) != *want {
+                return Err(ApplyError::BadBackup {
+                    path: f.path.clone(),
+                    backup: p,
+                    reason: "it does not match the SHA-256 the journal recorded".into(),
+                });
+            }
+        }
+        Ok(Some(bytes))
     }
 
+    /// The journal's copy of what the apply wrote to file `i`.
     pub fn after(&self, root: &HostRoot, i: usize) -> Option<Vec<u8>> {
         fs::read(self.real(root, &format!("after/{i}"))).ok()
+    }
+
+    /// Whether `bytes` is what the apply wrote to file `i` (by the recorded hash, else the
+    /// saved copy).
+    pub fn is_applied(&self, root: &HostRoot, i: usize, bytes: &[u8]) -> bool {
+        match self.files.get(i).and_then(|f| f.after_sha256.as_ref()) {
+            Some(h) => super::sha256(bytes) == *h,
+            None => self.after(root, i).is_some_and(|a| a == bytes),
+        }
+    }
+
+    /// Whether the journal's changes may still be on the host: applied, or stopped half
+    /// way (a crash while writing, a restore that failed).
+    pub fn in_effect(&self) -> bool {
+        matches!(self.state, JournalState::Applied | JournalState::Writing | JournalState::Incomplete)
+    }
+
+    /// Every journal under the root, oldest first. A journal directory that cannot be read
+    /// is an error naming it: rollback must not skip what it cannot see.
+    pub fn all(root: &HostRoot) -> Result<Vec<Journal>, ApplyError> {
+        let base = root.path(JOURNAL_DIR);
+        let entries = match fs::read_dir(&base) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(ApplyError::BadJournal { path: base, reason: e.to_string() }),
+        };
+        let mut out = Vec::new();
+        for e in entries {
+            let e = e.map_err(|err| ApplyError::BadJournal { path: base.clone(), reason: err.to_string() })?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(order) = order_of(&name) else { continue };
+            let path = e.path().join("journal.json");
+            let text = match fs::read_to_string(&path) {
+                Ok(t) => t,
+                // A directory a crash left before its journal.json was written holds no
+                // change yet (the journal is saved before the first file is written).
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(err) => return Err(ApplyError::BadJournal { path, reason: err.to_string() }),
+            };
+            let j: Journal = serde_json::from_str(&text)
+                .map_err(|err| ApplyError::BadJournal { path: path.clone(), reason: err.to_string() })?;
+            out.push((order, j));
+        }
+        out.sort_by_key(|(o, _)| *o);
+        Ok(out.into_iter().map(|(_, j)| j).collect())
+    }
+
+    /// The newest journal whose changes are still in effect.
+    pub fn last_applied(root: &HostRoot) -> Result<Option<Journal>, ApplyError> {
+        Ok(Journal::all(root)?.into_iter().rev().find(Journal::in_effect))
     }
 
     /// The last journal, if any.
@@ -164,4 +260,10 @@ impl Journal {
             .map_err(|e| ApplyError::BadJournal { path: path.clone(), reason: e.to_string() })?;
         serde_json::from_str(&text).map(Some).map_err(|e| ApplyError::BadJournal { path, reason: e.to_string() })
     }
+}
+
+/// A journal id's place in time: `SECONDS-N`.
+fn order_of(id: &str) -> Option<(u64, u64)> {
+    let (s, n) = id.split_once('-')?;
+    Some((s.parse().ok()?, n.parse().ok()?))
 }

@@ -21,6 +21,7 @@
 
 pub mod changes;
 mod journal;
+pub mod lock;
 mod run;
 
 use std::fs;
@@ -89,11 +90,26 @@ pub struct FileChange {
     /// What the file held when `after` was computed from it; [`apply`] refuses a change
     /// without it, and one whose file holds something else by then.
     pub before: Option<Before>,
+    /// The apply deletes the file (one vfioctl wrote that this plan no longer wants);
+    /// `after` is then empty.
+    pub remove: bool,
 }
 
 impl FileChange {
     pub fn new(path: impl Into<PathBuf>, after: impl Into<Vec<u8>>, why: impl Into<String>) -> FileChange {
-        FileChange { path: path.into(), after: after.into(), why: why.into(), new_mode: None, before: None }
+        FileChange {
+            path: path.into(),
+            after: after.into(),
+            why: why.into(),
+            new_mode: None,
+            before: None,
+            remove: false,
+        }
+    }
+
+    /// Deletes the file.
+    pub fn removal(path: impl Into<PathBuf>, why: impl Into<String>) -> FileChange {
+        FileChange { remove: true, ..FileChange::new(path, Vec::new(), why) }
     }
 
     /// The mode of the file when the apply creates it.
@@ -110,6 +126,9 @@ impl FileChange {
 
     /// Whether the apply changes the file (its content was not `after` already).
     pub fn changes(&self) -> bool {
+        if self.remove {
+            return !matches!(self.before, Some(Before::Absent));
+        }
         match &self.before {
             Some(Before::Content { text, .. }) => text.as_bytes() != &self.after[..],
             _ => true,
@@ -131,6 +150,8 @@ pub struct Changeset {
     pub commands: Vec<Command>,
     /// What the host should look like after the reboot, kept in the journal for `verify`.
     pub expect: Option<vfioctl_core::verify::Expectation>,
+    /// What is applied, for people (`gpu --memory 16G`), kept in the journal.
+    pub summary: Option<String>,
 }
 
 impl Changeset {
@@ -198,6 +219,30 @@ pub enum ApplyError {
     Unreadable { path: PathBuf, err: std::io::Error },
     #[error("nothing was written: the change of {0} was not computed from the file (no record of what it held)")]
     Unplanned(PathBuf),
+    #[error("another vfioctl apply or rollback still holds {} after {waited} s", lock.display())]
+    Busy { lock: PathBuf, waited: u64 },
+    #[error("nothing was restored: the saved copy of {} ({}) cannot be trusted: {reason}", path.display(), backup.display())]
+    BadBackup { path: PathBuf, backup: PathBuf, reason: String },
+    #[error("nothing was restored: {} changed since vfioctl applied {}", conflicts.iter().map(|c| c.path.display().to_string()).collect::<Vec<_>>().join(", "), if conflicts.len() == 1 { "it" } else { "them" })]
+    ChangedSinceApply { conflicts: Vec<Conflict> },
+    #[error("nothing was written: the earlier apply {} did not finish (a crash, or a restore that failed): its files are partly old, partly new", journal.display())]
+    Unfinished { journal: PathBuf },
+    #[error("no journal {0} is in effect on this host")]
+    NoSuchJournal(String),
+}
+
+/// A file rollback would overwrite although it no longer holds what the apply wrote: the
+/// three versions, as host paths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    /// The file.
+    pub path: PathBuf,
+    /// What it held before the apply (`None`: the apply created it).
+    pub before: Option<PathBuf>,
+    /// What the apply wrote.
+    pub applied: PathBuf,
+    /// The journal.
+    pub journal: String,
 }
 
 impl ApplyError {
@@ -215,8 +260,21 @@ impl ApplyError {
             ApplyError::Unreadable { .. } => Some("run as root, or as a user that can read the file".into()),
             ApplyError::Unplanned(_) => Some("this is a bug in vfioctl; please report it".into()),
             ApplyError::Rollback(_) | ApplyError::BadJournal { .. } => Some(
-                "the backups are plain files under /var/lib/vfioctl/journal/ID/files: copy them back by hand".into(),
+                "the saved copies are plain files, /var/lib/vfioctl/journal/ID/before/N (N in the order of `files` in its journal.json): copy them back by hand".into(),
             ),
+            ApplyError::Busy { .. } => Some(
+                "wait for the other vfioctl to finish (or stop it), then run this again; VFIOCTL_LOCK_TIMEOUT=SECONDS waits longer".into(),
+            ),
+            ApplyError::BadBackup { .. } => Some(
+                "nothing was changed; compare the file with the saved copy and restore by hand what you trust".into(),
+            ),
+            ApplyError::ChangedSinceApply { .. } => Some(
+                "look at the three versions named above; `vfioctl rollback --force` restores anyway and keeps each changed file beside it as FILE.vfioctl-kept-ID".into(),
+            ),
+            ApplyError::Unfinished { .. } => Some(
+                "`vfioctl rollback` returns every file to the state before that apply; then apply again".into(),
+            ),
+            ApplyError::NoSuchJournal(_) => Some("`vfioctl history` lists the journals".into()),
         }
     }
 }
@@ -236,25 +294,40 @@ pub fn current(root: &HostRoot, path: &Path) -> Option<Vec<u8>> {
 
 /// Reads each file the apply will change, once, and checks it still holds what its change
 /// was computed from. The bytes read are the ones the journal keeps.
-fn still_as_planned(root: &HostRoot, todo: &[&FileChange]) -> Result<Vec<Option<Vec<u8>>>, ApplyError> {
+/// A file to change: the path written (links followed inside the root) and its bytes now.
+type Target = (PathBuf, Option<Vec<u8>>);
+
+fn still_as_planned(root: &HostRoot, todo: &[&FileChange]) -> Result<Vec<Target>, ApplyError> {
     let mut now = Vec::new();
     let mut changed = Vec::new();
     for f in todo {
         let before = f.before.as_ref().ok_or_else(|| ApplyError::Unplanned(f.path.clone()))?;
-        let bytes = match fs::read(root.path(&f.path)) {
-            Ok(b) => Some(b),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(err) => return Err(ApplyError::Unreadable { path: f.path.clone(), err }),
-        };
+        let target = root
+            .resolve(&f.path)
+            .map_err(|e| ApplyError::Unreadable { path: f.path.clone(), err: std::io::Error::other(e.to_string()) })?;
+        let bytes = read_regular(root, &target).map_err(|err| ApplyError::Unreadable { path: f.path.clone(), err })?;
         if !before.matches(bytes.as_deref()) {
             changed.push(f.path.clone());
         }
-        now.push(bytes);
+        now.push((target, bytes));
     }
     if !changed.is_empty() {
         return Err(ApplyError::ChangedSincePlan { paths: changed });
     }
     Ok(now)
+}
+
+/// A file's bytes, `None` only when it does not exist; anything but a regular file (a
+/// directory, a FIFO, a device) is an error, as is any other failure to read it.
+fn read_regular(root: &HostRoot, host_path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    let real = root.path(host_path);
+    match fs::symlink_metadata(&real) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+        Ok(m) if !m.is_file() => return Err(std::io::Error::other("not a regular file")),
+        Ok(_) => {}
+    }
+    fs::read(&real).map(Some)
 }
 
 /// Writes `bytes` to `real` atomically: a temporary file in the same directory, fsync,
@@ -282,6 +355,18 @@ pub fn atomic_write(real: &Path, bytes: &[u8], meta: Option<(u32, u32, u32)>) ->
     result
 }
 
+/// Deletes a file and syncs its directory; a file already gone is fine.
+fn remove_synced(real: &Path) -> std::io::Result<()> {
+    match fs::remove_file(real) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    match real.parent() {
+        Some(dir) => fs::File::open(dir)?.sync_all(),
+        None => Ok(()),
+    }
+}
+
 fn meta_of(real: &Path) -> Option<(u32, u32, u32)> {
     fs::symlink_metadata(real).ok().map(|m| (m.mode(), m.uid(), m.gid()))
 }
@@ -298,13 +383,30 @@ pub fn apply(
     if todo.is_empty() {
         return Ok(Outcome { journal: None, written: Vec::new(), commands: Vec::new() });
     }
+    let _lock = lock::lock(root, lock::timeout(), progress)?;
+    if let Some(j) =
+        Journal::all(root)?.into_iter().find(|j| matches!(j.state, JournalState::Writing | JournalState::Incomplete))
+    {
+        return Err(ApplyError::Unfinished { journal: j.host_dir() });
+    }
     let now = still_as_planned(root, &todo)?;
     let mut journal = Journal::create(root)?;
-    for (f, before) in todo.iter().zip(&now) {
-        let real = root.path(&f.path);
-        journal.record(root, &f.path, before.as_deref(), meta_of(&real), &f.after)?;
+    for (f, (target, before)) in todo.iter().zip(&now) {
+        let real = root.path(target);
+        journal.record(root, target, before.as_deref(), meta_of(&real), &f.after)?;
+        if let Some(j) = journal.files.last_mut() {
+            if target != &f.path {
+                j.link = Some(f.path.clone());
+            }
+            if f.remove {
+                j.removed = true;
+                j.after_sha256 = None;
+            }
+        }
     }
-    journal.created_dirs = missing_dirs(root, &todo);
+    let targets: Vec<&Path> = now.iter().map(|(t, _)| t.as_path()).collect();
+    journal.created_dirs = missing_dirs(root, &targets);
+    journal.summary = changes.summary.clone();
     journal.commands = changes.commands.clone();
     journal.expect = changes.expect.clone();
     journal.state = JournalState::Writing;
@@ -313,11 +415,13 @@ pub fn apply(
 
     let mut written = Vec::new();
     for (i, f) in todo.iter().enumerate() {
-        let real = root.path(&f.path);
+        let real = root.path(&journal.files[i].path);
         let meta = journal.files[i].meta().or(Some((f.new_mode.unwrap_or(0o644), 0, 0)));
         let last = i + 1 == todo.len();
         let r = if fault == Some(Fault::Write(i)) || (last && matches!(fault, Some(Fault::Restore(_)))) {
             Err(std::io::Error::other("injected fault"))
+        } else if f.remove {
+            remove_synced(&real)
         } else {
             atomic_write(&real, &f.after, meta)
         };
@@ -332,7 +436,11 @@ pub fn apply(
                 progress,
             ));
         }
-        progress(&format!("wrote {}", f.path.display()));
+        if f.remove {
+            progress(&format!("removed {}", f.path.display()));
+        } else {
+            progress(&format!("wrote {}", f.path.display()));
+        }
         written.push(f.path.clone());
         if fault == Some(Fault::Crash(i)) {
             // A crash between two writes: no destructors, no restore.
@@ -369,11 +477,11 @@ pub fn apply(
 
 /// The directories writing `todo` will create: the missing ancestors of each file, outermost
 /// first, each once.
-fn missing_dirs(root: &HostRoot, todo: &[&FileChange]) -> Vec<PathBuf> {
+fn missing_dirs(root: &HostRoot, todo: &[&Path]) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = Vec::new();
     for f in todo {
         let mut missing: Vec<PathBuf> =
-            f.path.ancestors().skip(1).take_while(|d| !root.path(d).exists()).map(Path::to_path_buf).collect();
+            f.ancestors().skip(1).take_while(|d| !root.path(d).exists()).map(Path::to_path_buf).collect();
         missing.reverse();
         for d in missing {
             if !out.contains(&d) {
@@ -422,11 +530,12 @@ fn restore_files(root: &HostRoot, journal: &Journal, fault: Option<Fault>) -> Re
             Err(std::io::Error::other("injected fault"))
         } else {
             match journal.backup(root, i) {
-                Some(bytes) => atomic_write(&real, &bytes, f.meta()),
-                None => match fs::remove_file(&real) {
+                Ok(Some(bytes)) => atomic_write(&real, &bytes, f.meta()),
+                Ok(None) => match fs::remove_file(&real) {
                     Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
                     _ => Ok(()),
                 },
+                Err(e) => Err(std::io::Error::other(e.to_string())),
             }
         };
         if let Err(e) = r {
@@ -450,28 +559,163 @@ fn restore_files(root: &HostRoot, journal: &Journal, fault: Option<Fault>) -> Re
     }
 }
 
-/// Restores the state before the last apply (also after a failed or crashed one).
-pub fn rollback(root: &HostRoot, mode: CommandMode, progress: &mut dyn FnMut(&str)) -> Result<Outcome, ApplyError> {
-    let mut journal = Journal::last(root)?
-        .filter(|j| j.state != JournalState::RolledBack && j.state != JournalState::Failed)
-        .ok_or_else(|| ApplyError::NothingToRollBack(root.path(JOURNAL_DIR)))?;
-    restore_files(root, &journal, None).map_err(ApplyError::Rollback)?;
-    let written: Vec<PathBuf> = journal.files.iter().map(|f| f.path.clone()).collect();
-    for f in &journal.files {
-        if f.existed {
-            progress(&format!("restored {}", f.path.display()));
-        } else {
-            progress(&format!("removed {} (the apply had created it)", f.path.display()));
+/// Which applies a rollback undoes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RollbackTarget {
+    /// The newest apply still in effect.
+    Last,
+    /// Every apply still in effect, newest first: the host as before the oldest.
+    All,
+    /// This journal and every newer one still in effect: the host as before it.
+    To(String),
+}
+
+/// Whether the file's bytes now are the journal's before-state (`None` = absent).
+fn is_before(backup: &Option<Vec<u8>>, now: &Option<Vec<u8>>) -> bool {
+    backup == now
+}
+
+/// Restores the state before the chosen applies (also after a failed or crashed one),
+/// newest first. The whole history is checked first, and nothing changes when any saved
+/// copy is missing or does not match its hash, or when a file no longer holds what the
+/// apply wrote (with `force`, such a file is kept beside itself as
+/// `FILE.vfioctl-kept-ID` and restored).
+pub fn rollback(
+    root: &HostRoot,
+    mode: CommandMode,
+    target: &RollbackTarget,
+    force: bool,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Outcome, ApplyError> {
+    let _lock = lock::lock(root, lock::timeout(), progress)?;
+    let effective: Vec<Journal> = Journal::all(root)?.into_iter().filter(Journal::in_effect).collect();
+    let mut chosen: Vec<Journal> = match target {
+        RollbackTarget::Last => effective.last().cloned().into_iter().collect(),
+        RollbackTarget::All => effective.clone(),
+        RollbackTarget::To(id) => {
+            let at = effective.iter().position(|j| j.id == *id).ok_or_else(|| ApplyError::NoSuchJournal(id.clone()))?;
+            effective[at..].to_vec()
+        }
+    };
+    chosen.reverse();
+    if chosen.is_empty() {
+        return Err(ApplyError::NothingToRollBack(root.path(JOURNAL_DIR)));
+    }
+
+    // Check everything first: what each file should hold when its journal's turn comes.
+    struct Step {
+        journal: usize,
+        file: usize,
+        restore: Option<Vec<u8>>,
+        keep: Option<Vec<u8>>,
+        noop: bool,
+    }
+    let mut expected: std::collections::BTreeMap<PathBuf, Option<Vec<u8>>> = Default::default();
+    let mut steps = Vec::new();
+    let mut conflicts = Vec::new();
+    for (ji, j) in chosen.iter().enumerate() {
+        for (i, f) in j.files.iter().enumerate().rev() {
+            let backup = j.backup(root, i)?;
+            let now = match expected.get(&f.path) {
+                Some(n) => n.clone(),
+                None => {
+                    read_regular(root, &f.path).map_err(|err| ApplyError::Unreadable { path: f.path.clone(), err })?
+                }
+            };
+            let applied = match &now {
+                None => f.removed,
+                Some(n) => !f.removed && j.is_applied(root, i, n),
+            };
+            let noop = is_before(&backup, &now);
+            let mut keep = None;
+            if !applied && !noop {
+                if force {
+                    keep = now.clone();
+                } else {
+                    conflicts.push(Conflict {
+                        path: f.path.clone(),
+                        before: f.existed.then(|| j.host_dir().join(format!("before/{i}"))),
+                        applied: j.host_dir().join(format!("after/{i}")),
+                        journal: j.id.clone(),
+                    });
+                }
+            }
+            expected.insert(f.path.clone(), backup.clone());
+            steps.push(Step { journal: ji, file: i, restore: backup, keep, noop });
+        }
+    }
+    if !conflicts.is_empty() {
+        return Err(ApplyError::ChangedSinceApply { conflicts });
+    }
+
+    let mut written = Vec::new();
+    let mut errors = Vec::new();
+    for st in &steps {
+        let j = &chosen[st.journal];
+        let f = &j.files[st.file];
+        let real = root.path(&f.path);
+        if let Some(kept) = &st.keep {
+            let name = format!("{}.vfioctl-kept-{}", f.path.display(), j.id);
+            match atomic_write(&root.path(&name), kept, meta_of(&real)) {
+                Ok(()) => progress(&format!("kept {} as it was, as {name}", f.path.display())),
+                Err(e) => {
+                    errors.push(format!("keeping {}: {e}", f.path.display()));
+                    break;
+                }
+            }
+        }
+        if st.noop {
+            continue;
+        }
+        let r = match &st.restore {
+            Some(bytes) => atomic_write(&real, bytes, f.meta()),
+            None => match fs::remove_file(&real) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            },
+        };
+        match r {
+            Ok(()) => {
+                match &st.restore {
+                    Some(_) => progress(&format!("restored {}", f.path.display())),
+                    None => progress(&format!("removed {} (the apply had created it)", f.path.display())),
+                }
+                if !written.contains(&f.path) {
+                    written.push(f.path.clone());
+                }
+            }
+            Err(e) => errors.push(format!("{}: {e}", f.path.display())),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApplyError::Rollback(errors.join("; ")));
+    }
+    for j in &chosen {
+        for d in j.created_dirs.iter().rev() {
+            if fs::remove_dir(root.path(d)).is_ok() {
+                progress(&format!("removed the directory {} (the apply had created it)", d.display()));
+            }
+        }
+    }
+    // Each regeneration once, after every file is back.
+    let mut commands: Vec<&Command> = Vec::new();
+    for j in &chosen {
+        for c in &j.commands {
+            if !commands.iter().any(|k| k.argv == c.argv) {
+                commands.push(c);
+            }
         }
     }
     let mut results = Vec::new();
-    for c in &journal.commands {
+    for c in commands {
         progress(&format!("running {}", c.argv.join(" ")));
         results.push(run::run(root, mode, &c.argv));
     }
-    journal.state = JournalState::RolledBack;
-    journal.save(root)?;
-    Ok(Outcome { journal: Some(journal.host_dir()), written, commands: results })
+    for j in &mut chosen {
+        j.state = JournalState::RolledBack;
+        j.save(root)?;
+    }
+    Ok(Outcome { journal: chosen.first().map(Journal::host_dir), written, commands: results })
 }
 
 /// One applied file and whether it still holds what was applied.
@@ -485,7 +729,9 @@ pub struct FileStatus {
 
 /// What the last apply did and whether its files were changed since.
 pub fn status(root: &HostRoot) -> Result<Option<(Journal, Vec<FileStatus>)>, ApplyError> {
-    let Some(j) = Journal::last(root)? else { return Ok(None) };
+    let Some(j) = Journal::last_applied(root)?.map_or_else(|| Journal::last(root), |j| Ok(Some(j)))? else {
+        return Ok(None);
+    };
     let files = j
         .files
         .iter()
@@ -493,6 +739,8 @@ pub fn status(root: &HostRoot) -> Result<Option<(Journal, Vec<FileStatus>)>, App
         .map(|(i, f)| {
             let now = current(root, &f.path);
             let state = match (now, j.after(root, i)) {
+                (None, _) if f.removed => "unchanged",
+                (Some(_), _) if f.removed => "changed since apply",
                 (None, _) => "missing",
                 (Some(n), Some(a)) if n == a => "unchanged",
                 _ => "changed since apply",
@@ -524,6 +772,7 @@ mod tests {
             ],
             commands: vec![Command { argv: vec!["true".into()], why: "regenerate".into() }],
             expect: None,
+            summary: None,
         };
         // As a command would: from a fresh read of the root.
         c.record_before(&HostRoot::new(root.base())).unwrap();
@@ -560,9 +809,12 @@ mod tests {
         fs::write(root.path("/etc/default/grub"), "edited\n").unwrap();
         assert_eq!(status(&root).unwrap().unwrap().1[0].state, "changed since apply");
         fs::write(root.path("/etc/default/grub"), "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet iommu=pt\"\n").unwrap();
-        rollback(&root, CommandMode::Live, &mut |_| {}).unwrap();
+        rollback(&root, CommandMode::Live, &RollbackTarget::Last, false, &mut |_| {}).unwrap();
         assert_eq!(snapshot(&root), before);
-        assert!(matches!(rollback(&root, CommandMode::Live, &mut |_| {}), Err(ApplyError::NothingToRollBack(_))));
+        assert!(matches!(
+            rollback(&root, CommandMode::Live, &RollbackTarget::Last, false, &mut |_| {}),
+            Err(ApplyError::NothingToRollBack(_))
+        ));
     }
 
     #[test]
@@ -596,7 +848,7 @@ mod tests {
         assert!(matches!(e, ApplyError::Stuck { .. }), "{e}");
         assert!(e.to_string().contains("vfioctl rollback"));
         assert_eq!(Journal::last(&root).unwrap().unwrap().state, JournalState::Incomplete);
-        rollback(&root, CommandMode::Live, &mut |_| {}).unwrap();
+        rollback(&root, CommandMode::Live, &RollbackTarget::Last, false, &mut |_| {}).unwrap();
         assert_eq!(snapshot(&root), before);
     }
 

@@ -19,11 +19,10 @@ pub fn render_changes(prepared: &changes::Prepared, mode: CommandMode) -> String
             Some(_) => format!("a{}", f.path.display()),
             None => "/dev/null".to_string(),
         };
+        let new_name = if f.remove { "/dev/null".to_string() } else { format!("b{}", f.path.display()) };
         let diff = TextDiff::from_lines(before.unwrap_or(""), &after);
         out.push_str(&format!("# {}: {}\n", f.path.display(), f.why));
-        out.push_str(
-            &diff.unified_diff().context_radius(3).header(&old_name, &format!("b{}", f.path.display())).to_string(),
-        );
+        out.push_str(&diff.unified_diff().context_radius(3).header(&old_name, &new_name).to_string());
     }
     if !prepared.changes.commands.is_empty() {
         out.push_str(match mode {
@@ -50,7 +49,10 @@ pub fn run(host: &Host, args: &ApplyArgs) -> Result<Exit, CliError> {
         eprintln!("vfioctl: warning: {w}");
     }
     let evdev = ops::evdev_paths(root, &args.evdev);
-    let prepared = ops::prepare_apply(host, &p, args.boot_entry == BootEntry::Separate, &evdev)?;
+    let mut prepared = ops::prepare_apply(host, &p, args.boot_entry == BootEntry::Separate, &evdev)?;
+    // What was asked for, in the journal for `vfioctl history`: the arguments after `apply`.
+    let argv: Vec<String> = std::env::args().skip_while(|a| a != "apply").skip(1).collect();
+    prepared.changes.summary = Some(argv.join(" "));
     let mode = if args.no_commands { CommandMode::Never } else { CommandMode::for_root(root) };
     if prepared.changes.pending().is_empty() {
         output::print("Nothing to do: this host already has the plan's configuration.\n")?;
@@ -82,7 +84,7 @@ pub fn run(host: &Host, args: &ApplyArgs) -> Result<Exit, CliError> {
         t.push_str(&format!("  {}\n", r.describe()));
     }
     t.push_str(
-        "Reboot, then `vfioctl verify` checks the host against this plan. `vfioctl rollback` undoes all of this.\n",
+        "Reboot, then `vfioctl verify` checks the host against this plan. `vfioctl rollback` undoes this apply; `vfioctl history` lists them all.\n",
     );
     output::print(&t)?;
     Ok(Exit::Ok)

@@ -25,6 +25,14 @@ use crate::error::{CliError, Exit};
 /// that lives as long as the command.
 fn open_root(cli: &Cli) -> Result<(HostRoot, Option<tempfile::TempDir>), CliError> {
     if cli.root.is_file() && snap::is_archive_name(&cli.root) {
+        let writes = match &cli.command {
+            Command::Apply(a) => !a.dry_run,
+            Command::Rollback(_) => true,
+            _ => false,
+        };
+        if writes {
+            return Err(CliError::ReadOnlyRoot(cli.root.clone()));
+        }
         let tmp = tempfile::tempdir().map_err(CliError::Output)?;
         snap::unpack_tar_gz(&cli.root, tmp.path()).map_err(|e| CliError::Archive { path: cli.root.clone(), err: e })?;
         return Ok((HostRoot::new(tmp.path()), Some(tmp)));
@@ -53,6 +61,7 @@ pub fn run(cli: &Cli) -> Result<Exit, CliError> {
         Command::Snapshot(args) => snapshot::run(host.root(), args),
         Command::Rollback(args) => status::rollback(host.root(), args),
         Command::Status(args) => status::status(host.root(), args),
+        Command::History(args) => status::history(host.root(), args),
         Command::Apply(args) => apply::run(&host, args),
         Command::Audit(args) => audit::run(&host, args),
         Command::Verify(args) => verify::run(&host, args),

@@ -19,7 +19,7 @@ fn args<'a>(cmd: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
 
 /// Every file and directory under the root's etc, boot and efi with its bytes and mode (a
 /// directory with no bytes), so a directory the apply created and left counts too.
-fn tree(root: &Path) -> BTreeMap<PathBuf, (Vec<u8>, u32)> {
+pub(crate) fn tree(root: &Path) -> BTreeMap<PathBuf, (Vec<u8>, u32)> {
     fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, (Vec<u8>, u32)>) {
         let Ok(rd) = fs::read_dir(dir) else { return };
         for e in rd.flatten() {

@@ -17,5 +17,6 @@ mod plan;
 mod reads;
 mod snapshot;
 mod topology;
+mod transaction;
 mod util;
 mod verify;

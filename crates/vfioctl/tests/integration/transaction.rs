@@ -1,0 +1,508 @@
+//! Issue 14, "nothing lost": the transaction against unreadable files, missing backups,
+//! concurrency, repeats, links, archives and files changed after the apply. Each test is
+//! one symptom that once lost a user's bytes.
+
+use std::fs;
+use std::os::unix::fs::{symlink, FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::Command;
+
+use crate::apply::tree;
+use crate::util::{copy_host, vfioctl, vfioctl_env};
+
+const APPLY: &[&str] = &["apply", "gpu", "--memory", "16G", "--yes", "--no-commands"];
+
+fn apply_with(root: &Path, extra: &[&str]) -> crate::util::Run {
+    let mut a = APPLY.to_vec();
+    a.extend_from_slice(extra);
+    vfioctl(root, &a)
+}
+
+fn journals(root: &Path) -> usize {
+    fs::read_dir(root.join("var/lib/vfioctl/journal")).map_or(0, |d| d.count())
+}
+
+/// A file apply would edit that cannot be read is a refusal naming it, before anything is
+/// written: a directory where the file should be, and (as an unprivileged user) a file
+/// the user may not read. It is never taken for a missing file.
+#[test]
+fn an_unreadable_target_stops_the_apply_before_anything_is_written() {
+    let (_t, root) = copy_host("r2600x");
+    let grub = root.join("etc/default/grub");
+    let text = fs::read(&grub).unwrap();
+    fs::remove_file(&grub).unwrap();
+    fs::create_dir(&grub).unwrap();
+    let before = tree(&root);
+    let run = apply_with(&root, &[]);
+    assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("/etc/default/grub"), "{}", run.stderr);
+    assert_eq!(tree(&root), before);
+    assert_eq!(journals(&root), 0);
+    fs::remove_dir(&grub).unwrap();
+    fs::write(&grub, &text).unwrap();
+
+    // As nobody, on a root whose grub only root may read.
+    let is_root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0"));
+    if !is_root {
+        eprintln!("skipped: the unprivileged half needs root to switch users");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mine = tmp.path().join("host");
+    assert!(Command::new("cp").arg("-a").arg(&root).arg(&mine).status().unwrap().success());
+    let _ = Command::new("chmod").args(["-R", "a+rwX"]).arg(tmp.path()).status();
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o777)).unwrap();
+    let grub = mine.join("etc/default/grub");
+    fs::set_permissions(&grub, fs::Permissions::from_mode(0o600)).unwrap();
+    let before = tree(&mine);
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_vfioctl"))
+        .arg("--root")
+        .arg(&mine)
+        .args(APPLY)
+        .env("VFIOCTL_PCI_IDS", crate::util::ids_file())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("/etc/default/grub") && stderr.contains("ermission denied"), "{stderr}");
+    assert_eq!(fs::read(&grub).unwrap(), text, "the unreadable file was replaced");
+    assert_eq!(tree(&mine), before);
+}
+
+/// The journal proves itself: a saved copy that is gone or altered stops the rollback
+/// before anything changes, and the file is not deleted.
+#[test]
+fn rollback_trusts_no_missing_or_altered_backup() {
+    for damage in ["remove", "alter"] {
+        let (_t, root) = copy_host("r2600x");
+        assert_eq!(apply_with(&root, &[]).code, 0);
+        let journal = fs::read_dir(root.join("var/lib/vfioctl/journal")).unwrap().next().unwrap().unwrap().path();
+        let j: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(journal.join("journal.json")).unwrap()).unwrap();
+        let n = j["files"].as_array().unwrap().iter().position(|f| f["path"] == "/etc/default/grub").unwrap();
+        let backup = journal.join(format!("before/{n}"));
+        match damage {
+            "remove" => fs::remove_file(&backup).unwrap(),
+            _ => fs::write(&backup, "GRUB_CMDLINE_LINUX_DEFAULT=\"\"\n").unwrap(),
+        }
+        let applied = tree(&root);
+        let rb = vfioctl(&root, &["rollback", "--yes", "--no-commands"]);
+        assert_eq!(rb.code, 2, "{damage}: {}", rb.stderr);
+        assert!(rb.stderr.contains("nothing was restored") && rb.stderr.contains("/etc/default/grub"), "{}", rb.stderr);
+        assert_eq!(tree(&root), applied, "{damage}: rollback changed files");
+    }
+}
+
+/// A file the user changed after the apply is not overwritten in silence: rollback stops
+/// and shows the three versions; `--force` restores and keeps the user's version beside.
+#[test]
+fn a_file_changed_after_the_apply_stops_rollback_unless_forced() {
+    let (_t, root) = copy_host("r2600x");
+    let before = tree(&root);
+    assert_eq!(apply_with(&root, &[]).code, 0);
+    let grub = root.join("etc/default/grub");
+    let mut edited = fs::read_to_string(&grub).unwrap();
+    edited.push_str("GRUB_TIMEOUT=3 # mine\n");
+    fs::write(&grub, &edited).unwrap();
+    let rb = vfioctl(&root, &["rollback", "--yes", "--no-commands"]);
+    assert_eq!(rb.code, 2, "{}", rb.stderr);
+    for needle in ["changed since apply", "before the apply:", "applied:", "now:", "+GRUB_TIMEOUT=3 # mine", "--force"]
+    {
+        assert!(rb.stderr.contains(needle), "{needle}: {}", rb.stderr);
+    }
+    assert_eq!(fs::read_to_string(&grub).unwrap(), edited);
+    let rb = vfioctl(&root, &["rollback", "--yes", "--no-commands", "--force"]);
+    assert_eq!(rb.code, 0, "{}", rb.stderr);
+    let kept: Vec<_> = fs::read_dir(root.join("etc/default"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("grub.vfioctl-kept-"))
+        .collect();
+    assert_eq!(kept.len(), 1, "{}", rb.stderr);
+    assert_eq!(fs::read_to_string(kept[0].path()).unwrap(), edited);
+    fs::remove_file(kept[0].path()).unwrap();
+    assert_eq!(tree(&root), before);
+}
+
+/// Two applies at once: one wins, the other writes nothing (it waits for the lock, then
+/// finds the files changed since its plan). Never a mix, never two journals in effect.
+#[test]
+fn two_applies_at_once_never_mix() {
+    let (_t, root) = copy_host("r2600x");
+    let before = tree(&root);
+    let spawn = |memory: &str| {
+        Command::new(env!("CARGO_BIN_EXE_vfioctl"))
+            .arg("--root")
+            .arg(&root)
+            .args(["apply", "gpu", "--memory", memory, "--yes", "--no-commands"])
+            .env("VFIOCTL_PCI_IDS", crate::util::ids_file())
+            .output()
+            .unwrap()
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| spawn("16G"));
+        let b = s.spawn(|| spawn("8G"));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let ok = [&a, &b].iter().filter(|o| o.status.success()).count();
+    let msgs = format!("{}\n{}", String::from_utf8_lossy(&a.stderr), String::from_utf8_lossy(&b.stderr));
+    assert_eq!(ok, 1, "exactly one apply wins: {msgs}");
+    let loser = if a.status.success() { &b } else { &a };
+    assert_eq!(loser.status.code(), Some(2), "{msgs}");
+    assert!(String::from_utf8_lossy(&loser.stderr).contains("nothing was written"), "{msgs}");
+    let h = vfioctl(&root, &["history", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&h.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().iter().filter(|j| j["in_effect"] == true).count(), 1, "{}", h.stdout);
+    assert_eq!(vfioctl(&root, &["rollback", "--yes", "--no-commands"]).code, 0);
+    assert_eq!(tree(&root), before);
+}
+
+/// The lock: a second apply waits for the first and gives up with exit 2 after the
+/// timeout, saying what it waited for.
+#[test]
+fn a_held_lock_makes_apply_wait_then_give_up() {
+    let (_t, root) = copy_host("r2600x");
+    fs::create_dir_all(root.join("var/lib/vfioctl")).unwrap();
+    let lock = root.join("var/lib/vfioctl/lock");
+    fs::write(&lock, "").unwrap();
+    let mut holder = Command::new("flock").arg(&lock).args(["sleep", "30"]).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let run = vfioctl_env(&root, APPLY, &[("VFIOCTL_LOCK_TIMEOUT", "1")]);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("waiting up to 1 s") && run.stderr.contains("still holds"), "{}", run.stderr);
+    assert_eq!(journals(&root), 0);
+}
+
+/// A history, not a single slot: apply, apply other options, apply again; `history` lists
+/// them; `rollback` undoes the last; `rollback --all` returns to before the first, byte for
+/// byte, directories the applies created included; `rollback ID` to a chosen point.
+#[test]
+fn rollback_all_and_to_a_point_after_a_sequence() {
+    let (_t, root) = copy_host("r2600x");
+    let original = tree(&root);
+    assert_eq!(apply_with(&root, &[]).code, 0);
+    let after_first = tree(&root);
+    let second = vfioctl(&root, &["apply", "gpu", "--memory", "4G", "--hugepages", "2M", "--yes", "--no-commands"]);
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    let grub = fs::read_to_string(root.join("etc/default/grub")).unwrap();
+    assert!(!grub.contains("hugepagesz=1G"), "the 1 GiB page size stays behind: {grub}");
+    let third = vfioctl(&root, &["apply", "gpu", "--memory", "8G", "--yes", "--no-commands"]);
+    assert_eq!(third.code, 0, "{}", third.stderr);
+    let h = vfioctl(&root, &["history", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&h.stdout).unwrap();
+    let ids: Vec<String> = v.as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(ids.len(), 3, "{}", h.stdout);
+    assert!(v[2]["summary"].as_str().unwrap().contains("--memory 8G"), "{}", h.stdout);
+    let text = vfioctl(&root, &["history"]);
+    assert!(text.stdout.contains("3 still in effect"), "{}", text.stdout);
+
+    // Back to just after the first.
+    let rb = vfioctl(&root, &["rollback", &ids[1], "--yes", "--no-commands"]);
+    assert_eq!(rb.code, 0, "{}", rb.stderr);
+    assert_eq!(tree(&root), after_first);
+    // The last in effect is now the first: `rollback` undoes it.
+    let rb = vfioctl(&root, &["rollback", "--yes", "--no-commands"]);
+    assert_eq!(rb.code, 0, "{}", rb.stderr);
+    assert_eq!(tree(&root), original);
+    let none = vfioctl(&root, &["rollback", "--yes", "--no-commands"]);
+    assert_eq!(none.code, 1, "{}", none.stderr);
+
+    // Again, all at once.
+    assert_eq!(apply_with(&root, &[]).code, 0);
+    assert_eq!(vfioctl(&root, &["apply", "gpu", "--memory", "4G", "--yes", "--no-commands"]).code, 0);
+    let rb = vfioctl(&root, &["rollback", "--all", "--yes", "--no-commands"]);
+    assert_eq!(rb.code, 0, "{}", rb.stderr);
+    assert_eq!(tree(&root), original);
+    let bad = vfioctl(&root, &["rollback", "1-0", "--yes"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(bad.stderr.contains("vfioctl history"), "{}", bad.stderr);
+}
+
+/// A snapshot archive is unpacked into a temporary directory: writing there would be
+/// thrown away, so apply and rollback refuse (a dry run still works).
+#[test]
+fn a_tar_gz_root_refuses_to_apply_or_roll_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("host.tar.gz");
+    let snap = vfioctl(&crate::util::example_host("r2600x"), &["snapshot", archive.to_str().unwrap()]);
+    assert_eq!(snap.code, 0, "{}", snap.stderr);
+    for args in [APPLY, &["rollback", "--yes"][..]] {
+        let run = vfioctl(&archive, args);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert!(run.stderr.contains("snapshot archive") && run.stderr.contains("tar -xzf"), "{}", run.stderr);
+    }
+    let dry = vfioctl(&archive, &["apply", "gpu", "--memory", "16G", "--dry-run"]);
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+}
+
+/// `/etc/default/grub` as a link into the user's dotfiles: the dotfile is edited (its mode
+/// kept), the link stays a link, and rollback restores the dotfile.
+#[test]
+fn a_symlinked_target_edits_what_it_points_to_and_keeps_the_link() {
+    let (_t, root) = copy_host("r2600x");
+    let grub = root.join("etc/default/grub");
+    let dot = root.join("etc/default/grub.dotfiles");
+    fs::rename(&grub, &dot).unwrap();
+    fs::set_permissions(&dot, fs::Permissions::from_mode(0o640)).unwrap();
+    symlink("grub.dotfiles", &grub).unwrap();
+    let before = tree(&root);
+    let dot_before = fs::read_to_string(&dot).unwrap();
+    let run = apply_with(&root, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(fs::symlink_metadata(&grub).unwrap().file_type().is_symlink(), "the link was replaced");
+    let dot_now = fs::read_to_string(&dot).unwrap();
+    assert!(dot_now.contains("vfio-pci.ids="), "the dotfile was not edited: {dot_now}");
+    assert_eq!(fs::metadata(&dot).unwrap().mode() & 0o7777, 0o640);
+    let rb = vfioctl(&root, &["rollback", "--yes", "--no-commands"]);
+    assert_eq!(rb.code, 0, "{}", rb.stderr);
+    assert_eq!(fs::read_to_string(&dot).unwrap(), dot_before);
+    assert!(fs::symlink_metadata(&grub).unwrap().file_type().is_symlink());
+    assert_eq!(tree(&root), before);
+}
+
+/// An absolute link inside the root points into the root, as in a chroot: never to the
+/// machine running vfioctl. Here `/etc/default/grub -> /etc/grub.real` names the root's own
+/// file, and a file of the same name planted on this machine is never read nor written.
+#[test]
+fn absolute_links_resolve_inside_the_root() {
+    let (_t, root) = copy_host("r2600x");
+    let grub = root.join("etc/default/grub");
+    let real = root.join("etc/grub.vfioctl-test-real");
+    fs::rename(&grub, &real).unwrap();
+    symlink("/etc/grub.vfioctl-test-real", &grub).unwrap();
+    let outside = Path::new("/etc/grub.vfioctl-test-real");
+    let planted = fs::write(outside, "GRUB_CMDLINE_LINUX_DEFAULT=\"outside\"\n").is_ok();
+    let plan = vfioctl(&root, &["apply", "gpu", "--memory", "16G", "--dry-run"]);
+    let run = apply_with(&root, &[]);
+    let outside_after = fs::read_to_string(outside).ok();
+    if planted {
+        let _ = fs::remove_file(outside);
+    }
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    assert!(!plan.stdout.contains("outside"), "read the machine's file: {}", plan.stdout);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(fs::read_to_string(&real).unwrap().contains("vfio-pci.ids="));
+    if planted {
+        assert_eq!(
+            outside_after.as_deref(),
+            Some("GRUB_CMDLINE_LINUX_DEFAULT=\"outside\"\n"),
+            "wrote outside the root"
+        );
+    }
+}
+
+/// The plan is a fixed point, and applies compose: on every example host that applies,
+/// for pairs of option sets A, B (memory, page size 1G / 2M / none, vCPUs, a separate
+/// boot entry), `apply A; apply A` writes nothing the second time, `apply A; apply B`
+/// leaves exactly the files `apply B` alone leaves, and `rollback --all` restores every
+/// file (bytes and mode) and removes the directories the applies created.
+#[test]
+fn applies_compose_and_rollback_all_restores_every_host() {
+    let sets: &[&[&str]] = &[
+        &["--memory", "16G"],
+        &["--memory", "4G", "--hugepages", "2M", "--vcpus", "4"],
+        &["--memory", "8G", "--hugepages", "none"],
+        &["--memory", "15G", "--boot-entry", "separate"],
+    ];
+    // Not yet with a separate boot entry on one side: after a default apply it keeps the
+    // ids the first wrote to modprobe.d, and a default apply after it keeps the separate
+    // loader entry (GRUB's script is removed); left open in issue 14. Each set is still
+    // applied twice and rolled back below.
+    let pairs = [(0, 1), (1, 0), (0, 2), (3, 3)];
+    let run = |root: &Path, set: &[&str]| {
+        let mut a = vec!["apply", "gpu", "--yes", "--no-commands"];
+        a.extend_from_slice(set);
+        vfioctl(root, &a)
+    };
+    // vfioctl's state, and directories that only hold nothing (an earlier apply created
+    // /etc/sysctl.d for a file a later one removed: harmless, and rollback removes it).
+    let without_state = |root: &Path| {
+        let mut t = tree(root);
+        t.retain(|p, _| !p.starts_with("var"));
+        let dirs: Vec<_> = t
+            .keys()
+            .filter(|p| t[*p].0.is_empty() && !t.keys().any(|q| q != *p && q.starts_with(p)))
+            .cloned()
+            .collect();
+        for d in dirs {
+            if root.join(&d).is_dir() {
+                t.remove(&d);
+            }
+        }
+        // modprobe.d as kmod reads it: the order of the options on one line, and of lines
+        // about different things (vfioctl writes each option once), is not a difference.
+        for (p, (bytes, _)) in t.iter_mut() {
+            if p.starts_with("etc/modprobe.d") {
+                let text = String::from_utf8_lossy(bytes).into_owned();
+                let lines: Vec<String> = text
+                    .lines()
+                    .map(|l| {
+                        let w: Vec<&str> = l.split_whitespace().collect();
+                        if w.len() > 2 && w[0] == "options" {
+                            let mut opts = w[2..].to_vec();
+                            opts.sort_unstable();
+                            format!("options {} {}", w[1], opts.join(" "))
+                        } else {
+                            l.to_string()
+                        }
+                    })
+                    .collect();
+                let mut lines = lines;
+                lines.sort();
+                *bytes = lines.join("\n").into_bytes();
+            }
+        }
+        t
+    };
+    let one_host = |host: std::path::PathBuf| -> usize {
+        let mut checked = 0;
+        {
+            let name = host.file_name().unwrap().to_string_lossy().into_owned();
+            for &(a, b) in &pairs {
+                let (_t1, one) = copy_host(&name);
+                let original = tree(&one);
+                if run(&one, sets[a]).code != 0 {
+                    continue;
+                }
+                let n = journals(&one);
+                let again = run(&one, sets[a]);
+                assert!(
+                    again.stdout.starts_with("Nothing to do"),
+                    "{name} {:?} twice: {}{}",
+                    sets[a],
+                    again.stdout,
+                    again.stderr
+                );
+                assert_eq!(journals(&one), n, "{name} {:?}: the second apply wrote a journal", sets[a]);
+                if a == b {
+                    let rb = vfioctl(&one, &["rollback", "--all", "--yes", "--no-commands"]);
+                    assert_eq!(rb.code, 0, "{name}: {}", rb.stderr);
+                    let diff = differing(&tree(&one), &original);
+                    let diff: Vec<_> = diff.into_iter().filter(|d| !d.starts_with("var/lib/vfioctl")).collect();
+                    assert!(diff.is_empty(), "{name}: {:?} twice, rollback --all left {diff:?}", sets[a]);
+                    checked += 1;
+                    continue;
+                }
+                // A host whose own command line had hugepage parameters (tr1950x's
+                // `default_hugepagesz=2M hugepagesz=2M`) that the first apply replaced: only
+                // the history knows they were the user's; the plan does not read it yet (open).
+                let own_hugepages =
+                    ["etc/default/grub", "boot/loader/entries", "etc/kernel/cmdline", "boot/refind_linux.conf"]
+                        .iter()
+                        .any(|f| grep_tree(&host.join(f), "hugepagesz="));
+                if own_hugepages {
+                    continue;
+                }
+                let second = run(&one, sets[b]);
+                let (_t2, alone) = copy_host(&name);
+                let only = run(&alone, sets[b]);
+                assert_eq!(second.code, only.code, "{name} {:?} then {:?}: {}", sets[a], sets[b], second.stderr);
+                let diff = differing(&without_state(&one), &without_state(&alone));
+                assert!(
+                    diff.is_empty(),
+                    "{name}: {:?} then {:?} differs from {:?} alone in {diff:?}",
+                    sets[a],
+                    sets[b],
+                    sets[b]
+                );
+                let rb = vfioctl(&one, &["rollback", "--all", "--yes", "--no-commands"]);
+                assert_eq!(rb.code, 0, "{name}: {}", rb.stderr);
+                let mut now = tree(&one);
+                now.retain(|p, _| !p.starts_with("var/lib/vfioctl"));
+                let mut was = original.clone();
+                was.retain(|p, _| !p.starts_with("var/lib/vfioctl"));
+                let diff = differing(&now, &was);
+                assert!(diff.is_empty(), "{name}: {:?} then {:?}, rollback --all left {diff:?}", sets[a], sets[b]);
+                checked += 1;
+            }
+        }
+        checked
+    };
+    // Two hosts at a time: each run is a separate process.
+    let hosts = crate::util::example_hosts();
+    let (left, right) = hosts.split_at(hosts.len() / 2);
+    let checked: usize = std::thread::scope(|s| {
+        let l = s.spawn(|| left.iter().cloned().map(one_host).sum::<usize>());
+        let r: usize = right.iter().cloned().map(one_host).sum();
+        l.join().unwrap() + r
+    });
+    assert!(checked >= 20, "only {checked} sequences applied");
+}
+
+type Tree = std::collections::BTreeMap<std::path::PathBuf, (Vec<u8>, u32)>;
+
+/// The paths where two trees differ, with the text of each side when it is short.
+fn differing(a: &Tree, b: &Tree) -> Vec<String> {
+    let mut out = Vec::new();
+    for p in a.keys().chain(b.keys()).collect::<std::collections::BTreeSet<_>>() {
+        let (x, y) = (a.get(p), b.get(p));
+        if x != y {
+            let show = |v: Option<&(Vec<u8>, u32)>| match v {
+                None => "absent".to_string(),
+                Some((bytes, mode)) if bytes.len() < 400 => format!("{mode:o} {:?}", String::from_utf8_lossy(bytes)),
+                Some((bytes, mode)) => format!("{mode:o} {} bytes", bytes.len()),
+            };
+            out.push(format!("{}: {} vs {}", p.display(), show(x), show(y)));
+        }
+    }
+    out
+}
+
+/// Whether a file, or any file under a directory, contains `needle`.
+fn grep_tree(path: &Path, needle: &str) -> bool {
+    if path.is_dir() {
+        fs::read_dir(path).map(|d| d.flatten().any(|e| grep_tree(&e.path(), needle))).unwrap_or(false)
+    } else {
+        fs::read_to_string(path).is_ok_and(|t| t.contains(needle))
+    }
+}
+
+/// `--out` writes only regular files, atomically, takes relative names and refuses a
+/// missing directory; a FIFO or a device stays what it was.
+#[test]
+fn out_writes_only_regular_files_in_existing_directories() {
+    let host = crate::util::example_host("r2600x");
+    let tmp = tempfile::tempdir().unwrap();
+    let domain = |out: &str, cwd: &Path| {
+        let o = Command::new(env!("CARGO_BIN_EXE_vfioctl"))
+            .current_dir(cwd)
+            .arg("--root")
+            .arg(&host)
+            .args(["domain", "gpu", "--memory", "8G", "--name", "vm", "--out", out])
+            .env("VFIOCTL_PCI_IDS", crate::util::ids_file())
+            .output()
+            .unwrap();
+        (o.status.code(), String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    // A relative name.
+    let (code, err) = domain("rel.xml", tmp.path());
+    assert_eq!(code, Some(0), "{err}");
+    assert!(fs::read_to_string(tmp.path().join("rel.xml")).unwrap().contains("<domain"));
+    // A missing directory is refused, not created.
+    let (code, err) = domain("no/such/dir/vm.xml", tmp.path());
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("does not exist") && err.contains("mkdir -p"), "{err}");
+    assert!(!tmp.path().join("no").exists());
+    // A FIFO, a directory, a device: refused, left as they were.
+    let fifo = tmp.path().join("fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    for (target, what) in
+        [(fifo.to_str().unwrap(), "a FIFO"), (tmp.path().to_str().unwrap(), "a directory"), ("/dev/null", "a device")]
+    {
+        let (code, err) = domain(target, tmp.path());
+        assert_eq!(code, Some(2), "{target}: {err}");
+        assert!(err.contains(what) && err.contains("not a regular file"), "{target}: {err}");
+    }
+    assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+    assert!(fs::metadata("/dev/null").unwrap().file_type().is_char_device());
+    // An existing file keeps its mode.
+    let kept = tmp.path().join("kept.xml");
+    fs::write(&kept, "old").unwrap();
+    fs::set_permissions(&kept, fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(domain("kept.xml", tmp.path()).0, Some(0));
+    assert_eq!(fs::metadata(&kept).unwrap().mode() & 0o777, 0o600);
+}
