@@ -437,8 +437,9 @@ def sysfs_extra(out):
 
 
 def without_steps(cmdline):
-    """A command line without the harness' lab.steps= (the instrumentation, not the host's)."""
-    return " ".join(w for w in (cmdline or "").split() if not w.startswith("lab.steps="))
+    """A command line without what the harness adds (lab.steps=, no_timer_check): the
+    instrumentation, not the host's."""
+    return " ".join(w for w in (cmdline or "").split() if not w.startswith("lab.steps=") and w != "no_timer_check")
 
 
 def read_text(*parts):

@@ -40,7 +40,11 @@ struct VerifyJson<'a> {
 /// What to verify: the journal's record of the last apply, or a plan for the devices named.
 fn expectation(host: &Host, args: &VerifyArgs, next: Option<&Cmdline>) -> Result<(Expectation, String), CliError> {
     if args.devices.is_empty() {
-        let journal = Journal::last_applied(host.root()).map_err(CliError::Apply)?;
+        let journal = match Journal::last_applied(host.root()).map_err(CliError::Apply)? {
+            Some(j) => Some(j),
+            // Everything rolled back: the newest journal, whose checks now fail.
+            None => Journal::last(host.root()).map_err(CliError::Apply)?,
+        };
         return match journal {
             Some(j) => match j.expect {
                 Some(e) if j.state == vfioctl_host::apply::JournalState::RolledBack => {

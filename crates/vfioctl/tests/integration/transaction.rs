@@ -506,3 +506,15 @@ fn out_writes_only_regular_files_in_existing_directories() {
     assert_eq!(domain("kept.xml", tmp.path()).0, Some(0));
     assert_eq!(fs::metadata(&kept).unwrap().mode() & 0o777, 0o600);
 }
+
+/// After everything is rolled back, `verify` checks the newest journal (and fails, since its
+/// configuration is gone) rather than saying nothing was ever applied.
+#[test]
+fn verify_after_rollback_checks_the_newest_journal() {
+    let (_t, root) = copy_host("r2600x");
+    assert_eq!(apply_with(&root, &[]).code, 0);
+    assert_eq!(vfioctl(&root, &["rollback", "--yes", "--no-commands"]).code, 0);
+    let v = vfioctl(&root, &["verify"]);
+    assert_ne!(v.code, 2, "{}{}", v.stdout, v.stderr);
+    assert!(!v.stderr.contains("nothing was applied"), "{}", v.stderr);
+}
