@@ -37,6 +37,8 @@ pub enum CliError {
     Apply(vfioctl_host::apply::ApplyError),
     #[error("{0}")]
     Usage(String),
+    #[error("apply and rollback change /etc and /boot of this machine: they need root")]
+    NeedsRoot,
     #[error("not asking without a terminal: pass --yes to go ahead (or --dry-run to look first)")]
     NeedsYes,
     #[error(transparent)]
@@ -70,7 +72,11 @@ impl CliError {
         match self {
             CliError::IommuOff { .. } => Exit::Finding,
             CliError::Apply(vfioctl_host::apply::ApplyError::NothingToRollBack(_)) => Exit::Finding,
-            CliError::Apply(_) | CliError::NeedsYes | CliError::Change(_) | CliError::Usage(_) => Exit::Env,
+            CliError::Apply(_)
+            | CliError::NeedsYes
+            | CliError::NeedsRoot
+            | CliError::Change(_)
+            | CliError::Usage(_) => Exit::Env,
             CliError::Plan(vfioctl_core::plan::PlanError::Selector(_) | vfioctl_core::plan::PlanError::NoDevices) => {
                 Exit::Env
             }
@@ -112,6 +118,7 @@ impl CliError {
             )),
             CliError::Apply(e) => e.remedy(),
             CliError::NeedsYes | CliError::Usage(_) => None,
+            CliError::NeedsRoot => Some("run it with sudo (`sudo vfioctl …`); --dry-run shows what it would do as any user".into()),
             CliError::Change(_) => {
                 Some("the file is left as it is; edit it by hand, or report it with a `vfioctl snapshot`".into())
             }

@@ -52,6 +52,14 @@ pub fn run(cli: &Cli) -> Result<Exit, CliError> {
         Some(l) => root.with_log(l.clone()),
         None => root,
     };
+    let writes = match &cli.command {
+        Command::Apply(a) => !a.dry_run,
+        Command::Rollback(_) => true,
+        _ => false,
+    };
+    if writes && root.is_live() && !rustix::process::geteuid().is_root() {
+        return Err(CliError::NeedsRoot);
+    }
     let host = Host::new(root);
     let result = match &cli.command {
         Command::Check(args) => check::run(&host, args),

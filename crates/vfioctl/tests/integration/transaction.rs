@@ -518,3 +518,26 @@ fn verify_after_rollback_checks_the_newest_journal() {
     assert_ne!(v.code, 2, "{}{}", v.stdout, v.stderr);
     assert!(!v.stderr.contains("nothing was applied"), "{}", v.stderr);
 }
+
+/// On the live machine, apply and rollback say up front that they need root, before any
+/// planning; a dry run works as any user.
+#[test]
+fn on_the_live_machine_apply_and_rollback_need_root() {
+    let is_root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0"));
+    if !is_root {
+        eprintln!("skipped: needs root to switch to an unprivileged user");
+        return;
+    }
+    for args in [&["apply", "gpu", "--yes"][..], &["rollback", "--yes"][..]] {
+        let out = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_vfioctl"))
+            .args(["--root", "/"])
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("need root") && stderr.contains("sudo"), "{args:?}: {stderr}");
+    }
+}
