@@ -183,6 +183,16 @@ fn prepare_files(host: &Host, plan: &Plan, separate_entry: bool) -> Result<Prepa
                     } else {
                         let after = edited(path, edit::loader_entry::edit(Some(&current), &e))?;
                         push(&mut p, path, after, "kernel command line of the boot entry");
+                        // The separate entry an earlier apply added, now that the default
+                        // entry has the parameters.
+                        let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                        let old = path.with_file_name(format!("{name}-vfioctl.conf"));
+                        if read(root, &old)?.is_some_and(|t| t.contains("(vfioctl passthrough)")) {
+                            p.changes.files.push(FileChange::removal(
+                                &old,
+                                "this plan edits the default boot entry instead of a separate one",
+                            ));
+                        }
                     }
                 }
                 if *grub_bls {
