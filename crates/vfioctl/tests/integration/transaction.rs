@@ -126,12 +126,21 @@ fn a_file_changed_after_the_apply_stops_rollback_unless_forced() {
     assert_eq!(tree(&root), before);
 }
 
-/// Two applies at once: one wins, the other writes nothing (it waits for the lock, then
-/// finds the files changed since its plan). Never a mix, never two journals in effect.
+/// Two applies at once never mix. Usually one wins and the other writes nothing (it waits
+/// for the lock, then finds the files changed since its plan); on a busy machine the second
+/// may plan only after the first finished, and then both apply, one after the other. Either
+/// way the host ends as one of the two plans alone, and `rollback --all` restores it.
 #[test]
 fn two_applies_at_once_never_mix() {
     let (_t, root) = copy_host("r2600x");
     let before = tree(&root);
+    let alone = |memory: &str| {
+        let (_t, r) = copy_host("r2600x");
+        assert_eq!(vfioctl(&r, &["apply", "gpu", "--memory", memory, "--yes", "--no-commands"]).code, 0);
+        let mut t = tree(&r);
+        t.retain(|p, _| !p.starts_with("var"));
+        t
+    };
     let spawn = |memory: &str| {
         Command::new(env!("CARGO_BIN_EXE_vfioctl"))
             .arg("--root")
@@ -146,16 +155,20 @@ fn two_applies_at_once_never_mix() {
         let b = s.spawn(|| spawn("8G"));
         (a.join().unwrap(), b.join().unwrap())
     });
-    let ok = [&a, &b].iter().filter(|o| o.status.success()).count();
     let msgs = format!("{}\n{}", String::from_utf8_lossy(&a.stderr), String::from_utf8_lossy(&b.stderr));
-    assert_eq!(ok, 1, "exactly one apply wins: {msgs}");
-    let loser = if a.status.success() { &b } else { &a };
-    assert_eq!(loser.status.code(), Some(2), "{msgs}");
-    assert!(String::from_utf8_lossy(&loser.stderr).contains("nothing was written"), "{msgs}");
+    let ok = [&a, &b].iter().filter(|o| o.status.success()).count();
+    assert!(ok >= 1, "neither applied: {msgs}");
+    for o in [&a, &b].iter().filter(|o| !o.status.success()) {
+        assert_eq!(o.status.code(), Some(2), "{msgs}");
+        assert!(String::from_utf8_lossy(&o.stderr).contains("nothing was written"), "{msgs}");
+    }
+    let mut now = tree(&root);
+    now.retain(|p, _| !p.starts_with("var"));
+    assert!(now == alone("16G") || now == alone("8G"), "a mix of the two plans: {msgs}");
     let h = vfioctl(&root, &["history", "--format", "json"]);
     let v: serde_json::Value = serde_json::from_str(&h.stdout).unwrap();
-    assert_eq!(v.as_array().unwrap().iter().filter(|j| j["in_effect"] == true).count(), 1, "{}", h.stdout);
-    assert_eq!(vfioctl(&root, &["rollback", "--yes", "--no-commands"]).code, 0);
+    assert_eq!(v.as_array().unwrap().iter().filter(|j| j["in_effect"] == true).count(), ok, "{}", h.stdout);
+    assert_eq!(vfioctl(&root, &["rollback", "--all", "--yes", "--no-commands"]).code, 0);
     assert_eq!(tree(&root), before);
 }
 
