@@ -355,15 +355,26 @@ pub fn atomic_write(real: &Path, bytes: &[u8], meta: Option<(u32, u32, u32)>) ->
     result
 }
 
-/// Deletes a file and syncs its directory; a file already gone is fine.
+/// Deletes a file and syncs its directory; a file already gone (its directory too,
+/// perhaps) is fine and syncs nothing.
 fn remove_synced(real: &Path) -> std::io::Result<()> {
     match fs::remove_file(real) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-        _ => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+        Ok(()) => {}
     }
     match real.parent() {
         Some(dir) => fs::File::open(dir)?.sync_all(),
         None => Ok(()),
+    }
+}
+
+/// Puts a file back as a journal saved it: its bytes and mode, or no file when the apply
+/// had created it.
+fn put_back(real: &Path, saved: Option<&[u8]>, meta: Option<(u32, u32, u32)>) -> std::io::Result<()> {
+    match saved {
+        Some(bytes) => atomic_write(real, bytes, meta),
+        None => remove_synced(real),
     }
 }
 
@@ -530,11 +541,7 @@ fn restore_files(root: &HostRoot, journal: &Journal, fault: Option<Fault>) -> Re
             Err(std::io::Error::other("injected fault"))
         } else {
             match journal.backup(root, i) {
-                Ok(Some(bytes)) => atomic_write(&real, &bytes, f.meta()),
-                Ok(None) => match fs::remove_file(&real) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-                    _ => Ok(()),
-                },
+                Ok(saved) => put_back(&real, saved.as_deref(), f.meta()),
                 Err(e) => Err(std::io::Error::other(e.to_string())),
             }
         };
@@ -568,11 +575,6 @@ pub enum RollbackTarget {
     All,
     /// This journal and every newer one still in effect: the host as before it.
     To(String),
-}
-
-/// Whether the file's bytes now are the journal's before-state (`None` = absent).
-fn is_before(backup: &Option<Vec<u8>>, now: &Option<Vec<u8>>) -> bool {
-    backup == now
 }
 
 /// Restores the state before the chosen applies (also after a failed or crashed one),
@@ -626,7 +628,8 @@ pub fn rollback(
                 None => f.removed,
                 Some(n) => !f.removed && j.is_applied(root, i, n),
             };
-            let noop = is_before(&backup, &now);
+            // Already as it was before the apply (absent included).
+            let noop = backup == now;
             let mut keep = None;
             if !applied && !noop {
                 if force {
@@ -667,14 +670,7 @@ pub fn rollback(
         if st.noop {
             continue;
         }
-        let r = match &st.restore {
-            Some(bytes) => atomic_write(&real, bytes, f.meta()),
-            None => match fs::remove_file(&real) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-                _ => Ok(()),
-            },
-        };
-        match r {
+        match put_back(&real, st.restore.as_deref(), f.meta()) {
             Ok(()) => {
                 match &st.restore {
                     Some(_) => progress(&format!("restored {}", f.path.display())),

@@ -21,16 +21,20 @@ use vfioctl_host::snapshot as snap;
 use crate::cli::{Cli, Command};
 use crate::error::{CliError, Exit};
 
+/// Whether the command changes the host (apply but a dry run, rollback).
+fn writes(command: &Command) -> bool {
+    match command {
+        Command::Apply(a) => !a.dry_run,
+        Command::Rollback(_) => true,
+        _ => false,
+    }
+}
+
 /// The host root: a directory, or a snapshot archive unpacked into a temporary directory
 /// that lives as long as the command.
 fn open_root(cli: &Cli) -> Result<(HostRoot, Option<tempfile::TempDir>), CliError> {
     if cli.root.is_file() && snap::is_archive_name(&cli.root) {
-        let writes = match &cli.command {
-            Command::Apply(a) => !a.dry_run,
-            Command::Rollback(_) => true,
-            _ => false,
-        };
-        if writes {
+        if writes(&cli.command) {
             return Err(CliError::ReadOnlyRoot(cli.root.clone()));
         }
         let tmp = tempfile::tempdir().map_err(CliError::Output)?;
@@ -52,12 +56,7 @@ pub fn run(cli: &Cli) -> Result<Exit, CliError> {
         Some(l) => root.with_log(l.clone()),
         None => root,
     };
-    let writes = match &cli.command {
-        Command::Apply(a) => !a.dry_run,
-        Command::Rollback(_) => true,
-        _ => false,
-    };
-    if writes && root.is_live() && !rustix::process::geteuid().is_root() {
+    if writes(&cli.command) && root.is_live() && !rustix::process::geteuid().is_root() {
         return Err(CliError::NeedsRoot);
     }
     let host = Host::new(root);
