@@ -27,6 +27,19 @@ pub enum JournalState {
     RolledBack,
 }
 
+impl JournalState {
+    /// The journal's own spelling (`rolled-back`), as journal.json has it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JournalState::Writing => "writing",
+            JournalState::Applied => "applied",
+            JournalState::Failed => "failed",
+            JournalState::Incomplete => "incomplete",
+            JournalState::RolledBack => "rolled-back",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JournalFile {
     pub path: PathBuf,
@@ -266,4 +279,22 @@ impl Journal {
 fn order_of(id: &str) -> Option<(u64, u64)> {
     let (s, n) = id.split_once('-')?;
     Some((s.parse().ok()?, n.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::JournalState;
+
+    #[test]
+    fn state_names_are_journal_json_s() {
+        for s in [
+            JournalState::Writing,
+            JournalState::Applied,
+            JournalState::Failed,
+            JournalState::Incomplete,
+            JournalState::RolledBack,
+        ] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+    }
 }

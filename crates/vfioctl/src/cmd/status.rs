@@ -28,8 +28,7 @@ pub fn status(root: &HostRoot, args: &StatusArgs) -> Result<Exit, CliError> {
     let pending: Vec<String> = j
         .map(|j| j.results.iter().filter(|r| r.describe().contains("pending")).map(|r| r.argv.join(" ")).collect())
         .unwrap_or_default();
-    // The journal's own spelling (`rolled-back`).
-    let state = j.and_then(|j| serde_json::to_value(j.state).ok()).and_then(|v| v.as_str().map(String::from));
+    let state = j.map(|j| j.state.as_str().to_string());
     let rolled_back = j.is_some_and(|j| j.state == apply::JournalState::RolledBack);
     match args.format {
         Format::Json => output::print_json(&StatusJson {
@@ -151,7 +150,7 @@ pub fn history(root: &HostRoot, args: &StatusArgs) -> Result<Exit, CliError> {
             journal: j.host_dir().display().to_string(),
             created: j.created,
             date: vfioctl_core::units::utc(j.created),
-            state: serde_json::to_value(j.state).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+            state: j.state.as_str().to_string(),
             in_effect: j.in_effect(),
             summary: j.summary.clone(),
             files: j.files.iter().map(|f| f.path.display().to_string()).collect(),
