@@ -354,9 +354,9 @@ fn uevent(d: &Dev) -> String {
     }
     s.push_str(&format!("PCI_CLASS={:X}\n", d.class));
     s.push_str(&format!("PCI_ID={:04X}:{:04X}\n", d.id.vendor, d.id.device));
-    if let Some(ss) = d.subsystem {
-        s.push_str(&format!("PCI_SUBSYS_ID={:04X}:{:04X}\n", ss.vendor, ss.device));
-    }
+    // The kernel always writes it: 0000:0000 for a device (or bridge) without one.
+    let ss = d.subsystem.unwrap_or(VendorDevice { vendor: 0, device: 0 });
+    s.push_str(&format!("PCI_SUBSYS_ID={:04X}:{:04X}\n", ss.vendor, ss.device));
     s.push_str(&format!("PCI_SLOT_NAME={}\n", d.addr));
     s.push_str(&format!("MODALIAS={}", modalias(d)));
     s

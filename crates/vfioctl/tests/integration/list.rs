@@ -356,6 +356,14 @@ fn revision_and_subsystem_are_the_sysfs_files() {
                     seen += 1;
                 }
             }
+            // The class is the `class` file's (not the header's), the driver the link's.
+            let class = file(&dev, "class").expect("class file");
+            let json_class =
+                format!("{}{}", d["class"].as_str().expect("class"), d["prog_if"].as_str().expect("prog_if"));
+            assert_eq!(json_class, class, "{} {addr} class", host.display());
+            let driver = fs::read_link(dev.join("driver")).ok();
+            let driver = driver.as_ref().and_then(|l| l.file_name()).and_then(|n| n.to_str());
+            assert_eq!(d["driver"].as_str(), driver, "{} {addr} driver", host.display());
         }
         seen
     };

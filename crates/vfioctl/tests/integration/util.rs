@@ -94,3 +94,15 @@ pub fn validate(xml: &str, what: &str) {
     let run = tool("virt-xml-validate", &[f.to_str().expect("utf8"), "domain"], "libvirt-clients and libxml2-utils");
     assert_eq!(run.code, 0, "{what}: virt-xml-validate: {}{}\n{xml}", run.stdout, run.stderr);
 }
+
+/// Binds a fixture's PCI device to `driver` as the kernel would show it: the `driver` link
+/// and the `DRIVER=` line of its `uevent`.
+pub fn bind(root: &Path, address: &str, driver: &str) {
+    let dev = std::fs::canonicalize(root.join("sys/bus/pci/devices").join(address)).expect("device dir");
+    let link = dev.join("driver");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(format!("../../../../bus/pci/drivers/{driver}"), &link).expect("link");
+    let uevent = std::fs::read_to_string(dev.join("uevent")).expect("uevent");
+    let rest: String = uevent.lines().filter(|l| !l.starts_with("DRIVER=")).map(|l| format!("{l}\n")).collect();
+    std::fs::write(dev.join("uevent"), format!("DRIVER={driver}\n{rest}")).expect("uevent");
+}

@@ -49,9 +49,7 @@ fn after_apply_and_reboot_the_journal_plan_passes() {
     assert_eq!(v["summary"]["fail"], 0);
     assert!(v["checks"].as_array().expect("checks").len() >= 8);
     // The audio function came up on its host driver: the softdep or the initramfs.
-    let link = root.join("sys/bus/pci/devices/0000:09:00.1/driver");
-    fs::remove_file(&link).expect("unlink");
-    std::os::unix::fs::symlink("../../../../bus/pci/drivers/snd_hda_intel", &link).expect("link");
+    crate::util::bind(&root, "0000:09:00.1", "snd_hda_intel");
     let broken = vfioctl(&root, &["verify"]);
     assert_eq!(broken.code, 1);
     assert!(broken.stdout.contains("0000:09:00.1 is bound to vfio-pci"), "{}", broken.stdout);
