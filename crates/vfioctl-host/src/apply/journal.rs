@@ -12,7 +12,6 @@ use super::{atomic_write, ApplyError, Command, CommandResult};
 use crate::root::HostRoot;
 
 pub const JOURNAL_DIR: &str = "/var/lib/vfioctl/journal";
-const LAST: &str = "/var/lib/vfioctl/last";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -109,6 +108,7 @@ impl Journal {
     pub fn create(root: &HostRoot) -> Result<Journal, ApplyError> {
         let created = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let base = root.path(JOURNAL_DIR);
+        super::fault::step("create directory", &base).map_err(io(base.clone()))?;
         fs::create_dir_all(&base).map_err(io(base.clone()))?;
         let _ = fs::set_permissions(&base, fs::Permissions::from_mode(0o700));
         let mut n = 0;
@@ -132,6 +132,7 @@ impl Journal {
         };
         for d in ["before", "after", "output"] {
             let p = j.real(root, d);
+            super::fault::step("create directory", &p).map_err(io(p.clone()))?;
             fs::create_dir_all(&p).map_err(io(p))?;
         }
         Ok(j)
@@ -173,9 +174,17 @@ impl Journal {
         let p = self.real(root, "journal.json");
         let text = serde_json::to_string_pretty(self)
             .map_err(|e| ApplyError::Journal { path: p.clone(), err: std::io::Error::other(e) })?;
-        atomic_write(&p, text.as_bytes(), Some((0o100600, 0, 0))).map_err(io(p))?;
-        let last = root.path(LAST);
-        atomic_write(&last, format!("{}\n", self.id).as_bytes(), Some((0o100600, 0, 0))).map_err(io(last))
+        atomic_write(&p, text.as_bytes(), Some((0o100600, 0, 0))).map_err(io(p))
+    }
+
+    /// Removes a journal that never stood for a change (its apply failed before the first
+    /// file was written). Best effort: one left behind is still consistent, as every file
+    /// still holds what its `before` copy says.
+    pub fn discard(&self, root: &HostRoot) {
+        let dir = self.real(root, "");
+        if super::fault::step("remove directory", &dir).is_ok() {
+            let _ = fs::remove_dir_all(&dir);
+        }
     }
 
     pub fn save_output(&self, root: &HostRoot, i: usize, output: &str) -> Result<(), ApplyError> {
@@ -265,13 +274,9 @@ impl Journal {
         Ok(Journal::all(root)?.into_iter().rev().find(Journal::in_effect))
     }
 
-    /// The last journal, if any.
+    /// The newest journal, if any.
     pub fn last(root: &HostRoot) -> Result<Option<Journal>, ApplyError> {
-        let Ok(id) = fs::read_to_string(root.path(LAST)) else { return Ok(None) };
-        let path = root.path(Path::new(JOURNAL_DIR).join(id.trim()).join("journal.json"));
-        let text = fs::read_to_string(&path)
-            .map_err(|e| ApplyError::BadJournal { path: path.clone(), reason: e.to_string() })?;
-        serde_json::from_str(&text).map(Some).map_err(|e| ApplyError::BadJournal { path, reason: e.to_string() })
+        Ok(Journal::all(root)?.pop())
     }
 }
 

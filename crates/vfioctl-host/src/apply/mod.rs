@@ -20,6 +20,7 @@
 //! what was applied.
 
 pub mod changes;
+pub mod fault;
 mod journal;
 pub mod lock;
 mod run;
@@ -32,6 +33,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+pub use fault::Fault;
 pub use journal::{Journal, JournalFile, JournalState, JOURNAL_DIR};
 pub use run::{CommandMode, CommandResult};
 
@@ -171,34 +173,6 @@ impl Changeset {
     }
 }
 
-/// A fault to inject, for tests of the transaction (`VFIOCTL_FAULT`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fault {
-    /// Writing file N fails.
-    Write(usize),
-    /// The process dies right after writing file N (a crash between two writes).
-    Crash(usize),
-    /// Command N fails.
-    Command(usize),
-    /// Writing the last file fails, then restoring file N fails too.
-    Restore(usize),
-}
-
-impl std::str::FromStr for Fault {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (kind, n) = s.split_once(':').ok_or_else(|| format!("`{s}`: expected KIND:N"))?;
-        let n: usize = n.parse().map_err(|_| format!("`{s}`: N is not a number"))?;
-        match kind {
-            "write" => Ok(Fault::Write(n)),
-            "crash" => Ok(Fault::Crash(n)),
-            "command" => Ok(Fault::Command(n)),
-            "restore" => Ok(Fault::Restore(n)),
-            _ => Err(format!("`{s}`: KIND is write, crash, command or restore")),
-        }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
     #[error("cannot write the journal {path}: {err}")]
@@ -334,19 +308,27 @@ fn read_regular(root: &HostRoot, host_path: &Path) -> std::io::Result<Option<Vec
 /// rename over, fsync the directory. Mode and owner are `meta`'s when given.
 pub fn atomic_write(real: &Path, bytes: &[u8], meta: Option<(u32, u32, u32)>) -> std::io::Result<()> {
     let dir = real.parent().ok_or_else(|| std::io::Error::other("no parent directory"))?;
-    fs::create_dir_all(dir)?;
-    let name = real.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.vfioctl-tmp-{}", std::process::id()));
+    if !dir.is_dir() {
+        fault::step("create directory", dir)?;
+        fs::create_dir_all(dir)?;
+    }
+    let tmp = temp_name(real);
     let result = (|| {
+        fault::step("create", &tmp)?;
         let mut f = fs::File::create(&tmp)?;
+        fault::step("write", &tmp)?;
         f.write_all(bytes)?;
+        fault::step("fsync", &tmp)?;
         f.sync_all()?;
         if let Some((mode, uid, gid)) = meta {
+            fault::step("chmod", &tmp)?;
             fs::set_permissions(&tmp, fs::Permissions::from_mode(mode & 0o7777))?;
             // Only root can give files away; as a user the file stays ours.
             let _ = std::os::unix::fs::chown(&tmp, Some(uid), Some(gid));
         }
+        fault::step("rename", real)?;
         fs::rename(&tmp, real)?;
+        fault::step("fsync directory", dir)?;
         fs::File::open(dir)?.sync_all()
     })();
     if result.is_err() {
@@ -355,18 +337,52 @@ pub fn atomic_write(real: &Path, bytes: &[u8], meta: Option<(u32, u32, u32)>) ->
     result
 }
 
+/// The temporary file [`atomic_write`] writes beside `real` before renaming it over.
+fn temp_name(real: &Path) -> PathBuf {
+    let name = real.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    real.with_file_name(format!(".{name}.vfioctl-tmp-{}", std::process::id()))
+}
+
+/// Removes what a crashed [`atomic_write`] of `real` left: its temporary files, of any
+/// process (the name is vfioctl's own, `.NAME.vfioctl-tmp-PID`). Returns the ones removed.
+pub(crate) fn remove_stray_temps(real: &Path) -> Vec<PathBuf> {
+    let (Some(dir), Some(name)) = (real.parent(), real.file_name()) else { return Vec::new() };
+    let prefix = format!(".{}.vfioctl-tmp-", name.to_string_lossy());
+    let Ok(entries) = fs::read_dir(dir) else { return Vec::new() };
+    let mut removed = Vec::new();
+    for e in entries.flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        let is_temp =
+            n.strip_prefix(&prefix).is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()));
+        if is_temp && e.file_type().is_ok_and(|t| t.is_file()) && fs::remove_file(e.path()).is_ok() {
+            removed.push(e.path());
+        }
+    }
+    removed
+}
+
 /// Deletes a file and syncs its directory; a file already gone (its directory too,
 /// perhaps) is fine and syncs nothing.
 fn remove_synced(real: &Path) -> std::io::Result<()> {
+    fault::step("remove", real)?;
     match fs::remove_file(real) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
         Ok(()) => {}
     }
     match real.parent() {
-        Some(dir) => fs::File::open(dir)?.sync_all(),
+        Some(dir) => {
+            fault::step("fsync directory", dir)?;
+            fs::File::open(dir)?.sync_all()
+        }
         None => Ok(()),
     }
+}
+
+/// Removes an empty directory (one an apply created).
+fn remove_dir(real: &Path) -> std::io::Result<()> {
+    fault::step("remove directory", real)?;
+    fs::remove_dir(real)
 }
 
 /// Puts a file back as a journal saved it: its bytes and mode, or no file when the apply
@@ -402,26 +418,12 @@ pub fn apply(
     }
     let now = still_as_planned(root, &todo)?;
     let mut journal = Journal::create(root)?;
-    for (f, (target, before)) in todo.iter().zip(&now) {
-        let real = root.path(target);
-        journal.record(root, target, before.as_deref(), meta_of(&real), &f.after)?;
-        if let Some(j) = journal.files.last_mut() {
-            if target != &f.path {
-                j.link = Some(f.path.clone());
-            }
-            if f.remove {
-                j.removed = true;
-                j.after_sha256 = None;
-            }
-        }
+    // Nothing on the host changed yet: a journal that could not be completed is removed, so
+    // that it does not stand for an unfinished apply.
+    if let Err(e) = prepare_journal(root, &mut journal, changes, &todo, &now) {
+        journal.discard(root);
+        return Err(e);
     }
-    let targets: Vec<&Path> = now.iter().map(|(t, _)| t.as_path()).collect();
-    journal.created_dirs = missing_dirs(root, &targets);
-    journal.summary = changes.summary.clone();
-    journal.commands = changes.commands.clone();
-    journal.expect = changes.expect.clone();
-    journal.state = JournalState::Writing;
-    journal.save(root)?;
     progress(&format!("journal {}", journal.host_dir().display()));
 
     let mut written = Vec::new();
@@ -471,9 +473,15 @@ pub fn apply(
         } else {
             run::run(root, mode, &c.argv)
         };
-        journal.save_output(root, i, &r.output)?;
         let failed = matches!(r.status, run::Status::Failed(_) | run::Status::NotStarted(_));
-        let text = r.describe();
+        let mut text = r.describe();
+        // The host changed and the journal cannot keep the output: undo rather than go on
+        // with a journal that does not say all.
+        let kept = journal.save_output(root, i, &r.output);
+        if let Err(e) = &kept {
+            text = format!("{text}; then {e}");
+        }
+        let failed = failed || kept.is_err();
         results.push(r);
         journal.results = results.clone();
         if failed {
@@ -482,8 +490,43 @@ pub fn apply(
     }
     journal.state = JournalState::Applied;
     journal.results = results.clone();
-    journal.save(root)?;
+    if let Err(e) = journal.save(root) {
+        // On disk the journal still says `writing`: restore, and say so there.
+        return Err(fail(root, &mut journal, e.to_string(), fault, !changes.commands.is_empty(), mode, progress));
+    }
     Ok(Outcome { journal: Some(journal.host_dir()), written, commands: results })
+}
+
+/// Fills a new journal with a copy of every file `todo` changes (as `now` read them) and
+/// what each will hold, the directories the writes create, the summary and commands, and
+/// saves it, synced, in the state `writing`.
+fn prepare_journal(
+    root: &HostRoot,
+    journal: &mut Journal,
+    changes: &Changeset,
+    todo: &[&FileChange],
+    now: &[Target],
+) -> Result<(), ApplyError> {
+    for (f, (target, before)) in todo.iter().zip(now) {
+        let real = root.path(target);
+        journal.record(root, target, before.as_deref(), meta_of(&real), &f.after)?;
+        if let Some(j) = journal.files.last_mut() {
+            if target != &f.path {
+                j.link = Some(f.path.clone());
+            }
+            if f.remove {
+                j.removed = true;
+                j.after_sha256 = None;
+            }
+        }
+    }
+    let targets: Vec<&Path> = now.iter().map(|(t, _)| t.as_path()).collect();
+    journal.created_dirs = missing_dirs(root, &targets);
+    journal.summary = changes.summary.clone();
+    journal.commands = changes.commands.clone();
+    journal.expect = changes.expect.clone();
+    journal.state = JournalState::Writing;
+    journal.save(root)
 }
 
 /// The directories writing `todo` will create: the missing ancestors of each file, outermost
@@ -537,6 +580,7 @@ fn restore_files(root: &HostRoot, journal: &Journal, fault: Option<Fault>) -> Re
     let mut errors = Vec::new();
     for (i, f) in journal.files.iter().enumerate().rev() {
         let real = root.path(&f.path);
+        remove_stray_temps(&real);
         let r = if fault == Some(Fault::Restore(i)) {
             Err(std::io::Error::other("injected fault"))
         } else {
@@ -552,7 +596,7 @@ fn restore_files(root: &HostRoot, journal: &Journal, fault: Option<Fault>) -> Re
     // The directories the apply created, deepest first; one that holds something else by now
     // (someone put a file there) stays.
     for d in journal.created_dirs.iter().rev() {
-        match fs::remove_dir(root.path(d)) {
+        match remove_dir(&root.path(d)) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound || e.kind() == std::io::ErrorKind::DirectoryNotEmpty => {
             }
             Err(e) => errors.push(format!("{}: {e}", d.display())),
@@ -657,6 +701,9 @@ pub fn rollback(
         let j = &chosen[st.journal];
         let f = &j.files[st.file];
         let real = root.path(&f.path);
+        for t in remove_stray_temps(&real) {
+            progress(&format!("removed {}, which an interrupted vfioctl left", root.host_path(&t).display()));
+        }
         if let Some(kept) = &st.keep {
             let name = format!("{}.vfioctl-kept-{}", f.path.display(), j.id);
             match atomic_write(&root.path(&name), kept, meta_of(&real)) {
@@ -688,7 +735,7 @@ pub fn rollback(
     }
     for j in &chosen {
         for d in j.created_dirs.iter().rev() {
-            if fs::remove_dir(root.path(d)).is_ok() {
+            if remove_dir(&root.path(d)).is_ok() {
                 progress(&format!("removed the directory {} (the apply had created it)", d.display()));
             }
         }

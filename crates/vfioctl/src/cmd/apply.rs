@@ -71,8 +71,8 @@ pub fn run(host: &Host, args: &ApplyArgs) -> Result<Exit, CliError> {
         eprintln!("vfioctl: nothing changed");
         return Ok(Exit::Finding);
     }
-    // Test hook: VFIOCTL_FAULT=write:N|crash:N|command:N|restore:N.
-    let fault = std::env::var("VFIOCTL_FAULT").ok().and_then(|f| f.parse::<Fault>().ok());
+    let fault = injected_fault();
+    let _armed = apply::fault::arm(fault);
     let out = apply::apply(root, &prepared.changes, mode, fault, &mut |m| eprintln!("vfioctl: {m}"))
         .map_err(CliError::Apply)?;
     let mut t = format!(
@@ -88,4 +88,9 @@ pub fn run(host: &Host, args: &ApplyArgs) -> Result<Exit, CliError> {
     );
     output::print(&t)?;
     Ok(Exit::Ok)
+}
+
+/// Test hook: `VFIOCTL_FAULT=KIND:N` (see [`apply::fault`]) for `apply` and `rollback`.
+pub fn injected_fault() -> Option<Fault> {
+    std::env::var("VFIOCTL_FAULT").ok().and_then(|f| f.parse::<Fault>().ok())
 }

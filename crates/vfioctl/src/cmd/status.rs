@@ -62,7 +62,9 @@ pub fn status(root: &HostRoot, args: &StatusArgs) -> Result<Exit, CliError> {
             for p in &pending {
                 t.push_str(&format!("  pending command: {p}\n"));
             }
-            if rolled_back {
+            if matches!(j.state, apply::JournalState::Writing | apply::JournalState::Incomplete) {
+                t.push_str("This apply did not finish (it was interrupted, or restoring after a failure failed): some files may hold the new state and others the old. `vfioctl rollback` returns them all to the state before it.\n");
+            } else if rolled_back {
                 t.push_str("Rolled back: the files are as they were before the apply.\n");
             } else if files.iter().any(|f| f.state != "unchanged") {
                 t.push_str("Some files changed since the apply: `vfioctl rollback` restores the state before the apply and discards those changes.\n");
@@ -88,6 +90,7 @@ pub fn rollback(root: &HostRoot, args: &RollbackArgs) -> Result<Exit, CliError> 
         return Ok(Exit::Finding);
     }
     let mode = if args.no_commands { CommandMode::Never } else { CommandMode::for_root(root) };
+    let _armed = apply::fault::arm(super::apply::injected_fault());
     let out = match apply::rollback(root, mode, &target, args.force, &mut |m| eprintln!("vfioctl: {m}")) {
         Ok(o) => o,
         Err(apply::ApplyError::ChangedSinceApply { conflicts }) => {

@@ -553,3 +553,100 @@ fn on_the_live_machine_apply_and_rollback_need_root() {
         assert!(stderr.contains("need root") && stderr.contains("sudo"), "{args:?}: {stderr}");
     }
 }
+
+/// Runs `args` with `VFIOCTL_FAULT=KIND:N` for N = 0, 1, … until the command no longer
+/// meets its fault (it succeeds: every step was covered), calling `check(n, run)` after each
+/// faulted run. Returns how many steps there were.
+fn every_step(root: &Path, kind: &str, args: &[&str], mut check: impl FnMut(usize, &crate::util::Run)) -> usize {
+    for n in 0..2000 {
+        let fault = format!("{kind}:{n}");
+        let run = vfioctl_env(root, args, &[("VFIOCTL_FAULT", &fault)]);
+        if run.code == 0 {
+            return n;
+        }
+        assert!(!run.stderr.contains("panicked"), "{fault}: {}", run.stderr);
+        check(n, &run);
+    }
+    panic!("{kind}: the command never got past its fault");
+}
+
+fn forget_journals(root: &Path) {
+    let _ = fs::remove_dir_all(root.join("var/lib/vfioctl"));
+}
+
+/// A crash (`die:N`: the process is killed) or an I/O error (`step:N`) before each single
+/// side effect of an apply: every temporary file, write, fsync, chmod, rename, directory sync
+/// and journal update. After a crash the next command says the apply did not finish, and
+/// `rollback` returns the host to the old state byte for byte (no temporary file left
+/// behind); after an error the apply has already restored it, and the next apply works.
+#[test]
+fn a_crash_or_an_error_at_every_step_of_apply_loses_nothing() {
+    let (_t, root) = copy_host("r2600x");
+    let before = tree(&root);
+    let dies = every_step(&root, "die", APPLY, |n, run| {
+        assert!(run.stderr.contains(&format!("injected crash before step {n}")), "die:{n}: {}", run.stderr);
+        let status = vfioctl(&root, &["status"]);
+        // A changed host is either a finished apply or one status calls unfinished.
+        if tree(&root) != before {
+            assert!(
+                status.stdout.contains("did not finish") || status.stdout.contains("state applied\n"),
+                "die:{n}: a changed host, and status says\n{}",
+                status.stdout
+            );
+        }
+        // Refused while a journal says the apply did not finish; else (the crash came
+        // before the journal said anything, or after it said all) it goes through, and the
+        // rollback below undoes it.
+        let again = apply_with(&root, &[]);
+        if again.code != 0 {
+            assert!(again.stderr.contains("did not finish"), "die:{n}: {}", again.stderr);
+        }
+        let rb = vfioctl(&root, &["rollback", "--yes", "--no-commands"]);
+        assert!(rb.code == 0 || rb.stderr.contains("nothing to roll back"), "die:{n}: {}", rb.stderr);
+        assert_eq!(differing(&tree(&root), &before), Vec::<String>::new(), "die:{n}");
+        forget_journals(&root);
+    });
+    // The last run met no fault: a whole apply, undone.
+    assert_eq!(vfioctl(&root, &["rollback", "--yes", "--no-commands"]).code, 0);
+    assert_eq!(differing(&tree(&root), &before), Vec::<String>::new());
+    forget_journals(&root);
+    let steps = every_step(&root, "step", APPLY, |n, run| {
+        assert!(run.stderr.contains(&format!("injected fault at step {n}")), "step:{n}: {}", run.stderr);
+        assert_eq!(
+            differing(&tree(&root), &before),
+            Vec::<String>::new(),
+            "step:{n}: the failed apply restored everything"
+        );
+        let again = apply_with(&root, &[]);
+        assert_eq!(again.code, 0, "step:{n}: the next apply is not blocked: {}", again.stderr);
+        let rb = vfioctl(&root, &["rollback", "--yes", "--no-commands"]);
+        assert_eq!(rb.code, 0, "step:{n}: {}", rb.stderr);
+        assert_eq!(differing(&tree(&root), &before), Vec::<String>::new(), "step:{n}");
+        forget_journals(&root);
+    });
+    assert_eq!(dies, steps, "the same steps either way");
+    assert!(steps > 40, "an apply of r2600x has {steps} steps");
+}
+
+/// The same for `rollback`: a crash or an error at any of its steps, then `rollback` again,
+/// and the host is as before the apply.
+#[test]
+fn a_crash_or_an_error_at_every_step_of_rollback_loses_nothing() {
+    let (_t, root) = copy_host("r2600x");
+    let before = tree(&root);
+    let rollback = &["rollback", "--yes", "--no-commands"];
+    for kind in ["die", "step"] {
+        assert_eq!(apply_with(&root, &[]).code, 0);
+        let steps = every_step(&root, kind, rollback, |n, _| {
+            // Again; or nothing left to do when only the journal's last word was lost.
+            let rb = vfioctl(&root, rollback);
+            assert!(rb.code == 0 || rb.stderr.contains("nothing to roll back"), "{kind}:{n}: {}", rb.stderr);
+            assert_eq!(differing(&tree(&root), &before), Vec::<String>::new(), "{kind}:{n}");
+            forget_journals(&root);
+            assert_eq!(apply_with(&root, &[]).code, 0);
+        });
+        assert!(steps > 5, "{kind}: a rollback of r2600x has {steps} steps");
+        assert_eq!(differing(&tree(&root), &before), Vec::<String>::new(), "{kind}: the unfaulted rollback");
+        forget_journals(&root);
+    }
+}
