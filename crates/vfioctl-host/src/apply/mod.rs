@@ -565,7 +565,11 @@ fn fail(
                 }
             }
             journal.state = JournalState::Failed;
-            let _ = journal.save(root);
+            // Every file is back: a journal that cannot say so (a full disk) is removed
+            // rather than left saying `writing`, which would stand for an unfinished apply.
+            if journal.save(root).is_err() {
+                journal.discard(root);
+            }
             ApplyError::Restored { what }
         }
         Err(restore) => {
@@ -585,6 +589,10 @@ fn restore_files(root: &HostRoot, journal: &Journal, fault: Option<Fault>) -> Re
             Err(std::io::Error::other("injected fault"))
         } else {
             match journal.backup(root, i) {
+                // Not written yet (or already back): left alone, so that a file that cannot
+                // be written (immutable, on a read-only or full filesystem) that the apply
+                // never got to does not make the restore fail.
+                Ok(saved) if as_saved(&real, saved.as_deref(), f.meta()) => Ok(()),
                 Ok(saved) => put_back(&real, saved.as_deref(), f.meta()),
                 Err(e) => Err(std::io::Error::other(e.to_string())),
             }
@@ -607,6 +615,17 @@ fn restore_files(root: &HostRoot, journal: &Journal, fault: Option<Fault>) -> Re
         Ok(())
     } else {
         Err(errors.join("; "))
+    }
+}
+
+/// Whether `real` holds `saved` (absent for `None`) with the saved mode and owner.
+fn as_saved(real: &Path, saved: Option<&[u8]>, meta: Option<(u32, u32, u32)>) -> bool {
+    match (saved, fs::symlink_metadata(real)) {
+        (None, Err(e)) => e.kind() == std::io::ErrorKind::NotFound,
+        (Some(bytes), Ok(m)) if m.is_file() => {
+            meta.is_none_or(|want| want == (m.mode(), m.uid(), m.gid())) && fs::read(real).is_ok_and(|now| now == bytes)
+        }
+        _ => false,
     }
 }
 

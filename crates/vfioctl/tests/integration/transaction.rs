@@ -650,3 +650,203 @@ fn a_crash_or_an_error_at_every_step_of_rollback_loses_nothing() {
         forget_journals(&root);
     }
 }
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0"))
+}
+
+/// A filesystem the test mounted, unmounted when it drops (also when the test fails).
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn mount(args: &[&str], at: &Path) -> Option<Mounted> {
+    let ok = Command::new("mount").args(args).arg(at).status().is_ok_and(|s| s.success());
+    ok.then(|| Mounted(at.to_path_buf()))
+}
+
+/// r2600x copied onto a tmpfs of `size` the test mounted; `None` (the test skips) where
+/// this user may not mount.
+fn host_on_tmpfs(size: &str) -> Option<(tempfile::TempDir, Mounted, std::path::PathBuf)> {
+    if !is_root() {
+        eprintln!("skipped: mounting a test filesystem needs root");
+        return None;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let fs_dir = tmp.path().join("fs");
+    fs::create_dir(&fs_dir).expect("mkdir");
+    let Some(m) = mount(&["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"], &fs_dir) else {
+        eprintln!("skipped: cannot mount a tmpfs here");
+        return None;
+    };
+    let root = fs_dir.join("r2600x");
+    let src = crate::util::example_host("r2600x");
+    assert!(Command::new("cp").arg("-a").arg(&src).arg(&root).status().expect("cp").success());
+    Some((tmp, m, root))
+}
+
+/// The files an apply of `APPLY` writes on `root`, as the journal lists them (host paths).
+fn targets(root: &Path) -> Vec<String> {
+    assert_eq!(apply_with(root, &[]).code, 0);
+    let dir = fs::read_dir(root.join("var/lib/vfioctl/journal")).expect("journals").flatten().next().expect("one");
+    let j: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(dir.path().join("journal.json")).expect("journal")).expect("json");
+    let out = j["files"].as_array().expect("files").iter().map(|f| f["path"].as_str().expect("path").to_string());
+    let out = out.collect();
+    assert_eq!(vfioctl(root, &["rollback", "--yes", "--no-commands"]).code, 0);
+    forget_journals(root);
+    out
+}
+
+/// A full filesystem at every point of the apply: with 0, 1, 2, … pages left, the apply
+/// fails on "No space left on device" and leaves every file as it was (no temporary file
+/// either) and no journal that blocks the next apply, until there is room for all of it.
+#[test]
+fn a_full_disk_fails_the_apply_and_loses_nothing() {
+    let Some((_t, _m, root)) = host_on_tmpfs("64m") else { return };
+    let before = tree(&root);
+    let filler = root.join("filler");
+    {
+        use std::io::Write;
+        let mut f = fs::File::create(&filler).expect("filler");
+        let block = vec![0u8; 1 << 16];
+        while f.write_all(&block).is_ok() {}
+        let _ = f.sync_all();
+    }
+    let full = fs::metadata(&filler).expect("filler").len();
+    let mut succeeded = false;
+    for pages in 0..200u64 {
+        let f = fs::OpenOptions::new().write(true).open(&filler).expect("filler");
+        f.set_len(full.saturating_sub(pages * 4096)).expect("truncate");
+        drop(f);
+        let run = apply_with(&root, &[]);
+        if run.code == 0 {
+            succeeded = true;
+            break;
+        }
+        assert!(run.stderr.contains("No space left on device"), "{pages} pages: {}", run.stderr);
+        assert!(!run.stderr.contains("restoring failed"), "{pages} pages: {}", run.stderr);
+        assert_eq!(differing(&tree(&root), &before), Vec::<String>::new(), "{pages} pages free");
+        let status = vfioctl(&root, &["status"]);
+        assert!(!status.stdout.contains("did not finish"), "{pages} pages: {}", status.stdout);
+        forget_journals(&root);
+    }
+    assert!(succeeded, "the apply never had room");
+    fs::remove_file(&filler).expect("rm filler");
+    assert_eq!(vfioctl(&root, &["rollback", "--yes", "--no-commands"]).code, 0);
+    assert_eq!(differing(&tree(&root), &before), Vec::<String>::new());
+}
+
+/// A read-only root refuses before anything is written (the journal cannot be started);
+/// a read-only /etc under a writable /var fails at the first file and restores nothing
+/// it did not write. Either way every file is as it was, and nothing blocks the next apply.
+#[test]
+fn a_read_only_filesystem_fails_the_apply_and_loses_nothing() {
+    let Some((_t, m, root)) = host_on_tmpfs("64m") else { return };
+    let before = tree(&root);
+    assert!(Command::new("mount").args(["-o", "remount,ro"]).arg(&m.0).status().expect("mount").success());
+    let run = apply_with(&root, &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("Read-only file system"), "{}", run.stderr);
+    assert_eq!(differing(&tree(&root), &before), Vec::<String>::new());
+    assert!(Command::new("mount").args(["-o", "remount,rw"]).arg(&m.0).status().expect("mount").success());
+
+    let etc = root.join("etc");
+    let etc_arg = etc.to_str().expect("utf-8 path");
+    let bind = mount(&["--bind", etc_arg], &etc).expect("bind mount");
+    assert!(Command::new("mount").args(["-o", "remount,bind,ro"]).arg(&etc).status().expect("mount").success());
+    let run = apply_with(&root, &[]);
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("Read-only file system"), "{}", run.stderr);
+    assert!(run.stderr.contains("every file was restored"), "{}", run.stderr);
+    assert_eq!(differing(&tree(&root), &before), Vec::<String>::new());
+    drop(bind);
+    let again = apply_with(&root, &[]);
+    assert_eq!(again.code, 0, "a failed apply does not block the next: {}", again.stderr);
+    assert_eq!(vfioctl(&root, &["rollback", "--yes", "--no-commands"]).code, 0);
+    assert_eq!(differing(&tree(&root), &before), Vec::<String>::new());
+}
+
+/// An immutable file (`chattr +i`), each of the apply's files in turn: the apply fails on
+/// it, restores what it wrote before it, and says so; nothing is left for rollback.
+#[test]
+fn an_immutable_file_fails_the_apply_and_loses_nothing() {
+    if !is_root() {
+        eprintln!("skipped: chattr +i needs root");
+        return;
+    }
+    let (_t, root) = copy_host("r2600x");
+    let before = tree(&root);
+    let files = targets(&root);
+    assert!(files.len() >= 2, "{files:?}");
+    for f in &files {
+        let real = root.join(f.trim_start_matches('/'));
+        if !real.exists() {
+            continue; // created by the apply: nothing to make immutable
+        }
+        if !Command::new("chattr").arg("+i").arg(&real).status().is_ok_and(|s| s.success()) {
+            eprintln!("skipped: this filesystem does not support chattr +i");
+            return;
+        }
+        let run = apply_with(&root, &[]);
+        let _ = Command::new("chattr").arg("-i").arg(&real).status();
+        assert_ne!(run.code, 0, "{f}");
+        assert!(
+            run.stderr.contains(f.as_str()) && run.stderr.contains("Operation not permitted"),
+            "{f}: {}",
+            run.stderr
+        );
+        assert!(run.stderr.contains("every file was restored"), "{f}: {}", run.stderr);
+        assert_eq!(differing(&tree(&root), &before), Vec::<String>::new(), "{f}");
+        let status = vfioctl(&root, &["status"]);
+        assert!(!status.stdout.contains("did not finish"), "{f}: {}", status.stdout);
+        forget_journals(&root);
+    }
+}
+
+/// Line endings and encodings the editors must carry through: CRLF lines, a UTF-8 BOM,
+/// files that do not end in a newline. Each apply keeps them, the same apply again
+/// changes nothing, and rollback restores every byte.
+#[test]
+fn crlf_bom_and_no_final_newline_survive_apply_and_rollback() {
+    type Edit = fn(&str) -> String;
+    let cases: [(&str, &str, Edit); 4] = [
+        ("crlf grub", "etc/default/grub", |t| t.replace('\n', "\r\n")),
+        ("bom grub", "etc/default/grub", |t| format!("\u{feff}{t}")),
+        ("grub without final newline", "etc/default/grub", |t| t.trim_end_matches('\n').to_string()),
+        ("kvm.conf without final newline", "etc/modprobe.d/kvm.conf", |t| t.trim_end_matches('\n').to_string()),
+    ];
+    for (name, file, edit) in cases {
+        let (_t, root) = copy_host("r2600x");
+        let path = root.join(file);
+        let original = fs::read_to_string(&path).expect("read");
+        fs::write(&path, edit(&original)).expect("write");
+        let before = tree(&root);
+        let run = apply_with(&root, &[]);
+        assert_eq!(run.code, 0, "{name}: {}", run.stderr);
+        let after = fs::read_to_string(&path).expect("read");
+        assert_ne!(after, edit(&original), "{name}: the apply changed {file}");
+        match name {
+            "crlf grub" => assert!(
+                after.split_inclusive('\n').all(|l| l.ends_with("\r\n")),
+                "{name}: every line still ends in CRLF:\n{after:?}"
+            ),
+            "bom grub" => {
+                assert!(after.starts_with('\u{feff}'), "{name}: the BOM stays first");
+                assert_eq!(after.matches('\u{feff}').count(), 1, "{name}");
+            }
+            _ => {}
+        }
+        let again = apply_with(&root, &[]);
+        assert_eq!(again.code, 0, "{name}: {}", again.stderr);
+        assert_eq!(journals(&root), 1, "{name}: the same apply again wrote a journal: {}", again.stdout);
+        assert_eq!(fs::read_to_string(&path).expect("read"), after, "{name}: the second apply changed the file");
+        let rb = vfioctl(&root, &["rollback", "--yes", "--no-commands"]);
+        assert_eq!(rb.code, 0, "{name}: {}", rb.stderr);
+        assert_eq!(differing(&tree(&root), &before), Vec::<String>::new(), "{name}");
+    }
+}
