@@ -8,6 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use super::meta::{FileMeta, Xattr};
 use super::{atomic_write, ApplyError, Command, CommandResult};
 use crate::root::HostRoot;
 
@@ -62,11 +63,15 @@ pub struct JournalFile {
     /// The apply deleted the file (rollback puts it back).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub removed: bool,
+    /// Its extended attributes (SELinux label, ACLs, user attributes), put back with it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub xattrs: Vec<Xattr>,
 }
 
 impl JournalFile {
-    pub fn meta(&self) -> Option<(u32, u32, u32)> {
-        Some((self.mode?, self.uid?, self.gid?))
+    /// Mode, owner and attributes as they were before the apply (`None`: created by it).
+    pub fn meta(&self) -> Option<FileMeta> {
+        Some(FileMeta { mode: self.mode?, uid: self.uid?, gid: self.gid?, xattrs: self.xattrs.clone() })
     }
 }
 
@@ -139,32 +144,33 @@ impl Journal {
     }
 
     /// Records a file before it changes: its contents (absent: created by the apply),
-    /// mode and owner, and what it will hold.
+    /// mode, owner and attributes, and what it will hold.
     pub fn record(
         &mut self,
         root: &HostRoot,
         path: &Path,
         before: Option<&[u8]>,
-        meta: Option<(u32, u32, u32)>,
+        meta: Option<FileMeta>,
         after: &[u8],
     ) -> Result<(), ApplyError> {
         let n = self.files.len();
         if let Some(b) = before {
             let p = self.real(root, &format!("before/{n}"));
-            atomic_write(&p, b, Some((0o100600, 0, 0))).map_err(io(p))?;
+            atomic_write(&p, b, Some(&FileMeta::private())).map_err(io(p))?;
         }
         let p = self.real(root, &format!("after/{n}"));
-        atomic_write(&p, after, Some((0o100600, 0, 0))).map_err(io(p))?;
+        atomic_write(&p, after, Some(&FileMeta::private())).map_err(io(p))?;
         self.files.push(JournalFile {
             path: path.to_path_buf(),
             existed: before.is_some(),
-            mode: meta.map(|m| m.0),
-            uid: meta.map(|m| m.1),
-            gid: meta.map(|m| m.2),
+            mode: meta.as_ref().map(|m| m.mode),
+            uid: meta.as_ref().map(|m| m.uid),
+            gid: meta.as_ref().map(|m| m.gid),
             before_sha256: before.map(super::sha256),
             after_sha256: Some(super::sha256(after)),
             link: None,
             removed: false,
+            xattrs: meta.map(|m| m.xattrs).unwrap_or_default(),
         });
         Ok(())
     }
@@ -174,7 +180,7 @@ impl Journal {
         let p = self.real(root, "journal.json");
         let text = serde_json::to_string_pretty(self)
             .map_err(|e| ApplyError::Journal { path: p.clone(), err: std::io::Error::other(e) })?;
-        atomic_write(&p, text.as_bytes(), Some((0o100600, 0, 0))).map_err(io(p))
+        atomic_write(&p, text.as_bytes(), Some(&FileMeta::private())).map_err(io(p))
     }
 
     /// Removes a journal that never stood for a change (its apply failed before the first
@@ -189,7 +195,7 @@ impl Journal {
 
     pub fn save_output(&self, root: &HostRoot, i: usize, output: &str) -> Result<(), ApplyError> {
         let p = self.real(root, &format!("output/{i}"));
-        atomic_write(&p, output.as_bytes(), Some((0o100600, 0, 0))).map_err(io(p))
+        atomic_write(&p, output.as_bytes(), Some(&FileMeta::private())).map_err(io(p))
     }
 
     /// The saved copy of file `i` (`None`: the apply created the file), checked against

@@ -23,11 +23,11 @@ pub mod changes;
 pub mod fault;
 mod journal;
 pub mod lock;
+pub mod meta;
 mod run;
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -35,6 +35,7 @@ use sha2::{Digest, Sha256};
 
 pub use fault::Fault;
 pub use journal::{Journal, JournalFile, JournalState, JOURNAL_DIR};
+pub use meta::FileMeta;
 pub use run::{CommandMode, CommandResult};
 
 use crate::root::HostRoot;
@@ -306,7 +307,7 @@ fn read_regular(root: &HostRoot, host_path: &Path) -> std::io::Result<Option<Vec
 
 /// Writes `bytes` to `real` atomically: a temporary file in the same directory, fsync,
 /// rename over, fsync the directory. Mode and owner are `meta`'s when given.
-pub fn atomic_write(real: &Path, bytes: &[u8], meta: Option<(u32, u32, u32)>) -> std::io::Result<()> {
+pub fn atomic_write(real: &Path, bytes: &[u8], meta: Option<&FileMeta>) -> std::io::Result<()> {
     let dir = real.parent().ok_or_else(|| std::io::Error::other("no parent directory"))?;
     if !dir.is_dir() {
         fault::step("create directory", dir)?;
@@ -320,11 +321,9 @@ pub fn atomic_write(real: &Path, bytes: &[u8], meta: Option<(u32, u32, u32)>) ->
         f.write_all(bytes)?;
         fault::step("fsync", &tmp)?;
         f.sync_all()?;
-        if let Some((mode, uid, gid)) = meta {
+        if let Some(meta) = meta {
             fault::step("chmod", &tmp)?;
-            fs::set_permissions(&tmp, fs::Permissions::from_mode(mode & 0o7777))?;
-            // Only root can give files away; as a user the file stays ours.
-            let _ = std::os::unix::fs::chown(&tmp, Some(uid), Some(gid));
+            meta.set_on(&tmp)?;
         }
         fault::step("rename", real)?;
         fs::rename(&tmp, real)?;
@@ -387,15 +386,11 @@ fn remove_dir(real: &Path) -> std::io::Result<()> {
 
 /// Puts a file back as a journal saved it: its bytes and mode, or no file when the apply
 /// had created it.
-fn put_back(real: &Path, saved: Option<&[u8]>, meta: Option<(u32, u32, u32)>) -> std::io::Result<()> {
+fn put_back(real: &Path, saved: Option<&[u8]>, meta: Option<&FileMeta>) -> std::io::Result<()> {
     match saved {
         Some(bytes) => atomic_write(real, bytes, meta),
         None => remove_synced(real),
     }
-}
-
-fn meta_of(real: &Path) -> Option<(u32, u32, u32)> {
-    fs::symlink_metadata(real).ok().map(|m| (m.mode(), m.uid(), m.gid()))
 }
 
 /// Applies a changeset as a transaction.
@@ -429,14 +424,14 @@ pub fn apply(
     let mut written = Vec::new();
     for (i, f) in todo.iter().enumerate() {
         let real = root.path(&journal.files[i].path);
-        let meta = journal.files[i].meta().or(Some((f.new_mode.unwrap_or(0o644), 0, 0)));
+        let meta = journal.files[i].meta().unwrap_or_else(|| FileMeta::new_file(f.new_mode.unwrap_or(0o644)));
         let last = i + 1 == todo.len();
         let r = if fault == Some(Fault::Write(i)) || (last && matches!(fault, Some(Fault::Restore(_)))) {
             Err(std::io::Error::other("injected fault"))
         } else if f.remove {
             remove_synced(&real)
         } else {
-            atomic_write(&real, &f.after, meta)
+            atomic_write(&real, &f.after, Some(&meta))
         };
         if let Err(e) = r {
             return Err(fail(
@@ -509,7 +504,8 @@ fn prepare_journal(
 ) -> Result<(), ApplyError> {
     for (f, (target, before)) in todo.iter().zip(now) {
         let real = root.path(target);
-        journal.record(root, target, before.as_deref(), meta_of(&real), &f.after)?;
+        let meta = FileMeta::of(&real).map_err(|err| ApplyError::Unreadable { path: target.clone(), err })?;
+        journal.record(root, target, before.as_deref(), meta, &f.after)?;
         if let Some(j) = journal.files.last_mut() {
             if target != &f.path {
                 j.link = Some(f.path.clone());
@@ -592,8 +588,8 @@ fn restore_files(root: &HostRoot, journal: &Journal, fault: Option<Fault>) -> Re
                 // Not written yet (or already back): left alone, so that a file that cannot
                 // be written (immutable, on a read-only or full filesystem) that the apply
                 // never got to does not make the restore fail.
-                Ok(saved) if as_saved(&real, saved.as_deref(), f.meta()) => Ok(()),
-                Ok(saved) => put_back(&real, saved.as_deref(), f.meta()),
+                Ok(saved) if as_saved(&real, saved.as_deref(), f.meta().as_ref()) => Ok(()),
+                Ok(saved) => put_back(&real, saved.as_deref(), f.meta().as_ref()),
                 Err(e) => Err(std::io::Error::other(e.to_string())),
             }
         };
@@ -619,11 +615,11 @@ fn restore_files(root: &HostRoot, journal: &Journal, fault: Option<Fault>) -> Re
 }
 
 /// Whether `real` holds `saved` (absent for `None`) with the saved mode and owner.
-fn as_saved(real: &Path, saved: Option<&[u8]>, meta: Option<(u32, u32, u32)>) -> bool {
-    match (saved, fs::symlink_metadata(real)) {
-        (None, Err(e)) => e.kind() == std::io::ErrorKind::NotFound,
-        (Some(bytes), Ok(m)) if m.is_file() => {
-            meta.is_none_or(|want| want == (m.mode(), m.uid(), m.gid())) && fs::read(real).is_ok_and(|now| now == bytes)
+fn as_saved(real: &Path, saved: Option<&[u8]>, meta: Option<&FileMeta>) -> bool {
+    match (saved, FileMeta::of(real)) {
+        (None, Ok(None)) => true,
+        (Some(bytes), Ok(Some(now))) if now.mode & 0o170000 == 0o100000 => {
+            meta.is_none_or(|want| *want == now) && fs::read(real).is_ok_and(|b| b == bytes)
         }
         _ => false,
     }
@@ -725,7 +721,7 @@ pub fn rollback(
         }
         if let Some(kept) = &st.keep {
             let name = format!("{}.vfioctl-kept-{}", f.path.display(), j.id);
-            match atomic_write(&root.path(&name), kept, meta_of(&real)) {
+            match atomic_write(&root.path(&name), kept, FileMeta::of(&real).ok().flatten().as_ref()) {
                 Ok(()) => progress(&format!("kept {} as it was, as {name}", f.path.display())),
                 Err(e) => {
                     errors.push(format!("keeping {}: {e}", f.path.display()));
@@ -736,7 +732,7 @@ pub fn rollback(
         if st.noop {
             continue;
         }
-        match put_back(&real, st.restore.as_deref(), f.meta()) {
+        match put_back(&real, st.restore.as_deref(), f.meta().as_ref()) {
             Ok(()) => {
                 match &st.restore {
                     Some(_) => progress(&format!("restored {}", f.path.display())),
@@ -816,6 +812,7 @@ pub fn status(root: &HostRoot) -> Result<Option<(Journal, Vec<FileStatus>)>, App
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     fn setup() -> (tempfile::TempDir, HostRoot) {
         let dir = tempfile::tempdir().unwrap();

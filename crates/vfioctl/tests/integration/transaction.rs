@@ -850,3 +850,40 @@ fn crlf_bom_and_no_final_newline_survive_apply_and_rollback() {
         assert_eq!(differing(&tree(&root), &before), Vec::<String>::new(), "{name}");
     }
 }
+
+/// Extended attributes (a user attribute and, as root, an SELinux label) ride along: the
+/// edited file keeps them, and after rollback the restored file has them again.
+#[test]
+fn extended_attributes_are_kept_by_apply_and_restored_by_rollback() {
+    use rustix::fs::{getxattr, setxattr, XattrFlags};
+    let (_t, root) = copy_host("r2600x");
+    let grub = root.join("etc/default/grub");
+    let mut attrs = vec![("user.vfioctl-test", b"kept by the user".to_vec())];
+    if is_root() {
+        attrs.push(("security.selinux", b"system_u:object_r:bootloader_etc_t:s0\0".to_vec()));
+    }
+    for (name, value) in &attrs {
+        if setxattr(&grub, *name, value, XattrFlags::empty()).is_err() {
+            eprintln!("skipped: this filesystem does not keep {name}");
+            return;
+        }
+    }
+    let read = |name: &str| {
+        let mut buf = vec![0u8; 256];
+        getxattr(&grub, name, &mut buf[..]).ok().map(|n| buf[..n].to_vec())
+    };
+    let run = apply_with(&root, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for (name, value) in &attrs {
+        assert_eq!(read(name).as_ref(), Some(value), "{name} after apply");
+    }
+    // The label a restore would otherwise lose: drop it from the applied file.
+    for (name, _) in &attrs {
+        let _ = rustix::fs::removexattr(&grub, *name);
+    }
+    let rb = vfioctl(&root, &["rollback", "--yes", "--no-commands"]);
+    assert_eq!(rb.code, 0, "{}", rb.stderr);
+    for (name, value) in &attrs {
+        assert_eq!(read(name).as_ref(), Some(value), "{name} after rollback");
+    }
+}
