@@ -106,6 +106,9 @@ pub struct HostRoot {
     memo: Arc<Mutex<BTreeMap<PathBuf, Remembered>>>,
     listed: Arc<Mutex<BTreeMap<PathBuf, Listed>>>,
     log: Option<Arc<ReadLog>>,
+    /// Files shown as they were rather than as they are ([`HostRoot::with_baseline`]):
+    /// their text then, `None` when they did not exist.
+    baseline: Option<Arc<BTreeMap<PathBuf, Option<Arc<str>>>>>,
 }
 
 /// A directory as it was listed: its sorted names, or why it could not be listed.
@@ -121,13 +124,46 @@ impl Eq for HostRoot {}
 
 impl HostRoot {
     pub fn new(base: impl Into<PathBuf>) -> Self {
-        HostRoot { base: base.into(), memo: Arc::default(), listed: Arc::default(), log: None }
+        HostRoot { base: base.into(), memo: Arc::default(), listed: Arc::default(), log: None, baseline: None }
     }
 
     /// The same root, counting what it reads into `log`.
     pub fn with_log(mut self, log: Arc<ReadLog>) -> Self {
         self.log = Some(log);
         self
+    }
+
+    /// The same root as it was before some of its files changed: reading one of `files`
+    /// gives the text it had then (`None`: it did not exist), and listing its directory
+    /// shows or hides it accordingly; everything else reads as usual. For planning from the
+    /// host as its user had it, before vfioctl's own applies still in effect.
+    pub fn with_baseline(&self, files: impl IntoIterator<Item = (PathBuf, Option<Arc<str>>)>) -> HostRoot {
+        let files = files.into_iter().map(|(p, text)| (Path::new("/").join(p.strip_prefix("/").unwrap_or(&p)), text));
+        HostRoot {
+            base: self.base.clone(),
+            // What else is read is shared with this root: read once for both.
+            memo: self.memo.clone(),
+            // Listings differ where a baseline file is shown or hidden.
+            listed: Arc::default(),
+            log: self.log.clone(),
+            baseline: Some(Arc::new(files.collect())),
+        }
+    }
+
+    /// A directory's names with the baseline's files shown or hidden.
+    fn as_shown(&self, dir: &Path, mut names: Vec<String>) -> Vec<String> {
+        let Some(baseline) = &self.baseline else { return names };
+        for (p, text) in baseline.iter().filter(|(p, _)| p.parent() == Some(dir)) {
+            let Some(name) = p.file_name().map(|n| n.to_string_lossy().into_owned()) else { continue };
+            match (text.is_some(), names.binary_search(&name)) {
+                (true, Err(at)) => names.insert(at, name),
+                (false, Ok(at)) => {
+                    names.remove(at);
+                }
+                _ => {}
+            }
+        }
+        names
     }
 
     /// The read log, when one is kept.
@@ -258,6 +294,9 @@ impl HostRoot {
     /// [`HostRoot::read_optional`] without a copy: the text as it was read the first time.
     pub fn read_shared(&self, host_path: &Path) -> Result<Option<Arc<str>>, RootError> {
         let key = Path::new("/").join(host_path.strip_prefix("/").unwrap_or(host_path));
+        if let Some(text) = self.baseline.as_ref().and_then(|b| b.get(&key)) {
+            return Ok(text.clone());
+        }
         let remembered = self.memo.lock().ok().and_then(|m| m.get(&key).cloned());
         let r = match remembered {
             Some(r) => r,
@@ -354,10 +393,11 @@ impl HostRoot {
             Some(r) => r,
             None => {
                 self.note("list", &key);
-                let r = self.list_now(&key).map(Arc::new).map_err(|e| match e.raw_os_error() {
-                    Some(code) => Unreadable::Os(code),
-                    None => Unreadable::Other(e.kind(), e.to_string()),
-                });
+                let r =
+                    self.list_now(&key).map(|n| Arc::new(self.as_shown(&key, n))).map_err(|e| match e.raw_os_error() {
+                        Some(code) => Unreadable::Os(code),
+                        None => Unreadable::Other(e.kind(), e.to_string()),
+                    });
                 if let Ok(mut m) = self.listed.lock() {
                     m.insert(key, r.clone());
                 }
@@ -395,7 +435,12 @@ impl HostRoot {
 
     /// Whether a host path exists (following links).
     pub fn exists(&self, host_path: impl AsRef<Path>) -> bool {
-        self.path(host_path).exists()
+        let p = host_path.as_ref();
+        let key = Path::new("/").join(p.strip_prefix("/").unwrap_or(p));
+        if let Some(text) = self.baseline.as_ref().and_then(|b| b.get(&key)) {
+            return text.is_some();
+        }
+        self.path(p).exists()
     }
 }
 
@@ -523,6 +568,30 @@ fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, Limited> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_baseline_shows_files_as_they_were() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("etc/modprobe.d")).unwrap();
+        fs::write(dir.path().join("etc/modprobe.d/vfio.conf"), "options vfio-pci ids=1:2\n").unwrap();
+        fs::write(dir.path().join("etc/modprobe.d/other.conf"), "blacklist x\n").unwrap();
+        fs::write(dir.path().join("etc/hosts"), "now\n").unwrap();
+        let root = HostRoot::new(dir.path());
+        let then = root.with_baseline([
+            (PathBuf::from("etc/modprobe.d/vfio.conf"), None),
+            (PathBuf::from("/etc/modprobe.d/gone.conf"), Some(Arc::from("was\n"))),
+            (PathBuf::from("/etc/hosts"), Some(Arc::from("then\n"))),
+        ]);
+        assert_eq!(then.list("/etc/modprobe.d").unwrap(), ["gone.conf", "other.conf"]);
+        assert!(then.read_optional("/etc/modprobe.d/vfio.conf").unwrap().is_none());
+        assert!(!then.exists("/etc/modprobe.d/vfio.conf"));
+        assert!(then.exists("/etc/modprobe.d/gone.conf"));
+        assert_eq!(then.read("/etc/hosts").unwrap(), "then\n");
+        assert_eq!(then.read("/etc/modprobe.d/other.conf").unwrap(), "blacklist x\n");
+        // The root it was made from still reads the host as it is.
+        assert_eq!(root.read("/etc/hosts").unwrap(), "now\n");
+        assert_eq!(root.list("/etc/modprobe.d").unwrap(), ["other.conf", "vfio.conf"]);
+    }
 
     #[test]
     fn joins_and_reads_under_the_root() {

@@ -114,14 +114,24 @@ fn grub_separate_script(default_grub: &str, e: &CmdlineEdit) -> String {
 /// Prepares the changes for a plan, on the boot setup the host's one detection found. Every
 /// change records what its file held when it was computed ([`FileChange::before`]), from
 /// the same read.
+///
+/// The host may be one seen as it was before vfioctl's earlier applies
+/// ([`super::Baseline::root`]); [`Prepared::finish`] then records each file as it is now.
 pub fn prepare(host: &Host, plan: &Plan, separate_entry: bool) -> Result<Prepared, ChangeError> {
-    let mut p = prepare_files(host, plan, separate_entry)?;
-    p.changes.record_before(host.root()).map_err(ChangeError::Read)?;
-    // Only files whose content changes, and commands only when something changes.
-    if p.changes.pending().is_empty() {
-        p.changes.commands.clear();
+    prepare_files(host, plan, separate_entry)
+}
+
+impl Prepared {
+    /// Records what each file holds now on `root` (the real one, not a baseline view): the
+    /// diffs start from it and the apply checks it again. Keeps only the commands when some
+    /// file changes.
+    pub fn finish(&mut self, root: &HostRoot) -> Result<(), ChangeError> {
+        self.changes.record_before(root).map_err(ChangeError::Read)?;
+        if self.changes.pending().is_empty() {
+            self.changes.commands.clear();
+        }
+        Ok(())
     }
-    Ok(p)
 }
 
 fn prepare_files(host: &Host, plan: &Plan, separate_entry: bool) -> Result<Prepared, ChangeError> {
@@ -431,8 +441,7 @@ pub fn evdev_acl(root: &HostRoot, evdev: &[String], libvirt: Option<(u32, u32)>)
     out.file = Some(
         FileChange::new(path, after, "let QEMU open the evdev devices handed over by qemu:commandline")
             // qemu.conf may hold passwords (vnc_password, spice_password): distributions ship it 0600.
-            .mode(0o600)
-            .computed_from(current.as_deref()),
+            .mode(0o600),
     );
     out.notes.push(format!(
         "libvirt {}.{} has no <input type='evdev'>: the devices are allowed in cgroup_device_acl; the list applies when a VM starts, so shut the VM down and start it again",

@@ -19,6 +19,7 @@
 //! owner) from the journal and reruns the commands; [`status`] compares the files with
 //! what was applied.
 
+mod baseline;
 pub mod changes;
 pub mod fault;
 mod journal;
@@ -33,6 +34,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+pub use baseline::{BaseFile, Baseline};
 pub use fault::Fault;
 pub use journal::{Journal, JournalFile, JournalState, JOURNAL_DIR};
 pub use meta::FileMeta;

@@ -44,12 +44,20 @@ pub fn render_changes(prepared: &changes::Prepared, mode: CommandMode) -> String
 
 pub fn run(host: &Host, args: &ApplyArgs) -> Result<Exit, CliError> {
     let root = host.root();
-    let p = ops::plan(host, &args.plan.request()?)?;
+    // Planned from the host as its user had it, before vfioctl's applies in effect: an
+    // apply after another leaves what it alone would have left.
+    let baseline = apply::Baseline::of(root).map_err(CliError::Apply)?;
+    let planning = if baseline.files.is_empty() { None } else { Some(Host::new(baseline.root(root))) };
+    let planning = planning.as_ref().unwrap_or(host);
+    let p = ops::plan(planning, &args.plan.request()?)?;
     for w in &p.warnings {
         eprintln!("vfioctl: warning: {w}");
     }
     let evdev = ops::evdev_paths(root, &args.evdev);
-    let mut prepared = ops::prepare_apply(host, &p, args.boot_entry == BootEntry::Separate, &evdev)?;
+    let mut prepared = ops::prepare_apply(planning, &p, args.boot_entry == BootEntry::Separate, &evdev)?;
+    baseline.restore_untouched(&mut prepared.changes);
+    prepared.finish(root).map_err(CliError::Change)?;
+    prepared.notes.extend(baseline.notes.iter().cloned());
     // What was asked for, in the journal for `vfioctl history`: the arguments after `apply`.
     let argv: Vec<String> = std::env::args().skip_while(|a| a != "apply").skip(1).collect();
     prepared.changes.summary = Some(argv.join(" "));
