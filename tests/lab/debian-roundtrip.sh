@@ -3,8 +3,10 @@
 #   debootstrap a bookworm root (cached), give it the PCI/CPU view of the r2600x example host,
 #   `vfioctl --root ROOT apply` runs the real update-initramfs inside it (chroot), and
 #   lsinitramfs must show the vfio modules and vfio-pci's options in the new initramfs;
-#   `vfioctl rollback` must restore every file byte for byte and rebuild the initramfs
-#   without them.
+#   the same apply again changes nothing and writes no journal; an apply with other memory
+#   and page size replaces the first one's; `rollback` returns to the first apply's files;
+#   `rollback --all` must restore every file byte for byte (mode and owner too) and
+#   rebuild the initramfs without them.
 # Skips (exit 0, with a clear message) when debootstrap cannot run here (no root, no
 # network to the Debian mirror). Cache: $VFIOCTL_LAB_CACHE (default /var/cache/vfioctl-lab).
 set -euo pipefail
@@ -68,15 +70,32 @@ grep -qs "options vfio-pci ids=10de:1b06,10de:10ef" "$root"/tmp/unpacked/etc/mod
   || { echo "lab: FAIL: vfio-pci's ids are not in the initramfs' modprobe.d"; exit 1; }
 grep -q "^vfio_pci$" "$root/etc/initramfs-tools/modules" || { echo "lab: FAIL: modules not listed"; exit 1; }
 "$vfioctl" --root "$root" status
-echo "lab: apply again: nothing to do"
+journals() { find "$root/var/lib/vfioctl/journal" -mindepth 1 -maxdepth 1 -type d | wc -l; }
+echo "lab: apply again: nothing to do, no new journal"
 "$vfioctl" --root "$root" apply gpu --vcpus 8 --memory 16G --hugepages 2M --yes | grep -q "^Nothing to do" || { echo "lab: FAIL: second apply changed something"; exit 1; }
+[ "$(journals)" = 1 ] || { echo "lab: FAIL: the same apply again wrote a journal ($(journals) journals)"; exit 1; }
+applied_once=$(snapshot | grep -v "boot/initrd.img" || true)
 
-echo "lab: vfioctl rollback"
+echo "lab: apply with other memory and page size (1G pages, 8 GiB)"
+"$vfioctl" --root "$root" apply gpu --vcpus 4 --memory 8G --hugepages 1G --yes | tee "$work/apply2.txt"
+[ "$(journals)" = 2 ] || { echo "lab: FAIL: the second apply did not write its own journal"; exit 1; }
+grep -q "hugepagesz=1G hugepages=8" "$root/etc/default/grub" || { echo "lab: FAIL: 1G pages not on GRUB's command line"; grep GRUB_CMDLINE "$root/etc/default/grub"; exit 1; }
+if grep -q "hugepagesz=2M" "$root/etc/default/grub"; then echo "lab: FAIL: the first apply's 2M page size stayed"; exit 1; fi
+"$vfioctl" --root "$root" apply gpu --vcpus 4 --memory 8G --hugepages 1G --yes | grep -q "^Nothing to do" || { echo "lab: FAIL: the second apply again changed something"; exit 1; }
+[ "$(journals)" = 2 ] || { echo "lab: FAIL: the second apply again wrote a journal"; exit 1; }
+
+echo "lab: rollback (the last apply only) returns to the first apply's files"
 "$vfioctl" --root "$root" rollback --yes
+[ "$(snapshot | grep -v "boot/initrd.img" || true)" = "$applied_once" ] \
+  || { echo "lab: FAIL: rollback of the second apply did not return to the first one's files"; diff <(echo "$applied_once") <(snapshot | grep -v "boot/initrd.img") | head; exit 1; }
+"$vfioctl" --root "$root" apply gpu --vcpus 4 --memory 8G --hugepages 1G --yes >/dev/null
+
+echo "lab: vfioctl rollback --all"
+"$vfioctl" --root "$root" rollback --all --yes
 rm -rf "$root/tmp/unpacked"
 after=$(snapshot | grep -v "boot/initrd.img" || true)
 before_no_initrd=$(echo "$before" | grep -v "boot/initrd.img" || true)
-[ "$after" = "$before_no_initrd" ] || { echo "lab: FAIL: rollback did not restore every file"; diff <(echo "$before_no_initrd") <(echo "$after") | head; exit 1; }
+[ "$after" = "$before_no_initrd" ] || { echo "lab: FAIL: rollback --all did not restore every file"; diff <(echo "$before_no_initrd") <(echo "$after") | head; exit 1; }
 listing=$(chroot "$root" lsinitramfs "/boot/$(basename "$initrd")")
 if grep -q "etc/modprobe.d/vfio.conf" <<<"$listing"; then echo "lab: FAIL: the rebuilt initramfs still has vfio.conf"; exit 1; fi
-echo "lab: PASS: apply ran update-initramfs in a real Debian root, the initramfs got the vfio modules and options, rollback restored every file and rebuilt it"
+echo "lab: PASS: apply ran update-initramfs in a real Debian root, the initramfs got the vfio modules and options, a repeat wrote no journal, another apply replaced it, rollback --all restored every file and rebuilt it"
