@@ -152,6 +152,28 @@ fn diffs_for_every_boot_loader_and_initramfs_builder() {
         assert!(again.stdout.starts_with("Nothing to do"), "{name}: {}", again.stdout);
         assert_eq!(vfioctl(&root, &["rollback", "--yes", "--no-commands"]).code, 0, "{name}");
         assert_eq!(tree(&root), before, "{name}");
+        // After the other boot entry choice, this one leaves what it alone leaves (the
+        // separate entry or stanza is taken out again, the default one put back), and
+        // rollback --all restores everything.
+        let other: &[&str] = if extra.is_empty() { &["--boot-entry", "separate"] } else { &[] };
+        let mut first = args("apply", &["--yes", "--no-commands"]);
+        first.extend_from_slice(other);
+        assert_eq!(vfioctl(&root, &first).code, 0, "{name} {other:?}");
+        assert_eq!(vfioctl(&root, &a).code, 0, "{name} {other:?} then {extra:?}");
+        let (_t2, alone) = derived(&remove, &files);
+        assert_eq!(vfioctl(&alone, &a).code, 0, "{name} {extra:?} alone");
+        let files_of = |r: &Path| {
+            let mut t = tree(r);
+            t.retain(|p, (bytes, _)| !p.starts_with("var") && !(bytes.is_empty() && r.join(p).is_dir()));
+            t
+        };
+        assert_eq!(files_of(&root), files_of(&alone), "{name}: {other:?} then {extra:?} differs from {extra:?} alone");
+        assert_eq!(vfioctl(&root, &["rollback", "--all", "--yes", "--no-commands"]).code, 0, "{name}");
+        let mut now = tree(&root);
+        now.retain(|p, _| !p.starts_with("var/lib/vfioctl"));
+        let mut was = before.clone();
+        was.retain(|p, _| !p.starts_with("var/lib/vfioctl"));
+        assert_eq!(now, was, "{name}: rollback --all after {other:?} then {extra:?}");
     }
 }
 
