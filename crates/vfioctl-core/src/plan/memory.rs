@@ -20,8 +20,8 @@ pub struct Hugepages {
     pub size_kib: u64,
     pub count: u64,
     pub node: Option<u32>,
-    /// 1 GiB pages must be reserved when the kernel boots; 2 MiB pages can be allocated
-    /// when the guest starts.
+    /// 1 GiB pages must be reserved when the kernel boots; 2 MiB pages are allocated after
+    /// boot (vm.nr_hugepages early at boot on a one-node host, else before the guest starts).
     pub reserve_at_boot: bool,
 }
 
@@ -111,7 +111,7 @@ pub fn plan(
         )
     } else {
         format!(
-            "{count} hugepages of 2 MiB on node {}: exactly {mib} MiB, no extra (a 10% margin would waste {} MiB); allocated when the guest starts{}",
+            "{count} hugepages of 2 MiB on node {}: exactly {mib} MiB, no extra (a 10% margin would waste {} MiB); allocated after boot, not by the kernel command line (apply sets vm.nr_hugepages in sysctl.d on a one-node host; on others allocate them on the node before the guest starts){}",
             node.map_or("?".into(), |n| n.to_string()),
             mib / 10,
             if pdpe1gb { "" } else { " (this CPU has no 1 GiB pages)" }

@@ -307,7 +307,7 @@ fn prepare_files(host: &Host, plan: &Plan, separate_entry: bool) -> Result<Prepa
         None => p.notes.push("no initramfs builder found: make sure vfio-pci loads before the GPU driver".into()),
     }
 
-    // Hugepages allocated when the guest starts: a sysctl drop-in on single-node hosts.
+    // 2 MiB hugepages, allocated after boot: a sysctl drop-in on single-node hosts.
     let sysctl = Path::new(SYSCTL_HUGEPAGES);
     let mut wants_sysctl = false;
     if let Some(h) = plan.memory.hugepages.as_ref().filter(|h| !h.reserve_at_boot) {

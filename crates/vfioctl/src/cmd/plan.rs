@@ -47,7 +47,7 @@ pub fn render_text(p: &Plan) -> String {
             units::count(h.count, "hugepage", "hugepages"),
             units::size_text(h.size_kib),
             h.node.map_or("?".into(), |n| n.to_string()),
-            if h.reserve_at_boot { "reserved at boot" } else { "allocated when the guest starts" }
+            if h.reserve_at_boot { "reserved at boot" } else { "allocated after boot" }
         )),
         None => out.push_str(", no hugepages\n"),
     }
