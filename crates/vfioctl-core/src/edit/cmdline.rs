@@ -1,6 +1,9 @@
 //! Editing a kernel command line string with merge rules: parameters to remove go, a
-//! parameter to add replaces one of the same name in place (a `vfio-pci.ids` gains ids
-//! instead), others are appended; nothing is ever duplicated.
+//! parameter to add replaces one of the same name in place, others are appended; nothing
+//! is ever duplicated. A parameter whose value is a comma list the kernel reads item by
+//! item (`vfio-pci.ids`, and the IOMMU options `intel_iommu`, `amd_iommu`, `iommu`) gains
+//! only the plan's items: a user's `intel_iommu=igfx_off` becomes `intel_iommu=on,igfx_off`,
+//! never `intel_iommu=on`.
 
 use super::CmdlineEdit;
 use crate::cmdline::{Cmdline, Param};
@@ -9,9 +12,60 @@ fn parse_one(s: &str) -> Param {
     Cmdline::parse(s).params.into_iter().next().unwrap_or(Param { name: s.to_string(), value: None })
 }
 
-/// Parameters whose values are comma-separated lists that merge.
-fn is_list(p: &Param) -> bool {
-    p.name_is("vfio-pci.ids") || p.name_is("vfio_pci.ids")
+/// How a parameter's comma-separated value merges with the plan's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum List {
+    /// Not a list: the plan's value replaces the user's.
+    No,
+    /// Device ids: the plan's ids go after the user's.
+    Ids,
+    /// Options read one by one, the later winning where two undo each other (`on` and
+    /// `off`, `pt` and `nopt`): the plan's go first and the ones they undo are dropped.
+    Options,
+}
+
+fn list_kind(p: &Param) -> List {
+    if p.name_is("vfio-pci.ids") || p.name_is("vfio_pci.ids") {
+        List::Ids
+    } else if p.name_is("intel_iommu") || p.name_is("amd_iommu") || p.name_is("iommu") {
+        List::Options
+    } else {
+        List::No
+    }
+}
+
+/// The option that `option` undoes in an IOMMU option list.
+fn undone_by(option: &str) -> Option<&'static str> {
+    match option {
+        "on" => Some("off"),
+        "off" => Some("on"),
+        "pt" => Some("nopt"),
+        "nopt" => Some("pt"),
+        _ => None,
+    }
+}
+
+/// `old`'s items with `new`'s merged in by `kind`'s rule.
+fn merge_items(kind: List, old: &str, new: &str) -> String {
+    let items = |v: &str| v.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect::<Vec<_>>();
+    let (old, new) = (items(old), items(new));
+    let merged: Vec<String> = match kind {
+        List::Options => {
+            let fresh: Vec<&String> = new.iter().filter(|n| !old.contains(n)).collect();
+            let undone: Vec<&str> = fresh.iter().filter_map(|n| undone_by(n)).collect();
+            fresh.into_iter().cloned().chain(old.into_iter().filter(|o| !undone.contains(&o.as_str()))).collect()
+        }
+        _ => {
+            let mut all = old;
+            for n in new {
+                if !all.contains(&n) {
+                    all.push(n);
+                }
+            }
+            all
+        }
+    };
+    merged.join(",")
 }
 
 /// Applies the edit to a command line, keeping the order and spelling of everything
@@ -38,21 +92,11 @@ pub fn edit(line: &str, e: &CmdlineEdit) -> String {
         match existing {
             Some(pos) => {
                 let old = parse_one(&tokens[pos]);
-                if is_list(&new) {
-                    let mut ids: Vec<String> = old
-                        .value
-                        .as_deref()
-                        .unwrap_or("")
-                        .split(',')
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_string)
-                        .collect();
-                    for id in new.value.as_deref().unwrap_or("").split(',').filter(|s| !s.is_empty()) {
-                        if !ids.iter().any(|x| x == id) {
-                            ids.push(id.to_string());
-                        }
-                    }
-                    let merged = Param { name: old.name.clone(), value: Some(ids.join(",")) };
+                let kind = list_kind(&new);
+                if kind != List::No {
+                    let items =
+                        merge_items(kind, old.value.as_deref().unwrap_or(""), new.value.as_deref().unwrap_or(""));
+                    let merged = Param { name: old.name.clone(), value: Some(items) };
                     if merged != old {
                         tokens[pos] = merged.to_string();
                     }
@@ -139,6 +183,27 @@ mod tests {
             e(&["default_hugepagesz=1G", "hugepagesz=1G", "hugepages=16"], &["default_hugepagesz=2M", "hugepagesz=2M"]);
         let out = edit_line("iommu=pt default_hugepagesz=2M hugepagesz=2M quiet", &edit);
         assert_eq!(out, "iommu=pt default_hugepagesz=1G hugepagesz=1G quiet hugepages=16");
+    }
+
+    #[test]
+    fn iommu_options_keep_the_users_own() {
+        // GVT-g hosts keep the integrated GPU out of the IOMMU.
+        let on = e(&["intel_iommu=on"], &[]);
+        assert_eq!(edit_line("quiet intel_iommu=igfx_off", &on), "quiet intel_iommu=on,igfx_off");
+        assert_eq!(edit_line("intel_iommu=on,igfx_off", &on), "intel_iommu=on,igfx_off");
+        assert_eq!(edit_line("intel_iommu=off,sm_on", &on), "intel_iommu=on,sm_on");
+        let pt = e(&["iommu=pt"], &[]);
+        assert_eq!(edit_line("iommu=on,igfx_off splash", &pt), "iommu=pt,on,igfx_off splash");
+        assert_eq!(edit_line("iommu=nopt,force", &pt), "iommu=pt,force");
+        assert_eq!(edit_line("amd_iommu=force_isolation", &e(&["amd_iommu=on"], &[])), "amd_iommu=on,force_isolation");
+        // Not a list: replaced.
+        assert_eq!(edit_line("video=efifb:off", &e(&["video=vesafb:off"], &[])), "video=vesafb:off");
+        // The merged line is what the plan asked for, and merging again changes nothing.
+        let once = edit_line("intel_iommu=igfx_off iommu=soft", &e(&["intel_iommu=on", "iommu=pt"], &[]));
+        let c = crate::cmdline::Cmdline::parse(&once);
+        assert!(c.has_value("intel_iommu", "on") && c.has_value("intel_iommu", "igfx_off"), "{once}");
+        assert!(c.has_value("iommu", "pt") && c.has_value("iommu", "soft"), "{once}");
+        assert_eq!(edit_line(&once, &e(&["intel_iommu=on", "iommu=pt"], &[])), once);
     }
 
     fn edit_line(s: &str, e: &CmdlineEdit) -> String {

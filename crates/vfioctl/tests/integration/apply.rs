@@ -340,3 +340,40 @@ fn every_example_host_applies_once_and_rolls_back_whole() {
     }
     assert!(applied >= 8, "only {applied} example hosts applied");
 }
+
+/// GRUB's command line as grub-mkconfig gets it: bash sources the defaults.
+fn grub_default_by_bash(root: &Path) -> String {
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(r#"set -e; . "$1/etc/default/grub"; printf '%s' "$GRUB_CMDLINE_LINUX_DEFAULT""#)
+        .arg("bash")
+        .arg(root)
+        .output()
+        .expect("bash");
+    assert!(out.status.success(), "bash cannot source the GRUB defaults: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// Regression: a GVT-g host's `intel_iommu=igfx_off` became `intel_iommu=on`, and
+/// `iommu=on,igfx_off` became `iommu=pt`: the user's options were lost.
+#[test]
+fn the_users_iommu_options_are_merged_not_replaced() {
+    let (_t, root) = copy_host("i7-12700k");
+    let grub = root.join("etc/default/grub");
+    let text = fs::read_to_string(&grub).expect("grub").replace(
+        "quiet splash intel_iommu=on iommu=pt vfio-pci.ids=10de:2484,10de:228b",
+        "quiet splash intel_iommu=igfx_off iommu=on,igfx_off",
+    );
+    fs::write(&grub, text).expect("write");
+    let before = tree(&root);
+    let run = vfioctl(&root, &["apply", "gpu", "--yes", "--no-commands"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let line = grub_default_by_bash(&root);
+    let c: Vec<&str> = line.split_whitespace().collect();
+    assert!(c.contains(&"intel_iommu=on,igfx_off"), "{line}");
+    assert!(c.contains(&"iommu=pt,on,igfx_off"), "{line}");
+    let again = vfioctl(&root, &["apply", "gpu", "--yes", "--no-commands"]);
+    assert!(again.stdout.starts_with("Nothing to do"), "{}{}", again.stdout, again.stderr);
+    assert_eq!(vfioctl(&root, &["rollback", "--yes", "--no-commands"]).code, 0);
+    assert_eq!(tree(&root), before);
+}
