@@ -2,10 +2,13 @@
 //! a new file is the header and the planned lines; an existing one keeps every line and
 //! gains only what is missing.
 //!
-//! Merging (modprobe.d syntax): a planned `options MODULE key=value …` line is merged into
-//! the last uncommented `options` line of the same module (`-` and `_` alike): `ids=`
-//! lists are united (existing ids first), other planned keys replace or join that line's
-//! values, keys only the existing line has (`disable_vga=1`, say) stay. Any other line
+//! Merging (modprobe.d syntax): each key of a planned `options MODULE key=value …` line is
+//! merged into the uncommented `options` line of the same module (`-` and `_` alike) where
+//! that key last appears, since modprobe passes the lines in order and the module keeps a
+//! key's last value (a user's `ids=` on one line and `disable_vga=1` on the next: the ids
+//! join the first). A key not there yet joins the module's last `options` line. `ids=`
+//! lists are united (existing ids first), other planned keys replace that line's value;
+//! keys only the file has stay. Any other line
 //! (`softdep`, `blacklist`, comments) is appended unless the same words are already on an
 //! uncommented line (comments: the same text).
 
@@ -104,13 +107,35 @@ pub fn owned_file(current: Option<&str>, header: &str, lines: &[String]) -> Stri
             continue;
         }
         if pw[0] == "options" && pw.len() >= 2 {
-            let target = file.iter().rposition(|l| {
-                let w = words(l);
-                w.len() >= 2 && w[0] == "options" && same_module(w[1], pw[1])
-            });
-            if let Some(i) = target {
-                if let Some(new) = merge_options(&file[i], &pw) {
-                    file[i] = new;
+            let module_lines: Vec<usize> = (0..file.len())
+                .filter(|&i| {
+                    let w = words(&file[i]);
+                    w.len() >= 2 && w[0] == "options" && same_module(w[1], pw[1])
+                })
+                .collect();
+            if let Some(&last) = module_lines.last() {
+                // modprobe passes every line's options in file order and the module keeps
+                // the last value of a key: each planned key goes where the key last is, so
+                // that its value is the one that wins; keys not there yet join the last line.
+                let key = |w: &str| w.split_once('=').map_or(w, |(k, _)| k).to_string();
+                let mut by_line: Vec<(usize, Vec<&str>)> = Vec::new();
+                for w in pw.iter().skip(2) {
+                    let at = module_lines
+                        .iter()
+                        .rev()
+                        .find(|&&i| words(&file[i]).iter().skip(2).any(|o| key(o) == key(w)))
+                        .copied()
+                        .unwrap_or(last);
+                    match by_line.iter_mut().find(|(i, _)| *i == at) {
+                        Some((_, ws)) => ws.push(w),
+                        None => by_line.push((at, vec![w])),
+                    }
+                }
+                for (i, ws) in by_line {
+                    let planned: Vec<&str> = pw[..2].iter().copied().chain(ws).collect();
+                    if let Some(new) = merge_options(&file[i], &planned) {
+                        file[i] = new;
+                    }
                 }
                 continue;
             }
@@ -178,6 +203,26 @@ options vfio-pci ids=10de:1b06,10de:10ef disable_vga=1
             "#options vfio-pci ids=1002:7300\noptions vhost_net experimental_zcopytx=0 # fast\noptions vfio-pci ids=A,B disable_vga=1\n# note\n"
         );
         assert_eq!(twice(Some(""), &v(&["a"])), "a\n");
+    }
+
+    /// Regression: a user's ids on one line and `disable_vga=1` on the next; the plan's ids
+    /// went onto the second line, whose `ids=` then won, and the user's own GPU was no
+    /// longer claimed.
+    #[test]
+    fn a_key_is_merged_where_it_wins() {
+        let text = "options vfio-pci ids=10de:1b81,10de:10f0\noptions vfio-pci disable_vga=1\n";
+        let lines = v(&["options vfio-pci ids=10de:1b06,10de:10ef disable_vga=1"]);
+        assert_eq!(
+            twice(Some(text), &lines),
+            "options vfio-pci ids=10de:1b81,10de:10f0,10de:1b06,10de:10ef\noptions vfio-pci disable_vga=1\n"
+        );
+        // The ids on two lines: the later one is the one modprobe's module keeps.
+        let text = "options vfio_pci ids=1002:67df\noptions vfio-pci ids=10de:1b81 disable_idle_d3=1\n";
+        let lines = v(&["options vfio-pci ids=10de:1b06 disable_vga=1"]);
+        assert_eq!(
+            twice(Some(text), &lines),
+            "options vfio_pci ids=1002:67df\noptions vfio-pci ids=10de:1b81,10de:1b06 disable_idle_d3=1 disable_vga=1\n"
+        );
     }
 
     #[test]

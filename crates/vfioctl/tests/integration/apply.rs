@@ -377,3 +377,47 @@ fn the_users_iommu_options_are_merged_not_replaced() {
     assert_eq!(vfioctl(&root, &["rollback", "--yes", "--no-commands"]).code, 0);
     assert_eq!(tree(&root), before);
 }
+
+/// What vfio-pci is loaded with, as kmod reads the root's modprobe.d: every `options`
+/// line of the module in kmod's order, joined (the module keeps a key's last value).
+fn vfio_pci_options_by_kmod(root: &Path) -> Option<Vec<String>> {
+    let out = std::process::Command::new("modprobe")
+        .arg("-C")
+        .arg(root.join("etc/modprobe.d"))
+        .arg("--showconfig")
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    Some(
+        text.lines()
+            .filter_map(|l| l.strip_prefix("options vfio_pci "))
+            .flat_map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+            .collect(),
+    )
+}
+
+/// Regression: the user's ids on one `options vfio-pci` line and `disable_vga=1` on the
+/// next; the plan's ids went onto the second line, whose `ids=` wins, so the user's own GPU
+/// was no longer claimed. kmod is the oracle.
+#[test]
+fn split_options_lines_keep_the_users_ids_effective() {
+    let (_t, root) = copy_host("r2600x");
+    let conf = root.join("etc/modprobe.d/vfio.conf");
+    fs::write(&conf, "# my GTX 1070\noptions vfio-pci ids=10de:1b81,10de:10f0\noptions vfio-pci disable_vga=1\n")
+        .expect("write");
+    let before = tree(&root);
+    let run = vfioctl(&root, &args("apply", &["--yes", "--no-commands"]));
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let Some(opts) = vfio_pci_options_by_kmod(&root) else {
+        eprintln!("skipped the kmod oracle: no modprobe here");
+        return;
+    };
+    let ids = opts.iter().rev().find_map(|o| o.strip_prefix("ids=")).expect("ids");
+    for id in ["10de:1b81", "10de:10f0", "10de:1b06", "10de:10ef"] {
+        assert!(ids.split(',').any(|x| x == id), "{id} not in the ids vfio-pci gets ({ids}): {opts:?}");
+    }
+    let again = vfioctl(&root, &args("apply", &["--yes", "--no-commands"]));
+    assert!(again.stdout.starts_with("Nothing to do"), "{}{}", again.stdout, again.stderr);
+    assert_eq!(vfioctl(&root, &["rollback", "--yes", "--no-commands"]).code, 0);
+    assert_eq!(tree(&root), before);
+}
