@@ -177,6 +177,17 @@ fn early_modules(root: &HostRoot, kind: &Initramfs) -> Option<BTreeSet<String>> 
     Some(list.into_iter().map(|m| m.replace('-', "_")).collect())
 }
 
+/// mkinitcpio's `HOOKS` after `/etc/mkinitcpio.conf` and its drop-ins, as bash leaves it
+/// (`None`: not set, or a file could not be read).
+pub fn mkinitcpio_hooks(root: &HostRoot) -> Option<Vec<String>> {
+    let text = |p: &str| root.read_optional(p).map(|t| t.unwrap_or_default()).ok();
+    let mut h = edit::mkinitcpio::hooks(None, &text("/etc/mkinitcpio.conf")?);
+    for f in conf_files(root, "/etc/mkinitcpio.conf.d")? {
+        h = edit::mkinitcpio::hooks(h.as_deref(), &text(&f)?).or(h);
+    }
+    h
+}
+
 /// mkinitcpio presets that build unified kernel images (`default_uki="…"`).
 fn mkinitcpio_builds_ukis(root: &HostRoot) -> bool {
     root.list("/etc/mkinitcpio.d").unwrap_or_default().iter().filter(|n| n.ends_with(".preset")).any(|n| {

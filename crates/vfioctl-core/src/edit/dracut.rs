@@ -50,6 +50,7 @@ pub fn forced(prior: &[String], text: &str) -> Vec<String> {
 /// Adds the missing `modules` to `force_drivers` (`None`: the file does not exist yet).
 pub fn edit(current: Option<&str>, modules: &[String]) -> Result<String, EditError> {
     let text = current.unwrap_or("");
+    super::text::sourceable(text)?;
     let found = lines(text);
     let present: Vec<&str> = found.iter().flat_map(|&(_, a, b)| text[a..b].split_whitespace()).collect();
     let mut missing: Vec<&str> = Vec::new();

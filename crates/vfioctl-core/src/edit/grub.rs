@@ -221,6 +221,7 @@ fn edit_value(text: &str, a: &Assign, e: &CmdlineEdit) -> Result<Option<String>,
 /// exist, and the result holds only a `GRUB_CMDLINE_LINUX_DEFAULT` line).
 pub fn edit(current: Option<&str>, e: &CmdlineEdit) -> Result<String, EditError> {
     let text = current.unwrap_or("");
+    super::text::sourceable(text)?;
     let assigns: Vec<Assign> = scan(text)?.into_iter().filter(|a| a.key == LINUX || a.key == DEFAULT).collect();
     let value = |a: &Assign| {
         let raw = &text[a.value.0..a.value.1];

@@ -101,6 +101,12 @@ fn array(b: &[u8], text: &str, mut i: usize) -> (Vec<String>, usize) {
 
 /// The `MODULES` assignments at line starts, in order.
 fn scan(text: &str) -> Vec<Assign> {
+    scan_var(text, "MODULES")
+}
+
+/// The assignments of the array `var` at line starts, in order.
+fn scan_var(text: &str, var: &str) -> Vec<Assign> {
+    let (set, add) = (format!("{var}="), format!("{var}+="));
     let b = text.as_bytes();
     let mut out = Vec::new();
     let mut pos = 0;
@@ -110,9 +116,9 @@ fn scan(text: &str) -> Vec<Assign> {
             p += 1;
         }
         let rest = &text[p..];
-        let (append, after) = if let Some(r) = rest.strip_prefix("MODULES+=") {
+        let (append, after) = if let Some(r) = rest.strip_prefix(add.as_str()) {
             (true, r)
-        } else if let Some(r) = rest.strip_prefix("MODULES=") {
+        } else if let Some(r) = rest.strip_prefix(set.as_str()) {
             (false, r)
         } else {
             (false, "")
@@ -158,11 +164,28 @@ fn scan(text: &str) -> Vec<Assign> {
 /// [`dropin`]'s line puts its modules in front). mkinitcpio sources `/etc/mkinitcpio.conf`
 /// (or the preset's config) and then each `/etc/mkinitcpio.conf.d/*.conf` in order.
 pub fn modules(prior: &[String], text: &str) -> Vec<String> {
+    sourced("MODULES", prior, text)
+}
+
+/// The hooks `HOOKS` holds after bash sources `text` (as [`modules`] for `MODULES`), or
+/// `None` while no file has set it. Without the `modconf` hook the initramfs carries no
+/// `/etc/modprobe.d`, so options written there (vfio-pci's) do not reach the early boot.
+pub fn hooks(prior: Option<&[String]>, text: &str) -> Option<Vec<String>> {
+    let set = scan_var(text, "HOOKS");
+    if prior.is_none() && set.is_empty() {
+        return None;
+    }
+    Some(sourced("HOOKS", prior.unwrap_or(&[]), text))
+}
+
+/// What the array `var` holds after bash sources `text`, starting from `prior`.
+fn sourced(var: &str, prior: &[String], text: &str) -> Vec<String> {
+    let expansions = [format!("${{{var}[@]}}"), format!("${{{var}[*]}}"), format!("${var}"), format!("${{{var}}}")];
     let mut out = prior.to_vec();
-    for a in scan(text) {
+    for a in scan_var(text, var) {
         let mut words = Vec::new();
         for w in &a.words {
-            if matches!(w.as_str(), "${MODULES[@]}" | "${MODULES[*]}" | "$MODULES" | "${MODULES}") {
+            if expansions.iter().any(|e| e == w) {
                 words.extend(out.iter().cloned());
             } else {
                 words.push(w.clone());
@@ -193,6 +216,7 @@ pub fn dropin(modules: &[String]) -> String {
 /// yet, and the result is the [`dropin`] line alone).
 pub fn edit(current: Option<&str>, modules: &[String]) -> Result<String, EditError> {
     let text = current.unwrap_or("");
+    super::text::sourceable(text)?;
     let all = scan(text);
     let last = all.iter().rposition(|a| !a.append);
     let present: Vec<&str> = all[last.unwrap_or(0)..].iter().flat_map(|a| a.words.iter().map(String::as_str)).collect();
@@ -323,6 +347,12 @@ mod read_tests {
         assert_eq!(modules(&modules(&[], main), &dropin), v(&["vfio", "vfio_pci", "amdgpu", "nvme"]));
         assert_eq!(modules(&v(&["x"]), "MODULES=\"a b\"\n"), v(&["a", "b"]));
         assert_eq!(modules(&v(&["x"]), "HOOKS=(base udev)\n"), v(&["x"]));
+        assert_eq!(hooks(None, "MODULES=(a)\n"), None);
+        assert_eq!(hooks(None, "HOOKS=(base udev)\nMODULES=(modconf)\n"), Some(v(&["base", "udev"])));
+        let main =
+            hooks(None, "HOOKS=(base udev autodetect microcode modconf kms block filesystems fsck)\n").expect("HOOKS");
+        assert!(main.iter().any(|h| h == "modconf"), "{main:?}");
+        assert_eq!(hooks(Some(&main[..2]), "HOOKS+=(modconf)\n"), Some(v(&["base", "udev", "modconf"])));
     }
 
     #[test]

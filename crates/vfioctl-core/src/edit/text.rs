@@ -3,6 +3,21 @@
 //! line offsets and splicing of replacements into a text.
 
 use super::{cmdline, CmdlineEdit, EditError};
+
+/// Refuses a shell-syntax file (GRUB defaults, mkinitcpio, dracut) that bash, which its
+/// tools source it with, cannot read as written: a UTF-8 byte order mark sticks to the
+/// first word, so the first line fails (`command not found`, or a syntax error before an
+/// assignment) and `grub-mkconfig` or `mkinitcpio` stops there. An edit of such a file
+/// would be correct text that the boot never sees.
+pub(crate) fn sourceable(text: &str) -> Result<(), EditError> {
+    if text.starts_with('\u{feff}') {
+        return Err(EditError::Unsupported {
+            what: "line 1".into(),
+            reason: "the file starts with a UTF-8 byte order mark (bytes EF BB BF), and bash, which sources it, reads the mark as part of the first command, so the tools that read this file fail on it; remove the mark (`sed -i '1s/^\\xEF\\xBB\\xBF//' FILE`) and run vfioctl again".into(),
+        });
+    }
+    Ok(())
+}
 use crate::cmdline::{Cmdline, Param};
 
 /// Byte spans of the parameters in `s`: split on whitespace outside double quotes, as the

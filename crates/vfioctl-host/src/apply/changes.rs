@@ -286,6 +286,11 @@ fn prepare_files(host: &Host, plan: &Plan, separate_entry: bool) -> Result<Prepa
                     (path, after)
                 }
                 Initramfs::Mkinitcpio => {
+                    if crate::boot::mkinitcpio_hooks(root).is_some_and(|h| !h.iter().any(|x| x == "modconf")) {
+                        p.notes.push(
+                            "/etc/mkinitcpio.conf: HOOKS has no `modconf`, so the initramfs carries no /etc/modprobe.d and vfio-pci's options there (disable_vga, the ids) do not reach the early boot; vfio-pci.ids on the kernel command line still reserve the devices. Add `modconf` to HOOKS after `autodetect`, as mkinitcpio's default has it, and run `mkinitcpio -P`".into(),
+                        );
+                    }
                     let path = PathBuf::from("/etc/mkinitcpio.conf");
                     let after = edited(&path, edit::mkinitcpio::edit(read(root, &path)?.as_deref(), modules))?;
                     (path, after)

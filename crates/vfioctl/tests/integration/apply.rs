@@ -421,3 +421,23 @@ fn split_options_lines_keep_the_users_ids_effective() {
     assert_eq!(vfioctl(&root, &["rollback", "--yes", "--no-commands"]).code, 0);
     assert_eq!(tree(&root), before);
 }
+
+/// Regression: mkinitcpio's HOOKS without `modconf` keeps /etc/modprobe.d out of the
+/// initramfs, and nothing said so. A drop-in that adds it back counts.
+#[test]
+fn mkinitcpio_without_modconf_is_said() {
+    let note = "HOOKS has no `modconf`";
+    let (_t, root) = copy_host("arch-uki");
+    let conf = root.join("etc/mkinitcpio.conf");
+    let stock = fs::read_to_string(&conf).expect("mkinitcpio.conf");
+    let run = vfioctl(&root, &["apply", "gpu", "--dry-run"]);
+    assert!(!run.stdout.contains(note), "{}", run.stdout);
+    fs::write(&conf, stock.replace(" modconf", "")).expect("write");
+    let run = vfioctl(&root, &["apply", "gpu", "--dry-run"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains(note), "{}", run.stdout);
+    fs::create_dir_all(root.join("etc/mkinitcpio.conf.d")).expect("mkdir");
+    fs::write(root.join("etc/mkinitcpio.conf.d/hooks.conf"), "HOOKS+=(modconf)\n").expect("write");
+    let run = vfioctl(&root, &["apply", "gpu", "--dry-run"]);
+    assert!(!run.stdout.contains(note), "{}", run.stdout);
+}

@@ -798,7 +798,8 @@ fn crlf_bom_and_no_final_newline_survive_apply_and_rollback() {
     type Edit = fn(&str) -> String;
     let cases: [(&str, &str, Edit); 4] = [
         ("crlf grub", "etc/default/grub", |t| t.replace('\n', "\r\n")),
-        ("bom grub", "etc/default/grub", |t| format!("\u{feff}{t}")),
+        // kmod reads a BOM'd comment line as an unknown command and ignores it: harmless.
+        ("bom kvm.conf", "etc/modprobe.d/kvm.conf", |t| format!("\u{feff}# mine\n{t}")),
         ("grub without final newline", "etc/default/grub", |t| t.trim_end_matches('\n').to_string()),
         ("kvm.conf without final newline", "etc/modprobe.d/kvm.conf", |t| t.trim_end_matches('\n').to_string()),
     ];
@@ -817,7 +818,7 @@ fn crlf_bom_and_no_final_newline_survive_apply_and_rollback() {
                 after.split_inclusive('\n').all(|l| l.ends_with("\r\n")),
                 "{name}: every line still ends in CRLF:\n{after:?}"
             ),
-            "bom grub" => {
+            "bom kvm.conf" => {
                 assert!(after.starts_with('\u{feff}'), "{name}: the BOM stays first");
                 assert_eq!(after.matches('\u{feff}').count(), 1, "{name}");
             }
@@ -830,6 +831,36 @@ fn crlf_bom_and_no_final_newline_survive_apply_and_rollback() {
         let rb = vfioctl(&root, &["rollback", "--yes", "--no-commands"]);
         assert_eq!(rb.code, 0, "{name}: {}", rb.stderr);
         assert_eq!(differing(&tree(&root), &before), Vec::<String>::new(), "{name}");
+    }
+}
+
+/// Regression: a shell-syntax file bash cannot source (a byte order mark before the first
+/// line) was edited with exit 0, though grub-mkconfig and mkinitcpio stop on it. The apply
+/// refuses, names the file and line, and writes nothing. bash is the oracle.
+#[test]
+fn a_shell_file_bash_cannot_source_is_refused() {
+    let cases: [(&str, &str, &[&str]); 2] =
+        [("r2600x", "etc/default/grub", &[]), ("arch-uki", "etc/mkinitcpio.conf", &[])];
+    for (host, file, extra) in cases {
+        let (_t, root) = copy_host(host);
+        let path = root.join(file);
+        let Ok(original) = fs::read_to_string(&path) else { panic!("{host} has no {file}") };
+        fs::write(&path, format!("\u{feff}{original}")).expect("write");
+        let sourced = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(r#"set -e; . "$1""#)
+            .arg("bash")
+            .arg(&path)
+            .output()
+            .expect("bash");
+        assert!(!sourced.status.success(), "{host} {file}: bash sources it with the mark; the refusal would be wrong");
+        let before = tree(&root);
+        let run = apply_with(&root, extra);
+        assert_eq!(run.code, 2, "{host} {file}: {}{}", run.stdout, run.stderr);
+        assert!(run.stderr.contains(&format!("/{file}")) && run.stderr.contains("line 1"), "{}", run.stderr);
+        assert!(run.stderr.contains("byte order mark"), "{}", run.stderr);
+        assert_eq!(differing(&tree(&root), &before), Vec::<String>::new(), "{host} {file}: something was written");
+        assert_eq!(journals(&root), 0, "{host}");
     }
 }
 
