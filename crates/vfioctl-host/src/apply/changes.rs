@@ -33,6 +33,81 @@ pub enum ChangeError {
     /// A file that decides the next boot cannot be read or understood.
     #[error("cannot tell how this host boots: {0}")]
     Boot(String),
+    /// The edited files would not give the next boot what the plan asks for.
+    #[error("{files}: after the edit the next boot's command line would still {wrong}, so nothing was written; please report this with a `vfioctl snapshot`, and edit the file that wins by hand")]
+    NotEffective { files: String, wrong: String },
+}
+
+/// GRUB's defaults in the order grub-mkconfig sources them: `/etc/default/grub`, then
+/// `/etc/default/grub.d/*.cfg` by name. A drop-in that cannot be read stops the apply.
+fn grub_files(root: &HostRoot) -> Result<Vec<(PathBuf, String)>, ChangeError> {
+    let mut files = Vec::new();
+    let main = PathBuf::from(crate::boot::DEFAULT_GRUB);
+    if let Some(t) = read(root, &main)? {
+        files.push((main, t));
+    }
+    let names = match root.list(crate::boot::GRUB_D) {
+        Ok(n) => n,
+        Err(e) if e.is_not_found() => Vec::new(),
+        Err(e) => return Err(ChangeError::Read(e)),
+    };
+    for n in names.iter().filter(|n| n.ends_with(".cfg")) {
+        let path = Path::new(crate::boot::GRUB_D).join(n);
+        if let Some(t) = read(root, &path)? {
+            files.push((path, t));
+        }
+    }
+    Ok(files)
+}
+
+/// The GRUB edit, made where it wins: the plan's additions go to the last file that sets
+/// `GRUB_CMDLINE_LINUX_DEFAULT` (a cloud image's grub.d drop-in replaces the main file's
+/// value), its removals to every file. Checked against the files as grub-mkconfig would
+/// source them after the edit: the command line carries every addition and no removal.
+fn grub_edit(root: &HostRoot, e: &CmdlineEdit) -> Result<Vec<(PathBuf, String)>, ChangeError> {
+    let files = grub_files(root)?;
+    let sets = |t: &str| edit::grub::assignments(t).contains_key("GRUB_CMDLINE_LINUX_DEFAULT");
+    let winner = files.iter().rposition(|(_, t)| sets(t)).unwrap_or(0);
+    let removals = CmdlineEdit { add: Vec::new(), remove: e.remove.clone() };
+    let mut out = Vec::new();
+    let mut after: Vec<String> = Vec::new();
+    if files.is_empty() {
+        let path = PathBuf::from(crate::boot::DEFAULT_GRUB);
+        let text = edited(&path, edit::grub::edit(None, e))?;
+        after.push(text.clone());
+        out.push((path, text));
+    }
+    for (i, (path, text)) in files.iter().enumerate() {
+        let new = edited(path, edit::grub::edit(Some(text), if i == winner { e } else { &removals }))?;
+        if i == winner || new != *text {
+            out.push((path.clone(), new.clone()));
+        }
+        after.push(new);
+    }
+    let line = edit::grub::kernel_cmdline(after.iter().map(String::as_str)).unwrap_or_default();
+    let c = vfioctl_core::cmdline::Cmdline::parse(&line);
+    let mut wrong = Vec::new();
+    for a in &e.add {
+        let p = vfioctl_core::cmdline::Cmdline::parse(a).params.into_iter().next();
+        let Some(p) = p else { continue };
+        let ok = match p.value.as_deref() {
+            Some(v) => v.split(',').all(|x| c.has_value(&p.name, x)),
+            None => c.params.iter().any(|q| q.name_is(&p.name)),
+        };
+        if !ok {
+            wrong.push(format!("lack {a}"));
+        }
+    }
+    for r in &e.remove {
+        if line.split_whitespace().any(|t| t == r) {
+            wrong.push(format!("have {r}"));
+        }
+    }
+    if !wrong.is_empty() {
+        let files: Vec<String> = files.iter().map(|(p, _)| p.display().to_string()).collect();
+        return Err(ChangeError::NotEffective { files: files.join(", "), wrong: wrong.join(", ") });
+    }
+    Ok(out)
 }
 
 /// What the plan changes on this host, and notes for the user.
@@ -169,8 +244,14 @@ fn prepare_files(host: &Host, plan: &Plan, separate_entry: bool) -> Result<Prepa
                             .into(),
                     );
                 } else {
-                    let after = edited(path, edit::grub::edit(read(root, path)?.as_deref(), &e))?;
-                    push(&mut p, path, after, "kernel command line (GRUB_CMDLINE_LINUX_DEFAULT)");
+                    for (path, after) in grub_edit(root, &e)? {
+                        let why = if path == Path::new(crate::boot::DEFAULT_GRUB) {
+                            "kernel command line (GRUB_CMDLINE_LINUX_DEFAULT)"
+                        } else {
+                            "kernel command line (GRUB_CMDLINE_LINUX_DEFAULT: this drop-in's value is the one grub-mkconfig uses)"
+                        };
+                        push(&mut p, &path, after, why);
+                    }
                 }
                 p.changes.commands.push(Command { argv: regenerate.clone(), why: "regenerate grub.cfg".into() });
             }

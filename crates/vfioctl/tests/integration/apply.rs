@@ -441,3 +441,77 @@ fn mkinitcpio_without_modconf_is_said() {
     let run = vfioctl(&root, &["apply", "gpu", "--dry-run"]);
     assert!(!run.stdout.contains(note), "{}", run.stdout);
 }
+
+/// GRUB's command line as grub-mkconfig builds it: bash sources the defaults, then each
+/// grub.d drop-in in order.
+fn grub_cmdline_by_bash(root: &Path) -> String {
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(concat!(
+            r#"set -e; . "$1/etc/default/grub"; for f in "$1"/etc/default/grub.d/*.cfg; do [ -e "$f" ] && . "$f"; done; "#,
+            r#"printf '%s %s' "$GRUB_CMDLINE_LINUX" "$GRUB_CMDLINE_LINUX_DEFAULT""#
+        ))
+        .arg("bash")
+        .arg(root)
+        .output()
+        .expect("bash");
+    assert!(out.status.success(), "bash cannot source the GRUB defaults: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// Regression: a cloud image's grub.d drop-in sets GRUB_CMDLINE_LINUX_DEFAULT after
+/// /etc/default/grub is read; vfioctl edited /etc/default/grub only, so grub-mkconfig's
+/// command line gained nothing. The edit goes where it wins; bash is the oracle.
+#[test]
+fn a_grub_d_drop_in_that_wins_gets_the_edit() {
+    let (_t, root) = copy_host("i7-12700k");
+    let grub = root.join("etc/default/grub");
+    let text = fs::read_to_string(&grub)
+        .expect("grub")
+        .replace("quiet splash intel_iommu=on iommu=pt vfio-pci.ids=10de:2484,10de:228b", "quiet splash");
+    fs::write(&grub, text).expect("write");
+    let d = root.join("etc/default/grub.d");
+    fs::create_dir_all(&d).expect("mkdir");
+    // An unrelated drop-in, one that appends to GRUB_CMDLINE_LINUX, and the cloud image's.
+    fs::write(d.join("40-distributor.cfg"), "GRUB_DISTRIBUTOR=\"Example VE\"\n").expect("write");
+    fs::write(d.join("45-serial.cfg"), "GRUB_CMDLINE_LINUX=\"$GRUB_CMDLINE_LINUX nomodeset\"\n").expect("write");
+    fs::write(
+        d.join("50-cloudimg-settings.cfg"),
+        "# Cloud image settings, sourced after /etc/default/grub\n\n# Show output on the serial console\nGRUB_CMDLINE_LINUX_DEFAULT=\"console=tty1 console=ttyS0\"\n\nGRUB_TERMINAL=console\nGRUB_TIMEOUT=0\n",
+    )
+    .expect("write");
+    let before = tree(&root);
+    let was = grub_cmdline_by_bash(&root);
+    let run = vfioctl(&root, &["apply", "gpu", "--yes", "--no-commands"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let now = grub_cmdline_by_bash(&root);
+    let words: Vec<&str> = now.split_whitespace().collect();
+    for want in ["intel_iommu=on", "iommu=pt", "console=ttyS0", "nomodeset"] {
+        assert!(words.contains(&want), "{want} not in what grub-mkconfig gets: {now} (was {was})");
+    }
+    assert!(words.iter().any(|w| w.starts_with("vfio-pci.ids=")), "{now}");
+    assert!(run.stdout.contains("50-cloudimg-settings.cfg"), "{}", run.stdout);
+    let again = vfioctl(&root, &["apply", "gpu", "--yes", "--no-commands"]);
+    assert!(again.stdout.starts_with("Nothing to do"), "{}{}", again.stdout, again.stderr);
+    assert_eq!(vfioctl(&root, &["rollback", "--yes", "--no-commands"]).code, 0);
+    assert_eq!(tree(&root), before);
+}
+
+/// The check after editing: a value that comes through another variable cannot be edited
+/// in place; the apply refuses (exit 2, nothing written) instead of reporting success.
+#[test]
+fn an_edit_the_boot_would_not_see_is_refused() {
+    let (_t, root) = copy_host("i7-12700k");
+    let grub = root.join("etc/default/grub");
+    let text = fs::read_to_string(&grub).expect("grub").replace(
+        "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet splash intel_iommu=on iommu=pt vfio-pci.ids=10de:2484,10de:228b\"",
+        "MY_OPTS=\"quiet intel_iommu=off\"\nGRUB_CMDLINE_LINUX_DEFAULT=\"$MY_OPTS\"",
+    );
+    fs::write(&grub, text).expect("write");
+    assert!(grub_cmdline_by_bash(&root).contains("intel_iommu=off"));
+    let before = tree(&root);
+    let run = vfioctl(&root, &["apply", "gpu", "--yes", "--no-commands"]);
+    assert_eq!(run.code, 2, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("would still have intel_iommu=off"), "{}", run.stderr);
+    assert_eq!(tree(&root), before);
+}
