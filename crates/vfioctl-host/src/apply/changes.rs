@@ -357,6 +357,18 @@ fn prepare_files(host: &Host, plan: &Plan, separate_entry: bool) -> Result<Prepa
 
     // Early modules.
     let modules = &plan.initramfs_modules;
+    let kernel = root
+        .read_optional("/proc/sys/kernel/osrelease")
+        .ok()
+        .flatten()
+        .and_then(|r| vfioctl_core::kmod::kernel_version(r.trim()));
+    if kernel.is_some_and(|v| v >= (6, 2))
+        && setup.initramfs_modules.as_ref().is_some_and(|m| m.contains("vfio_virqfd"))
+    {
+        p.notes.push(
+            "the initramfs configuration still lists vfio_virqfd, which is part of vfio since Linux 6.2: the builder finds no such module (mkinitcpio stops with 'module not found'); remove it from the list".into(),
+        );
+    }
     match setup.initramfs.clone() {
         Some(kind) => {
             p.initramfs = Some(kind.name().to_string());
