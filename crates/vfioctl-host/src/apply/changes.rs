@@ -372,11 +372,11 @@ fn prepare_files(host: &Host, plan: &Plan, separate_entry: bool) -> Result<Prepa
     match setup.initramfs.clone() {
         Some(kind) => {
             p.initramfs = Some(kind.name().to_string());
-            let (path, after) = match kind {
+            let early = match kind {
                 Initramfs::InitramfsTools => {
                     let path = PathBuf::from("/etc/initramfs-tools/modules");
                     let after = edited(&path, edit::initramfs_tools::edit(read(root, &path)?.as_deref(), modules))?;
-                    (path, after)
+                    Some((path, after))
                 }
                 Initramfs::Mkinitcpio => {
                     if crate::boot::mkinitcpio_hooks(root).is_some_and(|h| !h.iter().any(|x| x == "modconf")) {
@@ -386,21 +386,35 @@ fn prepare_files(host: &Host, plan: &Plan, separate_entry: bool) -> Result<Prepa
                     }
                     let path = PathBuf::from("/etc/mkinitcpio.conf");
                     let after = edited(&path, edit::mkinitcpio::edit(read(root, &path)?.as_deref(), modules))?;
-                    (path, after)
+                    Some((path, after))
                 }
                 Initramfs::Dracut => {
+                    // dracut gathers force_drivers across dracut.conf and dracut.conf.d: a
+                    // module another file forces already is not listed again.
                     let path = PathBuf::from("/etc/dracut.conf.d/vfioctl.conf");
-                    let after = edited(&path, edit::dracut::edit(read(root, &path)?.as_deref(), modules))?;
-                    (path, after)
+                    let current = read(root, &path)?;
+                    let elsewhere = |m: &String| {
+                        current.is_none()
+                            && setup.initramfs_modules.as_ref().is_some_and(|e| e.contains(&m.replace('-', "_")))
+                    };
+                    let wanted: Vec<String> = modules.iter().filter(|m| !elsewhere(m)).cloned().collect();
+                    if wanted.is_empty() {
+                        // Every module is forced already: no drop-in to write.
+                        None
+                    } else {
+                        Some((path.clone(), edited(&path, edit::dracut::edit(current.as_deref(), &wanted))?))
+                    }
                 }
                 Initramfs::Booster => {
                     let path = PathBuf::from("/etc/booster.yaml");
                     let after = edited(&path, edit::booster::edit(read(root, &path)?.as_deref(), modules))?;
-                    (path, after)
+                    Some((path, after))
                 }
             };
-            push(&mut p, &path, after, "load the vfio modules early");
-            p.changes.commands.push(Command { argv: kind.regenerate(), why: "rebuild the initramfs".into() });
+            if let Some((path, after)) = early {
+                push(&mut p, &path, after, "load the vfio modules early");
+                p.changes.commands.push(Command { argv: kind.regenerate(), why: "rebuild the initramfs".into() });
+            }
         }
         None => p.notes.push("no initramfs builder found: make sure vfio-pci loads before the GPU driver".into()),
     }

@@ -529,3 +529,30 @@ fn a_stale_vfio_virqfd_is_said() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.stdout.contains(note), "{}", run.stdout);
 }
+
+/// Regression: dracut gathers force_drivers across dracut.conf.d, but vfioctl listed the
+/// modules again in its own drop-in when another file already forced them. bash sources
+/// the drop-ins as dracut does.
+#[test]
+fn dracut_modules_forced_elsewhere_are_not_listed_twice() {
+    let (_t, root) = copy_host("fedora-bls");
+    let d = root.join("etc/dracut.conf.d");
+    fs::create_dir_all(&d).expect("mkdir");
+    fs::write(d.join("10-vfio.conf"), "# mine\nforce_drivers+=\" vfio vfio_iommu_type1 vfio_pci_core vfio_pci \"\n")
+        .expect("write");
+    let run = vfioctl(&root, &["apply", "gpu", "--yes", "--no-commands"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(!root.join("etc/dracut.conf.d/vfioctl.conf").exists(), "{}", run.stdout);
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(r#"for f in "$1"/etc/dracut.conf.d/*.conf; do . "$f"; done; printf '%s' "$force_drivers""#)
+        .arg("bash")
+        .arg(&root)
+        .output()
+        .expect("bash");
+    let forced = String::from_utf8_lossy(&out.stdout).into_owned();
+    let words: Vec<&str> = forced.split_whitespace().collect();
+    for m in ["vfio", "vfio_iommu_type1", "vfio_pci_core", "vfio_pci"] {
+        assert_eq!(words.iter().filter(|w| **w == m).count(), 1, "{m} in {forced:?}");
+    }
+}
