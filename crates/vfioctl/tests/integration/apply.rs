@@ -341,16 +341,11 @@ fn every_example_host_applies_once_and_rolls_back_whole() {
     assert!(applied >= 8, "only {applied} example hosts applied");
 }
 
-/// GRUB's command line as grub-mkconfig gets it: bash sources the defaults.
-fn grub_default_by_bash(root: &Path) -> String {
-    let out = std::process::Command::new("bash")
-        .arg("-c")
-        .arg(r#"set -e; . "$1/etc/default/grub"; printf '%s' "$GRUB_CMDLINE_LINUX_DEFAULT""#)
-        .arg("bash")
-        .arg(root)
-        .output()
-        .expect("bash");
-    assert!(out.status.success(), "bash cannot source the GRUB defaults: {}", String::from_utf8_lossy(&out.stderr));
+/// What bash prints running `script` with the host root as `$1` (the consumer's own
+/// reading of shell-syntax configuration); the script must succeed.
+fn bash_in(root: &Path, script: &str) -> String {
+    let out = std::process::Command::new("bash").arg("-c").arg(script).arg("bash").arg(root).output().expect("bash");
+    assert!(out.status.success(), "bash: {script}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).expect("utf-8")
 }
 
@@ -368,7 +363,7 @@ fn the_users_iommu_options_are_merged_not_replaced() {
     let before = tree(&root);
     let run = vfioctl(&root, &["apply", "gpu", "--yes", "--no-commands"]);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
-    let line = grub_default_by_bash(&root);
+    let line = grub_cmdline_by_bash(&root);
     let c: Vec<&str> = line.split_whitespace().collect();
     assert!(c.contains(&"intel_iommu=on,igfx_off"), "{line}");
     assert!(c.contains(&"iommu=pt,on,igfx_off"), "{line}");
@@ -445,18 +440,13 @@ fn mkinitcpio_without_modconf_is_said() {
 /// GRUB's command line as grub-mkconfig builds it: bash sources the defaults, then each
 /// grub.d drop-in in order.
 fn grub_cmdline_by_bash(root: &Path) -> String {
-    let out = std::process::Command::new("bash")
-        .arg("-c")
-        .arg(concat!(
+    bash_in(
+        root,
+        concat!(
             r#"set -e; . "$1/etc/default/grub"; for f in "$1"/etc/default/grub.d/*.cfg; do [ -e "$f" ] && . "$f"; done; "#,
             r#"printf '%s %s' "$GRUB_CMDLINE_LINUX" "$GRUB_CMDLINE_LINUX_DEFAULT""#
-        ))
-        .arg("bash")
-        .arg(root)
-        .output()
-        .expect("bash");
-    assert!(out.status.success(), "bash cannot source the GRUB defaults: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).expect("utf-8")
+        ),
+    )
 }
 
 /// Regression: a cloud image's grub.d drop-in sets GRUB_CMDLINE_LINUX_DEFAULT after
@@ -543,14 +533,8 @@ fn dracut_modules_forced_elsewhere_are_not_listed_twice() {
     let run = vfioctl(&root, &["apply", "gpu", "--yes", "--no-commands"]);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     assert!(!root.join("etc/dracut.conf.d/vfioctl.conf").exists(), "{}", run.stdout);
-    let out = std::process::Command::new("bash")
-        .arg("-c")
-        .arg(r#"for f in "$1"/etc/dracut.conf.d/*.conf; do . "$f"; done; printf '%s' "$force_drivers""#)
-        .arg("bash")
-        .arg(&root)
-        .output()
-        .expect("bash");
-    let forced = String::from_utf8_lossy(&out.stdout).into_owned();
+    let forced =
+        bash_in(&root, r#"for f in "$1"/etc/dracut.conf.d/*.conf; do . "$f"; done; printf '%s' "$force_drivers""#);
     let words: Vec<&str> = forced.split_whitespace().collect();
     for m in ["vfio", "vfio_iommu_type1", "vfio_pci_core", "vfio_pci"] {
         assert_eq!(words.iter().filter(|w| **w == m).count(), 1, "{m} in {forced:?}");
