@@ -186,16 +186,6 @@ fn grub_separate_script(default_grub: &str, e: &CmdlineEdit) -> String {
     )
 }
 
-/// Prepares the changes for a plan, on the boot setup the host's one detection found. Every
-/// change records what its file held when it was computed ([`FileChange::before`]), from
-/// the same read.
-///
-/// The host may be one seen as it was before vfioctl's earlier applies
-/// ([`super::Baseline::root`]); [`Prepared::finish`] then records each file as it is now.
-pub fn prepare(host: &Host, plan: &Plan, separate_entry: bool) -> Result<Prepared, ChangeError> {
-    prepare_files(host, plan, separate_entry)
-}
-
 impl Prepared {
     /// Records what each file holds now on `root` (the real one, not a baseline view): the
     /// diffs start from it and the apply checks it again. Keeps only the commands when some
@@ -209,7 +199,11 @@ impl Prepared {
     }
 }
 
-fn prepare_files(host: &Host, plan: &Plan, separate_entry: bool) -> Result<Prepared, ChangeError> {
+/// Prepares the changes for a plan, on the boot setup the host's one detection found. The
+/// host may be one seen as it was before vfioctl's earlier applies
+/// ([`super::Baseline::root`]); [`Prepared::finish`] then records what each file holds now
+/// ([`FileChange::before`]).
+pub fn prepare(host: &Host, plan: &Plan, separate_entry: bool) -> Result<Prepared, ChangeError> {
     let root = host.root();
     let setup = host.boot();
     let mut p = Prepared::default();
