@@ -3,13 +3,14 @@
 //! versions) are asked of it only when the root is `/`; on a snapshot they stay unknown,
 //! except program versions a snapshot recorded in its marker files.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use vfioctl_core::check::{DeviceNodes, Facts, HugepagePool, Program};
 use vfioctl_core::cmdline::Cmdline;
+use vfioctl_core::edit::modprobe_d;
 use vfioctl_core::modprobe::ModprobeConfig;
 use vfioctl_core::vendor::{self, CpuVendor};
 use vfioctl_core::{iomem, kmod, sysfs_value};
@@ -53,8 +54,7 @@ pub const LIBVIRT_SOCKETS: &[&str] = &[
 ];
 /// modprobe.d directories, highest priority first (a file name in an earlier one hides
 /// the same name in later ones).
-pub const MODPROBE_DIRS: &[&str] =
-    &["/etc/modprobe.d", "/run/modprobe.d", "/usr/local/lib/modprobe.d", "/usr/lib/modprobe.d", "/lib/modprobe.d"];
+pub use vfioctl_core::edit::modprobe_d::DIRS as MODPROBE_DIRS;
 /// Modules whose parameters the checks read.
 pub const PARAM_MODULES: &[&str] = &["kvm", "kvm_amd", "kvm_intel", "vfio", "vfio_pci", "vfio_iommu_type1"];
 
@@ -202,21 +202,35 @@ fn controllers_from(mountinfo: &str, placement: &str, read: impl Fn(&str) -> Opt
 }
 
 fn modprobe(root: &HostRoot) -> ModprobeConfig {
-    let mut files: BTreeMap<String, String> = BTreeMap::new();
-    for dir in MODPROBE_DIRS {
-        for name in root.list(dir).unwrap_or_default().into_iter().filter(|n| n.ends_with(".conf")) {
-            if !files.contains_key(&name) {
-                files.insert(name.clone(), format!("{dir}/{name}"));
-            }
-        }
-    }
+    let listing: Vec<(&str, Vec<String>)> =
+        MODPROBE_DIRS.iter().map(|d| (*d, root.list(d).unwrap_or_default())).collect();
     let mut config = ModprobeConfig::default();
-    for path in files.values() {
-        if let Some(t) = read(root, path) {
+    for path in modprobe_d::order(&listing) {
+        if let Some(t) = read(root, &path) {
             config.add(&t);
         }
     }
     config
+}
+
+/// The modprobe.d files of the root in kmod's order, with their text; a directory or file
+/// that cannot be read is an error (only "no such file" is absent).
+pub fn modprobe_files(root: &HostRoot) -> Result<Vec<modprobe_d::File>, crate::root::RootError> {
+    let mut listing = Vec::new();
+    for d in MODPROBE_DIRS {
+        match root.list(d) {
+            Ok(names) => listing.push((*d, names)),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let mut files = Vec::new();
+    for path in modprobe_d::order(&listing) {
+        if let Some(text) = root.read_optional(&path)? {
+            files.push(modprobe_d::File { path, text });
+        }
+    }
+    Ok(files)
 }
 
 fn hugepages(root: &HostRoot) -> Vec<HugepagePool> {

@@ -6,7 +6,7 @@
 //! Kernel command line: [`grub`], [`loader_entry`], [`kernel_cmdline_file`],
 //! [`kernelstub`], [`refind`], [`limine`] (all over a [`CmdlineEdit`], merged by the rules
 //! of [`cmdline::edit`]). Early modules: [`initramfs_tools`], [`mkinitcpio`], [`dracut`],
-//! [`booster`]. Files vfioctl owns: [`owned`]. libvirt's QEMU driver settings: [`qemu_conf`].
+//! [`booster`]. Files vfioctl owns: [`owned`]; modprobe.d across its directories: [`modprobe_d`]. libvirt's QEMU driver settings: [`qemu_conf`].
 
 pub mod booster;
 pub mod cmdline;
@@ -18,6 +18,7 @@ pub mod kernelstub;
 pub mod limine;
 pub mod loader_entry;
 pub mod mkinitcpio;
+pub mod modprobe_d;
 pub mod owned;
 pub mod qemu_conf;
 pub mod refind;

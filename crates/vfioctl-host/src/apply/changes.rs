@@ -34,7 +34,7 @@ pub enum ChangeError {
     #[error("cannot tell how this host boots: {0}")]
     Boot(String),
     /// The edited files would not give the next boot what the plan asks for.
-    #[error("{files}: after the edit the next boot's command line would still {wrong}, so nothing was written; please report this with a `vfioctl snapshot`, and edit the file that wins by hand")]
+    #[error("{files}: after the edit {wrong}, so nothing was written; please report this with a `vfioctl snapshot`, and edit the file that wins by hand")]
     NotEffective { files: String, wrong: String },
 }
 
@@ -95,12 +95,12 @@ fn grub_edit(root: &HostRoot, e: &CmdlineEdit) -> Result<Vec<(PathBuf, String)>,
             None => c.params.iter().any(|q| q.name_is(&p.name)),
         };
         if !ok {
-            wrong.push(format!("lack {a}"));
+            wrong.push(format!("the next boot's command line would still lack {a}"));
         }
     }
     for r in &e.remove {
         if line.split_whitespace().any(|t| t == r) {
-            wrong.push(format!("have {r}"));
+            wrong.push(format!("the next boot's command line would still have {r}"));
         }
     }
     if !wrong.is_empty() {
@@ -128,17 +128,44 @@ fn edited(path: &Path, r: Result<String, EditError>) -> Result<String, ChangeErr
     r.map_err(|source| ChangeError::Edit { path: path.to_path_buf(), source })
 }
 
-/// Splits a planned owned file into its header comment and its lines.
-fn owned(root: &HostRoot, path: &str, planned: &str) -> Result<FileChange, ChangeError> {
-    let mut lines = planned.lines();
-    let header = lines.next().unwrap_or("").to_string();
-    let body: Vec<String> = lines.map(str::to_string).collect();
-    let current = read(root, Path::new(path))?;
-    Ok(FileChange::new(
-        path,
-        edit::owned::owned_file(current.as_deref(), &format!("{header}\n"), &body),
-        "module options for the passthrough",
-    ))
+/// The modprobe.d edits of the plan, placed where kmod's merge of every modprobe.d
+/// directory makes them take effect ([`edit::modprobe_d::place`]), and checked against
+/// that merge after the edit.
+fn modprobe_changes(root: &HostRoot, planned: &[(String, String)]) -> Result<Vec<FileChange>, ChangeError> {
+    use edit::modprobe_d;
+    let mut files = crate::facts::modprobe_files(root).map_err(ChangeError::Read)?;
+    let mut out: Vec<FileChange> = Vec::new();
+    let mut all_lines = Vec::new();
+    for (path, content) in planned {
+        let mut lines = content.lines();
+        let header = format!("{}\n", lines.next().unwrap_or(""));
+        let body: Vec<String> = lines.map(str::to_string).collect();
+        let changed = modprobe_d::place(&files, path, &header, &body);
+        files = modprobe_d::with_changes(&files, &changed);
+        for c in changed {
+            let why = if c.path == *path {
+                "module options for the passthrough".to_string()
+            } else if root.exists(&c.path) {
+                "module options for the passthrough (this file's value is the one modprobe uses)".to_string()
+            } else {
+                "module options for the passthrough (overrides the distribution's file of the same name, whose value modprobe used)".to_string()
+            };
+            match out.iter_mut().find(|f| f.path == Path::new(&c.path)) {
+                Some(f) => f.after = c.text.into_bytes(),
+                None => out.push(FileChange::new(&c.path, c.text, why)),
+            }
+        }
+        all_lines.extend(body);
+    }
+    let lacking = modprobe_d::lacking(&files, &all_lines);
+    if !lacking.is_empty() {
+        let names: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+        return Err(ChangeError::NotEffective {
+            files: names.join(", "),
+            wrong: format!("modprobe would still not pass {}", lacking.join(", ")),
+        });
+    }
+    Ok(out)
 }
 
 /// modprobe.d text without `ids=` on `options vfio-pci` lines (a line left with no
@@ -341,10 +368,12 @@ pub fn prepare(host: &Host, plan: &Plan, separate_entry: bool) -> Result<Prepare
 
     // modprobe.d. With a separate boot entry the ids live on that entry's command line
     // only, so the default entry leaves the devices to their host drivers.
-    for f in &plan.modprobe {
-        let content = if separate_entry { without_vfio_ids(&f.content) } else { f.content.clone() };
-        p.changes.files.push(owned(root, &f.path, &content)?);
-    }
+    let planned: Vec<(String, String)> = plan
+        .modprobe
+        .iter()
+        .map(|f| (f.path.clone(), if separate_entry { without_vfio_ids(&f.content) } else { f.content.clone() }))
+        .collect();
+    p.changes.files.extend(modprobe_changes(root, &planned)?);
     if separate_entry {
         p.notes.push("the devices are reserved by vfio-pci.ids on the new entry's command line only; the default entry leaves them to their host drivers".into());
     }

@@ -375,20 +375,75 @@ fn the_users_iommu_options_are_merged_not_replaced() {
 
 /// What vfio-pci is loaded with, as kmod reads the root's modprobe.d: every `options`
 /// line of the module in kmod's order, joined (the module keeps a key's last value).
-fn vfio_pci_options_by_kmod(root: &Path) -> Option<Vec<String>> {
-    let out = std::process::Command::new("modprobe")
-        .arg("-C")
-        .arg(root.join("etc/modprobe.d"))
-        .arg("--showconfig")
-        .output()
-        .ok()?;
+pub(crate) fn vfio_pci_options_by_kmod(root: &Path) -> Option<Vec<String>> {
+    module_options_by_kmod(root, "vfio_pci")
+}
+
+/// What `module` is loaded with, as kmod merges every modprobe.d directory of the root
+/// (one `-C` per directory, in kmod's priority order).
+pub(crate) fn module_options_by_kmod(root: &Path, module: &str) -> Option<Vec<String>> {
+    let mut cmd = std::process::Command::new("modprobe");
+    for d in ["etc/modprobe.d", "run/modprobe.d", "usr/local/lib/modprobe.d", "usr/lib/modprobe.d", "lib/modprobe.d"] {
+        if root.join(d).is_dir() {
+            cmd.arg("-C").arg(root.join(d));
+        }
+    }
+    let out = cmd.arg("--showconfig").output().ok()?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let prefix = format!("options {module} ");
     Some(
         text.lines()
-            .filter_map(|l| l.strip_prefix("options vfio_pci "))
+            .filter_map(|l| l.strip_prefix(prefix.as_str()))
             .flat_map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>())
             .collect(),
     )
+}
+
+/// Regression: the user's ids in `/etc/modprobe.d/gpu-passthrough.conf` (which sorts
+/// before vfio.conf) were hidden by the plan's `ids=` in vfio.conf; kvm options a user's
+/// other file sets were written again; a distribution's `kvm.conf` would be hidden by
+/// vfioctl's. kmod, merging every directory, is the oracle.
+#[test]
+fn modprobe_d_is_edited_where_kmod_takes_the_value_from() {
+    let (_t, root) = copy_host("r2600x");
+    fs::remove_file(root.join("etc/modprobe.d/vfio.conf")).expect("rm");
+    fs::remove_file(root.join("etc/modprobe.d/kvm.conf")).expect("rm");
+    fs::write(
+        root.join("etc/modprobe.d/gpu-passthrough.conf"),
+        "# my 1070\noptions vfio_pci ids=10de:1b81,10de:10f0\n",
+    )
+    .expect("write");
+    fs::write(root.join("etc/modprobe.d/kvm-local.conf"), "options kvm ignore_msrs=1\n").expect("write");
+    fs::create_dir_all(root.join("usr/lib/modprobe.d")).expect("mkdir");
+    fs::write(root.join("usr/lib/modprobe.d/kvm.conf"), "options kvm_amd nested=1\n").expect("write");
+    let before = tree(&root);
+    let run = vfioctl(&root, &args("apply", &["--yes", "--no-commands"]));
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let Some(opts) = vfio_pci_options_by_kmod(&root) else {
+        eprintln!("skipped the kmod oracle: no modprobe here");
+        return;
+    };
+    let ids = opts.iter().rev().find_map(|o| o.strip_prefix("ids=")).expect("ids");
+    for id in ["10de:1b81", "10de:10f0", "10de:1b06", "10de:10ef"] {
+        assert!(ids.split(',').any(|x| x == id), "{id} not in the ids vfio-pci gets ({ids}): {opts:?}");
+    }
+    assert!(opts.contains(&"disable_vga=1".to_string()), "{opts:?}");
+    let kvm = module_options_by_kmod(&root, "kvm").expect("kvm");
+    assert_eq!(kvm, ["ignore_msrs=1", "report_ignored_msrs=0"], "ignore_msrs once, where the user has it");
+    assert_eq!(module_options_by_kmod(&root, "kvm_amd").expect("kvm_amd"), ["nested=1"]);
+    assert_eq!(
+        fs::read_to_string(root.join("etc/modprobe.d/kvm-local.conf")).expect("read"),
+        "options kvm ignore_msrs=1\n"
+    );
+    let own = fs::read_to_string(root.join("etc/modprobe.d/kvm.conf")).expect("vfioctl's kvm.conf");
+    assert!(
+        own.starts_with("options kvm_amd nested=1\n") && own.ends_with("options kvm report_ignored_msrs=0\n"),
+        "{own}"
+    );
+    let again = vfioctl(&root, &args("apply", &["--yes", "--no-commands"]));
+    assert!(again.stdout.starts_with("Nothing to do"), "{}{}", again.stdout, again.stderr);
+    assert_eq!(vfioctl(&root, &["rollback", "--yes", "--no-commands"]).code, 0);
+    assert_eq!(tree(&root), before);
 }
 
 /// Regression: the user's ids on one `options vfio-pci` line and `disable_vga=1` on the
