@@ -22,7 +22,11 @@
 //!    Proxmox): the file is written into every entry or UKI when they are rebuilt (by
 //!    `kernel-install`, or by `mkinitcpio -P` when its presets build UKIs).
 //! 4. **systemd-boot entries** (`loader/entries/*.conf` under `/boot`, `/efi` or
-//!    `/boot/efi`): the entry `loader.conf`'s `default` names, else the newest by version.
+//!    `/boot/efi`): the entry systemd-boot starts: the one its EFI variables name
+//!    (`bootctl set-oneshot`, `set-default`), else `loader.conf`'s `default` (a glob;
+//!    `@saved`), else the newest by version. An entry that chain-loads rEFInd (`efi
+//!    …refind…`) hands the choice to rEFInd's `refind_linux.conf`; one that starts another
+//!    EFI program or a UKI is refused: no file of this host sets its command line.
 //! 5. **GRUB** (`/etc/default/grub` and its `grub.d/*.cfg` drop-ins).
 //! 6. **rEFInd** (`/boot/refind_linux.conf`), 7. **Limine** (`limine.conf`).
 //!
@@ -35,6 +39,7 @@ use std::path::{Path, PathBuf};
 
 use vfioctl_core::check::NextBoot;
 use vfioctl_core::cmdline::Cmdline;
+use vfioctl_core::edit::loader_entry::Boots;
 use vfioctl_core::edit::{self, EditError};
 use vfioctl_core::kmod;
 
@@ -50,6 +55,10 @@ pub const DEFAULT_GRUB: &str = "/etc/default/grub";
 pub const GRUB_D: &str = "/etc/default/grub.d";
 pub const REFIND: &str = "/boot/refind_linux.conf";
 pub const GRUBENV: &str = "/boot/grub2/grubenv";
+/// The EFI variables the kernel shows.
+pub const EFIVARS: &str = "/sys/firmware/efi/efivars";
+/// systemd-boot's vendor GUID for its EFI variables (the Boot Loader Interface).
+pub const LOADER_GUID: &str = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f";
 
 /// Where the kernel command line is configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -401,19 +410,31 @@ impl Detect<'_> {
                     .and_then(|pat| pick(&entries, pat))
                     .cloned()
             } else {
-                let conf = if has_loader_conf { self.read(&loader_conf) } else { None };
-                conf.and_then(|t| {
-                    t.lines().find_map(|l| l.trim().strip_prefix("default").map(|v| v.trim().to_string()))
-                })
-                .and_then(|pat| pick(&entries, &pat))
-                .cloned()
+                self.systemd_boot_default(&loader_conf, has_loader_conf, &entries)
             };
             let l = Bootloader::LoaderEntries { dir: dir.into(), entries, default, grub_bls };
             if let Some(path) = l.default_entry().map(Path::to_path_buf) {
                 let p = path.display().to_string();
                 if let Some(text) = self.read(&p) {
-                    let c = edit::loader_entry::cmdline(&text, grubenv.as_deref());
-                    self.found(l, format!("boot loader entry {p}"), &c);
+                    match edit::loader_entry::boots(&text) {
+                        Boots::Efi(program)
+                            if !grub_bls && program.to_ascii_lowercase().contains("refind") && self.root.exists(REFIND) =>
+                        {
+                            self.b.passed_over.push(format!(
+                                "the systemd-boot entries in {dir}: the default one, {p}, chain-loads rEFInd ({program}), which boots Linux with {REFIND}"
+                            ));
+                            self.refind();
+                        }
+                        // An entry without a `linux` line is taken as the Linux one its
+                        // options say it is.
+                        Boots::Linux | Boots::Nothing => {
+                            let c = edit::loader_entry::cmdline(&text, grubenv.as_deref());
+                            self.found(l, format!("boot loader entry {p}"), &c);
+                        }
+                        other => self.problem(format!(
+                            "{p}: the default boot entry {other}, not a Linux kernel whose command line this host's files set; make a Linux entry the default (`default` in {loader_conf}, or `bootctl set-default ENTRY`) and run vfioctl again"
+                        )),
+                    }
                 }
             }
             if grub_bls {
@@ -461,16 +482,7 @@ impl Detect<'_> {
 
         // 6. rEFInd, 7. Limine.
         if self.root.exists(REFIND) {
-            if let Some(t) = self.read(REFIND) {
-                match edit::refind::cmdline(&t) {
-                    Ok(c) => self.found(
-                        Bootloader::Refind { path: REFIND.into() },
-                        REFIND.into(),
-                        c.as_deref().unwrap_or(""),
-                    ),
-                    Err(e) => self.edit_problem(REFIND, e),
-                }
-            }
+            self.refind();
             return;
         }
         if let Some(path) = LIMINE_PATHS.iter().find(|p| self.root.exists(p)) {
@@ -481,6 +493,64 @@ impl Detect<'_> {
                 }
             }
         }
+    }
+
+    fn refind(&mut self) {
+        if let Some(t) = self.read(REFIND) {
+            match edit::refind::cmdline(&t) {
+                Ok(c) => {
+                    self.found(Bootloader::Refind { path: REFIND.into() }, REFIND.into(), c.as_deref().unwrap_or(""))
+                }
+                Err(e) => self.edit_problem(REFIND, e),
+            }
+        }
+    }
+
+    /// The entry systemd-boot starts next, as it chooses: the one-shot EFI variable
+    /// (`bootctl set-oneshot`), else the default one (`bootctl set-default`), else
+    /// loader.conf's `default` (a name or glob; `@saved`: the entry booted last). `None`
+    /// when none names an entry (the newest is then started).
+    fn systemd_boot_default(
+        &mut self,
+        loader_conf: &str,
+        has_loader_conf: bool,
+        entries: &[PathBuf],
+    ) -> Option<PathBuf> {
+        for var in ["LoaderEntryOneShot", "LoaderEntryDefault"] {
+            if let Some(id) = self.efivar(var) {
+                if let Some(e) = pick(entries, &id) {
+                    return Some(e.clone());
+                }
+            }
+        }
+        let conf = if has_loader_conf { self.read(loader_conf) } else { None };
+        let pat = conf.and_then(|t| {
+            t.lines().find_map(|l| {
+                let l = l.trim();
+                let rest = l.strip_prefix("default")?;
+                rest.starts_with([' ', '\t']).then(|| rest.trim().to_string())
+            })
+        })?;
+        let pat = if pat == "@saved" { self.efivar("LoaderEntryLastBooted")? } else { pat };
+        pick(entries, &pat).cloned()
+    }
+
+    /// A string EFI variable of systemd-boot's vendor GUID (`None`: not set); one that
+    /// cannot be read is a problem.
+    fn efivar(&mut self, name: &str) -> Option<String> {
+        let path = format!("{EFIVARS}/{name}-{LOADER_GUID}");
+        let bytes = match self.root.read_bytes(&path, 4096) {
+            Ok(b) => b,
+            Err(e) if e.is_not_found() => return None,
+            Err(e) => {
+                self.problem(e.to_string());
+                return None;
+            }
+        };
+        let units: Vec<u16> = bytes.get(4..)?.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+        let s = String::from_utf16_lossy(&units);
+        let s = s.trim_end_matches('\0').to_string();
+        (!s.is_empty()).then_some(s)
     }
 
     fn kernel_install(&mut self) {

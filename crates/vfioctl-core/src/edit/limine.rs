@@ -5,7 +5,9 @@
 //!
 //! [`edit`] changes the command line of the default entry: the one `default_entry:`
 //! names (1-based, counting every `/` line in file order, as Limine's menu does), else the
-//! first; when that is not a Linux entry (a directory), the first Linux entry after it.
+//! first; when that is a directory, the first Linux entry inside it. A default entry that
+//! boots something else (`protocol: efi`: a unified kernel image, another loader) is
+//! refused, never passed over for another entry.
 //! An entry without a `cmdline:` gets one after its last line. [`separate_entry`]
 //! instead puts a copy of the default entry right after it, named `… (vfioctl
 //! passthrough)`, with the edited command line.
@@ -70,16 +72,31 @@ fn entries(text: &str, ls: &[Line]) -> Vec<Entry> {
     out
 }
 
-fn is_linux(text: &str, ls: &[Line], e: &Entry) -> bool {
-    ls[e.line + 1..e.end].iter().filter_map(|l| key_value(text, l)).any(|(k, v)| {
-        (k == "protocol"
-            && text[v..ls.iter().find(|x| x.start <= v && v <= x.end).map_or(v, |x| x.end)].trim() == "linux")
-            || k == "cmdline"
-            || k == "kernel_cmdline"
-    })
+/// The value of the entry's own `key` (its last assignment).
+fn value<'t>(text: &'t str, ls: &[Line], e: &Entry, key: &str) -> Option<&'t str> {
+    ls[e.line + 1..e.end]
+        .iter()
+        .filter_map(|l| key_value(text, l).map(|kv| (l, kv)))
+        .rfind(|(_, (k, _))| k == key)
+        .map(|(l, (_, vs))| text[vs..l.end].trim())
 }
 
-/// The index (in `entries`) of the entry to edit.
+/// An entry that boots Linux with a command line of this file: `protocol: linux`, or no
+/// protocol but a command line. `protocol: efi` (a UKI, another loader) is not one.
+fn is_linux(text: &str, ls: &[Line], e: &Entry) -> bool {
+    match value(text, ls, e, "protocol") {
+        Some(p) => p.eq_ignore_ascii_case("linux"),
+        None => value(text, ls, e, "cmdline").or(value(text, ls, e, "kernel_cmdline")).is_some(),
+    }
+}
+
+fn depth(e: &Entry) -> usize {
+    e.prefix.trim_end_matches('+').len()
+}
+
+/// The index (in `entries`) of the entry to edit: the one `default_entry` names, or, when
+/// that is a directory, the first Linux entry inside it. Any other entry that is not a
+/// Linux one is refused: its command line is not in this file.
 fn default_entry(text: &str, ls: &[Line], all: &[Entry]) -> Result<usize, EditError> {
     let first_entry_line = all.first().map_or(ls.len(), |e| e.line);
     let mut start = 0;
@@ -94,9 +111,27 @@ fn default_entry(text: &str, ls: &[Line], all: &[Entry]) -> Result<usize, EditEr
         return Err(err("no entry in the file"));
     }
     let start = start.min(all.len() - 1);
-    (start..all.len()).find(|&i| is_linux(text, ls, &all[i])).ok_or_else(|| {
-        err(format!("entry {} ({}) and the ones after it are not Linux entries", start + 1, all[start].name))
-    })
+    let en = &all[start];
+    if is_linux(text, ls, en) {
+        return Ok(start);
+    }
+    let inside = all[start + 1..].iter().take_while(|c| depth(c) > depth(en)).count();
+    if inside > 0 {
+        return (start + 1..=start + inside).find(|&i| is_linux(text, ls, &all[i])).ok_or_else(|| {
+            err(format!("the default entry {} ({}) is a directory without a Linux entry", start + 1, en.name.trim()))
+        });
+    }
+    let what =
+        match (value(text, ls, en, "protocol"), value(text, ls, en, "path").or(value(text, ls, en, "image_path"))) {
+            (Some(p), Some(path)) => format!("boots {path} by protocol {p}"),
+            (Some(p), None) => format!("uses protocol {p}"),
+            (None, _) => "has no protocol and no command line".to_string(),
+        };
+    Err(err(format!(
+        "the default entry {} ({}) {what}, not a Linux kernel with a command line in this file (a unified kernel image carries its own); make a Linux entry the default (default_entry), or rebuild the image with the parameters",
+        start + 1,
+        en.name.trim()
+    )))
 }
 
 /// The replacements that apply `e` to the command line of entry `en`.
@@ -262,6 +297,17 @@ default_entry: 2
             out.ends_with("UUID=7d1e iommu=pt\n    module_path: boot():/initramfs-linux-cachyos-lts.img\n"),
             "{out}"
         );
+    }
+
+    /// Regression: with a UKI as `default_entry`, the `cmdline` of another entry was edited.
+    #[test]
+    fn a_uki_default_is_refused_a_directory_is_entered() {
+        let text = "timeout: 3\ndefault_entry: 2\n\n/Arch (kernel)\n    protocol: linux\n    path: boot():/vmlinuz-linux\n    cmdline: root=UUID=1 rw\n\n/Arch (UKI)\n    protocol: efi\n    path: boot():/EFI/Linux/arch-linux.efi\n";
+        let r = edit(Some(text), &e(&["iommu=pt"], &[])).unwrap_err().to_string();
+        assert!(r.contains("entry 2 (Arch (UKI)) boots boot():/EFI/Linux/arch-linux.efi by protocol efi"), "{r}");
+        assert!(cmdline(text).is_err());
+        let dir = "default_entry: 1\n/+Arch\n//Windows\n    protocol: efi_chainload\n    path: boot():/EFI/Microsoft/Boot/bootmgfw.efi\n//Linux\n    protocol: linux\n    cmdline: rw\n";
+        assert_eq!(cmdline(dir).unwrap(), ("Linux".to_string(), "rw".to_string()));
     }
 
     #[test]

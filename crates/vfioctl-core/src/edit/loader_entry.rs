@@ -45,6 +45,47 @@ fn refuse_kernelopts(text: &str, spans: &[(usize, usize)]) -> Result<(), EditErr
     Ok(())
 }
 
+/// What an entry starts, by its first `linux`, `efi` or `uki` line (Boot Loader
+/// Specification type #1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Boots {
+    /// A Linux kernel (`linux`), with the entry's `options` as its command line.
+    Linux,
+    /// An EFI program (`efi`): another boot loader, a UKI, Windows' boot manager.
+    Efi(String),
+    /// A unified kernel image (`uki`), whose command line is built in.
+    Uki(String),
+    /// None of the three.
+    Nothing,
+}
+
+impl std::fmt::Display for Boots {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Boots::Linux => f.write_str("boots a Linux kernel"),
+            Boots::Efi(p) => write!(f, "starts the EFI program {p}"),
+            Boots::Uki(p) => write!(f, "boots the unified kernel image {p}, whose command line is built in"),
+            Boots::Nothing => f.write_str("has no linux, efi or uki line"),
+        }
+    }
+}
+
+/// What the entry `text` starts.
+pub fn boots(text: &str) -> Boots {
+    for l in lines(text) {
+        let body = text[l.start..l.end].trim();
+        let (key, value) = body.split_once([' ', '\t']).unwrap_or((body, ""));
+        let value = value.trim().to_string();
+        match key {
+            "linux" => return Boots::Linux,
+            "efi" => return Boots::Efi(value),
+            "uki" => return Boots::Uki(value),
+            _ => {}
+        }
+    }
+    Boots::Nothing
+}
+
 /// The command line of an entry: its `options` lines joined with spaces, as the loader
 /// joins them. Under GRUB (Fedora/RHEL), a `$name` word is a variable of GRUB's
 /// environment block (`grubenv`: `kernelopts` before Fedora 33, tuned's `tuned_params`),
@@ -202,6 +243,20 @@ grub_class fedora\n";
             separate_entry("options quiet\n", &ed, SEPARATE_SUFFIX).unwrap(),
             "title (vfioctl passthrough)\noptions quiet iommu=pt\n"
         );
+    }
+
+    #[test]
+    fn what_an_entry_boots() {
+        assert_eq!(boots("title Arch\nlinux /vmlinuz-linux\nefi /x.efi\n"), Boots::Linux);
+        assert_eq!(
+            boots("# chain\ntitle rEFInd\nefi\t/EFI/refind/refind_x64.efi\r\n"),
+            Boots::Efi("/EFI/refind/refind_x64.efi".into())
+        );
+        assert_eq!(
+            boots("title Arch\nuki /EFI/Linux/arch.efi\noptions quiet\n"),
+            Boots::Uki("/EFI/Linux/arch.efi".into())
+        );
+        assert_eq!(boots("title nothing\n#linux /vmlinuz\n"), Boots::Nothing);
     }
 
     #[test]

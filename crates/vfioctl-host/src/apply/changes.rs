@@ -276,11 +276,12 @@ pub fn prepare(host: &Host, plan: &Plan, separate_entry: bool) -> Result<Prepare
                 }
                 p.changes.commands.push(Command { argv: regenerate.clone(), why: "regenerate grub.cfg".into() });
             }
-            Bootloader::LoaderEntries { entries, default, grub_bls, .. } => {
-                let targets: Vec<&PathBuf> = if *grub_bls {
-                    entries.iter().collect()
+            Bootloader::LoaderEntries { entries, grub_bls, .. } => {
+                // The entry the detection read the next boot's command line from.
+                let targets: Vec<&Path> = if *grub_bls {
+                    entries.iter().map(PathBuf::as_path).collect()
                 } else {
-                    vec![default.as_ref().or(entries.last()).unwrap_or(&entries[0])]
+                    boot.default_entry().into_iter().collect()
                 };
                 for path in targets {
                     let current = read(root, path)?.unwrap_or_default();

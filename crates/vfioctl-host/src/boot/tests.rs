@@ -212,3 +212,71 @@ fn mkinitcpio_presets_with_ukis() {
     ]);
     assert_eq!(detect(&r).loader, Some(Bootloader::KernelInstall { uki: true }));
 }
+
+/// An EFI variable as the kernel shows it: 4 attribute bytes, then UTF-16LE with a NUL.
+fn efivar(value: &str) -> Vec<u8> {
+    let mut b = vec![7, 0, 0, 0];
+    for u in value.encode_utf16().chain([0]) {
+        b.extend_from_slice(&u.to_le_bytes());
+    }
+    b
+}
+
+/// Regression: a `loader.conf` whose `default` entry chain-loads rEFInd got `options`
+/// added to that EFI-only entry; an entry starting Windows or a UKI was edited likewise.
+#[test]
+fn a_default_entry_that_is_not_linux_is_followed_or_refused() {
+    let files = [
+        ("/boot/loader/loader.conf", "timeout 3\ndefault refind.conf\n"),
+        ("/boot/loader/entries/refind.conf", "title rEFInd\nefi /EFI/refind/refind_x64.efi\n"),
+        ("/boot/loader/entries/arch.conf", "title Arch\nlinux /vmlinuz-linux\noptions root=UUID=1 rw\n"),
+    ];
+    assert_eq!(source(&files).0, None, "no rEFInd configuration: refused");
+    let (_d, r) = host(&files);
+    let p = detect(&r).problem.unwrap();
+    assert!(p.contains("refind.conf: the default boot entry starts the EFI program /EFI/refind/refind_x64.efi"), "{p}");
+    let mut with = files.to_vec();
+    with.push(("/boot/refind_linux.conf", "\"Boot\" \"root=UUID=1 rw quiet\"\n"));
+    let (_d, r) = host(&with);
+    let b = detect(&r);
+    assert!(matches!(b.loader, Some(Bootloader::Refind { .. })), "{b:?}");
+    assert_eq!(b.next_boot.unwrap().cmdline.to_string(), "root=UUID=1 rw quiet");
+    assert!(b.passed_over[0].contains("chain-loads rEFInd"), "{:?}", b.passed_over);
+    let windows = [
+        ("/boot/loader/loader.conf", "default windows*\n"),
+        ("/boot/loader/entries/windows.conf", "title Windows\nefi /EFI/Microsoft/Boot/bootmgfw.efi\n"),
+        ("/boot/loader/entries/arch.conf", "title Arch\nlinux /vmlinuz-linux\noptions rw\n"),
+    ];
+    let (_d, r) = host(&windows);
+    assert!(detect(&r).problem.unwrap().contains("bootmgfw.efi"));
+}
+
+/// systemd-boot's EFI variables come before loader.conf (`bootctl set-default`,
+/// `set-oneshot`), and `@saved` is the entry booted last.
+#[test]
+fn systemd_boots_efi_variables_choose_the_entry() {
+    let var = |n: &str| format!("/sys/firmware/efi/efivars/{n}-{LOADER_GUID}");
+    let files = [
+        ("/boot/loader/loader.conf", "default arch.conf\n"),
+        ("/boot/loader/entries/arch.conf", "linux /vmlinuz-linux\noptions a\n"),
+        ("/boot/loader/entries/arch-lts.conf", "linux /vmlinuz-linux-lts\noptions b\n"),
+    ];
+    let with_var = |name: &str, value: &str, conf: Option<&str>| {
+        let (d, r) = host(&files);
+        if let Some(c) = conf {
+            std::fs::write(r.path("/boot/loader/loader.conf"), c).unwrap();
+        }
+        let p = r.path(var(name));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, efivar(value)).unwrap();
+        let line = detect(&r).next_boot.unwrap().cmdline.to_string();
+        drop(d);
+        line
+    };
+    assert_eq!(source(&files).1.unwrap(), "boot loader entry /boot/loader/entries/arch.conf: a");
+    assert_eq!(with_var("LoaderEntryDefault", "arch-lts.conf", None), "b");
+    assert_eq!(with_var("LoaderEntryOneShot", "arch-lts.conf", None), "b");
+    assert_eq!(with_var("LoaderEntryLastBooted", "arch-lts.conf", Some("default @saved\n")), "b");
+    assert_eq!(with_var("LoaderEntryLastBooted", "arch-lts.conf", None), "a", "only with @saved");
+    assert_eq!(with_var("LoaderEntryDefault", "gone.conf", None), "a", "a variable naming no entry");
+}
