@@ -197,6 +197,35 @@ pub fn mkinitcpio_hooks(root: &HostRoot) -> Option<Vec<String>> {
     h
 }
 
+/// GRUB's defaults in the order grub-mkconfig sources them: `/etc/default/grub`, then
+/// `/etc/default/grub.d/*.cfg` by name, with their text. A file or directory that cannot
+/// be read is an error (only "no such file" is absent).
+pub fn grub_files(root: &HostRoot) -> Result<Vec<(PathBuf, String)>, crate::root::RootError> {
+    let mut files = Vec::new();
+    if let Some(t) = root.read_optional(DEFAULT_GRUB)? {
+        files.push((PathBuf::from(DEFAULT_GRUB), t));
+    }
+    let names = match root.list(GRUB_D) {
+        Ok(n) => n,
+        Err(e) if e.is_not_found() => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    for n in names.iter().filter(|n| n.ends_with(".cfg")) {
+        let path = Path::new(GRUB_D).join(n);
+        if let Some(t) = root.read_optional(&path)? {
+            files.push((path, t));
+        }
+    }
+    Ok(files)
+}
+
+/// The index of the file whose `GRUB_CMDLINE_LINUX_DEFAULT` grub-mkconfig uses: the last
+/// that assigns it (a cloud image's grub.d drop-in replaces the main file's value); the
+/// first file when none does.
+pub fn grub_winner(files: &[(PathBuf, String)]) -> usize {
+    files.iter().rposition(|(_, t)| edit::grub::assignments(t).contains_key("GRUB_CMDLINE_LINUX_DEFAULT")).unwrap_or(0)
+}
+
 /// mkinitcpio presets that build unified kernel images (`default_uki="…"`).
 fn mkinitcpio_builds_ukis(root: &HostRoot) -> bool {
     root.list("/etc/mkinitcpio.d").unwrap_or_default().iter().filter(|n| n.ends_with(".preset")).any(|n| {
@@ -458,24 +487,25 @@ impl Detect<'_> {
 
         // 5. GRUB.
         if grub {
-            if let Some(main) = self.read(DEFAULT_GRUB) {
-                let mut files = vec![main];
-                let mut source = DEFAULT_GRUB.to_string();
-                for n in self.root.list(GRUB_D).unwrap_or_default().iter().filter(|n| n.ends_with(".cfg")) {
-                    if let Some(t) = self.read(&format!("{GRUB_D}/{n}")) {
-                        files.push(t);
-                        source.push_str(&format!(" + grub.d/{n}"));
-                    }
+            match grub_files(self.root) {
+                Ok(files) => {
+                    let regenerate: Vec<String> = if has_program(self.root, "update-grub") {
+                        vec!["update-grub".into()]
+                    } else if has_program(self.root, "grub2-mkconfig") {
+                        vec!["grub2-mkconfig".into(), "-o".into(), "/boot/grub2/grub.cfg".into()]
+                    } else {
+                        vec!["grub-mkconfig".into(), "-o".into(), "/boot/grub/grub.cfg".into()]
+                    };
+                    // The source is the file apply edits: the one whose value wins.
+                    let w = grub_winner(&files);
+                    let source = match files.get(w) {
+                        Some((p, _)) if w > 0 => format!("{} (read after {DEFAULT_GRUB})", p.display()),
+                        _ => DEFAULT_GRUB.to_string(),
+                    };
+                    let c = edit::grub::kernel_cmdline(files.iter().map(|(_, t)| t.as_str())).unwrap_or_default();
+                    self.found(Bootloader::Grub { regenerate }, source, &c);
                 }
-                let regenerate: Vec<String> = if has_program(self.root, "update-grub") {
-                    vec!["update-grub".into()]
-                } else if has_program(self.root, "grub2-mkconfig") {
-                    vec!["grub2-mkconfig".into(), "-o".into(), "/boot/grub2/grub.cfg".into()]
-                } else {
-                    vec!["grub-mkconfig".into(), "-o".into(), "/boot/grub/grub.cfg".into()]
-                };
-                let c = edit::grub::kernel_cmdline(files.iter().map(String::as_str)).unwrap_or_default();
-                self.found(Bootloader::Grub { regenerate }, source, &c);
+                Err(e) => self.problem(e.to_string()),
             }
             return;
         }

@@ -328,19 +328,25 @@ pub fn assignments(text: &str) -> BTreeMap<String, String> {
     vars
 }
 
-/// The command line GRUB gives the default Linux entry: `GRUB_CMDLINE_LINUX` then
-/// `GRUB_CMDLINE_LINUX_DEFAULT`, across the given files in order (`/etc/default/grub`
-/// then `/etc/default/grub.d/*.cfg`, which GRUB sources after it).
-pub fn kernel_cmdline<'a>(files: impl IntoIterator<Item = &'a str>) -> Option<String> {
+/// The variables the given files leave, sourced in order as grub-mkconfig does
+/// (`/etc/default/grub`, then `/etc/default/grub.d/*.cfg`): the last assignment wins, and
+/// a later file's `$VAR` sees the earlier files' values.
+pub fn variables<'a>(files: impl IntoIterator<Item = &'a str>) -> BTreeMap<String, String> {
     let mut vars = BTreeMap::new();
-    let mut seen = false;
     for text in files {
         for (k, v) in assignments(&prefix(&vars, text)) {
-            seen |= k.starts_with("GRUB_CMDLINE_LINUX");
             vars.insert(k, v);
         }
     }
-    if !seen {
+    vars
+}
+
+/// The command line GRUB gives the default Linux entry: `GRUB_CMDLINE_LINUX` then
+/// `GRUB_CMDLINE_LINUX_DEFAULT`, across the given files in order (see [`variables`]);
+/// `None` when no file sets either.
+pub fn kernel_cmdline<'a>(files: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let vars = variables(files);
+    if !vars.keys().any(|k| k.starts_with("GRUB_CMDLINE_LINUX")) {
         return None;
     }
     let get = |k: &str| vars.get(k).map(String::as_str).unwrap_or("");

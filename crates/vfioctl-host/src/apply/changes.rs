@@ -38,26 +38,8 @@ pub enum ChangeError {
     NotEffective { files: String, wrong: String },
 }
 
-/// GRUB's defaults in the order grub-mkconfig sources them: `/etc/default/grub`, then
-/// `/etc/default/grub.d/*.cfg` by name. A drop-in that cannot be read stops the apply.
 fn grub_files(root: &HostRoot) -> Result<Vec<(PathBuf, String)>, ChangeError> {
-    let mut files = Vec::new();
-    let main = PathBuf::from(crate::boot::DEFAULT_GRUB);
-    if let Some(t) = read(root, &main)? {
-        files.push((main, t));
-    }
-    let names = match root.list(crate::boot::GRUB_D) {
-        Ok(n) => n,
-        Err(e) if e.is_not_found() => Vec::new(),
-        Err(e) => return Err(ChangeError::Read(e)),
-    };
-    for n in names.iter().filter(|n| n.ends_with(".cfg")) {
-        let path = Path::new(crate::boot::GRUB_D).join(n);
-        if let Some(t) = read(root, &path)? {
-            files.push((path, t));
-        }
-    }
-    Ok(files)
+    crate::boot::grub_files(root).map_err(ChangeError::Read)
 }
 
 /// The GRUB edit, made where it wins: the plan's additions go to the last file that sets
@@ -66,8 +48,7 @@ fn grub_files(root: &HostRoot) -> Result<Vec<(PathBuf, String)>, ChangeError> {
 /// source them after the edit: the command line carries every addition and no removal.
 fn grub_edit(root: &HostRoot, e: &CmdlineEdit) -> Result<Vec<(PathBuf, String)>, ChangeError> {
     let files = grub_files(root)?;
-    let sets = |t: &str| edit::grub::assignments(t).contains_key("GRUB_CMDLINE_LINUX_DEFAULT");
-    let winner = files.iter().rposition(|(_, t)| sets(t)).unwrap_or(0);
+    let winner = crate::boot::grub_winner(&files);
     let removals = CmdlineEdit { add: Vec::new(), remove: e.remove.clone() };
     let mut out = Vec::new();
     let mut after: Vec<String> = Vec::new();
@@ -190,10 +171,11 @@ fn without_vfio_ids(text: &str) -> String {
 /// The `/etc/grub.d` script behind `--boot-entry separate` on GRUB.
 pub const GRUB_SEPARATE: &str = "/etc/grub.d/41_vfioctl";
 
-/// A grub.d script that runs GRUB's own `10_linux` again with the edited command line and
-/// a distinct title; it sorts after `10_linux`, so the default entry stays the old one.
-fn grub_separate_script(default_grub: &str, e: &CmdlineEdit) -> String {
-    let vars = vfioctl_core::edit::grub::assignments(default_grub);
+/// A grub.d script that runs GRUB's own `10_linux` again with the edited command line (the
+/// values `/etc/default/grub` and its drop-ins leave) and a distinct title; it sorts after
+/// `10_linux`, so the default entry stays the old one.
+fn grub_separate_script(files: &[(PathBuf, String)], e: &CmdlineEdit) -> String {
+    let vars = edit::grub::variables(files.iter().map(|(_, t)| t.as_str()));
     let get = |k: &str| vars.get(k).cloned().unwrap_or_default();
     let only_removals = CmdlineEdit { add: Vec::new(), remove: e.remove.clone() };
     let linux = edit::cmdline::edit(&get("GRUB_CMDLINE_LINUX"), &only_removals);
@@ -249,13 +231,11 @@ pub fn prepare(host: &Host, plan: &Plan, separate_entry: bool) -> Result<Prepare
     if cmdline_changes {
         match &boot {
             Bootloader::Grub { regenerate } => {
-                let path = Path::new("/etc/default/grub");
                 if separate_entry {
-                    let text = read(root, path)?.unwrap_or_default();
                     p.changes.files.push(
                         FileChange::new(
                             GRUB_SEPARATE,
-                            grub_separate_script(&text, &e),
+                            grub_separate_script(&grub_files(root)?, &e),
                             "a separate GRUB entry with the passthrough parameters (after the default one)",
                         )
                         .mode(0o755),
@@ -697,6 +677,28 @@ mod tests {
         assert!(String::from_utf8(f.after).unwrap().starts_with("# Added by vfioctl"));
         assert_eq!(a.command, None);
         assert!(a.notes.iter().any(|n| n.contains("rc-service libvirtd restart")), "{:?}", a.notes);
+    }
+
+    /// Regression: the separate GRUB entry took its command line from /etc/default/grub
+    /// alone, losing what a cloud image's grub.d drop-in sets.
+    #[test]
+    fn the_separate_grub_entry_has_the_drop_ins_values() {
+        let files = vec![
+            (
+                PathBuf::from("/etc/default/grub"),
+                "GRUB_CMDLINE_LINUX=\"\"\nGRUB_CMDLINE_LINUX_DEFAULT=\"quiet splash\"\n".to_string(),
+            ),
+            (
+                PathBuf::from("/etc/default/grub.d/50-cloudimg-settings.cfg"),
+                "GRUB_CMDLINE_LINUX_DEFAULT=\"$GRUB_CMDLINE_LINUX_DEFAULT console=tty1 console=ttyS0\"\n".to_string(),
+            ),
+        ];
+        let e = CmdlineEdit { add: vec!["iommu=pt".into()], remove: vec!["splash".into()] };
+        let script = grub_separate_script(&files, &e);
+        assert!(
+            script.contains("export GRUB_CMDLINE_LINUX_DEFAULT='quiet console=tty1 console=ttyS0 iommu=pt'\n"),
+            "{script}"
+        );
     }
 
     #[test]

@@ -69,7 +69,7 @@ fn next_boot_from_each_loader() {
         ("/etc/default/grub.d/90-vfio.cfg", "GRUB_CMDLINE_LINUX_DEFAULT=\"$GRUB_CMDLINE_LINUX_DEFAULT iommu=pt\"\n");
     assert_eq!(
         source(&[refind, grub, dropin]).1.as_deref(),
-        Some("/etc/default/grub + grub.d/90-vfio.cfg: intel_iommu=on quiet splash iommu=pt")
+        Some("/etc/default/grub.d/90-vfio.cfg (read after /etc/default/grub): intel_iommu=on quiet splash iommu=pt")
     );
     let conf = ("/boot/loader/loader.conf", "default arch.conf\n");
     let arch = (
