@@ -174,13 +174,7 @@ fn early_modules(root: &HostRoot, kind: &Initramfs) -> Option<BTreeSet<String>> 
             }
             m
         }
-        Initramfs::Dracut => {
-            let mut m = edit::dracut::forced(&[], &text("/etc/dracut.conf")?);
-            for f in conf_files(root, "/etc/dracut.conf.d")? {
-                m = edit::dracut::forced(&m, &text(&f)?);
-            }
-            m
-        }
+        Initramfs::Dracut => dracut_files(root).ok()?.iter().fold(Vec::new(), |m, (_, t)| edit::dracut::forced(&m, t)),
         Initramfs::Booster => edit::booster::forced(&text("/etc/booster.yaml")?).ok()?,
     };
     Some(list.into_iter().map(|m| m.replace('-', "_")).collect())
@@ -195,6 +189,35 @@ pub fn mkinitcpio_hooks(root: &HostRoot) -> Option<Vec<String>> {
         h = edit::mkinitcpio::hooks(h.as_deref(), &text(&f)?).or(h);
     }
     h
+}
+
+/// dracut's main configuration file.
+pub const DRACUT_CONF: &str = "/etc/dracut.conf";
+/// dracut's drop-in directories, highest priority first (a name in `/etc` hides the
+/// distribution's file of the same name).
+pub const DRACUT_DIRS: &[&str] = &["/etc/dracut.conf.d", "/usr/lib/dracut/dracut.conf.d"];
+
+/// dracut's configuration in the order dracut sources it: `/etc/dracut.conf`, then the
+/// `*.conf` of both drop-in directories by name. Unreadable is an error, never absent.
+pub fn dracut_files(root: &HostRoot) -> Result<Vec<(PathBuf, String)>, crate::root::RootError> {
+    let mut files = Vec::new();
+    if let Some(t) = root.read_optional(DRACUT_CONF)? {
+        files.push((PathBuf::from(DRACUT_CONF), t));
+    }
+    let mut listing = Vec::new();
+    for d in DRACUT_DIRS {
+        match root.list(d) {
+            Ok(n) => listing.push((*d, n)),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    for p in edit::dropin_order(&listing, ".conf") {
+        if let Some(t) = root.read_optional(&p)? {
+            files.push((PathBuf::from(p), t));
+        }
+    }
+    Ok(files)
 }
 
 /// GRUB's defaults in the order grub-mkconfig sources them: `/etc/default/grub`, then

@@ -124,6 +124,10 @@ const FILES: &[&str] = &[
     "/boot/limine.conf",
     "/boot/limine/limine.conf",
     "/etc/kernelstub/configuration",
+    // systemd-boot's choice of entry (see boot.rs).
+    "/sys/firmware/efi/efivars/LoaderEntryDefault-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f",
+    "/sys/firmware/efi/efivars/LoaderEntryOneShot-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f",
+    "/sys/firmware/efi/efivars/LoaderEntryLastBooted-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f",
 ];
 
 /// Directories whose regular files (one level) are copied.
@@ -131,6 +135,7 @@ const DIRS: &[&str] = &[
     "/etc/modprobe.d",
     "/etc/mkinitcpio.conf.d",
     "/etc/dracut.conf.d",
+    "/usr/lib/dracut/dracut.conf.d",
     "/etc/sysctl.d",
     "/etc/default/grub.d",
     "/boot/loader/entries",

@@ -5,7 +5,8 @@
 //!
 //! An existing file keeps all its lines; modules already named by an uncommented
 //! `force_drivers=` / `force_drivers+=` line count as present, and the missing ones are
-//! added inside the quotes of the last `force_drivers+=` line (or a new line).
+//! added inside the quotes of the last `force_drivers+=` line when no `force_drivers=`
+//! follows it (else on a new line at the end).
 
 use super::text::{append_line, same_module, splice};
 use super::EditError;
@@ -47,6 +48,12 @@ pub fn forced(prior: &[String], text: &str) -> Vec<String> {
     out
 }
 
+/// The file sets the list anew (an uncommented `force_drivers=`, not `+=`): what the files
+/// before it forced is gone.
+pub fn replaces(text: &str) -> bool {
+    lines(text).iter().any(|l| !l.0)
+}
+
 /// Adds the missing `modules` to `force_drivers` (`None`: the file does not exist yet).
 pub fn edit(current: Option<&str>, modules: &[String]) -> Result<String, EditError> {
     let text = current.unwrap_or("");
@@ -62,7 +69,8 @@ pub fn edit(current: Option<&str>, modules: &[String]) -> Result<String, EditErr
     if missing.is_empty() {
         return Ok(text.to_string());
     }
-    if let Some(&(_, a, b)) = found.iter().rev().find(|f| f.0) {
+    // Into the last `+=` line, unless a `force_drivers=` after it replaces the list.
+    if let Some(&(_, a, b)) = found.last().filter(|f| f.0) {
         let inner = &text[a..b];
         let trimmed = inner.trim_end();
         let lead = if trimmed.trim_start().is_empty() && !inner.starts_with(' ') { " " } else { "" };

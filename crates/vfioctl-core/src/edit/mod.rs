@@ -27,6 +27,20 @@ mod text;
 #[cfg(test)]
 mod fuzzgen;
 
+/// The drop-in files a program reads from several directories, in its order: every name
+/// ending in `ext`, sorted by name, a name in an earlier directory of `listing` (directory
+/// and names, highest priority first) hiding the same name in later ones (modprobe.d,
+/// dracut.conf.d, sysctl.d and the other systemd-style drop-in directories).
+pub fn dropin_order(listing: &[(&str, Vec<String>)], ext: &str) -> Vec<String> {
+    let mut by_name: std::collections::BTreeMap<&str, String> = std::collections::BTreeMap::new();
+    for (dir, names) in listing {
+        for n in names.iter().filter(|n| n.ends_with(ext)) {
+            by_name.entry(n).or_insert_with(|| format!("{}/{n}", dir.trim_end_matches('/')));
+        }
+    }
+    by_name.into_values().collect()
+}
+
 /// Kernel command line parameters to add and remove (a plan's `kernel_cmdline`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CmdlineEdit {

@@ -14,8 +14,6 @@
 //! modprobe.d(5) describes. What the files already say is not written again.
 //! [`lacking`] is the check after the edit.
 
-use std::collections::BTreeMap;
-
 use super::owned::owned_file;
 use super::text::same_module;
 use crate::modprobe::ModprobeConfig;
@@ -43,16 +41,9 @@ fn name_of(path: &str) -> &str {
 /// (`listing`: directory and names, in any order; directories not in [`DIRS`] come last).
 pub fn order(listing: &[(&str, Vec<String>)]) -> Vec<String> {
     let rank = |d: &str| DIRS.iter().position(|x| *x == d).unwrap_or(DIRS.len());
-    let mut by_name: BTreeMap<&str, (usize, String)> = BTreeMap::new();
-    for (dir, names) in listing {
-        for n in names.iter().filter(|n| n.ends_with(".conf")) {
-            let r = rank(dir);
-            if by_name.get(n.as_str()).is_none_or(|(old, _)| r < *old) {
-                by_name.insert(n, (r, format!("{}/{n}", dir.trim_end_matches('/'))));
-            }
-        }
-    }
-    by_name.into_values().map(|(_, p)| p).collect()
+    let mut ranked: Vec<(&str, Vec<String>)> = listing.to_vec();
+    ranked.sort_by_key(|(d, _)| rank(d));
+    super::dropin_order(&ranked, ".conf")
 }
 
 /// What the files say, merged as kmod does (`files` in kmod's order).

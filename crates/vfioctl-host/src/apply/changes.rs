@@ -149,6 +149,65 @@ fn modprobe_changes(root: &HostRoot, planned: &[(String, String)]) -> Result<Vec
     Ok(out)
 }
 
+/// The dracut change that makes `modules` load early: vfioctl's drop-in, unless dracut's
+/// configuration (`/etc/dracut.conf` and both drop-in directories, sourced in order) forces
+/// them already; when a file sourced after the drop-in replaces the list
+/// (`force_drivers="…"`), the modules go at that file's end instead. Checked against the
+/// files as dracut sources them after the edit.
+fn dracut_change(root: &HostRoot, modules: &[String]) -> Result<Option<(PathBuf, String)>, ChangeError> {
+    use crate::boot::{DRACUT_CONF, DRACUT_DIRS};
+    let own = PathBuf::from("/etc/dracut.conf.d/vfioctl.conf");
+    let files = crate::boot::dracut_files(root).map_err(ChangeError::Read)?;
+    let forced = |fs: &[(PathBuf, String)]| -> Vec<String> {
+        fs.iter()
+            .fold(Vec::new(), |m, (_, t)| edit::dracut::forced(&m, t))
+            .iter()
+            .map(|m| m.replace('-', "_"))
+            .collect()
+    };
+    let lacking = |fs: &[(PathBuf, String)]| -> Vec<String> {
+        let f = forced(fs);
+        modules.iter().filter(|m| !f.contains(&m.replace('-', "_"))).cloned().collect()
+    };
+    let wanted = lacking(&files);
+    if wanted.is_empty() {
+        return Ok(None);
+    }
+    let with = |path: &Path, text: String| -> Vec<(PathBuf, String)> {
+        let mut fs = files.clone();
+        let name = path.file_name();
+        if let Some(f) =
+            fs.iter_mut().find(|(p, _)| p == path || (p != Path::new(DRACUT_CONF) && p.file_name() == name))
+        {
+            *f = (path.to_path_buf(), text);
+        } else {
+            let at =
+                fs.iter().position(|(p, _)| p != Path::new(DRACUT_CONF) && p.file_name() > name).unwrap_or(fs.len());
+            fs.insert(at, (path.to_path_buf(), text));
+        }
+        fs
+    };
+    let current = files.iter().find(|(p, _)| *p == own).map(|(_, t)| t.clone());
+    let text = edited(&own, edit::dracut::edit(current.as_deref(), &wanted))?;
+    if lacking(&with(&own, text.clone())).is_empty() {
+        return Ok(Some((own, text)));
+    }
+    // A later file sets the list anew: the last one that does, when it is the
+    // administrator's, gets the modules at its end.
+    let last = files.iter().rev().find(|(_, t)| edit::dracut::replaces(t)).map(|(p, t)| (p.clone(), t.clone()));
+    if let Some((path, t)) = last.filter(|(p, _)| !p.starts_with(DRACUT_DIRS[1])) {
+        let text = edited(&path, edit::dracut::edit(Some(&t), &wanted))?;
+        if lacking(&with(&path, text.clone())).is_empty() {
+            return Ok(Some((path, text)));
+        }
+    }
+    let names: Vec<String> = files.iter().map(|(p, _)| p.display().to_string()).collect();
+    Err(ChangeError::NotEffective {
+        files: names.join(", "),
+        wrong: format!("dracut would still not force {} into the initramfs", wanted.join(", ")),
+    })
+}
+
 /// modprobe.d text without `ids=` on `options vfio-pci` lines (a line left with no
 /// option goes).
 fn without_vfio_ids(text: &str) -> String {
@@ -392,23 +451,7 @@ pub fn prepare(host: &Host, plan: &Plan, separate_entry: bool) -> Result<Prepare
                     let after = edited(&path, edit::mkinitcpio::edit(read(root, &path)?.as_deref(), modules))?;
                     Some((path, after))
                 }
-                Initramfs::Dracut => {
-                    // dracut gathers force_drivers across dracut.conf and dracut.conf.d: a
-                    // module another file forces already is not listed again.
-                    let path = PathBuf::from("/etc/dracut.conf.d/vfioctl.conf");
-                    let current = read(root, &path)?;
-                    let elsewhere = |m: &String| {
-                        current.is_none()
-                            && setup.initramfs_modules.as_ref().is_some_and(|e| e.contains(&m.replace('-', "_")))
-                    };
-                    let wanted: Vec<String> = modules.iter().filter(|m| !elsewhere(m)).cloned().collect();
-                    if wanted.is_empty() {
-                        // Every module is forced already: no drop-in to write.
-                        None
-                    } else {
-                        Some((path.clone(), edited(&path, edit::dracut::edit(current.as_deref(), &wanted))?))
-                    }
-                }
+                Initramfs::Dracut => dracut_change(root, modules)?,
                 Initramfs::Booster => {
                     let path = PathBuf::from("/etc/booster.yaml");
                     let after = edited(&path, edit::booster::edit(read(root, &path)?.as_deref(), modules))?;

@@ -595,3 +595,30 @@ fn dracut_modules_forced_elsewhere_are_not_listed_twice() {
         assert_eq!(words.iter().filter(|w| **w == m).count(), 1, "{m} in {forced:?}");
     }
 }
+
+/// Regression: a file dracut sources after vfioctl's drop-in (`zz-local.conf`) sets
+/// `force_drivers="…"` anew, so the drop-in's modules never reached the initramfs. They
+/// go at that file's end; bash, sourcing the files in dracut's order, is the oracle.
+#[test]
+fn a_later_dracut_file_replacing_force_drivers_gets_the_modules() {
+    let (_t, root) = copy_host("fedora-bls");
+    let d = root.join("etc/dracut.conf.d");
+    fs::create_dir_all(&d).expect("mkdir");
+    fs::write(d.join("zz-local.conf"), "# storage first\nforce_drivers=\"nvme\"\nhostonly=\"yes\"\n").expect("write");
+    let before = tree(&root);
+    let run = vfioctl(&root, &["apply", "gpu", "--yes", "--no-commands"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(!root.join("etc/dracut.conf.d/vfioctl.conf").exists(), "{}", run.stdout);
+    let forced = bash_in(
+        &root,
+        r#". "$1"/etc/dracut.conf; for f in "$1"/etc/dracut.conf.d/*.conf; do . "$f"; done; printf '%s' "$force_drivers""#,
+    );
+    let words: Vec<&str> = forced.split_whitespace().collect();
+    for m in ["nvme", "vfio", "vfio_iommu_type1", "vfio_pci"] {
+        assert!(words.contains(&m), "{m} not in {forced:?}");
+    }
+    let again = vfioctl(&root, &["apply", "gpu", "--yes", "--no-commands"]);
+    assert!(again.stdout.starts_with("Nothing to do"), "{}{}", again.stdout, again.stderr);
+    assert_eq!(vfioctl(&root, &["rollback", "--yes", "--no-commands"]).code, 0);
+    assert_eq!(tree(&root), before);
+}
