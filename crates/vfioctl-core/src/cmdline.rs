@@ -94,6 +94,19 @@ impl Cmdline {
     pub fn has_value(&self, name: &str, value: &str) -> bool {
         self.values(name).iter().any(|v| v.split(',').any(|x| x == value))
     }
+
+    /// The options the kernel gives the framebuffer driver or connector `name` from
+    /// `video=NAME:OPTIONS` (the last such parameter wins; `video_get_options`): in
+    /// `video=vesafb:off,efifb:off`, everything after `vesafb:` belongs to vesafb.
+    pub fn video_options(&self, name: &str) -> Option<&str> {
+        self.values("video").into_iter().rev().find_map(|v| v.strip_prefix(name)?.strip_prefix(':'))
+    }
+
+    /// The framebuffer driver `name` (`efifb`, `vesafb`) is turned off: its `video=`
+    /// options start with `off`, as `fb_get_options` reads them.
+    pub fn fb_off(&self, name: &str) -> bool {
+        self.video_options(name).is_some_and(|o| o.starts_with("off"))
+    }
 }
 
 impl fmt::Display for Cmdline {
@@ -118,6 +131,13 @@ mod tests {
         assert_eq!(c.value("cgroup_no_v1"), Some("all"));
         assert!(c.has("threadirqs") && c.has("rw") && !c.has("ro"));
         assert_eq!(c.value("video"), Some("efifb:off"));
+        assert!(c.fb_off("efifb"));
+        // The guides' combined form turns off only the driver it starts with.
+        let c = Cmdline::parse("quiet video=vesafb:off,efifb:off video=DP-1:1920x1080@60");
+        assert!(c.fb_off("vesafb") && !c.fb_off("efifb"));
+        assert_eq!(c.video_options("DP-1"), Some("1920x1080@60"));
+        assert!(Cmdline::parse("video=efifb:off,vesafb:off").fb_off("efifb"));
+        assert!(!Cmdline::parse("video=efifb:off video=efifb:nowc").fb_off("efifb"), "the last wins");
     }
 
     #[test]

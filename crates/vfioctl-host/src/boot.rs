@@ -592,14 +592,10 @@ impl Detect<'_> {
     /// cannot be read is a problem.
     fn efivar(&mut self, name: &str) -> Option<String> {
         let path = format!("{EFIVARS}/{name}-{LOADER_GUID}");
-        let bytes = match self.root.read_bytes(&path, 4096) {
-            Ok(b) => b,
-            Err(e) if e.is_not_found() => return None,
-            Err(e) => {
-                self.problem(e.to_string());
-                return None;
-            }
-        };
+        // Read as text (read once per command, like every file): entry ids are ASCII
+        // file names, which UTF-16LE keeps as valid UTF-8 bytes.
+        let text = self.read(&path)?;
+        let bytes = text.as_bytes();
         let units: Vec<u16> = bytes.get(4..)?.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
         let s = String::from_utf16_lossy(&units);
         let s = s.trim_end_matches('\0').to_string();

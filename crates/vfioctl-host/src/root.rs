@@ -136,17 +136,22 @@ impl HostRoot {
     /// The same root as it was before some of its files changed: reading one of `files`
     /// gives the text it had then (`None`: it did not exist), and listing its directory
     /// shows or hides it accordingly; everything else reads as usual. For planning from the
-    /// host as its user had it, before vfioctl's own applies still in effect.
+    /// host as its user had it, before vfioctl's own applies still in effect; and for
+    /// reading the host as an edit would leave it. Over a root that is such a view
+    /// already, the view's other files stay as it shows them.
     pub fn with_baseline(&self, files: impl IntoIterator<Item = (PathBuf, Option<Arc<str>>)>) -> HostRoot {
         let files = files.into_iter().map(|(p, text)| (Path::new("/").join(p.strip_prefix("/").unwrap_or(&p)), text));
+        // Over a view already: its files stay as it shows them, unless given again.
+        let mut all = self.baseline.as_deref().cloned().unwrap_or_default();
+        all.extend(files);
         HostRoot {
             base: self.base.clone(),
             // What else is read is shared with this root: read once for both.
             memo: self.memo.clone(),
-            // Listings differ where a baseline file is shown or hidden.
-            listed: Arc::default(),
+            // Listings are the disk's; each view shows or hides its own files.
+            listed: self.listed.clone(),
             log: self.log.clone(),
-            baseline: Some(Arc::new(files.collect())),
+            baseline: Some(Arc::new(all)),
         }
     }
 
@@ -393,18 +398,32 @@ impl HostRoot {
             Some(r) => r,
             None => {
                 self.note("list", &key);
-                let r =
-                    self.list_now(&key).map(|n| Arc::new(self.as_shown(&key, n))).map_err(|e| match e.raw_os_error() {
-                        Some(code) => Unreadable::Os(code),
-                        None => Unreadable::Other(e.kind(), e.to_string()),
-                    });
+                let r = self.list_now(&key).map(Arc::new).map_err(|e| match e.raw_os_error() {
+                    Some(code) => Unreadable::Os(code),
+                    None => Unreadable::Other(e.kind(), e.to_string()),
+                });
                 if let Ok(mut m) = self.listed.lock() {
-                    m.insert(key, r.clone());
+                    m.insert(key.clone(), r.clone());
                 }
                 r
             }
         };
-        r.map(|names| names.to_vec()).map_err(|u| RootError::List {
+        // The listing is the disk's, shared with every view of this root; a view shows
+        // or hides its own files (in a directory it makes, too).
+        let r = match r {
+            Ok(names) => Ok(self.as_shown(&key, names.to_vec())),
+            Err(Unreadable::Os(code))
+                if io::Error::from_raw_os_error(code).kind() == io::ErrorKind::NotFound
+                    && self
+                        .baseline
+                        .as_ref()
+                        .is_some_and(|b| b.iter().any(|(p, t)| t.is_some() && p.parent() == Some(key.as_path()))) =>
+            {
+                Ok(self.as_shown(&key, Vec::new()))
+            }
+            Err(u) => Err(u),
+        };
+        r.map_err(|u| RootError::List {
             path: host_path.to_path_buf(),
             err: match u {
                 Unreadable::Os(code) => io::Error::from_raw_os_error(code),

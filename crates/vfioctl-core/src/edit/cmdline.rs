@@ -3,7 +3,9 @@
 //! is ever duplicated. A parameter whose value is a comma list the kernel reads item by
 //! item (`vfio-pci.ids`, and the IOMMU options `intel_iommu`, `amd_iommu`, `iommu`) gains
 //! only the plan's items: a user's `intel_iommu=igfx_off` becomes `intel_iommu=on,igfx_off`,
-//! never `intel_iommu=on`.
+//! never `intel_iommu=on`. `video=` is one parameter per framebuffer driver or connector
+//! (the name before `:`): `video=efifb:off` replaces only a `video=efifb:…`, and a user's
+//! `video=DP-1:2560x1440@144` or `video=vesafb:off,efifb:off` stays beside it.
 
 use super::CmdlineEdit;
 use crate::cmdline::{Cmdline, Param};
@@ -88,7 +90,17 @@ pub fn edit(line: &str, e: &CmdlineEdit) -> String {
     for a in &e.add {
         let new = parse_one(a);
         let key = new.name.replace('-', "_");
-        let existing = tokens.iter().position(|t| parse_one(t).name_is(&new.name));
+        // `video=` is given once per driver or connector (`video=efifb:off
+        // video=DP-1:1920x1080`): the one with the same name before `:`, the last winning.
+        let existing = if new.name_is("video") {
+            let key = |p: &Param| p.value.as_deref().and_then(|v| v.split_once(':')).map(|(k, _)| k.to_string());
+            tokens.iter().rposition(|t| {
+                let p = parse_one(t);
+                p.name_is("video") && key(&p) == key(&new)
+            })
+        } else {
+            tokens.iter().position(|t| parse_one(t).name_is(&new.name))
+        };
         match existing {
             Some(pos) => {
                 let old = parse_one(&tokens[pos]);
@@ -123,6 +135,41 @@ pub fn edit(line: &str, e: &CmdlineEdit) -> String {
         }
     }
     tokens.join(" ")
+}
+
+/// What the command line `line` still lacks of the edit, as the kernel reads it: for
+/// each addition not in effect, `lack PARAM`; for each removal still there, `have PARAM`.
+/// An addition is in effect when every item of a list parameter is there, when
+/// `video=NAME:…` is what NAME gets, when a repeatable parameter (`hugepagesz`) is there
+/// as written, and otherwise when the last value of its name is the planned one.
+pub fn lacking(line: &str, e: &CmdlineEdit) -> Vec<String> {
+    let c = Cmdline::parse(line);
+    let mut out = Vec::new();
+    for a in &e.add {
+        let p = parse_one(a);
+        let ok = match (list_kind(&p), p.value.as_deref()) {
+            (_, None) => c.params.iter().any(|q| q.name_is(&p.name)),
+            (List::Ids | List::Options, Some(v)) => {
+                v.split(',').filter(|x| !x.is_empty()).all(|x| c.has_value(&p.name, x))
+            }
+            (List::No, Some(v)) if p.name_is("video") => match v.split_once(':') {
+                Some((name, opts)) => c.video_options(name) == Some(opts),
+                None => c.values("video").contains(&v),
+            },
+            (List::No, Some(_)) if is_repeatable(&p) => c.params.contains(&p),
+            (List::No, Some(v)) => c.values(&p.name).last() == Some(&v),
+        };
+        if !ok {
+            out.push(format!("lack {a}"));
+        }
+    }
+    for r in &e.remove {
+        let p = parse_one(r);
+        if c.params.contains(&p) {
+            out.push(format!("have {r}"));
+        }
+    }
+    out
 }
 
 /// Parameters the kernel accepts several times (each `hugepagesz` opens a new pool).
@@ -177,6 +224,49 @@ mod tests {
         assert_eq!(out, "intel_iommu=on quiet");
     }
 
+    /// Regression: the plan's `video=efifb:off` replaced a user's `video=` for a connector
+    /// (or another framebuffer driver), losing their mode.
+    #[test]
+    fn video_is_one_parameter_per_driver_or_connector() {
+        let edit = e(&["video=efifb:off"], &[]);
+        let once = edit_line("quiet video=DP-1:2560x1440@144 video=vesafb:off,efifb:off", &edit);
+        assert_eq!(once, "quiet video=DP-1:2560x1440@144 video=vesafb:off,efifb:off video=efifb:off");
+        assert_eq!(edit_line(&once, &edit), once);
+        assert_eq!(edit_line("video=efifb:nowc quiet", &edit), "video=efifb:off quiet");
+        assert!(Cmdline::parse(&once).fb_off("efifb") && Cmdline::parse(&once).fb_off("vesafb"));
+    }
+
+    /// The check after every edit: what the kernel would take from the line.
+    #[test]
+    fn lacking_reads_the_line_as_the_kernel_does() {
+        let plan = e(
+            &[
+                "intel_iommu=on",
+                "vfio-pci.ids=10de:1b06",
+                "video=efifb:off",
+                "default_hugepagesz=1G",
+                "hugepagesz=1G",
+                "kvm.ignore_msrs",
+            ],
+            &["iommu=off"],
+        );
+        let good = "intel_iommu=igfx_off,on vfio_pci.ids=1002:67df,10de:1b06 video=efifb:off default_hugepagesz=1G hugepagesz=1G kvm.ignore_msrs";
+        assert_eq!(lacking(good, &plan), Vec::<String>::new());
+        let bad = "intel_iommu=igfx_off vfio-pci.ids=1002:67df video=vesafb:off,efifb:off default_hugepagesz=1G default_hugepagesz=2M hugepagesz=2M iommu=off";
+        assert_eq!(
+            lacking(bad, &plan),
+            [
+                "lack intel_iommu=on",
+                "lack vfio-pci.ids=10de:1b06",
+                "lack video=efifb:off",
+                "lack default_hugepagesz=1G",
+                "lack hugepagesz=1G",
+                "lack kvm.ignore_msrs",
+                "have iommu=off"
+            ]
+        );
+    }
+
     #[test]
     fn replacements_keep_their_order() {
         let edit =
@@ -197,7 +287,9 @@ mod tests {
         assert_eq!(edit_line("iommu=nopt,force", &pt), "iommu=pt,force");
         assert_eq!(edit_line("amd_iommu=force_isolation", &e(&["amd_iommu=on"], &[])), "amd_iommu=on,force_isolation");
         // Not a list: replaced.
-        assert_eq!(edit_line("video=efifb:off", &e(&["video=vesafb:off"], &[])), "video=vesafb:off");
+        assert_eq!(edit_line("default_hugepagesz=2M", &e(&["default_hugepagesz=1G"], &[])), "default_hugepagesz=1G");
+        // One per driver: kept beside.
+        assert_eq!(edit_line("video=efifb:off", &e(&["video=vesafb:off"], &[])), "video=efifb:off video=vesafb:off");
         // The merged line is what the plan asked for, and merging again changes nothing.
         let once = edit_line("intel_iommu=igfx_off iommu=soft", &e(&["intel_iommu=on", "iommu=pt"], &[]));
         let c = crate::cmdline::Cmdline::parse(&once);

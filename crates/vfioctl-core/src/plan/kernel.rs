@@ -169,10 +169,10 @@ pub fn plan(
     }
 
     // Boot framebuffers in a passed GPU's memory.
-    if host.framebuffers.iter().any(|f| f == "efifb") && !base.has_value("video", "efifb:off") {
+    if host.framebuffers.iter().any(|f| f == "efifb") && !base.fb_off("efifb") {
         add.push("video=efifb:off".into());
         reasons.push("video=efifb:off: efifb holds part of the GPU's memory".into());
-    } else if host.framebuffers.iter().any(|f| f == "vesafb") && !base.has_value("video", "vesafb:off") {
+    } else if host.framebuffers.iter().any(|f| f == "vesafb") && !base.fb_off("vesafb") {
         add.push("video=vesafb:off".into());
     } else if host.framebuffers.iter().any(|f| f != "efifb" && f != "vesafb")
         && !base.has_value("initcall_blacklist", "sysfb_init")

@@ -44,49 +44,21 @@ fn grub_files(root: &HostRoot) -> Result<Vec<(PathBuf, String)>, ChangeError> {
 
 /// The GRUB edit, made where it wins: the plan's additions go to the last file that sets
 /// `GRUB_CMDLINE_LINUX_DEFAULT` (a cloud image's grub.d drop-in replaces the main file's
-/// value), its removals to every file. Checked against the files as grub-mkconfig would
-/// source them after the edit: the command line carries every addition and no removal.
+/// value), its removals to every file.
 fn grub_edit(root: &HostRoot, e: &CmdlineEdit) -> Result<Vec<(PathBuf, String)>, ChangeError> {
     let files = grub_files(root)?;
     let winner = crate::boot::grub_winner(&files);
     let removals = CmdlineEdit { add: Vec::new(), remove: e.remove.clone() };
     let mut out = Vec::new();
-    let mut after: Vec<String> = Vec::new();
     if files.is_empty() {
         let path = PathBuf::from(crate::boot::DEFAULT_GRUB);
-        let text = edited(&path, edit::grub::edit(None, e))?;
-        after.push(text.clone());
-        out.push((path, text));
+        out.push((path.clone(), edited(&path, edit::grub::edit(None, e))?));
     }
     for (i, (path, text)) in files.iter().enumerate() {
         let new = edited(path, edit::grub::edit(Some(text), if i == winner { e } else { &removals }))?;
         if i == winner || new != *text {
-            out.push((path.clone(), new.clone()));
+            out.push((path.clone(), new));
         }
-        after.push(new);
-    }
-    let line = edit::grub::kernel_cmdline(after.iter().map(String::as_str)).unwrap_or_default();
-    let c = vfioctl_core::cmdline::Cmdline::parse(&line);
-    let mut wrong = Vec::new();
-    for a in &e.add {
-        let p = vfioctl_core::cmdline::Cmdline::parse(a).params.into_iter().next();
-        let Some(p) = p else { continue };
-        let ok = match p.value.as_deref() {
-            Some(v) => v.split(',').all(|x| c.has_value(&p.name, x)),
-            None => c.params.iter().any(|q| q.name_is(&p.name)),
-        };
-        if !ok {
-            wrong.push(format!("the next boot's command line would still lack {a}"));
-        }
-    }
-    for r in &e.remove {
-        if line.split_whitespace().any(|t| t == r) {
-            wrong.push(format!("the next boot's command line would still have {r}"));
-        }
-    }
-    if !wrong.is_empty() {
-        let files: Vec<String> = files.iter().map(|(p, _)| p.display().to_string()).collect();
-        return Err(ChangeError::NotEffective { files: files.join(", "), wrong: wrong.join(", ") });
     }
     Ok(out)
 }
@@ -403,6 +375,25 @@ pub fn prepare(host: &Host, plan: &Plan, separate_entry: bool) -> Result<Prepare
                 };
                 push(&mut p, path, after, "Limine's kernel command line");
             }
+        }
+    }
+
+    // The check after the edit: the boot setup detected again, on the host as the edited
+    // files would leave it, gives a next boot's command line with every addition in
+    // effect and no removal (a separate entry leaves the default one as it was).
+    if cmdline_changes && !separate_entry {
+        let view = root.with_baseline(p.changes.files.iter().map(|f| {
+            (f.path.clone(), (!f.remove).then(|| std::sync::Arc::from(String::from_utf8_lossy(&f.after).as_ref())))
+        }));
+        let after = crate::boot::detect(&view);
+        let line = after.next_boot.map(|n| n.cmdline.to_string()).unwrap_or_default();
+        let wrong = edit::cmdline::lacking(&line, &e);
+        if !wrong.is_empty() {
+            let files: Vec<String> = p.changes.files.iter().map(|f| f.path.display().to_string()).collect();
+            return Err(ChangeError::NotEffective {
+                files: files.join(", "),
+                wrong: format!("the next boot's command line would still {}", wrong.join(", ")),
+            });
         }
     }
 
