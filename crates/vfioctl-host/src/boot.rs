@@ -151,15 +151,6 @@ pub fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     pa.len().cmp(&pb.len())
 }
 
-/// The `*.conf` files of a directory, in the order the builders read them (by name).
-fn conf_files(root: &HostRoot, dir: &str) -> Option<Vec<String>> {
-    match root.list(dir) {
-        Ok(names) => Some(names.into_iter().filter(|n| n.ends_with(".conf")).map(|n| format!("{dir}/{n}")).collect()),
-        Err(e) if e.is_not_found() => Some(Vec::new()),
-        Err(_) => None,
-    }
-}
-
 /// What the initramfs builder's configuration loads early, in the builder's own terms:
 /// initramfs-tools' `modules` file, mkinitcpio's `MODULES` after its drop-ins, dracut's
 /// `force_drivers` across `dracut.conf` and `dracut.conf.d`, booster's `modules_force_load`.
@@ -168,11 +159,7 @@ fn early_modules(root: &HostRoot, kind: &Initramfs) -> Option<BTreeSet<String>> 
     let list: Vec<String> = match kind {
         Initramfs::InitramfsTools => edit::initramfs_tools::listed(&text("/etc/initramfs-tools/modules")?),
         Initramfs::Mkinitcpio => {
-            let mut m = edit::mkinitcpio::modules(&[], &text("/etc/mkinitcpio.conf")?);
-            for f in conf_files(root, "/etc/mkinitcpio.conf.d")? {
-                m = edit::mkinitcpio::modules(&m, &text(&f)?);
-            }
-            m
+            mkinitcpio_files(root).ok()?.iter().fold(Vec::new(), |m, (_, t)| edit::mkinitcpio::modules(&m, t))
         }
         Initramfs::Dracut => dracut_files(root).ok()?.iter().fold(Vec::new(), |m, (_, t)| edit::dracut::forced(&m, t)),
         Initramfs::Booster => edit::booster::forced(&text("/etc/booster.yaml")?).ok()?,
@@ -180,15 +167,35 @@ fn early_modules(root: &HostRoot, kind: &Initramfs) -> Option<BTreeSet<String>> 
     Some(list.into_iter().map(|m| m.replace('-', "_")).collect())
 }
 
+/// mkinitcpio's configuration in the order it sources it: `/etc/mkinitcpio.conf`, then
+/// `/etc/mkinitcpio.conf.d/*.conf` by name. Unreadable is an error, never absent.
+pub fn mkinitcpio_files(root: &HostRoot) -> Result<Vec<(PathBuf, String)>, crate::root::RootError> {
+    let mut files = Vec::new();
+    if let Some(t) = root.read_optional(MKINITCPIO_CONF)? {
+        files.push((PathBuf::from(MKINITCPIO_CONF), t));
+    }
+    let names = match root.list(MKINITCPIO_D) {
+        Ok(n) => n,
+        Err(e) if e.is_not_found() => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    for n in names.iter().filter(|n| n.ends_with(".conf")) {
+        let path = Path::new(MKINITCPIO_D).join(n);
+        if let Some(t) = root.read_optional(&path)? {
+            files.push((path, t));
+        }
+    }
+    Ok(files)
+}
+
+/// mkinitcpio's main configuration file and its drop-in directory.
+pub const MKINITCPIO_CONF: &str = "/etc/mkinitcpio.conf";
+pub const MKINITCPIO_D: &str = "/etc/mkinitcpio.conf.d";
+
 /// mkinitcpio's `HOOKS` after `/etc/mkinitcpio.conf` and its drop-ins, as bash leaves it
 /// (`None`: not set, or a file could not be read).
 pub fn mkinitcpio_hooks(root: &HostRoot) -> Option<Vec<String>> {
-    let text = |p: &str| root.read_optional(p).map(|t| t.unwrap_or_default()).ok();
-    let mut h = edit::mkinitcpio::hooks(None, &text("/etc/mkinitcpio.conf")?);
-    for f in conf_files(root, "/etc/mkinitcpio.conf.d")? {
-        h = edit::mkinitcpio::hooks(h.as_deref(), &text(&f)?).or(h);
-    }
-    h
+    mkinitcpio_files(root).ok()?.iter().fold(None, |h, (_, t)| edit::mkinitcpio::hooks(h.as_deref(), t).or(h))
 }
 
 /// dracut's main configuration file.
@@ -243,10 +250,10 @@ pub fn grub_files(root: &HostRoot) -> Result<Vec<(PathBuf, String)>, crate::root
 }
 
 /// The index of the file whose `GRUB_CMDLINE_LINUX_DEFAULT` grub-mkconfig uses: the last
-/// that assigns it (a cloud image's grub.d drop-in replaces the main file's value); the
-/// first file when none does.
+/// that assigns it at its top level, not inside an `if` (a cloud image's grub.d drop-in
+/// replaces the main file's value); the first file when none does.
 pub fn grub_winner(files: &[(PathBuf, String)]) -> usize {
-    files.iter().rposition(|(_, t)| edit::grub::assignments(t).contains_key("GRUB_CMDLINE_LINUX_DEFAULT")).unwrap_or(0)
+    files.iter().rposition(|(_, t)| edit::grub::sets_default(t).0).unwrap_or(0)
 }
 
 /// mkinitcpio presets that build unified kernel images (`default_uki="…"`).
@@ -358,11 +365,16 @@ fn loader_entries(root: &HostRoot) -> Option<(&'static str, Vec<PathBuf>)> {
 }
 
 /// The entry a name or glob picks (`default arch.conf`, `saved_entry=abc-6.8`).
+/// Among several matches of a glob, the one sorting highest by version, which
+/// systemd-boot's menu puts first (newest first) and takes.
 fn pick<'a>(entries: &'a [PathBuf], pat: &str) -> Option<&'a PathBuf> {
-    entries.iter().find(|e| {
-        let n = e.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        kmod::glob_match(pat, &n) || kmod::glob_match(&format!("{pat}.conf"), &n)
-    })
+    entries
+        .iter()
+        .filter(|e| {
+            let n = name_of(e);
+            kmod::glob_match(pat, &n) || kmod::glob_match(&format!("{pat}.conf"), &n)
+        })
+        .max_by(|a, b| version_cmp(&name_of(a), &name_of(b)))
 }
 
 /// Detection, reading through `root` (every file once: the root remembers what it read).

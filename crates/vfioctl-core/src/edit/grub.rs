@@ -13,6 +13,10 @@
 //! - Other parameters go to the end of the last `GRUB_CMDLINE_LINUX_DEFAULT`; without one,
 //!   a `GRUB_CMDLINE_LINUX_DEFAULT="…"` line is added after the last `GRUB_CMDLINE_LINUX`
 //!   (or at the end of the file).
+//! - Assignments inside compound commands (`if … fi`, `case`, loops) may not run: the
+//!   additions go to the last one at the top level, and also into a conditional
+//!   `GRUB_CMDLINE_LINUX_DEFAULT` that would replace the value (a self-referencing
+//!   `"$GRUB_CMDLINE_LINUX_DEFAULT splash"` keeps them anyway).
 //! - A bare value (`KEY=quiet`) gets double quotes when it needs them; a value mixing
 //!   quoting styles (`"$A"' b'`) is refused when it would have to change.
 //!
@@ -38,6 +42,43 @@ struct Assign {
     key: String,
     value: (usize, usize),
     line_next: usize,
+    /// Inside a compound command (`if … fi`, `case`, a loop, `{ … }`): it may not run.
+    conditional: bool,
+}
+
+/// How deep in compound commands the text after this line is, given the depth before:
+/// each `;`-separated command starting with `if`, `case`, `for`, `while`, `until` or `{`
+/// opens one, `fi`, `esac`, `done` or `}` closes one.
+fn depth_after(line: &str, depth: usize) -> usize {
+    let mut d = depth;
+    // The logical line without its quoted text and comment.
+    let mut code = String::new();
+    let mut quote: Option<char> = None;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (None, '#') if code.is_empty() || code.ends_with([' ', '\t', ';']) => break,
+            (None, '"' | '\'') => quote = Some(c),
+            (Some(q), c) if c == q => quote = None,
+            (Some('"') | None, '\\') => {
+                chars.next();
+            }
+            (None, c) => code.push(c),
+            _ => {}
+        }
+    }
+    for cmd in code.split([';', '&', '|']) {
+        let first = cmd.split_whitespace().next().unwrap_or("");
+        match first {
+            "if" | "case" | "for" | "while" | "until" | "{" => d += 1,
+            "fi" | "esac" | "done" | "}" => d = d.saturating_sub(1),
+            _ => {}
+        }
+        if first != "{" && cmd.split_whitespace().last() == Some("{") {
+            d += 1;
+        }
+    }
+    d
 }
 
 fn is_blank(b: u8) -> bool {
@@ -98,7 +139,9 @@ fn scan(text: &str) -> Result<Vec<Assign>, EditError> {
     let b = text.as_bytes();
     let mut out = Vec::new();
     let mut pos = 0;
+    let mut depth = 0;
     while pos < b.len() {
+        let conditional = depth > 0;
         let mut p = pos;
         while p < b.len() && is_blank(b[p]) {
             p += 1;
@@ -121,13 +164,21 @@ fn scan(text: &str) -> Result<Vec<Assign>, EditError> {
             p = ve;
         }
         let next = line_next(b, p, &mut open).max(pos + 1);
+        depth = depth_after(&text[pos..next.min(text.len())], depth);
         if let Some((key, value)) = value {
-            out.push(Assign { key, value, line_next: next });
+            out.push(Assign { key, value, line_next: next, conditional });
         }
         pos = next;
     }
     if open {
         return Err(EditError::Unsupported { what: WHAT.into(), reason: "a quote is never closed".into() });
+    }
+    if depth != 0 {
+        // Compound commands that do not close as this reading sees them: it cannot tell
+        // what runs, so it takes every assignment as running.
+        for a in &mut out {
+            a.conditional = false;
+        }
     }
     Ok(out)
 }
@@ -220,6 +271,31 @@ fn edit_value(text: &str, a: &Assign, e: &CmdlineEdit) -> Result<Option<String>,
 /// Applies the kernel command line edit to `/etc/default/grub` (`None`: the file does not
 /// exist, and the result holds only a `GRUB_CMDLINE_LINUX_DEFAULT` line).
 pub fn edit(current: Option<&str>, e: &CmdlineEdit) -> Result<String, EditError> {
+    edit_in(current, e, true)
+}
+
+/// The edit for a file sourced after the one whose value wins: the removals, and the
+/// additions only in its conditional assignments of `GRUB_CMDLINE_LINUX_DEFAULT` that
+/// would replace the value if they ran (not `"$GRUB_CMDLINE_LINUX_DEFAULT …"`).
+pub fn edit_later(current: &str, e: &CmdlineEdit) -> Result<String, EditError> {
+    edit_in(Some(current), e, false)
+}
+
+/// Whether the file assigns `GRUB_CMDLINE_LINUX_DEFAULT` unconditionally (at the top
+/// level of the shell fragment), and whether it has a conditional assignment that would
+/// replace the value (one not starting from `$GRUB_CMDLINE_LINUX_DEFAULT`).
+pub fn sets_default(text: &str) -> (bool, bool) {
+    let Ok(assigns) = scan(text) else { return (false, false) };
+    let d: Vec<&Assign> = assigns.iter().filter(|a| a.key == DEFAULT).collect();
+    (d.iter().any(|a| !a.conditional), d.iter().any(|a| a.conditional && !self_referencing(text, a)))
+}
+
+fn self_referencing(text: &str, a: &Assign) -> bool {
+    let raw = &text[a.value.0..a.value.1];
+    raw.contains("$GRUB_CMDLINE_LINUX_DEFAULT") || raw.contains("${GRUB_CMDLINE_LINUX_DEFAULT}")
+}
+
+fn edit_in(current: Option<&str>, e: &CmdlineEdit, wins: bool) -> Result<String, EditError> {
     let text = current.unwrap_or("");
     super::text::sourceable(text)?;
     let assigns: Vec<Assign> = scan(text)?.into_iter().filter(|a| a.key == LINUX || a.key == DEFAULT).collect();
@@ -230,14 +306,24 @@ pub fn edit(current: Option<&str>, e: &CmdlineEdit) -> Result<String, EditError>
             _ => raw,
         }
     };
-    let last_default = assigns.iter().rposition(|a| a.key == DEFAULT);
+    // The assignments that run for sure; a conditional one that would replace the value
+    // gets the additions too, so that the value has them whichever way the shell goes.
+    let last_default = assigns.iter().rposition(|a| a.key == DEFAULT && !a.conditional);
     let mut adds: Vec<Vec<String>> = vec![Vec::new(); assigns.len()];
     let mut new_default: Vec<String> = Vec::new();
     for add in &e.add {
+        for (i, a) in assigns.iter().enumerate() {
+            if a.key == DEFAULT && a.conditional && !self_referencing(text, a) {
+                adds[i].push(add.clone());
+            }
+        }
+        if !wins {
+            continue;
+        }
         let name = param_name(add);
         let target = last_default
             .filter(|&i| has_param(value(&assigns[i]), &name))
-            .or_else(|| assigns.iter().rposition(|a| has_param(value(a), &name)))
+            .or_else(|| assigns.iter().rposition(|a| !a.conditional && has_param(value(a), &name)))
             .or(last_default);
         match target {
             Some(i) => adds[i].push(add.clone()),
@@ -463,6 +549,27 @@ GRUB_ENABLE_BLSCFG=true\n";
         let mixed = "GRUB_CMDLINE_LINUX_DEFAULT=\"$X\"' quiet'\n";
         assert!(edit(Some(mixed), &e(&["iommu=pt"], &[])).is_err());
         assert_eq!(edit(Some(mixed), &e(&[], &["absent"])).unwrap(), mixed);
+    }
+
+    /// Regression: a theme drop-in's `if … fi` assignment received the parameters, though
+    /// the shell never runs it; the top-level assignment did not.
+    #[test]
+    fn assignments_inside_if_may_not_run() {
+        let text = "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet splash\"\nif ! echo \"$GRUB_CMDLINE_LINUX_DEFAULT\" | grep -q splash; then\n    GRUB_CMDLINE_LINUX_DEFAULT=\"$GRUB_CMDLINE_LINUX_DEFAULT splash\"\nfi\n";
+        let out = edit(Some(text), &e(&["iommu=pt"], &[])).unwrap();
+        assert_eq!(out, text.replacen("quiet splash\"", "quiet splash iommu=pt\"", 1));
+        assert_eq!(sets_default(text), (true, false));
+        // One that would replace the value gets the additions too.
+        let text = "GRUB_CMDLINE_LINUX_DEFAULT=quiet\ncase $X in a) GRUB_CMDLINE_LINUX_DEFAULT=\"quiet nomodeset\" ;;\nesac\nif [ -e /x ]; then GRUB_TIMEOUT=1; fi\nGRUB_TIMEOUT=5\n";
+        let sets = sets_default("if true; then\n  GRUB_CMDLINE_LINUX_DEFAULT=\"a\"\nfi\n");
+        assert_eq!(sets, (false, true));
+        let out =
+            edit_later("if true; then\n  GRUB_CMDLINE_LINUX_DEFAULT=\"a\"\nfi\n", &e(&["iommu=pt"], &[])).unwrap();
+        assert_eq!(out, "if true; then\n  GRUB_CMDLINE_LINUX_DEFAULT=\"a iommu=pt\"\nfi\n");
+        assert_eq!(
+            edit(Some(text), &e(&["iommu=pt"], &[])).unwrap(),
+            text.replacen("=quiet\n", "=\"quiet iommu=pt\"\n", 1)
+        );
     }
 
     #[test]

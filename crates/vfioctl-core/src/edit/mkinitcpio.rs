@@ -205,6 +205,12 @@ fn line(modules: &[&str]) -> String {
     format!("MODULES=({} \"${{MODULES[@]}}\")", modules.join(" "))
 }
 
+/// The file sets `MODULES` anew (`MODULES=`, not `MODULES+=`): what the files sourced
+/// before it listed is gone, and the modules it lists are where an edit takes effect.
+pub fn sets_modules(text: &str) -> bool {
+    scan(text).iter().any(|a| !a.append)
+}
+
 /// A vfioctl-owned drop-in (`/etc/mkinitcpio.conf.d/vfioctl.conf`) that loads `modules`
 /// first: `MODULES=(vfio … "${MODULES[@]}")`.
 pub fn dropin(modules: &[String]) -> String {

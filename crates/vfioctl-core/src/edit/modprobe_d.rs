@@ -72,8 +72,18 @@ fn options(line: &str) -> Option<(&str, Vec<(&str, &str)>)> {
 fn satisfied(config: &ModprobeConfig, module: &str, key: &str, value: &str) -> bool {
     match config.option(module, key) {
         Some(now) if key == "ids" => value.split(',').filter(|i| !i.is_empty()).all(|i| now.split(',').any(|n| n == i)),
-        Some(now) => now == value,
+        Some(now) => now == value || (as_bool(now).is_some() && as_bool(now) == as_bool(value)),
         None => false,
+    }
+}
+
+/// A boolean module parameter's value as the kernel reads it (`kstrtobool`: `1`, `y`,
+/// `t`, `on` and `0`, `n`, `f`, `off`, any case).
+fn as_bool(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "1" | "y" | "yes" | "t" | "true" | "on" => Some(true),
+        "0" | "n" | "no" | "f" | "false" | "off" => Some(false),
+        _ => None,
     }
 }
 
@@ -275,6 +285,13 @@ mod tests {
             &v(&["options kvm ignore_msrs=1 report_ignored_msrs=1", "softdep nvidia pre: vfio vfio_pci"]),
         );
         assert_eq!(out, [f(&files[0].path, "options kvm ignore_msrs=1 report_ignored_msrs=1\n")]);
+    }
+
+    /// Regression: a user's `report_ignored_msrs=N` was rewritten to `=0`, the same value.
+    #[test]
+    fn boolean_values_are_compared_as_the_kernel_reads_them() {
+        let files = [f("/etc/modprobe.d/kvm.conf", "options kvm ignore_msrs=Y report_ignored_msrs=N\n")];
+        assert_eq!(placed(&files, &v(&["options kvm ignore_msrs=1 report_ignored_msrs=0"])), []);
     }
 
     /// A distribution's file is never edited: a same-name file in /etc overrides it.

@@ -55,7 +55,13 @@ fn grub_edit(root: &HostRoot, e: &CmdlineEdit) -> Result<Vec<(PathBuf, String)>,
         out.push((path.clone(), edited(&path, edit::grub::edit(None, e))?));
     }
     for (i, (path, text)) in files.iter().enumerate() {
-        let new = edited(path, edit::grub::edit(Some(text), if i == winner { e } else { &removals }))?;
+        let new = if i == winner {
+            edited(path, edit::grub::edit(Some(text), e))?
+        } else if i > winner {
+            edited(path, edit::grub::edit_later(text, e))?
+        } else {
+            edited(path, edit::grub::edit(Some(text), &removals))?
+        };
         if i == winner || new != *text {
             out.push((path.clone(), new));
         }
@@ -119,6 +125,45 @@ fn modprobe_changes(root: &HostRoot, planned: &[(String, String)]) -> Result<Vec
         });
     }
     Ok(out)
+}
+
+/// The mkinitcpio change that makes `modules` load first: in the last file (of
+/// `/etc/mkinitcpio.conf` and its drop-ins, sourced in order) that sets `MODULES=` anew,
+/// since what came before it is gone; else in `/etc/mkinitcpio.conf`. Checked against the
+/// files as bash sources them after the edit.
+fn mkinitcpio_change(root: &HostRoot, modules: &[String]) -> Result<(PathBuf, String), ChangeError> {
+    let files = crate::boot::mkinitcpio_files(root).map_err(ChangeError::Read)?;
+    let at = files.iter().rposition(|(_, t)| edit::mkinitcpio::sets_modules(t));
+    let (path, current) = match at {
+        Some(i) => (files[i].0.clone(), Some(files[i].1.clone())),
+        None => {
+            let main = PathBuf::from(crate::boot::MKINITCPIO_CONF);
+            let current = files.iter().find(|(p, _)| *p == main).map(|(_, t)| t.clone());
+            (main, current)
+        }
+    };
+    let after = edited(&path, edit::mkinitcpio::edit(current.as_deref(), modules))?;
+    let mut all = files.clone();
+    match all.iter_mut().find(|(p, _)| *p == path) {
+        Some(f) => f.1 = after.clone(),
+        None => all.insert(0, (path.clone(), after.clone())),
+    }
+    let loaded: Vec<String> = all
+        .iter()
+        .fold(Vec::new(), |m, (_, t)| edit::mkinitcpio::modules(&m, t))
+        .iter()
+        .map(|m| m.replace('-', "_"))
+        .collect();
+    let lacking: Vec<&str> =
+        modules.iter().filter(|m| !loaded.contains(&m.replace('-', "_"))).map(String::as_str).collect();
+    if !lacking.is_empty() {
+        let names: Vec<String> = files.iter().map(|(p, _)| p.display().to_string()).collect();
+        return Err(ChangeError::NotEffective {
+            files: names.join(", "),
+            wrong: format!("mkinitcpio's MODULES would still lack {}", lacking.join(", ")),
+        });
+    }
+    Ok((path, after))
 }
 
 /// The dracut change that makes `modules` load early: vfioctl's drop-in, unless dracut's
@@ -438,9 +483,7 @@ pub fn prepare(host: &Host, plan: &Plan, separate_entry: bool) -> Result<Prepare
                             "/etc/mkinitcpio.conf: HOOKS has no `modconf`, so the initramfs carries no /etc/modprobe.d and vfio-pci's options there (disable_vga, the ids) do not reach the early boot; vfio-pci.ids on the kernel command line still reserve the devices. Add `modconf` to HOOKS after `autodetect`, as mkinitcpio's default has it, and run `mkinitcpio -P`".into(),
                         );
                     }
-                    let path = PathBuf::from("/etc/mkinitcpio.conf");
-                    let after = edited(&path, edit::mkinitcpio::edit(read(root, &path)?.as_deref(), modules))?;
-                    Some((path, after))
+                    Some(mkinitcpio_change(root, modules)?)
                 }
                 Initramfs::Dracut => dracut_change(root, modules)?,
                 Initramfs::Booster => {

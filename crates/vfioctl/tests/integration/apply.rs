@@ -343,7 +343,7 @@ fn every_example_host_applies_once_and_rolls_back_whole() {
 
 /// What bash prints running `script` with the host root as `$1` (the consumer's own
 /// reading of shell-syntax configuration); the script must succeed.
-fn bash_in(root: &Path, script: &str) -> String {
+pub(crate) fn bash_in(root: &Path, script: &str) -> String {
     let out = std::process::Command::new("bash").arg("-c").arg(script).arg("bash").arg(root).output().expect("bash");
     assert!(out.status.success(), "bash: {script}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).expect("utf-8")

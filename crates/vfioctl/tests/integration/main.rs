@@ -8,6 +8,7 @@ mod apply;
 mod audit;
 mod boot;
 mod check;
+mod corpus;
 mod domain;
 mod examples;
 mod export;
