@@ -167,26 +167,61 @@ fn early_modules(root: &HostRoot, kind: &Initramfs) -> Option<BTreeSet<String>> 
     Some(list.into_iter().map(|m| m.replace('-', "_")).collect())
 }
 
-/// mkinitcpio's configuration in the order it sources it: `/etc/mkinitcpio.conf`, then
-/// `/etc/mkinitcpio.conf.d/*.conf` by name. Unreadable is an error, never absent.
-pub fn mkinitcpio_files(root: &HostRoot) -> Result<Vec<(PathBuf, String)>, crate::root::RootError> {
-    let mut files = Vec::new();
-    if let Some(t) = root.read_optional(MKINITCPIO_CONF)? {
-        files.push((PathBuf::from(MKINITCPIO_CONF), t));
-    }
-    let names = match root.list(MKINITCPIO_D) {
+/// The configuration file mkinitcpio builds every preset's image from: the one the
+/// presets (`/etc/mkinitcpio.d/*.preset`, `ALL_config=` or `PRESET_config=`) name, else
+/// `/etc/mkinitcpio.conf`. Presets naming different files, or one that cannot be read,
+/// are an error: no one file decides then.
+pub fn mkinitcpio_config(root: &HostRoot) -> Result<PathBuf, String> {
+    let names = match root.list(MKINITCPIO_PRESETS) {
         Ok(n) => n,
         Err(e) if e.is_not_found() => Vec::new(),
-        Err(e) => return Err(e),
+        Err(e) => return Err(e.to_string()),
+    };
+    let mut configs = BTreeSet::new();
+    for n in names.iter().filter(|n| n.ends_with(".preset")) {
+        let t = root.read_optional(format!("{MKINITCPIO_PRESETS}/{n}")).map_err(|e| e.to_string())?.unwrap_or_default();
+        for (k, v) in edit::grub::assignments(&t) {
+            if k.ends_with("_config") && !v.is_empty() {
+                configs.insert(v);
+            }
+        }
+    }
+    match configs.len() {
+        0 => Ok(PathBuf::from(MKINITCPIO_CONF)),
+        1 => Ok(PathBuf::from(configs.into_iter().next().unwrap_or_default())),
+        _ => Err(format!(
+            "the mkinitcpio presets in {MKINITCPIO_PRESETS} build from different configuration files ({}): add the VFIO modules to each by hand",
+            configs.into_iter().collect::<Vec<_>>().join(", ")
+        )),
+    }
+}
+
+/// mkinitcpio's configuration in the order it sources it: its configuration file
+/// ([`mkinitcpio_config`]), then the `*.conf` of that file's `.d` directory
+/// (`/etc/mkinitcpio.conf.d`) by name. Unreadable is an error, never absent.
+pub fn mkinitcpio_files(root: &HostRoot) -> Result<Vec<(PathBuf, String)>, String> {
+    let config = mkinitcpio_config(root)?;
+    let mut files = Vec::new();
+    if let Some(t) = root.read_optional(&config).map_err(|e| e.to_string())? {
+        files.push((config.clone(), t));
+    }
+    let dir = PathBuf::from(format!("{}.d", config.display()));
+    let names = match root.list(&dir) {
+        Ok(n) => n,
+        Err(e) if e.is_not_found() => Vec::new(),
+        Err(e) => return Err(e.to_string()),
     };
     for n in names.iter().filter(|n| n.ends_with(".conf")) {
-        let path = Path::new(MKINITCPIO_D).join(n);
-        if let Some(t) = root.read_optional(&path)? {
+        let path = dir.join(n);
+        if let Some(t) = root.read_optional(&path).map_err(|e| e.to_string())? {
             files.push((path, t));
         }
     }
     Ok(files)
 }
+
+/// Where mkinitcpio's presets live.
+pub const MKINITCPIO_PRESETS: &str = "/etc/mkinitcpio.d";
 
 /// mkinitcpio's main configuration file and its drop-in directory.
 pub const MKINITCPIO_CONF: &str = "/etc/mkinitcpio.conf";

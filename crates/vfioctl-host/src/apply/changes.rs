@@ -127,17 +127,18 @@ fn modprobe_changes(root: &HostRoot, planned: &[(String, String)]) -> Result<Vec
     Ok(out)
 }
 
-/// The mkinitcpio change that makes `modules` load first: in the last file (of
-/// `/etc/mkinitcpio.conf` and its drop-ins, sourced in order) that sets `MODULES=` anew,
-/// since what came before it is gone; else in `/etc/mkinitcpio.conf`. Checked against the
+/// The mkinitcpio change that makes `modules` load first: in the last file (of the
+/// configuration file the presets build from and its drop-ins, sourced in order) that
+/// sets `MODULES=` anew, since what came before it is gone; else in that configuration
+/// file. Checked against the
 /// files as bash sources them after the edit.
 fn mkinitcpio_change(root: &HostRoot, modules: &[String]) -> Result<(PathBuf, String), ChangeError> {
-    let files = crate::boot::mkinitcpio_files(root).map_err(ChangeError::Read)?;
+    let files = crate::boot::mkinitcpio_files(root).map_err(ChangeError::Boot)?;
     let at = files.iter().rposition(|(_, t)| edit::mkinitcpio::sets_modules(t));
     let (path, current) = match at {
         Some(i) => (files[i].0.clone(), Some(files[i].1.clone())),
         None => {
-            let main = PathBuf::from(crate::boot::MKINITCPIO_CONF);
+            let main = crate::boot::mkinitcpio_config(root).map_err(ChangeError::Boot)?;
             let current = files.iter().find(|(p, _)| *p == main).map(|(_, t)| t.clone());
             (main, current)
         }

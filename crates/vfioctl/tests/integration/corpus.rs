@@ -85,7 +85,13 @@ fn early_modules(root: &Path) -> Option<Vec<String>> {
     if root.join("etc/mkinitcpio.conf").exists() || root.join("etc/mkinitcpio.conf.d").exists() {
         return Some(words(bash_in(
             root,
-            r#"[ -e "$1/etc/mkinitcpio.conf" ] && . "$1/etc/mkinitcpio.conf"; for f in "$1"/etc/mkinitcpio.conf.d/*.conf; do [ -e "$f" ] && . "$f"; done; printf '%s\n' "${MODULES[@]}""#,
+            concat!(
+                // The configuration file the presets name, as mkinitcpio -P reads it.
+                r#"cfg=/etc/mkinitcpio.conf; for p in "$1"/etc/mkinitcpio.d/*.preset; do [ -e "$p" ] || continue; "#,
+                r#"c=$(. "$p"; echo "${ALL_config:-${default_config:-}}"); [ -n "$c" ] && cfg=$c; done; "#,
+                r#"[ -e "$1$cfg" ] && . "$1$cfg"; for f in "$1$cfg".d/*.conf; do [ -e "$f" ] && . "$f"; done; "#,
+                r#"printf '%s\n' "${MODULES[@]}""#
+            ),
         )));
     }
     if root.join("etc/dracut.conf").exists() || root.join("etc/dracut.conf.d").exists() {
