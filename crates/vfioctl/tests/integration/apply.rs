@@ -622,3 +622,22 @@ fn a_later_dracut_file_replacing_force_drivers_gets_the_modules() {
     assert_eq!(vfioctl(&root, &["rollback", "--yes", "--no-commands"]).code, 0);
     assert_eq!(tree(&root), before);
 }
+
+/// The check after the edit: a later modprobe.d file sets vfio-pci's ids on a continued
+/// line (`options vfio-pci \` then `ids=…`), which kmod joins but the editor does not
+/// merge into; vfioctl's own vfio.conf would lose to it, so the apply stops (exit 2)
+/// naming what modprobe would not pass, and writes nothing.
+#[test]
+fn an_edit_modprobe_would_not_take_is_refused_before_writing() {
+    let (_t, root) = copy_host("r2600x");
+    fs::write(root.join("etc/modprobe.d/zz-local.conf"), "options vfio-pci \\\n    ids=1002:67df\n").expect("write");
+    if let Some(opts) = vfio_pci_options_by_kmod(&root) {
+        assert!(opts.contains(&"ids=1002:67df".to_string()), "kmod joins the lines: {opts:?}");
+    }
+    let before = tree(&root);
+    let run = vfioctl(&root, &args("apply", &["--yes", "--no-commands"]));
+    assert_eq!(run.code, 2, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("modprobe would still not pass options vfio-pci ids="), "{}", run.stderr);
+    assert!(run.stderr.contains("nothing was written"), "{}", run.stderr);
+    assert_eq!(tree(&root), before);
+}
