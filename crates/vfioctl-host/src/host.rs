@@ -31,7 +31,7 @@ pub struct Host {
     boot: OnceCell<BootSetup>,
     facts: OnceCell<Facts>,
     file_facts: OnceCell<Facts>,
-    mounts: OnceCell<Vec<Mount>>,
+    storage: OnceCell<Result<storage::Storage, storage::StorageError>>,
     host_modules: OnceCell<BTreeMap<PciAddress, Vec<String>>>,
     framebuffers: OnceCell<BTreeMap<PciAddress, Vec<String>>>,
 }
@@ -45,7 +45,7 @@ impl Host {
             boot: OnceCell::new(),
             facts: OnceCell::new(),
             file_facts: OnceCell::new(),
-            mounts: OnceCell::new(),
+            storage: OnceCell::new(),
             host_modules: OnceCell::new(),
             framebuffers: OnceCell::new(),
         }
@@ -95,8 +95,13 @@ impl Host {
     }
 
     /// Mounted block devices and the PCI controllers behind them.
-    pub fn mounts(&self) -> &[Mount] {
-        self.mounts.get_or_init(|| storage::mounts(&self.root))
+    pub fn mounts(&self) -> Result<&[Mount], HostError> {
+        Ok(&self.storage()?.mounts)
+    }
+
+    /// What the host's block devices are used for (mounts, swap, stacked devices).
+    pub fn storage(&self) -> Result<&storage::Storage, HostError> {
+        self.storage.get_or_init(|| storage::storage(&self.root)).as_ref().map_err(|e| HostError::Storage(e.clone()))
     }
 
     /// The driver modules the host would bind to each device.

@@ -83,6 +83,8 @@ pub enum HostError {
     Ids(#[from] pci_ids::IdsError),
     #[error(transparent)]
     Snapshot(#[from] snapshot::SnapshotError),
+    #[error(transparent)]
+    Storage(#[from] storage::StorageError),
 }
 
 impl HostError {
@@ -100,6 +102,7 @@ impl HostError {
             HostError::Root(e) if e.is_not_found() => None,
             HostError::Root(_) => Some("run as a user that can read the file, or take a snapshot as root".into()),
             HostError::Snapshot(e) => e.remedy(),
+            HostError::Storage(e) => Some(e.remedy()),
         }
     }
 }

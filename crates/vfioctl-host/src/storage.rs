@@ -1,9 +1,11 @@
-//! Which PCI controllers hold mounted filesystems: from `/proc/self/mountinfo`
-//! (major:minor of each mount) through `/sys/dev/block/MAJ:MIN` to the block device's
-//! place in sysfs, whose path runs through its PCI controller. Device-mapper and md
-//! devices (LUKS, LVM, RAID) are followed through their `slaves`.
+//! Which block devices the host uses, and which PCI controllers hold them: from
+//! `/proc/self/mountinfo` (major:minor of each mount; else `/proc/mounts`) through
+//! `/sys/dev/block/MAJ:MIN` to the block device's place in sysfs, whose path runs through
+//! its PCI controller; swap from `/proc/swaps`; devices others are stacked on from their
+//! `holders`. Device-mapper and md devices (LUKS, LVM, RAID) are followed through their
+//! `slaves`. What cannot be read is an error ([`StorageError`]), never "unused".
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -78,37 +80,218 @@ fn controllers(root: &HostRoot, dir: &Path, depth: usize, out: &mut BTreeSet<Pci
     }
 }
 
-/// The sysfs directory of a block device named by a mount source: `/dev/nvme0n1p3`, or
-/// `/dev/mapper/NAME` (found by its device-mapper name).
-fn by_source(root: &HostRoot, source: &str) -> Option<PathBuf> {
-    if let Some(name) = source.strip_prefix("/dev/mapper/") {
-        let dm = root.list("/sys/class/block").ok()?.into_iter().filter(|n| n.starts_with("dm-")).find(|n| {
-            root.read_optional(format!("/sys/class/block/{n}/dm/name")).ok().flatten().is_some_and(|t| t.trim() == name)
-        })?;
-        return resolve(root, &Path::new("/sys/class/block").join(dm));
-    }
-    let name = source.strip_prefix("/dev/")?;
-    if name.contains('/') || name.is_empty() {
+/// A block device's sysfs directory by its kernel name (`nvme0n1p2`, `dm-0`): through
+/// `/sys/class/block`, else `/sys/block` (a partition is a directory of its disk there).
+fn by_name(root: &HostRoot, name: &str) -> Option<PathBuf> {
+    if name.is_empty() || name.contains('/') {
         return None;
     }
-    resolve(root, &Path::new("/sys/class/block").join(name))
+    if let Some(d) = resolve(root, &Path::new("/sys/class/block").join(name)) {
+        return Some(d);
+    }
+    if let Some(d) = resolve(root, &Path::new("/sys/block").join(name)) {
+        return Some(d);
+    }
+    root.list("/sys/block").ok()?.iter().find_map(|disk| {
+        let p = Path::new("/sys/block").join(disk).join(name);
+        root.exists(&p).then(|| resolve(root, &p)).flatten()
+    })
 }
 
-/// Every mounted filesystem with the PCI controller(s) holding it.
-pub fn mounts(root: &HostRoot) -> Vec<Mount> {
-    let Ok(Some(info)) = root.read_optional("/proc/self/mountinfo") else { return Vec::new() };
-    let mut out = Vec::new();
-    for (majmin, mount_point, source) in block_mounts(&info) {
-        let dir =
-            if majmin.starts_with("0:") { None } else { resolve(root, &Path::new("/sys/dev/block").join(&majmin)) };
-        let Some(dir) = dir.or_else(|| by_source(root, &source)) else { continue };
-        let mut set = BTreeSet::new();
-        controllers(root, &dir, 0, &mut set);
-        for controller in set {
-            out.push(Mount { controller, mount_point: mount_point.clone(), source: source.clone() });
+/// The sysfs directory of a block device named by a path in `/dev`: `/dev/nvme0n1p3`,
+/// `/dev/mapper/NAME` (found by its device-mapper name), or a link such as
+/// `/dev/disk/by-id/…` (followed inside the root).
+fn by_source(root: &HostRoot, source: &str) -> Option<PathBuf> {
+    if let Some(name) = source.strip_prefix("/dev/mapper/") {
+        let names = root.list("/sys/class/block").or_else(|_| root.list("/sys/block")).ok()?;
+        let dm = names.into_iter().filter(|n| n.starts_with("dm-")).find(|n| {
+            ["/sys/class/block", "/sys/block"].iter().any(|d| {
+                root.read_optional(format!("{d}/{n}/dm/name")).ok().flatten().is_some_and(|t| t.trim() == name)
+            })
+        })?;
+        return by_name(root, &dm);
+    }
+    let rest = source.strip_prefix("/dev/")?;
+    if !rest.contains('/') {
+        return by_name(root, rest);
+    }
+    // A link in /dev (by-id, by-uuid, a volume group's LV): its target's name.
+    let target = resolve(root, Path::new(source))?;
+    by_name(root, &target.file_name()?.to_string_lossy())
+}
+
+/// What the host's block devices are used for, from a host root.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Storage {
+    /// Each use (a mounted filesystem, swap, a device stacked on another) with the PCI
+    /// controller holding it: the controllers the plan keeps for the host.
+    pub mounts: Vec<Mount>,
+    /// The block devices in use, by kernel name (`nvme0n1p2`, `dm-0`), and what uses them.
+    pub used: BTreeMap<String, String>,
+}
+
+/// A fact about the host's disks that decides safety and cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot tell which disks this host uses: {0}")]
+pub struct StorageError(pub String);
+
+impl StorageError {
+    pub fn remedy(&self) -> String {
+        "run vfioctl as root on the host, or on a `vfioctl snapshot` taken as root, so that /proc/self/mountinfo, /proc/swaps and /sys/dev/block can be read".into()
+    }
+}
+
+/// The mounted block devices: (major:minor when the table says, mount point, source).
+fn mount_table(root: &HostRoot) -> Result<Vec<(Option<String>, String, String)>, StorageError> {
+    let mut why = Vec::new();
+    match root.read_optional("/proc/self/mountinfo") {
+        Ok(Some(info)) => return Ok(block_mounts(&info).into_iter().map(|(m, p, s)| (Some(m), p, s)).collect()),
+        Ok(None) => why.push("/proc/self/mountinfo is missing".to_string()),
+        Err(e) => why.push(e.to_string()),
+    }
+    match root.read_optional("/proc/mounts") {
+        Ok(Some(t)) => Ok(t
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                let (source, mount_point) = (*f.first()?, *f.get(1)?);
+                source.starts_with("/dev/").then(|| (None, unescape(mount_point), source.to_string()))
+            })
+            .collect()),
+        Ok(None) => {
+            why.push("/proc/mounts is missing".to_string());
+            Err(StorageError(format!(
+                "{}: which filesystems are mounted, and from which disk, is unknown",
+                why.join("; ")
+            )))
+        }
+        Err(e) => {
+            why.push(e.to_string());
+            Err(StorageError(format!(
+                "{}: which filesystems are mounted, and from which disk, is unknown",
+                why.join("; ")
+            )))
         }
     }
-    out
+}
+
+/// Marks `dir`'s device, and every device under it (its `slaves`), as used for `why`.
+fn mark(root: &HostRoot, dir: &Path, why: &str, used: &mut BTreeMap<String, String>, depth: usize) {
+    let Some(name) = dir.file_name().map(|n| n.to_string_lossy().into_owned()) else { return };
+    used.entry(name.clone()).or_insert_with(|| why.to_string());
+    if depth > 8 {
+        return;
+    }
+    let slaves = dir.join("slaves");
+    for s in root.list(&slaves).unwrap_or_default() {
+        if let Some(target) = resolve(root, &slaves.join(&s)) {
+            mark(root, &target, &format!("under {name}, {why}"), used, depth + 1);
+        }
+    }
+}
+
+impl Storage {
+    fn add(&mut self, root: &HostRoot, dir: &Path, use_: &str, why: &str, source: &str) {
+        mark(root, dir, why, &mut self.used, 0);
+        let mut set = BTreeSet::new();
+        controllers(root, dir, 0, &mut set);
+        for controller in set {
+            self.mounts.push(Mount { controller, mount_point: use_.to_string(), source: source.to_string() });
+        }
+    }
+
+    /// What uses the block device `name` or, for a whole disk, one of its partitions.
+    pub fn use_of(&self, root: &HostRoot, name: &str) -> Option<String> {
+        if let Some(why) = self.used.get(name) {
+            return Some(why.clone());
+        }
+        let dir = by_name(root, name)?;
+        root.list(&dir)
+            .ok()?
+            .iter()
+            .filter(|p| p.starts_with(name) && p.len() > name.len())
+            .find_map(|p| self.used.get(p).map(|why| format!("the disk of {p}, which is {why}")))
+    }
+
+    /// What uses the block device a `/dev` path names (`None`: nothing the host uses, or
+    /// not a block device of this root).
+    pub fn use_of_path(&self, root: &HostRoot, path: &str) -> Option<(String, String)> {
+        let dir = by_source(root, path)?;
+        let name = dir.file_name()?.to_string_lossy().into_owned();
+        self.use_of(root, &name).map(|why| (name, why))
+    }
+}
+
+/// Every use of the host's block devices, with the PCI controllers behind them: mounted
+/// filesystems (`/proc/self/mountinfo`, else `/proc/mounts`), swap (`/proc/swaps`), devices
+/// others are stacked on (LVM physical volumes, md members, dm-crypt: `holders`) and the
+/// other members of a mounted btrfs. A fact that decides this and cannot be read (no mount
+/// table; a mounted device sysfs does not show) is an error, never "not used".
+pub fn storage(root: &HostRoot) -> Result<Storage, StorageError> {
+    let mut s = Storage::default();
+    for (majmin, mount_point, source) in mount_table(root)? {
+        let dir = majmin
+            .as_deref()
+            .filter(|m| !m.starts_with("0:"))
+            .and_then(|m| resolve(root, &Path::new("/sys/dev/block").join(m)))
+            .or_else(|| by_source(root, &source));
+        let Some(dir) = dir else {
+            return Err(StorageError(format!(
+                "{mount_point} is mounted from {source}{}, which neither /sys/dev/block nor /sys/class/block shows",
+                majmin.map(|m| format!(" ({m})")).unwrap_or_default()
+            )));
+        };
+        s.add(root, &dir, &mount_point, &format!("mounted at {mount_point}"), &source);
+    }
+    match root.read_optional("/proc/swaps") {
+        Ok(Some(t)) => {
+            for l in t.lines().skip(1) {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                let (Some(file), Some("partition")) = (f.first(), f.get(1).copied()) else { continue };
+                let file = unescape(file);
+                let Some(dir) = by_source(root, &file) else {
+                    return Err(StorageError(format!("swap is on {file}, which /sys/class/block does not show")));
+                };
+                s.add(root, &dir, "[swap]", "swap", &file);
+            }
+        }
+        Ok(None) => {}
+        Err(e) => return Err(StorageError(e.to_string())),
+    }
+    // Devices others are stacked on: an LVM volume group, an md array, an open LUKS volume.
+    let names = match root.list("/sys/class/block") {
+        Ok(n) => n,
+        Err(e) if e.is_not_found() => Vec::new(),
+        Err(e) => return Err(StorageError(e.to_string())),
+    };
+    for n in &names {
+        let holders = root.list(format!("/sys/class/block/{n}/holders")).unwrap_or_default();
+        if holders.is_empty() {
+            continue;
+        }
+        if let Some(dir) = by_name(root, n) {
+            let why = format!("held by {} (LVM, RAID or encryption)", holders.join(", "));
+            s.add(root, &dir, &format!("[{}]", holders.join(", ")), &why, &format!("/dev/{n}"));
+        }
+    }
+    // btrfs over several devices: mountinfo names one; every member is the filesystem's.
+    for fs_id in root.list("/sys/fs/btrfs").unwrap_or_default() {
+        let members = root.list(format!("/sys/fs/btrfs/{fs_id}/devices")).unwrap_or_default();
+        let Some(why) = members.iter().find_map(|m| s.used.get(m).cloned()) else { continue };
+        for m in &members {
+            if !s.used.contains_key(m) {
+                if let Some(dir) = by_name(root, m) {
+                    s.add(root, &dir, "[btrfs]", &format!("a device of the btrfs {why}"), &format!("/dev/{m}"));
+                }
+            }
+        }
+    }
+    Ok(s)
+}
+
+/// Every mounted filesystem with the PCI controller(s) holding it (see [`storage`]).
+pub fn mounts(root: &HostRoot) -> Result<Vec<Mount>, StorageError> {
+    storage(root).map(|s| s.mounts)
 }
 
 #[cfg(test)]
@@ -145,9 +328,99 @@ mod tests {
         std::os::unix::fs::symlink("../../devices/virtual/block/dm-0", r.join("sys/dev/block/253:0")).unwrap();
         fs::create_dir_all(r.join("proc/self")).unwrap();
         fs::write(r.join("proc/self/mountinfo"), "26 1 253:0 / / rw - ext4 /dev/mapper/cryptroot rw\n").unwrap();
-        let m = mounts(&HostRoot::new(r));
+        let m = mounts(&HostRoot::new(r)).unwrap();
         assert_eq!(m.len(), 1);
         assert_eq!(m[0].controller.short(), "01:00.0");
         assert_eq!(m[0].mount_point, "/");
+    }
+
+    /// A block device in a test tree: its sysfs directory under a PCI controller (or
+    /// virtual), `/sys/class/block/NAME` and `/sys/dev/block/MAJ:MIN` links.
+    fn block(r: &Path, name: &str, under: &str, majmin: &str) -> PathBuf {
+        let dir = r.join("sys/devices").join(under).join(name);
+        fs::create_dir_all(dir.join("holders")).unwrap();
+        fs::create_dir_all(dir.join("slaves")).unwrap();
+        for (d, link) in [("sys/class/block", name), ("sys/dev/block", majmin)] {
+            fs::create_dir_all(r.join(d)).unwrap();
+            std::os::unix::fs::symlink(
+                dir.strip_prefix(r.join("sys")).map(|p| Path::new("../..").join(p)).unwrap(),
+                r.join(d).join(link),
+            )
+            .unwrap();
+        }
+        dir
+    }
+
+    fn stack(lower: &Path, upper: &Path) {
+        let rel = |from: &Path, to: &Path| {
+            let up = from.components().count() - 2;
+            let base: PathBuf = std::iter::repeat_n("..", up).collect();
+            base.join(to.strip_prefix("/").unwrap_or(to))
+        };
+        let r = lower.ancestors().find(|a| a.join("sys").is_dir() && !a.ends_with("sys")).unwrap().to_path_buf();
+        let l = Path::new("/").join(lower.strip_prefix(&r).unwrap());
+        let u = Path::new("/").join(upper.strip_prefix(&r).unwrap());
+        let name = |p: &Path| p.file_name().unwrap().to_owned();
+        std::os::unix::fs::symlink(
+            rel(&l.join("holders").join(name(upper)), &u),
+            lower.join("holders").join(name(upper)),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(
+            rel(&u.join("slaves").join(name(lower)), &l),
+            upper.join("slaves").join(name(lower)),
+        )
+        .unwrap();
+    }
+
+    /// A root on LVM over LUKS over one NVMe, swap on a second NVMe, an unmounted LVM
+    /// physical volume on a third, and a two-device btrfs of which mountinfo names one.
+    #[test]
+    fn every_use_through_every_layer() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        let nvme = |bus: &str, n: &str| format!("pci0000:00/0000:00:01.{bus}/0000:0{bus}:00.0/nvme/{n}/{n}n1");
+        let p2 = block(r, "nvme0n1p2", &nvme("1", "nvme0"), "259:2");
+        let crypt = block(r, "dm-0", "virtual/block", "253:0");
+        let lv = block(r, "dm-1", "virtual/block", "253:1");
+        stack(&p2, &crypt);
+        stack(&crypt, &lv);
+        let swap = block(r, "nvme1n1p1", &nvme("2", "nvme1"), "259:5");
+        let pv = block(r, "nvme2n1p1", &nvme("3", "nvme2"), "259:8");
+        let idle = block(r, "dm-2", "virtual/block", "253:2");
+        stack(&pv, &idle);
+        block(r, "sda1", "pci0000:00/0000:00:17.0/ata1/host0/target0:0:0/0:0:0:0/block/sda", "8:1");
+        block(r, "sdb1", "pci0000:00/0000:00:17.0/ata2/host1/target1:0:0/1:0:0:0/block/sdb", "8:17");
+        fs::create_dir_all(r.join("sys/fs/btrfs/1234/devices")).unwrap();
+        fs::write(r.join("sys/fs/btrfs/1234/devices/sda1"), "").unwrap();
+        fs::write(r.join("sys/fs/btrfs/1234/devices/sdb1"), "").unwrap();
+        fs::create_dir_all(r.join("proc/self")).unwrap();
+        fs::write(
+            r.join("proc/self/mountinfo"),
+            "26 1 253:1 / / rw - ext4 /dev/mapper/vg-root rw\n40 26 0:40 / /data rw - btrfs /dev/sda1 rw\n",
+        )
+        .unwrap();
+        fs::write(
+            r.join("proc/swaps"),
+            "Filename\tType\tSize\tUsed\tPriority\n/dev/nvme1n1p1 partition 8388604 0 -2\n",
+        )
+        .unwrap();
+        let root = HostRoot::new(r);
+        let s = storage(&root).unwrap();
+        assert_eq!(s.used["dm-1"], "mounted at /");
+        assert_eq!(s.used["dm-0"], "under dm-1, mounted at /");
+        assert_eq!(s.used["nvme0n1p2"], "under dm-0, under dm-1, mounted at /");
+        assert_eq!(s.used["nvme1n1p1"], "swap");
+        assert!(s.used["nvme2n1p1"].starts_with("held by dm-2"), "{:?}", s.used);
+        assert_eq!(s.used["sdb1"], "a device of the btrfs mounted at /data");
+        let controllers: BTreeSet<String> = s.mounts.iter().map(|m| m.controller.short()).collect();
+        assert_eq!(controllers, ["01:00.0", "02:00.0", "03:00.0", "00:17.0"].iter().map(|c| c.to_string()).collect());
+        // What a `--disk` path names.
+        fs::create_dir_all(r.join("dev/disk/by-id")).unwrap();
+        fs::create_dir_all(r.join("dev")).unwrap();
+        fs::write(r.join("dev/nvme0n1p2"), "").unwrap();
+        std::os::unix::fs::symlink("../../nvme0n1p2", r.join("dev/disk/by-id/nvme-x-part2")).unwrap();
+        assert_eq!(s.use_of_path(&root, "/dev/disk/by-id/nvme-x-part2").unwrap().0, "nvme0n1p2");
+        assert!(s.use_of_path(&root, "/dev/nvme9n1").is_none());
     }
 }

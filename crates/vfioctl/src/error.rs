@@ -37,6 +37,9 @@ pub enum CliError {
     Apply(vfioctl_host::apply::ApplyError),
     #[error("{0}")]
     Usage(String),
+    /// `--disk` names a block device the host uses.
+    #[error("--disk {disk}: {name} is {why}; the guest would write over the host's data")]
+    DiskInUse { disk: String, name: String, why: String },
     #[error("apply and rollback change /etc and /boot of this machine: they need root")]
     NeedsRoot,
     #[error("not asking without a terminal: pass --yes to go ahead (or --dry-run to look first)")]
@@ -80,7 +83,7 @@ impl CliError {
             CliError::Plan(vfioctl_core::plan::PlanError::Selector(_) | vfioctl_core::plan::PlanError::NoDevices) => {
                 Exit::Env
             }
-            CliError::Plan(_) => Exit::Finding,
+            CliError::Plan(_) | CliError::DiskInUse { .. } => Exit::Finding,
             CliError::Host(_)
             | CliError::Output(_)
             | CliError::Out(_)
@@ -118,6 +121,9 @@ impl CliError {
             )),
             CliError::Apply(e) => e.remedy(),
             CliError::NeedsYes | CliError::Usage(_) => None,
+            CliError::DiskInUse { .. } => Some(
+                "give the guest a disk the host does not use (its /dev/disk/by-id path), or an image file: --disk /var/lib/libvirt/images/NAME.qcow2 --disk-size 100G".into(),
+            ),
             CliError::NeedsRoot => Some("run it with sudo (`sudo vfioctl …`); --dry-run shows what it would do as any user".into()),
             CliError::Change(_) => {
                 Some("the file is left as it is; edit it by hand, or report it with a `vfioctl snapshot`".into())

@@ -39,7 +39,7 @@ pub fn plan(host: &Host, req: &Request) -> Result<Plan, CliError> {
         kernel: f.kernel_release.as_deref().and_then(kmod::kernel_version),
         running: f.cmdline.as_ref(),
         next_boot: next,
-        mounts: host.mounts(),
+        mounts: host.mounts()?,
         host_modules: host.host_modules()?,
         framebuffers: host.framebuffers()?,
     };

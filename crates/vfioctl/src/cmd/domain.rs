@@ -47,6 +47,11 @@ pub fn run(h: &Host, args: &DomainArgs) -> Result<Exit, CliError> {
             .as_ref()
             .map(|d| if d.starts_with("/dev/") { Disk::Block(d.clone()) } else { Disk::Image(d.clone()) });
     if let Some(Disk::Block(d)) = &disk {
+        // Never the host's own disk: mounted, swap, under LVM/RAID/LUKS, or a whole disk
+        // with such a partition (an unreadable mount table is an error, not "unused").
+        if let Some((name, why)) = h.storage()?.use_of_path(root, d) {
+            return Err(CliError::DiskInUse { disk: d.clone(), name, why });
+        }
         if !d.starts_with("/dev/disk/by-") {
             eprintln!("vfioctl: warning: {d} may name another disk after a reboot; use its /dev/disk/by-id path");
         }

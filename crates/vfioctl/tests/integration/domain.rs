@@ -246,3 +246,28 @@ fn libvirts_library_is_opened_only_to_talk_to_libvirt() {
     assert!(run.stderr.contains("cannot open its library /nonexistent/libvirt.so.0"), "{}", run.stderr);
     assert!(run.stderr.contains("libvirt0") && run.stderr.contains("VFIOCTL_LIBVIRT_LIBRARY"), "{}", run.stderr);
 }
+
+/// Regression: `domain --disk` took the partition holding the host's `/` (and its whole
+/// disk) with only a warning; Windows setup would have formatted the host's root.
+#[test]
+fn the_hosts_own_disk_is_never_the_guests() {
+    let root = crate::util::example_host("r2600x");
+    let id = "/dev/disk/by-id/nvme-Samsung_SSD_970_EVO_500GB_S466NX0K701536W";
+    for (disk, why) in [
+        ("/dev/nvme0n1p2", "nvme0n1p2 is mounted at /"),
+        ("/dev/nvme0n1", "nvme0n1 is the disk of nvme0n1p1, which is mounted at /boot/efi"),
+        (&format!("{id}-part2") as &str, "nvme0n1p2 is mounted at /"),
+        (id, "nvme0n1 is the disk of nvme0n1p1"),
+    ] {
+        let run = crate::util::vfioctl(&root, &["domain", "gpu", "--name", "w", "--disk", disk]);
+        assert_eq!(run.code, 1, "{disk}: {}{}", run.stdout, run.stderr);
+        assert!(run.stderr.contains(why), "{disk}: {}", run.stderr);
+        assert!(run.stderr.contains("fix: give the guest a disk the host does not use"), "{}", run.stderr);
+    }
+    // The SATA disk the host does not use is fine.
+    let run = crate::util::vfioctl(
+        &root,
+        &["domain", "gpu", "--name", "w", "--disk", "/dev/disk/by-id/ata-OCZ-TRION100_95UB60EOKMGX"],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}
