@@ -24,6 +24,9 @@ pub struct AuditFacts {
     /// qemu.conf's text; empty when the file is absent, `None` when unreadable.
     pub qemu_conf: Option<String>,
     pub input_by_id: Option<BTreeSet<String>>,
+    /// `/dev` paths of the block devices the host uses (`None`: the mount table or sysfs
+    /// could not be read; the warning says so).
+    pub host_disks: Option<BTreeMap<String, String>>,
     pub warnings: Vec<Warning>,
 }
 
@@ -43,6 +46,16 @@ pub fn gather(host: &Host) -> Result<AuditFacts, HostError> {
     };
     let mut warnings = inv.warnings;
     warnings.extend(cpu_warnings);
+    let host_disks = match host.storage() {
+        Ok(s) => Some(s.used_paths(root)),
+        Err(e) => {
+            warnings.push(Warning {
+                path: "/proc/self/mountinfo".into(),
+                message: format!("{e}: the domain's block devices are not checked against the host's"),
+            });
+            None
+        }
+    };
     Ok(AuditFacts {
         topology,
         devices: inv.devices,
@@ -50,6 +63,7 @@ pub fn gather(host: &Host) -> Result<AuditFacts, HostError> {
         facts: host.facts().clone(),
         qemu_conf,
         input_by_id,
+        host_disks,
         warnings,
     })
 }
@@ -65,6 +79,7 @@ impl AuditFacts {
             libvirt: self.facts.libvirt.as_ref().and_then(Program::major_minor),
             qemu_conf: self.qemu_conf.as_deref(),
             input_by_id: self.input_by_id.as_ref(),
+            host_disks: self.host_disks.as_ref(),
         }
     }
 }

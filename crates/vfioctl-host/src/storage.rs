@@ -213,6 +213,26 @@ impl Storage {
             .find_map(|p| self.used.get(p).map(|why| format!("the disk of {p}, which is {why}")))
     }
 
+    /// Every `/dev` path that names a block device the host uses, with what uses it: the
+    /// device itself (`/dev/nvme0n1p2`, `/dev/dm-0`), its links in `/dev/disk/by-*` and
+    /// `/dev/mapper`, and the whole disks of used partitions (for `audit`).
+    pub fn used_paths(&self, root: &HostRoot) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        let mut dirs: Vec<String> = vec!["/dev".into(), "/dev/mapper".into()];
+        for d in root.list("/dev/disk").unwrap_or_default() {
+            dirs.push(format!("/dev/disk/{d}"));
+        }
+        for dir in dirs {
+            for n in root.list(&dir).unwrap_or_default() {
+                let path = format!("{dir}/{n}");
+                if let Some((name, why)) = self.use_of_path(root, &path) {
+                    out.insert(path, format!("{name} is {why}"));
+                }
+            }
+        }
+        out
+    }
+
     /// What uses the block device a `/dev` path names (`None`: nothing the host uses, or
     /// not a block device of this root).
     pub fn use_of_path(&self, root: &HostRoot, path: &str) -> Option<(String, String)> {

@@ -50,6 +50,12 @@ pub const MULTIFUNCTION_MISSING: Rule = Rule {
     area: AREA,
     title: "function 0 of a multi-function guest slot without multifunction='on'",
 };
+pub const DISK_HOST_IN_USE: Rule = Rule {
+    id: "device-disk-host-in-use",
+    severity: Severity::Error,
+    area: AREA,
+    title: "a disk the host uses (mounted, swap, under LVM/RAID/LUKS) given to the guest",
+};
 pub const EVDEV_MISSING: Rule = Rule {
     id: "evdev-missing",
     severity: Severity::Error,
@@ -300,6 +306,23 @@ fn evdev_fix_legacy(paths: &[&Evdev<'_>]) -> String {
     )
 }
 
+/// Block devices of the domain (`<disk type='block'>`) that the host uses.
+fn host_disks(cx: &Cx<'_>, out: &mut Vec<Finding>) {
+    let Some(used) = cx.host.host_disks else { return };
+    let Some(devices) = cx.root.find("devices") else { return };
+    for disk in devices.children_named("disk") {
+        let Some(source) = disk.find("source") else { continue };
+        let Some(dev) = source.attr("dev") else { continue };
+        let Some(why) = used.get(dev) else { continue };
+        out.push(
+            Finding::at(&DISK_HOST_IN_USE, "devices/disk/source", Some(source))
+                .message(format!("{dev}: {why}"))
+                .why("the guest writes to the disk under the host: an installer formats it, and the host's filesystem is lost")
+                .fix("give the guest a disk the host does not use (its /dev/disk/by-id path), or an image file (<disk type='file'> with <source file='/var/lib/libvirt/images/NAME.qcow2'/>)"),
+        );
+    }
+}
+
 fn evdev(cx: &Cx<'_>, out: &mut Vec<Finding>) {
     if let Some(names) = cx.host.input_by_id {
         for e in &cx.evdev {
@@ -391,6 +414,7 @@ fn evdev(cx: &Cx<'_>, out: &mut Vec<Finding>) {
 
 pub(super) fn check(cx: &Cx<'_>, out: &mut Vec<Finding>) {
     hostdevs(cx, out);
+    host_disks(cx, out);
     multifunction(cx, out);
     evdev(cx, out);
 }
@@ -600,6 +624,25 @@ mod tests {
             }
         });
         exactly(&b.audit(&xml), &[]);
+    }
+
+    /// Regression: a domain whose disk is the partition holding the host's `/` passed the
+    /// audit.
+    #[test]
+    fn a_disk_the_host_uses() {
+        let b = Bench::new();
+        let with = |dev: &str| {
+            b.clean().replacen(
+                "</devices>",
+                &format!("<disk type='block' device='disk'><driver name='qemu' type='raw'/><source dev='{dev}'/><target dev='sda' bus='scsi'/></disk></devices>"),
+                1,
+            )
+        };
+        let f = b.audit(&with("/dev/nvme0n1p2"));
+        exactly(&f, &["device-disk-host-in-use"]);
+        assert_eq!(f[0].message, "/dev/nvme0n1p2: nvme0n1p2 is mounted at /");
+        assert_eq!(f[0].element, "devices/disk/source");
+        exactly(&b.audit(&with("/dev/disk/by-id/ata-spare")), &[]);
     }
 
     #[test]

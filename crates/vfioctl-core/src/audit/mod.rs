@@ -159,6 +159,8 @@ pub struct AuditHost<'a> {
     pub qemu_conf: Option<&'a str>,
     /// Names in `/dev/input/by-id`, when that could be read.
     pub input_by_id: Option<&'a BTreeSet<String>>,
+    /// `/dev` paths of block devices the host uses, and what uses them (`None`: unknown).
+    pub host_disks: Option<&'a BTreeMap<String, String>>,
 }
 
 /// Audits a domain. Findings come sorted by area, then severity, then line.
@@ -212,6 +214,7 @@ pub const RULES: &[Rule] = &[
     memory::BALLOON_WITH_HOSTDEV,
     devices::NOT_ON_HOST,
     devices::GROUP_MEMBER_NOT_VFIO,
+    devices::DISK_HOST_IN_USE,
     devices::SLOT_INCOMPLETE,
     devices::UNMANAGED_NOT_VFIO,
     devices::FUNCTIONS_SPLIT,

@@ -35,6 +35,7 @@ pub(crate) struct Bench {
     pub qemu_conf: String,
     pub input: BTreeSet<String>,
     pub vendor: CpuVendor,
+    pub host_disks: BTreeMap<String, String>,
 }
 
 pub(crate) fn addr(s: &str) -> PciAddress {
@@ -76,6 +77,7 @@ impl Bench {
             qemu_conf: String::new(),
             input,
             vendor: CpuVendor::Amd,
+            host_disks: [("/dev/nvme0n1p2".to_string(), "nvme0n1p2 is mounted at /".to_string())].into_iter().collect(),
         }
     }
 
@@ -89,6 +91,7 @@ impl Bench {
             libvirt: self.libvirt,
             qemu_conf: Some(&self.qemu_conf),
             input_by_id: Some(&self.input),
+            host_disks: Some(&self.host_disks),
         }
     }
 

@@ -110,3 +110,24 @@ fn what_cannot_be_audited_exits_2() {
     let run = vfioctl(&example_host("r2600x"), &["audit", "/nonexistent/vm.xml"]);
     assert_eq!(run.code, 2, "{}", run.stderr);
 }
+
+/// Regression: `audit` said nothing of a domain whose disk is the partition holding the
+/// host's `/` (the guide's domain with its image file swapped for a raw partition).
+#[test]
+fn a_domain_on_the_hosts_own_disk_is_an_error() {
+    let text = std::fs::read_to_string(guide("guide-001-win10.xml")).expect("read").replacen(
+        "<disk type='file' device='disk'>\n      <driver name='qemu' type='raw'/>\n      <source file='/var/libvirt/images/win10.img'/>",
+        "<disk type='block' device='disk'>\n      <driver name='qemu' type='raw'/>\n      <source dev='/dev/disk/by-id/nvme-Samsung_SSD_970_EVO_500GB_S466NX0K701536W-part2'/>",
+        1,
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("win10.xml");
+    std::fs::write(&path, text).expect("write");
+    let run = vfioctl(&example_host("r2600x"), &["audit", path.to_str().expect("utf8"), "--format", "json"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    let f = v["findings"].as_array().expect("findings").iter().find(|f| f["id"] == "device-disk-host-in-use");
+    let f = f.unwrap_or_else(|| panic!("no device-disk-host-in-use: {}", run.stdout));
+    assert_eq!(f["severity"], "error");
+    assert!(f["message"].as_str().expect("message").ends_with("nvme0n1p2 is mounted at /"), "{f}");
+}
