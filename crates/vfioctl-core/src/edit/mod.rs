@@ -22,6 +22,7 @@ pub mod modprobe_d;
 pub mod owned;
 pub mod qemu_conf;
 pub mod refind;
+pub mod sysctl;
 mod text;
 
 #[cfg(test)]

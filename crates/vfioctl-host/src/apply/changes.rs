@@ -526,6 +526,50 @@ pub fn prepare(host: &Host, plan: &Plan, separate_entry: bool) -> Result<Prepare
             ));
         }
     }
+    // Hugepage reservations elsewhere in sysctl's files conflict with the plan's: with
+    // 1 GiB pages as the default size they would count 1 GiB pages, and a later file's
+    // count would replace the plan's. They are commented out (backed up like every edit).
+    if let Some(h) = plan.memory.hugepages.as_ref() {
+        let why = if h.reserve_at_boot {
+            format!(
+                "the guest's {} hugepages of {} are reserved on the kernel command line",
+                h.count,
+                if h.size_kib >= 1 << 20 { "1 GiB" } else { "2 MiB" }
+            )
+        } else {
+            format!("the guest's {} hugepages of 2 MiB are set in {SYSCTL_HUGEPAGES}", h.count)
+        };
+        for (path, text) in sysctl_files(root)? {
+            if path == Path::new(SYSCTL_HUGEPAGES) {
+                continue;
+            }
+            let set = edit::sysctl::settings(&text, edit::sysctl::HUGEPAGE_KEYS);
+            if set.is_empty() {
+                continue;
+            }
+            let lines: Vec<String> = set.iter().map(|(n, k, v)| format!("line {n}: {k} = {v}")).collect();
+            if path.starts_with("/etc") {
+                let after = edit::sysctl::comment_out(
+                    &text,
+                    edit::sysctl::HUGEPAGE_KEYS,
+                    "conflicts with the plan's hugepages",
+                );
+                push(
+                    &mut p,
+                    &path,
+                    after,
+                    &format!("hugepage reservation that conflicts with the plan ({}): {why}", lines.join(", ")),
+                );
+            } else {
+                p.notes.push(format!(
+                    "{} reserves hugepages ({}), which conflicts with the plan's: {why}; override it with a file of the same name in /etc/sysctl.d",
+                    path.display(),
+                    lines.join(", ")
+                ));
+            }
+        }
+    }
+
     // Files an earlier plan wrote that this one does not want: removed, so that applying
     // this plan after another leaves what applying it alone would.
     let mut unwanted = Vec::new();
@@ -541,6 +585,34 @@ pub fn prepare(host: &Host, plan: &Plan, separate_entry: bool) -> Result<Prepare
         }
     }
     Ok(p)
+}
+
+/// sysctl's configuration in the order `sysctl --system` and systemd-sysctl read it: the
+/// `*.conf` of `/etc/sysctl.d`, `/run/sysctl.d`, `/usr/local/lib/sysctl.d`,
+/// `/usr/lib/sysctl.d` and `/lib/sysctl.d` by name (a name in `/etc` hiding the others),
+/// then `/etc/sysctl.conf`. Unreadable is an error.
+fn sysctl_files(root: &HostRoot) -> Result<Vec<(PathBuf, String)>, ChangeError> {
+    const DIRS: &[&str] =
+        &["/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d", "/lib/sysctl.d"];
+    let mut listing = Vec::new();
+    for d in DIRS {
+        match root.list(d) {
+            Ok(n) => listing.push((*d, n)),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(ChangeError::Read(e)),
+        }
+    }
+    let mut out = Vec::new();
+    for p in edit::dropin_order(&listing, ".conf").into_iter().chain(["/etc/sysctl.conf".to_string()]) {
+        // Debian's /etc/sysctl.d/99-sysctl.conf is a link to ../sysctl.conf: read once.
+        if p == "/etc/sysctl.d/99-sysctl.conf" && root.real_path(&p).ok() == root.real_path("/etc/sysctl.conf").ok() {
+            continue;
+        }
+        if let Some(t) = read(root, Path::new(&p))? {
+            out.push((PathBuf::from(p), t));
+        }
+    }
+    Ok(out)
 }
 
 /// The sysctl drop-in for 2 MiB hugepages.

@@ -46,7 +46,7 @@ fn apply_then_rollback_is_byte_for_byte_and_twice_is_nothing() {
     let before = tree(&root);
     let run = vfioctl(&root, &args("apply", &["--yes"]));
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
-    assert!(run.stdout.contains("Applied: 3 files written"), "{}", run.stdout);
+    assert!(run.stdout.contains("Applied: 4 files written"), "{}", run.stdout);
     assert!(run.stdout.contains("pending"), "commands are not run outside the root: {}", run.stdout);
     let grub = fs::read_to_string(root.join("etc/default/grub")).expect("grub");
     assert!(grub.contains("vfio-pci.ids=10de:1b06,10de:10ef\""), "{grub}");
@@ -639,5 +639,29 @@ fn an_edit_modprobe_would_not_take_is_refused_before_writing() {
     assert_eq!(run.code, 2, "{}\n{}", run.stdout, run.stderr);
     assert!(run.stderr.contains("modprobe would still not pass options vfio-pci ids="), "{}", run.stderr);
     assert!(run.stderr.contains("nothing was written"), "{}", run.stderr);
+    assert_eq!(tree(&root), before);
+}
+
+/// Regression: guide 001's `/etc/sysctl.conf` has `vm.nr_hugepages = 8600`; the plan made
+/// 1 GiB the default hugepage size and left the line, so the boot would try to reserve
+/// 8,600 pages of 1 GiB. The line is commented out (kept readable), and rollback restores it.
+#[test]
+fn a_conflicting_sysctl_hugepage_reservation_is_reconciled() {
+    let (_t, root) = copy_host("r2600x");
+    let before = tree(&root);
+    let run = vfioctl(&root, &["apply", "gpu", "--yes", "--no-commands"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(grub_cmdline_by_bash(&root).contains("default_hugepagesz=1G"));
+    let conf = fs::read_to_string(root.join("etc/sysctl.conf")).expect("sysctl.conf");
+    assert!(conf.contains("\n# vfioctl (conflicts with the plan's hugepages): vm.nr_hugepages = 8600\n"), "{conf}");
+    // What sysctl would set: no hugepage count anywhere.
+    let set = bash_in(
+        &root,
+        r#"for f in "$1"/etc/sysctl.d/*.conf "$1"/etc/sysctl.conf; do [ -e "$f" ] && grep -hE '^[[:space:]]*-?vm[./]nr_(overcommit_)?hugepages' "$f"; done; true"#,
+    );
+    assert_eq!(set, "", "the reservation is still set");
+    let again = vfioctl(&root, &["apply", "gpu", "--yes", "--no-commands"]);
+    assert!(again.stdout.starts_with("Nothing to do"), "{}{}", again.stdout, again.stderr);
+    assert_eq!(vfioctl(&root, &["rollback", "--yes", "--no-commands"]).code, 0);
     assert_eq!(tree(&root), before);
 }
