@@ -658,6 +658,21 @@ impl Detect<'_> {
     }
 }
 
+/// Every kernel in `/boot` turns the Intel IOMMU on without a parameter: each
+/// `/boot/config-VERSION` has `CONFIG_INTEL_IOMMU_DEFAULT_ON=y` (none, or one unreadable:
+/// no).
+pub fn intel_iommu_on_by_default(root: &HostRoot) -> bool {
+    let configs: Vec<String> =
+        root.list("/boot").unwrap_or_default().into_iter().filter(|n| n.starts_with("config-")).collect();
+    !configs.is_empty()
+        && configs.iter().all(|c| {
+            root.read_optional(format!("/boot/{c}"))
+                .ok()
+                .flatten()
+                .is_some_and(|t| t.lines().any(|l| l.trim() == "CONFIG_INTEL_IOMMU_DEFAULT_ON=y"))
+        })
+}
+
 /// The initramfs builder, from its configuration files.
 pub fn initramfs(root: &HostRoot) -> Option<Initramfs> {
     if root.exists("/etc/booster.yaml") {

@@ -42,6 +42,10 @@ pub fn plan(host: &Host, req: &Request) -> Result<Plan, CliError> {
         mounts: host.mounts()?,
         host_modules: host.host_modules()?,
         framebuffers: host.framebuffers()?,
+        iommu_on_by_default: match f.vendor {
+            vfioctl_core::vendor::CpuVendor::Amd => true,
+            _ => vfioctl_host::boot::intel_iommu_on_by_default(host.root()),
+        },
     };
     plan::build(&plan_host, req).map_err(CliError::Plan)
 }

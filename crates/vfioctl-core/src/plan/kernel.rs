@@ -33,6 +33,8 @@ pub struct KernelHost<'a> {
     /// The running kernel's command line.
     pub running: Option<&'a Cmdline>,
     pub iommu_active: bool,
+    /// The next kernels turn the IOMMU on without a parameter (see `PlanHost`).
+    pub iommu_on_by_default: bool,
     pub multi_node: bool,
     /// Modules that claim each passed device on the host (for softdeps).
     pub host_modules: &'a BTreeMap<PciAddress, Vec<String>>,
@@ -77,12 +79,14 @@ pub fn plan(
     let param = host.vendor.iommu_parameter();
     let (pname, pval) = param.split_once('=').unwrap_or((param, "on"));
     let running_has = host.running.is_some_and(|r| r.has_value(pname, pval));
-    if !base.has_value(pname, pval) && (!host.iommu_active || running_has) {
+    if !base.has_value(pname, pval) && (!host.iommu_active || running_has || !host.iommu_on_by_default) {
         add.push(param.to_string());
-        reasons.push(if host.iommu_active {
+        reasons.push(if !host.iommu_active {
+            format!("{param}: the IOMMU is not on yet")
+        } else if running_has {
             format!("{param}: the running kernel has it, the next boot would not")
         } else {
-            format!("{param}: the IOMMU is not on yet")
+            format!("{param}: the IOMMU is on by this kernel's build default, which the next kernel need not share (its /boot/config does not say CONFIG_INTEL_IOMMU_DEFAULT_ON=y)")
         });
     }
     if !base.has_value("iommu", "pt") {

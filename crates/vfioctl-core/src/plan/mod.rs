@@ -53,6 +53,10 @@ pub struct PlanHost<'a> {
     pub host_modules: &'a BTreeMap<PciAddress, Vec<String>>,
     /// Boot framebuffer names found inside each device's memory (/proc/iomem).
     pub framebuffers: &'a BTreeMap<PciAddress, Vec<String>>,
+    /// Every kernel the next boot may start turns the IOMMU on without a parameter (AMD's
+    /// always do; Intel's when built with `CONFIG_INTEL_IOMMU_DEFAULT_ON=y`, as each
+    /// `/boot/config-VERSION` says). Only then may the plan leave `intel_iommu=on` out.
+    pub iommu_on_by_default: bool,
 }
 
 /// The whole plan.
@@ -195,6 +199,7 @@ pub fn build(host: &PlanHost<'_>, req: &Request) -> Result<Plan, PlanError> {
         base,
         running: host.running,
         iommu_active: !host.groups.is_empty(),
+        iommu_on_by_default: host.iommu_on_by_default,
         multi_node: host.topology.nodes.len() > 1,
         host_modules: host.host_modules,
         framebuffers,
@@ -282,6 +287,7 @@ mod tests {
             mounts: &[],
             host_modules: &none,
             framebuffers: &none,
+            iommu_on_by_default: false,
         };
         let req = Request {
             devices: vec!["01:00.0".parse().unwrap()],
@@ -295,9 +301,14 @@ mod tests {
         let w = p.warnings.join("\n");
         assert!(w.contains("00:02.0 has the id 1234:1111") && w.contains("driver_override"), "{w}");
         assert!(w.contains("01:00.0 has no reset method"), "{w}");
-        // The IOMMU is on (groups exist) without a parameter: nothing to add for it but iommu=pt.
-        assert!(!p.kernel_cmdline.add.iter().any(|a| a.starts_with("intel_iommu")), "{:?}", p.kernel_cmdline);
+        // Regression: the IOMMU is on (groups exist) without a parameter, by this kernel's
+        // build default; the next kernel's need not be, so intel_iommu=on is added.
+        assert!(p.kernel_cmdline.add.contains(&"intel_iommu=on".to_string()), "{:?}", p.kernel_cmdline);
+        assert!(p.reasons.iter().any(|r| r.contains("CONFIG_INTEL_IOMMU_DEFAULT_ON=y")), "{:?}", p.reasons);
         assert!(p.kernel_cmdline.add.contains(&"iommu=pt".to_string()));
+        // Every kernel's config turns it on: nothing to add for it.
+        let on = build(&PlanHost { iommu_on_by_default: true, ..host.clone() }, &req).unwrap();
+        assert!(!on.kernel_cmdline.add.iter().any(|a| a.starts_with("intel_iommu")), "{:?}", on.kernel_cmdline);
         assert_eq!(p.memory.hugepages.as_ref().map(|h| h.size_kib), Some(2048), "no pdpe1gb: 2 MiB pages");
         // 1 GiB pages without pdpe1gb is an error; none means none.
         let e = build(&host, &Request { hugepages: HugepageChoice::Size1G, ..req.clone() }).unwrap_err();

@@ -202,3 +202,42 @@ fn an_unreadable_mount_table_stops_the_plan() {
     assert!(run.stderr.contains("holds the root filesystem"), "{}", run.stderr);
     assert_eq!(vfioctl(&root, &["plan", "gpu"]).code, 0);
 }
+
+/// Regression: on an Intel host whose kernel turns the IOMMU on by its build default, the
+/// plan added no `intel_iommu=on`, so a next kernel with another default would silently
+/// turn passthrough off. Only every `/boot/config-*` saying `CONFIG_INTEL_IOMMU_DEFAULT_ON=y`
+/// leaves it out.
+#[test]
+fn intel_iommu_on_does_not_rely_on_a_build_default() {
+    let (_t, root) = crate::util::copy_host("i7-12700k");
+    for f in ["proc/cmdline", "etc/default/grub"] {
+        let t = std::fs::read_to_string(root.join(f)).expect("read").replace(" intel_iommu=on", "");
+        std::fs::write(root.join(f), t).expect("write");
+    }
+    let add = |root: &Path| {
+        let run = vfioctl(root, &["plan", "gpu", "--format", "json"]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let v: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+        v["kernel_cmdline"]["add"]
+            .as_array()
+            .expect("add")
+            .iter()
+            .map(|a| a.as_str().unwrap_or("").to_string())
+            .collect::<Vec<_>>()
+    };
+    assert!(add(&root).contains(&"intel_iommu=on".to_string()));
+    std::fs::create_dir_all(root.join("boot")).expect("mkdir");
+    std::fs::write(
+        root.join("boot/config-6.8.0-45-generic"),
+        "CONFIG_INTEL_IOMMU=y\nCONFIG_INTEL_IOMMU_DEFAULT_ON=y\n",
+    )
+    .expect("write");
+    assert!(!add(&root).contains(&"intel_iommu=on".to_string()));
+    // A second kernel without it: the parameter again.
+    std::fs::write(
+        root.join("boot/config-6.11.0-9-generic"),
+        "CONFIG_INTEL_IOMMU=y\n# CONFIG_INTEL_IOMMU_DEFAULT_ON is not set\n",
+    )
+    .expect("write");
+    assert!(add(&root).contains(&"intel_iommu=on".to_string()));
+}
