@@ -115,6 +115,7 @@ pub fn gather_files(root: &HostRoot, boot: &BootSetup) -> Facts {
         }
     }
     f.modules_loaded = read(root, "/proc/modules").as_deref().map(kmod::loaded);
+    f.vfio_evidence = vfio_evidence(root);
     for m in PARAM_MODULES {
         let dir = format!("/sys/module/{m}/parameters");
         if let Ok(names) = root.list(&dir) {
@@ -199,6 +200,22 @@ fn controllers_from(mountinfo: &str, placement: &str, read: impl Fn(&str) -> Opt
         }
     }
     set
+}
+
+/// What proves vfio-pci is on this host: a device bound to it, the driver registered, or
+/// the module loaded (sysfs shows them whatever the module lists say).
+fn vfio_evidence(root: &HostRoot) -> Option<String> {
+    let drv = "/sys/bus/pci/drivers/vfio-pci";
+    if let Ok(names) = root.list(drv) {
+        let bound: Vec<String> =
+            names.iter().filter(|n| n.parse::<vfioctl_core::pci::PciAddress>().is_ok()).cloned().collect();
+        return Some(if bound.is_empty() {
+            format!("the vfio-pci driver is registered ({drv})")
+        } else {
+            format!("{} on vfio-pci now", bound.join(", "))
+        });
+    }
+    root.exists("/sys/module/vfio_pci").then(|| "vfio_pci is loaded (/sys/module/vfio_pci)".to_string())
 }
 
 fn modprobe(root: &HostRoot) -> ModprobeConfig {

@@ -69,6 +69,9 @@ pub struct Facts {
     pub modules_builtin: Option<BTreeSet<String>>,
     pub modules_available: Option<BTreeSet<String>>,
     pub modules_loaded: Option<BTreeSet<String>>,
+    /// What proves vfio-pci is there whatever the module lists say: the driver registered
+    /// in sysfs (`/sys/bus/pci/drivers/vfio-pci`, `/sys/module/vfio_pci`) or a device bound.
+    pub vfio_evidence: Option<String>,
     /// Modules the initramfs builder's configuration loads early (names with `_`); `None`
     /// when unknown.
     pub initramfs_modules: Option<BTreeSet<String>>,
@@ -107,6 +110,7 @@ impl Facts {
             modules_builtin: None,
             modules_available: None,
             modules_loaded: None,
+            vfio_evidence: None,
             initramfs_modules: None,
             module_params: BTreeMap::new(),
             modprobe: ModprobeConfig::default(),

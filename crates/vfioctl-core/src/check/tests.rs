@@ -109,6 +109,25 @@ fn vfio_modules_depend_on_the_kernel_version() {
     assert_eq!(m.message, "missing: vfio_virqfd");
 }
 
+/// Regression: a card already on vfio-pci, on a root without a (complete) module list,
+/// failed "VFIO modules missing" although the binding proves the modules are there; with
+/// no list and no evidence the check is a note, not a failure.
+#[test]
+fn a_device_on_vfio_pci_proves_the_modules() {
+    let mut f = healthy();
+    f.kernel_release = Some("6.8.0-45-generic".into());
+    f.modules_builtin = None;
+    f.modules_available = None;
+    assert_eq!(by_id(&run(&f, None), "vfio.modules").status, Status::Note);
+    f.vfio_evidence = Some("0000:09:00.0 on vfio-pci now".into());
+    let m = by_id(&run(&f, None), "vfio.modules").clone();
+    assert_eq!((m.status, m.message.as_str()), (Status::Pass, "0000:09:00.0 on vfio-pci now"));
+    f.modules_available = Some(["vfio"].iter().map(|s| s.to_string()).collect());
+    let m = by_id(&run(&f, None), "vfio.modules").clone();
+    assert_eq!(m.status, Status::Pass);
+    assert!(m.message.contains("not listed: vfio_iommu_type1"), "{}", m.message);
+}
+
 #[test]
 fn kvm_options_and_their_remedies() {
     let mut f = healthy();
