@@ -33,12 +33,25 @@ const RELEVANT: &[&str] = &[
 struct VerifyJson<'a> {
     live: bool,
     source: String,
+    /// The apply came after this boot: its changes are not running yet.
+    reboot_pending: bool,
     checks: &'a [Check],
     summary: Summary,
 }
 
+/// When the running kernel booted (seconds since the epoch: `btime` in `/proc/stat`).
+fn boot_time(host: &Host) -> Option<u64> {
+    let stat = host.root().read_optional("/proc/stat").ok().flatten()?;
+    stat.lines().find_map(|l| l.strip_prefix("btime ")).and_then(|v| v.trim().parse().ok())
+}
+
 /// What to verify: the journal's record of the last apply, or a plan for the devices named.
-fn expectation(host: &Host, args: &VerifyArgs, next: Option<&Cmdline>) -> Result<(Expectation, String), CliError> {
+/// With the journal's apply time, when the expectation is an apply still in effect.
+fn expectation(
+    host: &Host,
+    args: &VerifyArgs,
+    next: Option<&Cmdline>,
+) -> Result<(Expectation, String, Option<u64>), CliError> {
     if args.devices.is_empty() {
         let journal = match Journal::last_applied(host.root()).map_err(CliError::Apply)? {
             Some(j) => Some(j),
@@ -47,10 +60,12 @@ fn expectation(host: &Host, args: &VerifyArgs, next: Option<&Cmdline>) -> Result
         };
         return match journal {
             Some(j) => match j.expect {
-                Some(e) if j.state == vfioctl_host::apply::JournalState::RolledBack => {
-                    Ok((e, format!("the apply of journal {}, which was rolled back since (so failures are expected)", j.id)))
-                }
-                Some(e) => Ok((e, format!("the apply of journal {}", j.id))),
+                Some(e) if j.state == vfioctl_host::apply::JournalState::RolledBack => Ok((
+                    e,
+                    format!("the apply of journal {}, which was rolled back since (so failures are expected)", j.id),
+                    None,
+                )),
+                Some(e) => Ok((e, format!("the apply of journal {}", j.id), Some(j.created))),
                 None => Err(CliError::Usage(format!(
                     "journal {} does not record what to expect (written by an older vfioctl): name the devices, e.g. `vfioctl verify gpu`",
                     j.id
@@ -79,7 +94,7 @@ fn expectation(host: &Host, args: &VerifyArgs, next: Option<&Cmdline>) -> Result
         .unwrap_or_default();
     e.cmdline_remove.clear();
     e.hugepages = None;
-    Ok((e, format!("a plan for {}", args.devices.join(" "))))
+    Ok((e, format!("a plan for {}", args.devices.join(" ")), None))
 }
 
 pub fn run(host: &Host, args: &VerifyArgs) -> Result<Exit, CliError> {
@@ -89,7 +104,27 @@ pub fn run(host: &Host, args: &VerifyArgs) -> Result<Exit, CliError> {
     }
     let f = host.facts();
     let next = f.next_boot.as_ref().map(|n| &n.cmdline);
-    let (expect, source) = expectation(host, args, next)?;
+    let (expect, source, applied_at) = expectation(host, args, next)?;
+    // The apply came after this boot: nothing of it runs yet, so every check would fail
+    // with fixes that do not apply. The one thing to do is to reboot.
+    if let (Some(at), Some(boot)) = (applied_at, boot_time(host)) {
+        if at > boot {
+            let msg = format!(
+                "reboot pending: {source} was made after this boot (the kernel booted at {boot}, the apply at {at}, seconds since 1970); its changes take effect at the next boot. Reboot, then run `vfioctl verify` again."
+            );
+            match args.format {
+                Format::Json => output::print_json(&VerifyJson {
+                    live: f.live,
+                    source,
+                    reboot_pending: true,
+                    checks: &[],
+                    summary: summary(&[]),
+                })?,
+                Format::Text => output::print(&format!("{msg}\n"))?,
+            }
+            return Ok(Exit::Finding);
+        }
+    }
     let inv = host.pci()?;
     if args.devices.is_empty() {
         // (with devices named, the plan printed them already)
@@ -118,9 +153,13 @@ pub fn run(host: &Host, args: &VerifyArgs) -> Result<Exit, CliError> {
         },
     );
     match args.format {
-        Format::Json => {
-            output::print_json(&VerifyJson { live: f.live, source, checks: &checks, summary: summary(&checks) })?
-        }
+        Format::Json => output::print_json(&VerifyJson {
+            live: f.live,
+            source,
+            reboot_pending: false,
+            checks: &checks,
+            summary: summary(&checks),
+        })?,
         Format::Text => output::print(&format!("Verifying {source}.\n{}", render_text(&checks, f.live)))?,
     }
     Ok(if check::any_failed(&checks) { Exit::Finding } else { Exit::Ok })

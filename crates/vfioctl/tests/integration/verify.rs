@@ -73,3 +73,26 @@ fn named_devices_check_what_the_next_boot_configures() {
     let bad = vfioctl(&example_host("r2600x"), &["verify", "zz:99.9"]);
     assert_eq!(bad.code, 2, "{}", bad.stderr);
 }
+
+/// Regression: `verify` before the reboot printed ten FAILs with fixes that do not apply
+/// (`update-grub` on a systemd-boot host) instead of "reboot first". The journal's apply
+/// time against the kernel's boot time (`btime` in /proc/stat) tells.
+#[test]
+fn before_the_reboot_verify_says_reboot_first() {
+    let (_t, root) = crate::util::copy_host("tr1950x");
+    let run = crate::util::vfioctl(&root, &["apply", "gpu", "--yes", "--no-commands"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    std::fs::write(root.join("proc/stat"), "cpu  1 2 3 4\nbtime 1700000000\nprocesses 100\n").expect("write");
+    let run = crate::util::vfioctl(&root, &["verify"]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.starts_with("reboot pending: the apply of journal "), "{}", run.stdout);
+    assert!(!run.stdout.contains("FAIL") && !run.stdout.contains("update-grub"), "{}", run.stdout);
+    let json = crate::util::vfioctl(&root, &["verify", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).expect("json");
+    assert_eq!(v["reboot_pending"], true);
+    // Booted after the apply: the checks run.
+    let later = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_secs() + 60;
+    std::fs::write(root.join("proc/stat"), format!("btime {later}\n")).expect("write");
+    let run = crate::util::vfioctl(&root, &["verify"]);
+    assert!(run.stdout.starts_with("Verifying the apply of journal"), "{}", run.stdout);
+}
