@@ -30,6 +30,17 @@ impl CpuVendor {
         }
     }
 
+    /// How to turn the IOMMU on where it is off: in the firmware setup, or, inside a
+    /// virtual machine (`vm`: the hypervisor's name), in the hypervisor's settings for it.
+    pub fn enable_iommu(self, vm: Option<&str>) -> String {
+        match vm {
+            Some(hv) => format!(
+                "this host is a virtual machine ({hv}): its IOMMU is a virtual one the hypervisor must give it (QEMU: -machine q35,kernel-irqchip=split -device intel-iommu,intremap=on,caching-mode=on; libvirt: <iommu model='intel'><driver intremap='on' caching_mode='on'/></iommu> under <devices>, with <ioapic driver='qemu'/> under <features>; VMware: \"Enable IOMMU\" in the VM's CPU settings), not the firmware setup"
+            ),
+            None => format!("enable {} in the firmware (BIOS/UEFI) setup", self.firmware_setting()),
+        }
+    }
+
     /// What the firmware setting is called.
     pub fn firmware_setting(self) -> &'static str {
         match self {

@@ -95,6 +95,7 @@ pub fn gather_files(root: &HostRoot, boot: &BootSetup) -> Facts {
     let vendor = cpuinfo.as_deref().and_then(CpuVendor::from_cpuinfo).unwrap_or(CpuVendor::Other);
     let mut f = Facts::unknown(live, vendor);
     f.cpu_flags = cpuinfo.as_deref().map(|c| vendor::cpu_flags(c).into_iter().collect());
+    f.virtual_machine = virtual_machine(root, f.cpu_flags.as_ref());
     f.cgroup_controllers = cgroup_controllers(root);
     f.acpi_dmar = root.exists("/sys/firmware/acpi/tables/DMAR");
     f.acpi_ivrs = root.exists("/sys/firmware/acpi/tables/IVRS");
@@ -216,6 +217,38 @@ fn vfio_evidence(root: &HostRoot) -> Option<String> {
         });
     }
     root.exists("/sys/module/vfio_pci").then(|| "vfio_pci is loaded (/sys/module/vfio_pci)".to_string())
+}
+
+/// DMI vendors of virtual machines' firmware.
+const VM_VENDORS: &[&str] = &[
+    "QEMU",
+    "innotek GmbH",
+    "VMware, Inc.",
+    "Xen",
+    "Parallels",
+    "Red Hat",
+    "Microsoft Corporation",
+    "Amazon EC2",
+    "Google",
+];
+
+/// The hypervisor, when this host is a virtual machine: the CPU's `hypervisor` flag, or
+/// a DMI vendor that only virtual firmware reports (Microsoft only with "Virtual Machine").
+pub fn virtual_machine(root: &HostRoot, flags: Option<&BTreeSet<String>>) -> Option<String> {
+    let dmi =
+        |f: &str| read(root, &format!("/sys/class/dmi/id/{f}")).map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
+    let vendor = dmi("sys_vendor");
+    let product = dmi("product_name");
+    let by_dmi = vendor.as_deref().is_some_and(|v| {
+        VM_VENDORS.contains(&v)
+            && (v != "Microsoft Corporation" || product.as_deref().is_some_and(|p| p.contains("Virtual Machine")))
+    });
+    let flag = flags.is_some_and(|f| f.contains("hypervisor"));
+    if !by_dmi && !flag {
+        return None;
+    }
+    let name = [vendor, product].into_iter().flatten().collect::<Vec<_>>().join(" ");
+    Some(if name.is_empty() { "the CPU reports a hypervisor".to_string() } else { name })
 }
 
 fn modprobe(root: &HostRoot) -> ModprobeConfig {

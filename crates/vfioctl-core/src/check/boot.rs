@@ -101,8 +101,8 @@ fn iommu(f: &Facts, c: &Cmdline) -> Check {
         };
         let remedy = if firmware {
             format!(
-                "enable {} in the firmware (BIOS/UEFI) setup: the firmware publishes no IOMMU (no ACPI {} table){}",
-                f.vendor.firmware_setting(),
+                "{}: the firmware publishes no IOMMU (no ACPI {} table){}",
+                f.vendor.enable_iommu(f.virtual_machine.as_deref()),
                 if f.vendor == CpuVendor::Intel { "DMAR" } else { "IVRS" },
                 if f.vendor == CpuVendor::Intel && !c.has_value("intel_iommu", "on") {
                     "; then add intel_iommu=on to the kernel command line"

@@ -56,6 +56,9 @@ pub struct Facts {
     pub vendor: CpuVendor,
     /// Flags of /proc/cpuinfo; `None` when unreadable.
     pub cpu_flags: Option<BTreeSet<String>>,
+    /// The hypervisor when this host is itself a virtual machine (the `hypervisor` CPU
+    /// flag, the DMI vendor and product: "QEMU Standard PC (Q35 + ICH9, 2009)").
+    pub virtual_machine: Option<String>,
     pub nodes: DeviceNodes,
     /// cgroup controllers available to this process; `None` when unknown.
     pub cgroup_controllers: Option<BTreeSet<String>>,
@@ -99,6 +102,7 @@ impl Facts {
             live,
             vendor,
             cpu_flags: None,
+            virtual_machine: None,
             nodes: DeviceNodes::default(),
             cgroup_controllers: None,
             acpi_dmar: false,

@@ -64,6 +64,21 @@ fn no_virtualization_flags_skip_kvm_and_iommu_like_virt_host_validate() {
     assert_eq!(by_id(&c, "iommu.acpi").message, "Unknown if this platform has IOMMU support");
 }
 
+/// Regression: inside a virtual machine, `check` told the user to turn the IOMMU on in
+/// the firmware setup; the VM's IOMMU is the hypervisor's to give.
+#[test]
+fn inside_a_vm_the_remedy_is_the_hypervisors_iommu() {
+    let mut f = healthy();
+    f.iommu_groups = Some(0);
+    f.acpi_ivrs = false;
+    let firmware = by_id(&run(&f, None), "cmdline.iommu").remedy.clone().unwrap_or_default();
+    assert!(firmware.starts_with("enable AMD-Vi"), "{firmware}");
+    f.virtual_machine = Some("QEMU Standard PC (Q35 + ICH9, 2009)".into());
+    let vm = by_id(&run(&f, None), "cmdline.iommu").remedy.clone().unwrap_or_default();
+    assert!(vm.starts_with("this host is a virtual machine (QEMU Standard PC (Q35 + ICH9, 2009))"), "{vm}");
+    assert!(vm.contains("-device intel-iommu") && !vm.contains("enable AMD-Vi"), "{vm}");
+}
+
 #[test]
 fn iommu_off_in_the_kernel() {
     let mut f = healthy();

@@ -134,7 +134,7 @@ fn iommu(f: &Facts) -> Vec<Check> {
             format!(
                 "No ACPI {name} table found, IOMMU either disabled in BIOS or not supported by this hardware platform"
             ),
-            format!("enable {} in the firmware (BIOS/UEFI) setup", f.vendor.firmware_setting()),
+            f.vendor.enable_iommu(f.virtual_machine.as_deref()),
         )],
         Some((name, true)) => {
             let mut out = vec![IOMMU_ACPI.pass(format!("ACPI {name} table present"))];

@@ -299,9 +299,16 @@ fn iommu_off(root: &HostRoot) -> CliError {
         remedy.push(format!("the kernel command line turns it off: remove {}", off.join(" ")));
     }
     if hardware.is_empty() {
+        let flags: std::collections::BTreeSet<String> = root
+            .read_optional("/proc/cpuinfo")
+            .ok()
+            .flatten()
+            .map(|c| vfioctl_core::vendor::cpu_flags(&c).into_iter().collect())
+            .unwrap_or_default();
+        let vm = vfioctl_host::facts::virtual_machine(root, Some(&flags));
         remedy.push(format!(
-            "enable {} in the firmware (BIOS/UEFI) setup; the kernel found no IOMMU (no /sys/class/iommu entries)",
-            vendor.firmware_setting()
+            "{}; the kernel found no IOMMU (no /sys/class/iommu entries)",
+            vendor.enable_iommu(vm.as_deref())
         ));
     }
     let param = vendor.iommu_parameter();
