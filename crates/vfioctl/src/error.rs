@@ -139,15 +139,15 @@ impl CliError {
 
 /// Prints the error, its causes and the remedy to stderr.
 pub fn report(e: &CliError) {
-    eprintln!("vfioctl: error: {e}");
+    eprintln_safe!("vfioctl: error: {e}");
     let mut source = e.source();
     while let Some(s) = source {
-        eprintln!("  caused by: {s}");
+        eprintln_safe!("  caused by: {s}");
         source = s.source();
     }
     if let Some(remedy) = e.remedy() {
         for (i, line) in remedy.lines().enumerate() {
-            eprintln!("{}{line}", if i == 0 { "  fix: " } else { "       " });
+            eprintln_safe!("{}{line}", if i == 0 { "  fix: " } else { "       " });
         }
     }
 }

@@ -4,6 +4,13 @@
 //! Exit codes: 0 success, 1 a finding or refusal the user can act on, 2 a usage or
 //! environment error (see README.md).
 
+/// `eprintln!` for messages that carry host data: written [`output::terminal_safe`].
+macro_rules! eprintln_safe {
+    ($($t:tt)*) => {
+        eprintln!("{}", $crate::output::terminal_safe(&format!($($t)*)))
+    };
+}
+
 mod cli;
 mod cmd;
 mod error;

@@ -25,7 +25,7 @@ pub fn plan(host: &Host, req: &Request) -> Result<Plan, CliError> {
     let inv = host.pci()?;
     let (topology, cpu_warnings) = host.topology()?;
     for w in inv.warnings.iter().chain(cpu_warnings) {
-        eprintln!("vfioctl: warning: {w}");
+        eprintln_safe!("vfioctl: warning: {w}");
     }
     let f = host.file_facts();
     let flags: BTreeSet<String> = f.cpu_flags.clone().unwrap_or_default();

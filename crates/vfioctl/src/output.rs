@@ -8,8 +8,42 @@ use vfioctl_core::check::{Check, Status};
 use crate::error::CliError;
 
 /// Writes text to stdout; a broken pipe ends quietly.
+/// Writes text to stdout as a terminal may show it ([`terminal_safe`]).
 pub fn print(text: &str) -> Result<(), CliError> {
-    write_all(text.as_bytes())
+    write_all(terminal_safe(text).as_bytes())
+}
+
+/// Text for a terminal: control characters from host data (names in sysfs and pci.ids,
+/// lines of configuration files, domain names) are shown escaped (`\u{1b}`), so that a
+/// snapshot or domain from someone else cannot move the cursor, retitle the window or hide
+/// text. Line breaks and tabs stay, and so do colour sequences (`ESC [ digits ; … m`, as
+/// `audit` writes them on a terminal), which only change colour.
+pub fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if c == '\u{1b}' {
+            let sgr = rest[1..].strip_prefix('[').and_then(|r| {
+                let n = r.find(|x: char| !(x.is_ascii_digit() || x == ';'))?;
+                (r[n..].starts_with('m')).then_some(n + 3)
+            });
+            if let Some(len) = sgr {
+                out.push_str(&rest[..len]);
+                rest = &rest[len..];
+                continue;
+            }
+        }
+        if c.is_control() && c != '\n' && c != '\t' {
+            out.push_str(&c.escape_unicode().to_string());
+        } else {
+            out.push(c);
+        }
+        rest = &rest[c.len_utf8()..];
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 fn write_all(bytes: &[u8]) -> Result<(), CliError> {
@@ -155,4 +189,20 @@ pub fn write_file(path: &std::path::Path, bytes: &[u8]) -> Result<(), OutError> 
         let _ = std::fs::remove_file(&tmp);
     }
     result.map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: names and lines read from the host reached the terminal with their
+    /// control characters, so a snapshot from someone else could inject escape sequences.
+    #[test]
+    fn host_text_cannot_drive_the_terminal() {
+        assert_eq!(terminal_safe("GeForce\tGTX\n"), "GeForce\tGTX\n");
+        assert_eq!(terminal_safe("evil\u{1b}]0;owned\u{7}name"), "evil\\u{1b}]0;owned\\u{7}name");
+        assert_eq!(terminal_safe("\u{1b}[2J\u{1b}[1;31mred\u{1b}[0m\r"), "\\u{1b}[2J\u{1b}[1;31mred\u{1b}[0m\\u{d}");
+        assert_eq!(terminal_safe("\u{1b}"), "\\u{1b}");
+        assert_eq!(terminal_safe("\u{9b}31m"), "\\u{9b}31m");
+    }
 }

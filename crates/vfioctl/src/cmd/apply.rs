@@ -51,7 +51,7 @@ pub fn run(host: &Host, args: &ApplyArgs) -> Result<Exit, CliError> {
     let planning = planning.as_ref().unwrap_or(host);
     let p = ops::plan(planning, &args.plan.request()?)?;
     for w in &p.warnings {
-        eprintln!("vfioctl: warning: {w}");
+        eprintln_safe!("vfioctl: warning: {w}");
     }
     let evdev = ops::evdev_paths(root, &args.evdev);
     let mut prepared = ops::prepare_apply(planning, &p, args.boot_entry == BootEntry::Separate, &evdev)?;
@@ -76,12 +76,12 @@ pub fn run(host: &Host, args: &ApplyArgs) -> Result<Exit, CliError> {
         return Ok(Exit::Ok);
     }
     if !args.yes && !output::confirm("Apply these changes?")? {
-        eprintln!("vfioctl: nothing changed");
+        eprintln_safe!("vfioctl: nothing changed");
         return Ok(Exit::Finding);
     }
     let fault = injected_fault();
     let _armed = apply::fault::arm(fault);
-    let out = apply::apply(root, &prepared.changes, mode, fault, &mut |m| eprintln!("vfioctl: {m}"))
+    let out = apply::apply(root, &prepared.changes, mode, fault, &mut |m| eprintln_safe!("vfioctl: {m}"))
         .map_err(CliError::Apply)?;
     let mut t = format!(
         "\nApplied: {} files written; journal {}.\n",

@@ -133,7 +133,7 @@ pub fn run(host: &Host, args: &AuditArgs) -> Result<Exit, CliError> {
     }
     let facts = gather(host)?;
     for w in &facts.warnings {
-        eprintln!("vfioctl: warning: {w}");
+        eprintln_safe!("vfioctl: warning: {w}");
     }
     let findings = audit::audit(&doc, &facts.host());
     if !args.fix {
@@ -148,13 +148,16 @@ pub fn run(host: &Host, args: &AuditArgs) -> Result<Exit, CliError> {
     let (fixed, changes) = fix(host, &facts, &doc, &findings)?;
     let after = fixed.write();
     if changes.is_empty() {
-        eprintln!("vfioctl: nothing in the domain to fix automatically");
+        eprintln_safe!("vfioctl: nothing in the domain to fix automatically");
     } else {
         let diff = TextDiff::from_lines(&text, &after);
-        eprint!("{}", diff.unified_diff().context_radius(2).header(&source, "fixed"));
-        eprintln!("vfioctl: {} changes:", changes.len());
+        eprint!(
+            "{}",
+            crate::output::terminal_safe(&diff.unified_diff().context_radius(2).header(&source, "fixed").to_string())
+        );
+        eprintln_safe!("vfioctl: {} changes:", changes.len());
         for c in &changes {
-            eprintln!("  - {c}");
+            eprintln_safe!("  - {c}");
         }
     }
     let left = audit::audit(&fixed, &facts.host());
@@ -162,19 +165,19 @@ pub fn run(host: &Host, args: &AuditArgs) -> Result<Exit, CliError> {
         Format::Json => {
             let report = Report { source: "fixed", findings: &left, summary: summary(&left) };
             let json = serde_json::to_string_pretty(&report).map_err(|e| CliError::Output(std::io::Error::other(e)))?;
-            eprintln!("{json}");
+            eprintln_safe!("{json}");
         }
         Format::Text => {
             if !left.is_empty() {
-                eprintln!("vfioctl: left after the fix (these need the host or you):");
-                eprint!("{}", render_text("fixed domain", &left, false));
+                eprintln_safe!("vfioctl: left after the fix (these need the host or you):");
+                eprint!("{}", crate::output::terminal_safe(&render_text("fixed domain", &left, false)));
             }
         }
     }
     match &args.out {
         Some(path) => {
             output::write_file(path, after.as_bytes()).map_err(CliError::Out)?;
-            eprintln!("vfioctl: wrote {}", path.display());
+            eprintln_safe!("vfioctl: wrote {}", path.display());
         }
         None => output::print(&after)?,
     }
@@ -184,7 +187,7 @@ pub fn run(host: &Host, args: &AuditArgs) -> Result<Exit, CliError> {
             None => connect(args)?,
         };
         let d = c.define(&after).map_err(CliError::Libvirt)?;
-        eprintln!("vfioctl: defined domain {} ({}) at {}", d.name, d.uuid, c.uri());
+        eprintln_safe!("vfioctl: defined domain {} ({}) at {}", d.name, d.uuid, c.uri());
     }
     Ok(exit_for(&left))
 }

@@ -28,7 +28,7 @@ pub fn run(host: &Host, args: &CheckArgs) -> Result<Exit, CliError> {
         Some(_) => {
             let inv = host.pci()?;
             for w in &inv.warnings {
-                eprintln!("vfioctl: warning: {w}");
+                eprintln_safe!("vfioctl: warning: {w}");
             }
             Some(inv)
         }

@@ -17,7 +17,7 @@ pub fn run(h: &Host, args: &DomainArgs) -> Result<Exit, CliError> {
     let root = h.root();
     let p = ops::plan(h, &args.plan.request()?)?;
     for w in &p.warnings {
-        eprintln!("vfioctl: warning: {w}");
+        eprintln_safe!("vfioctl: warning: {w}");
     }
     let os = match args.os {
         OsArg::Win10 => GuestOs::Windows10,
@@ -26,20 +26,20 @@ pub fn run(h: &Host, args: &DomainArgs) -> Result<Exit, CliError> {
     };
     let mut host = ops::domain_host(h, os);
     if host.firmware.is_none() {
-        eprintln!("vfioctl: warning: no OVMF firmware on this host: the domain has no UEFI loader (vfioctl check says how to install it)");
+        eprintln_safe!("vfioctl: warning: no OVMF firmware on this host: the domain has no UEFI loader (vfioctl check says how to install it)");
     }
     if os == GuestOs::Windows11 && !host.firmware.as_ref().is_some_and(|f| f.secure) {
-        eprintln!("vfioctl: warning: no secure-boot OVMF build on this host: Windows 11 setup wants secure boot (install the distribution's secure-boot OVMF)");
+        eprintln_safe!("vfioctl: warning: no secure-boot OVMF build on this host: Windows 11 setup wants secure boot (install the distribution's secure-boot OVMF)");
     }
     let evdev = ops::evdev_paths(root, &args.evdev);
     if !evdev.is_empty() && host.libvirt.is_some_and(|v| v < domain::NATIVE_EVDEV) {
-        eprintln!(
+        eprintln_safe!(
             "vfioctl: note: libvirt before 7.4 takes evdev devices by qemu:commandline; `vfioctl apply … --evdev` adds them to qemu.conf's cgroup_device_acl"
         );
     }
     for e in &evdev {
         if !root.path(e).exists() && std::fs::symlink_metadata(root.path(e)).is_err() {
-            eprintln!("vfioctl: warning: {e} does not exist on this host");
+            eprintln_safe!("vfioctl: warning: {e} does not exist on this host");
         }
     }
     let disk =
@@ -53,7 +53,7 @@ pub fn run(h: &Host, args: &DomainArgs) -> Result<Exit, CliError> {
             return Err(CliError::DiskInUse { disk: d.clone(), name, why });
         }
         if !d.starts_with("/dev/disk/by-") {
-            eprintln!("vfioctl: warning: {d} may name another disk after a reboot; use its /dev/disk/by-id path");
+            eprintln_safe!("vfioctl: warning: {d} may name another disk after a reboot; use its /dev/disk/by-id path");
         }
     }
     let network = match args.network.as_deref() {
@@ -109,7 +109,7 @@ pub fn run(h: &Host, args: &DomainArgs) -> Result<Exit, CliError> {
             let want = domain::document(&p, &host, &req);
             let report = domain::patch(doc, &want);
             let after = doc.write();
-            eprint!("{}", patch_summary(from, before, &after, &report));
+            eprint!("{}", crate::output::terminal_safe(&patch_summary(from, before, &after, &report)));
             after
         }
         _ => domain::render(&p, &host, &req),
@@ -118,9 +118,9 @@ pub fn run(h: &Host, args: &DomainArgs) -> Result<Exit, CliError> {
         let bytes = cli::parse_size_mib(size).map_err(CliError::Usage)? * 1024 * 1024;
         match disk::create_image(root, path, bytes).map_err(CliError::Disk)? {
             disk::Created::New { path, bytes, format } => {
-                eprintln!("vfioctl: created {} ({format}, {} GiB, sparse)", path.display(), bytes >> 30)
+                eprintln_safe!("vfioctl: created {} ({format}, {} GiB, sparse)", path.display(), bytes >> 30)
             }
-            disk::Created::Existed { path, bytes } => eprintln!(
+            disk::Created::Existed { path, bytes } => eprintln_safe!(
                 "vfioctl: {} exists ({} bytes): left as it is, not resized or overwritten",
                 path.display(),
                 bytes
@@ -128,20 +128,22 @@ pub fn run(h: &Host, args: &DomainArgs) -> Result<Exit, CliError> {
         }
     } else if let Some(Disk::Image(path)) = &req.disk {
         if !root.path(path).exists() {
-            eprintln!("vfioctl: warning: {path} does not exist: create it with --disk-size SIZE, or with qemu-img");
+            eprintln_safe!(
+                "vfioctl: warning: {path} does not exist: create it with --disk-size SIZE, or with qemu-img"
+            );
         }
     }
     match &args.out {
         Some(path) => {
             output::write_file(path, xml.as_bytes()).map_err(CliError::Out)?;
-            eprintln!("vfioctl: wrote {}", path.display());
+            eprintln_safe!("vfioctl: wrote {}", path.display());
         }
         None => output::print(&xml)?,
     }
     if args.define {
         let c = required(conn.as_ref())?;
         let d = c.define(&xml).map_err(CliError::Libvirt)?;
-        eprintln!("vfioctl: defined domain {} ({}) at {}", d.name, d.uuid, c.uri());
+        eprintln_safe!("vfioctl: defined domain {} ({}) at {}", d.name, d.uuid, c.uri());
     }
     Ok(Exit::Ok)
 }
@@ -198,7 +200,7 @@ fn from_libvirt(conn: Option<&Libvirt>, host: &mut DomainHost) {
         Ok(x) => match caps::parse(&x.xml) {
             Ok(parsed) => {
                 if let Some(list) = &parsed.hyperv {
-                    eprintln!(
+                    eprintln_safe!(
                         "vfioctl: libvirt at {} offers these Hyper-V enlightenments: {}",
                         c.uri(),
                         if list.is_empty() { "none".to_string() } else { list.join(", ") }
@@ -206,8 +208,8 @@ fn from_libvirt(conn: Option<&Libvirt>, host: &mut DomainHost) {
                 }
                 host.caps = Some(parsed);
             }
-            Err(e) => eprintln!("vfioctl: warning: cannot read libvirt's domain capabilities: {e}"),
+            Err(e) => eprintln_safe!("vfioctl: warning: cannot read libvirt's domain capabilities: {e}"),
         },
-        Err(e) => eprintln!("vfioctl: warning: {e}: using the version tables instead"),
+        Err(e) => eprintln_safe!("vfioctl: warning: {e}: using the version tables instead"),
     }
 }

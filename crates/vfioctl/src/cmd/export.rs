@@ -84,7 +84,7 @@ fn kubevirt(host: &Host, args: &KubevirtArgs) -> Result<Exit, CliError> {
     }
     let p = ops::plan(host, &args.plan.request()?)?;
     for w in &p.warnings {
-        eprintln!("vfioctl: warning: {w}");
+        eprintln_safe!("vfioctl: warning: {w}");
     }
     // The plan read these already (and printed their warnings).
     let (topology, _) = host.topology()?;
@@ -104,17 +104,17 @@ fn kubevirt(host: &Host, args: &KubevirtArgs) -> Result<Exit, CliError> {
     // Never write what KubeVirt's admission webhook would refuse.
     let refused = kubevirt::validate_rules(&e.vm);
     if !refused.is_empty() {
-        eprintln!("vfioctl: error: KubeVirt would refuse this VirtualMachine:");
+        eprintln_safe!("vfioctl: error: KubeVirt would refuse this VirtualMachine:");
         for r in &refused {
-            eprintln!("  - {r}");
+            eprintln_safe!("  - {r}");
         }
-        eprintln!(
+        eprintln_safe!(
             "  fix: change the plan options (e.g. --memory a multiple of the hugepage size, or --hugepages none)"
         );
         return Ok(Exit::Finding);
     }
     for w in &e.summary.warnings {
-        eprintln!("vfioctl: warning: {w}");
+        eprintln_safe!("vfioctl: warning: {w}");
     }
 
     let vm_yaml = format!(
@@ -155,7 +155,7 @@ fn kubevirt(host: &Host, args: &KubevirtArgs) -> Result<Exit, CliError> {
     }
     if args.plan.format == Format::Text {
         for f in &files {
-            eprintln!("vfioctl: wrote {}", f.display());
+            eprintln_safe!("vfioctl: wrote {}", f.display());
         }
     }
     Ok(Exit::Ok)

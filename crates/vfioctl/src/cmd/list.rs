@@ -329,7 +329,7 @@ pub fn run(root: &HostRoot, args: &ListArgs) -> Result<Exit, CliError> {
     };
     let inv = pci::read_fields(root, fields)?;
     for w in &inv.warnings {
-        eprintln!("vfioctl: warning: {w}");
+        eprintln_safe!("vfioctl: warning: {w}");
     }
     let vendors = inv.devices.values().map(|d| d.id.vendor).collect();
     let (db, source) =

@@ -18,7 +18,7 @@ struct SnapshotJson {
 }
 
 pub fn run(root: &HostRoot, args: &SnapshotArgs) -> Result<Exit, CliError> {
-    eprintln!("vfioctl: taking a snapshot of {} …", root.base().display());
+    eprintln_safe!("vfioctl: taking a snapshot of {} …", root.base().display());
     let s = snapshot::create(root, &args.out, args.force).map_err(vfioctl_host::HostError::from)?;
     let unreadable: Vec<String> = s.unreadable.iter().map(|p| p.display().to_string()).collect();
     match args.format {

@@ -91,10 +91,10 @@ pub fn rollback(root: &HostRoot, args: &RollbackArgs) -> Result<Exit, CliError> 
     }
     let mode = if args.no_commands { CommandMode::Never } else { CommandMode::for_root(root) };
     let _armed = apply::fault::arm(super::apply::injected_fault());
-    let out = match apply::rollback(root, mode, &target, args.force, &mut |m| eprintln!("vfioctl: {m}")) {
+    let out = match apply::rollback(root, mode, &target, args.force, &mut |m| eprintln_safe!("vfioctl: {m}")) {
         Ok(o) => o,
         Err(apply::ApplyError::ChangedSinceApply { conflicts }) => {
-            eprint!("{}", render_conflicts(root, &conflicts));
+            eprint!("{}", crate::output::terminal_safe(&render_conflicts(root, &conflicts)));
             return Err(CliError::Apply(apply::ApplyError::ChangedSinceApply { conflicts }));
         }
         Err(e) => return Err(CliError::Apply(e)),

@@ -16,7 +16,7 @@ use crate::output;
 pub fn run(host: &Host, args: &TopologyArgs) -> Result<Exit, CliError> {
     let (topology, warnings) = host.topology()?;
     for w in warnings {
-        eprintln!("vfioctl: warning: {w}");
+        eprintln_safe!("vfioctl: warning: {w}");
     }
     match args.format {
         Format::Json => output::print_json(topology)?,

@@ -129,7 +129,7 @@ pub fn run(host: &Host, args: &VerifyArgs) -> Result<Exit, CliError> {
     if args.devices.is_empty() {
         // (with devices named, the plan printed them already)
         for w in &inv.warnings {
-            eprintln!("vfioctl: warning: {w}");
+            eprintln_safe!("vfioctl: warning: {w}");
         }
     }
     let vfio_groups: Option<BTreeSet<u32>> = match root.list("/dev/vfio") {

@@ -149,3 +149,25 @@ fn an_empty_directory_is_not_a_host() {
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("does not look like a Linux host root"), "{}", run.stderr);
 }
+
+/// Regression: lines read from the host reached the terminal with their control
+/// characters: a snapshot from someone else could retitle the window or clear the screen.
+#[test]
+fn host_text_reaches_the_terminal_escaped() {
+    let (_t, root) = crate::util::copy_host("r2600x");
+    let grub = root.join("etc/default/grub");
+    let text = std::fs::read_to_string(&grub)
+        .expect("grub")
+        .replace("GRUB_CMDLINE_LINUX_DEFAULT=\"", "GRUB_CMDLINE_LINUX_DEFAULT=\"x=\u{1b}]0;owned\u{7}\u{1b}[2J ");
+    std::fs::write(&grub, text).expect("write");
+    for args in [&["check"][..], &["plan", "gpu"], &["apply", "gpu", "--dry-run"]] {
+        let run = crate::util::vfioctl(&root, args);
+        for out in [&run.stdout, &run.stderr] {
+            assert!(!out.contains('\u{1b}') && !out.contains('\u{7}'), "{args:?}: {out}");
+        }
+        if args[0] == "apply" {
+            // The diff shows the line, escaped.
+            assert!(run.stdout.contains("\\u{1b}]0;owned\\u{7}"), "{}", run.stdout);
+        }
+    }
+}
