@@ -4,7 +4,7 @@
 //! or the tree is damaged: the device is left out with a warning naming the file. Optional
 //! facts that are missing or garbage become unknown (`None`) with a warning when garbage.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -365,6 +365,35 @@ fn match_groups(listing: GroupListing, inv: &mut PciInventory) -> Result<Vec<Iom
     }
     groups.sort_by_key(|g| g.id);
     Ok(groups)
+}
+
+impl PciInventory {
+    /// The read problems that concern `passed` devices: a file of a device in the same
+    /// slot as one of them or in one of their IOMMU groups (its `numa_node`, its group
+    /// link, the device left out altogether), or of one of their groups' listings. Any of
+    /// them makes a plan a guess: half a card, a group member not seen, vCPUs on the wrong
+    /// node.
+    pub fn problems_for(&self, passed: &[PciAddress]) -> Vec<&Warning> {
+        let groups: BTreeSet<u32> = passed.iter().filter_map(|a| self.devices.get(a)?.iommu_group).collect();
+        let slot = |a: &PciAddress| (a.domain, a.bus, a.device);
+        let slots: BTreeSet<_> = passed.iter().map(slot).collect();
+        let in_groups: BTreeSet<PciAddress> =
+            self.groups.iter().filter(|g| groups.contains(&g.id)).flat_map(|g| g.devices.iter().copied()).collect();
+        self.warnings
+            .iter()
+            .filter(|w| {
+                let mut parts = w.path.strip_prefix(PCI_DEVICES).ok().into_iter().flat_map(|p| p.components());
+                let device = parts.next().and_then(|c| c.as_os_str().to_str()?.parse::<PciAddress>().ok());
+                if let Some(a) = device {
+                    return slots.contains(&slot(&a)) || in_groups.contains(&a);
+                }
+                let mut parts = w.path.strip_prefix(IOMMU_GROUPS).ok().into_iter().flat_map(|p| p.components());
+                let group = parts.next().and_then(|c| c.as_os_str().to_str()?.parse::<u32>().ok());
+                // A group whose members could not be read may be any device's.
+                group.is_some_and(|g| groups.contains(&g) || !self.groups.iter().any(|x| x.id == g))
+            })
+            .collect()
+    }
 }
 
 /// Which IOMMU the firmware exposes, for the remedy text.

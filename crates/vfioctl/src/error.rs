@@ -37,6 +37,9 @@ pub enum CliError {
     Apply(vfioctl_host::apply::ApplyError),
     #[error("{0}")]
     Usage(String),
+    /// A file that decides the plan (a passed device's slot, group or NUMA node) cannot be read.
+    #[error("cannot plan from a guess: {path}: {message}")]
+    Unreadable { path: String, message: String },
     /// `--disk` names a block device the host uses.
     #[error("--disk {disk}: {name} is {why}; the guest would write over the host's data")]
     DiskInUse { disk: String, name: String, why: String },
@@ -91,7 +94,8 @@ impl CliError {
             | CliError::Selector(_)
             | CliError::Input { .. }
             | CliError::DomainXml { .. }
-            | CliError::Disk(_) => Exit::Env,
+            | CliError::Disk(_)
+            | CliError::Unreadable { .. } => Exit::Env,
             // libvirt refusing the domain is a finding about it; no connection is the environment.
             CliError::Libvirt(vfioctl_host::libvirt::LibvirtError::Refused { .. }) => Exit::Finding,
             CliError::Libvirt(_) | CliError::ReadOnlyRoot(_) => Exit::Env,
@@ -121,6 +125,9 @@ impl CliError {
             )),
             CliError::Apply(e) => e.remedy(),
             CliError::NeedsYes | CliError::Usage(_) => None,
+            CliError::Unreadable { .. } => Some(
+                "run vfioctl as root (or on a `vfioctl snapshot` taken as root) so that the file can be read; --force plans without it, and you take on what it would have said".into(),
+            ),
             CliError::DiskInUse { .. } => Some(
                 "give the guest a disk the host does not use (its /dev/disk/by-id path), or an image file: --disk /var/lib/libvirt/images/NAME.qcow2 --disk-size 100G".into(),
             ),

@@ -47,7 +47,24 @@ pub fn plan(host: &Host, req: &Request) -> Result<Plan, CliError> {
             _ => vfioctl_host::boot::intel_iommu_on_by_default(host.root()),
         },
     };
-    plan::build(&plan_host, req).map_err(CliError::Plan)
+    let mut p = plan::build(&plan_host, req).map_err(CliError::Plan)?;
+    // Unknown is not safe: a file of a passed device's slot or group that could not be read
+    // makes the plan a guess (half the card, a member not seen, the wrong NUMA node).
+    let passed: Vec<_> = p.devices.iter().map(|d| d.address).collect();
+    let problems = inv.problems_for(&passed);
+    if let Some(w) = problems.first() {
+        if !req.force {
+            return Err(CliError::Unreadable { path: w.path.display().to_string(), message: w.message.clone() });
+        }
+        for w in problems {
+            p.warnings.push(format!(
+                "--force: planned without {}: {}; you take on a plan that may miss part of the card, a member of its IOMMU group, or its NUMA node",
+                w.path.display(),
+                w.message
+            ));
+        }
+    }
+    Ok(p)
 }
 
 /// What the domain depends on besides the plan, from the host's facts (versions from

@@ -241,3 +241,40 @@ fn intel_iommu_on_does_not_rely_on_a_build_default() {
     .expect("write");
     assert!(add(&root).contains(&"intel_iommu=on".to_string()));
 }
+
+/// Regression: unreadable sysfs values that decide the plan (a passed device's
+/// `numa_node`, its IOMMU group's member list) gave a plan in silence; now the plan refuses
+/// naming the file, and `--force` plans with a warning of what it takes on. Files of
+/// devices elsewhere do not matter.
+#[test]
+fn a_passed_devices_unreadable_facts_stop_the_plan() {
+    let (_t, root) = crate::util::copy_host("r2600x");
+    let dev = |a: &str| root.join("sys/bus/pci/devices").join(a);
+    let numa = dev("0000:09:00.1").join("numa_node");
+    let real = std::fs::canonicalize(&numa).expect("numa_node");
+    std::fs::write(&real, "zero\n").expect("write");
+    let run = vfioctl(&root, &["plan", "gpu"]);
+    assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("cannot plan from a guess: /sys/bus/pci/devices/0000:09:00.1/numa_node"),
+        "{}",
+        run.stderr
+    );
+    let forced = vfioctl(&root, &["plan", "gpu", "--force"]);
+    assert_eq!(forced.code, 0, "{}", forced.stderr);
+    assert!(
+        forced.stdout.contains("--force: planned without /sys/bus/pci/devices/0000:09:00.1/numa_node"),
+        "{}",
+        forced.stdout
+    );
+    std::fs::write(&real, "0\n").expect("write");
+    assert_eq!(vfioctl(&root, &["plan", "gpu"]).code, 0);
+    // The group's member list, unreadable: which devices share it is unknown.
+    let members = root.join("sys/kernel/iommu_groups/16/devices");
+    let real = std::fs::canonicalize(&members).expect("group");
+    std::fs::remove_dir_all(&real).expect("rm");
+    std::fs::write(&real, "").expect("a file, not a directory");
+    let run = vfioctl(&root, &["plan", "gpu"]);
+    assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("/sys/kernel/iommu_groups/16/devices"), "{}", run.stderr);
+}
