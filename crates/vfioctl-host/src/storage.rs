@@ -405,7 +405,7 @@ mod tests {
         let lv = block(r, "dm-1", "virtual/block", "253:1");
         stack(&p2, &crypt);
         stack(&crypt, &lv);
-        let swap = block(r, "nvme1n1p1", &nvme("2", "nvme1"), "259:5");
+        block(r, "nvme1n1p1", &nvme("2", "nvme1"), "259:5");
         let pv = block(r, "nvme2n1p1", &nvme("3", "nvme2"), "259:8");
         let idle = block(r, "dm-2", "virtual/block", "253:2");
         stack(&pv, &idle);
