@@ -120,6 +120,9 @@ impl Host {
             return Ok(f);
         }
         let devices = &self.pci()?.devices;
+        // Absent is "no framebuffers known"; unreadable is not: a boot framebuffer inside a
+        // passed GPU decides the plan (video=efifb:off).
+        self.root.read_optional("/proc/iomem")?;
         let f = self
             .file_facts()
             .iomem

@@ -278,3 +278,18 @@ fn a_passed_devices_unreadable_facts_stop_the_plan() {
     assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
     assert!(run.stderr.contains("/sys/kernel/iommu_groups/16/devices"), "{}", run.stderr);
 }
+
+/// Unknown is not safe: `/proc/iomem` that cannot be read (here a directory) would hide a
+/// boot framebuffer inside the passed GPU; the plan stops naming it instead of leaving
+/// `video=efifb:off` out.
+#[test]
+fn an_unreadable_iomem_stops_the_plan() {
+    let (_t, root) = crate::util::copy_host("r2600x");
+    let _ = std::fs::remove_file(root.join("proc/iomem"));
+    std::fs::create_dir_all(root.join("proc/iomem")).expect("mkdir");
+    let run = vfioctl(&root, &["plan", "gpu"]);
+    assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("/proc/iomem"), "{}", run.stderr);
+    std::fs::remove_dir(root.join("proc/iomem")).expect("rm");
+    assert_eq!(vfioctl(&root, &["plan", "gpu"]).code, 0, "absent is no framebuffer known");
+}
