@@ -197,6 +197,11 @@ struct Header {
 
 impl Header {
     fn of(config: &[u8]) -> Option<Header> {
+        // The kernel hands out at least the 64-byte standard header (256 or 4096 bytes to
+        // root): anything shorter is not a config space.
+        if config.len() < 64 {
+            return None;
+        }
         let word = |at: usize| config.get(at..at + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
         let ids = VendorDevice { vendor: word(0)?, device: word(2)? };
         if ids.vendor == 0xffff || ids.vendor == 0 {

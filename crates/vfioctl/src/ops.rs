@@ -28,6 +28,24 @@ pub fn plan(host: &Host, req: &Request) -> Result<Plan, CliError> {
         eprintln_safe!("vfioctl: warning: {w}");
     }
     let f = host.file_facts();
+    // Unknown is not safe: the CPU topology places the vCPUs, the CPU vendor names the
+    // IOMMU parameter, the boot files say what the next boot has.
+    let mut unknown: Vec<(String, String)> =
+        cpu_warnings.iter().map(|w| (w.path.display().to_string(), w.message.clone())).collect();
+    if f.vendor == vfioctl_core::vendor::CpuVendor::Other {
+        unknown.push((
+            "/proc/cpuinfo".into(),
+            "no vendor_id line of AMD or Intel: which IOMMU parameter the host needs is unknown".into(),
+        ));
+    }
+    if let Some(problem) = &host.boot().problem {
+        unknown.push(("the boot configuration".into(), problem.clone()));
+    }
+    if let Some((path, message)) = unknown.first() {
+        if !req.force {
+            return Err(CliError::Unreadable { path: path.clone(), message: message.clone() });
+        }
+    }
     let flags: BTreeSet<String> = f.cpu_flags.clone().unwrap_or_default();
     let next = f.next_boot.as_ref().map(|n| (n.source.as_str(), &n.cmdline));
     let plan_host = PlanHost {
@@ -47,7 +65,24 @@ pub fn plan(host: &Host, req: &Request) -> Result<Plan, CliError> {
             _ => vfioctl_host::boot::intel_iommu_on_by_default(host.root()),
         },
     };
-    let mut p = plan::build(&plan_host, req).map_err(CliError::Plan)?;
+    let mut p = match plan::build(&plan_host, req) {
+        Ok(p) => p,
+        Err(e) => {
+            // A device left out (its files unreadable) may be the one asked for.
+            let none = matches!(e, plan::PlanError::Selector(_) | plan::PlanError::NoDevices);
+            let left_out =
+                inv.warnings.iter().find(|w| w.message.starts_with("device ") && w.message.contains(" left out: "));
+            return Err(match left_out {
+                Some(w) if none && !req.force => {
+                    CliError::Unreadable { path: w.path.display().to_string(), message: w.message.clone() }
+                }
+                _ => CliError::Plan(e),
+            });
+        }
+    };
+    for (path, message) in &unknown {
+        p.warnings.push(format!("--force: planned without {path}: {message}"));
+    }
     // Unknown is not safe: a file of a passed device's slot or group that could not be read
     // makes the plan a guess (half the card, a member not seen, the wrong NUMA node).
     let passed: Vec<_> = p.devices.iter().map(|d| d.address).collect();

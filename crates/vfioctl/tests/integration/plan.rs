@@ -293,3 +293,67 @@ fn an_unreadable_iomem_stops_the_plan() {
     std::fs::remove_dir(root.join("proc/iomem")).expect("rm");
     assert_eq!(vfioctl(&root, &["plan", "gpu"]).code, 0, "absent is no framebuffer known");
 }
+
+/// Unknown is not safe, property-style on r2600x: each file that decides the plan, filled
+/// with garbage or made unreadable (a directory), either stops the plan naming it or gives
+/// the very plan the intact host gives, never another plan in silence.
+#[test]
+fn a_broken_fact_refuses_naming_it_or_changes_nothing() {
+    let host = example_host("r2600x");
+    let plan = |root: &Path| {
+        let run = vfioctl(root, &["plan", "gpu", "--format", "json"]);
+        let v: Option<serde_json::Value> = serde_json::from_str(&run.stdout).ok();
+        let stable = v.map(|mut v| {
+            if let Some(o) = v.as_object_mut() {
+                o.remove("warnings");
+                o.remove("reasons");
+            }
+            v
+        });
+        (run.code, stable, run.stderr)
+    };
+    let (code, intact, _) = plan(&host);
+    assert_eq!(code, 0);
+    let dev = "sys/devices/pci0000:00/0000:00:03.1";
+    let files = [
+        "proc/cpuinfo".to_string(),
+        "proc/self/mountinfo".into(),
+        "proc/iomem".into(),
+        "sys/devices/system/node/node0/cpulist".into(),
+        "sys/devices/system/node/node0/meminfo".into(),
+        format!("{dev}/0000:09:00.0/config"),
+        format!("{dev}/0000:09:00.0/class"),
+        format!("{dev}/0000:09:00.0/numa_node"),
+        format!("{dev}/0000:09:00.0/boot_vga"),
+        format!("{dev}/0000:09:00.1/vendor"),
+        format!("{dev}/0000:09:00.1/reset_method"),
+    ];
+    let mut failures = Vec::new();
+    for f in &files {
+        for garbage in [true, false] {
+            let (_t, root) = crate::util::copy_host("r2600x");
+            let p = root.join(f);
+            assert!(p.is_file(), "{f}");
+            if garbage {
+                std::fs::write(&p, "zz\u{1}garbage\n").expect("write");
+            } else {
+                std::fs::remove_file(&p).expect("rm");
+                std::fs::create_dir(&p).expect("mkdir");
+            }
+            let (code, got, stderr) = plan(&root);
+            // The file by its own path, or by the device link sysfs readers use.
+            let name = f.rsplit('/').next().unwrap_or(f);
+            let named =
+                stderr.contains(f.as_str()) || (stderr.contains(name) && stderr.contains("cannot plan from a guess"));
+            let ok = if code == 0 { got == intact } else { named };
+            if !ok {
+                failures.push(format!(
+                    "{f} ({}): exit {code}: {}",
+                    if garbage { "garbage" } else { "unreadable" },
+                    stderr.lines().last().unwrap_or("")
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
