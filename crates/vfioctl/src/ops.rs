@@ -30,8 +30,20 @@ pub fn plan(host: &Host, req: &Request) -> Result<Plan, CliError> {
     let f = host.file_facts();
     // Unknown is not safe: the CPU topology places the vCPUs, the CPU vendor names the
     // IOMMU parameter, the boot files say what the next boot has.
-    let mut unknown: Vec<(String, String)> =
-        cpu_warnings.iter().map(|w| (w.path.display().to_string(), w.message.clone())).collect();
+    // A file of a node or a CPU that could not be read or understood; a reading the CPU
+    // reader settled itself (L3 domains numbered by first CPU, named by the directory) is
+    // not one.
+    let mut unknown: Vec<(String, String)> = cpu_warnings
+        .iter()
+        .filter(|w| {
+            let p = w.path.display().to_string();
+            p.starts_with("/sys/devices/system/node/")
+                || p.strip_prefix("/sys/devices/system/cpu/cpu")
+                    .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()))
+                || p == "/proc/cpuinfo"
+        })
+        .map(|w| (w.path.display().to_string(), w.message.clone()))
+        .collect();
     if f.vendor == vfioctl_core::vendor::CpuVendor::Other {
         unknown.push((
             "/proc/cpuinfo".into(),

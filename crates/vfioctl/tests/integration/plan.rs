@@ -357,3 +357,17 @@ fn a_broken_fact_refuses_naming_it_or_changes_nothing() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Regression (the IOMMU lab's AMD guest): L3 cache ids that disagree with
+/// `shared_cpu_list` are a reading the CPU reader settles itself (domains numbered by first
+/// CPU), with a warning; it must not stop the plan as an unknown fact does.
+#[test]
+fn a_settled_cpu_reading_does_not_stop_the_plan() {
+    let (_t, root) = crate::util::copy_host("r2600x");
+    let id = root.join("sys/devices/system/cpu/cpu0/cache/index3/id");
+    let real = std::fs::canonicalize(&id).expect("index3/id");
+    std::fs::write(real, "9\n").expect("write");
+    let run = vfioctl(&root, &["plan", "gpu"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("L3 domains are numbered by first CPU"), "{}", run.stderr);
+}
