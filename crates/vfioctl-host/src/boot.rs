@@ -196,28 +196,46 @@ pub fn mkinitcpio_config(root: &HostRoot) -> Result<PathBuf, String> {
     }
 }
 
+/// A configuration file and its drop-ins as their program reads them: `main` first (when
+/// it exists), then every name ending in `ext` of `dirs` (highest priority first, a name in
+/// an earlier directory hiding the same name in later ones) in name order. A file or
+/// directory that cannot be read is an error; only "no such file" is absent.
+pub fn config_files(
+    root: &HostRoot,
+    main: Option<&str>,
+    dirs: &[&str],
+    ext: &str,
+) -> Result<Vec<(PathBuf, String)>, crate::root::RootError> {
+    let mut files = Vec::new();
+    if let Some(main) = main {
+        if let Some(t) = root.read_optional(main)? {
+            files.push((PathBuf::from(main), t));
+        }
+    }
+    let mut listing = Vec::new();
+    for d in dirs {
+        match root.list(d) {
+            Ok(n) => listing.push((*d, n)),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    for p in edit::dropin_order(&listing, ext) {
+        if let Some(t) = root.read_optional(&p)? {
+            files.push((PathBuf::from(p), t));
+        }
+    }
+    Ok(files)
+}
+
 /// mkinitcpio's configuration in the order it sources it: its configuration file
 /// ([`mkinitcpio_config`]), then the `*.conf` of that file's `.d` directory
 /// (`/etc/mkinitcpio.conf.d`) by name. Unreadable is an error, never absent.
 pub fn mkinitcpio_files(root: &HostRoot) -> Result<Vec<(PathBuf, String)>, String> {
     let config = mkinitcpio_config(root)?;
-    let mut files = Vec::new();
-    if let Some(t) = root.read_optional(&config).map_err(|e| e.to_string())? {
-        files.push((config.clone(), t));
-    }
-    let dir = PathBuf::from(format!("{}.d", config.display()));
-    let names = match root.list(&dir) {
-        Ok(n) => n,
-        Err(e) if e.is_not_found() => Vec::new(),
-        Err(e) => return Err(e.to_string()),
-    };
-    for n in names.iter().filter(|n| n.ends_with(".conf")) {
-        let path = dir.join(n);
-        if let Some(t) = root.read_optional(&path).map_err(|e| e.to_string())? {
-            files.push((path, t));
-        }
-    }
-    Ok(files)
+    let config = config.display().to_string();
+    let dir = format!("{config}.d");
+    config_files(root, Some(&config), &[&dir], ".conf").map_err(|e| e.to_string())
 }
 
 /// Where mkinitcpio's presets live.
@@ -242,46 +260,14 @@ pub const DRACUT_DIRS: &[&str] = &["/etc/dracut.conf.d", "/usr/lib/dracut/dracut
 /// dracut's configuration in the order dracut sources it: `/etc/dracut.conf`, then the
 /// `*.conf` of both drop-in directories by name. Unreadable is an error, never absent.
 pub fn dracut_files(root: &HostRoot) -> Result<Vec<(PathBuf, String)>, crate::root::RootError> {
-    let mut files = Vec::new();
-    if let Some(t) = root.read_optional(DRACUT_CONF)? {
-        files.push((PathBuf::from(DRACUT_CONF), t));
-    }
-    let mut listing = Vec::new();
-    for d in DRACUT_DIRS {
-        match root.list(d) {
-            Ok(n) => listing.push((*d, n)),
-            Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(e),
-        }
-    }
-    for p in edit::dropin_order(&listing, ".conf") {
-        if let Some(t) = root.read_optional(&p)? {
-            files.push((PathBuf::from(p), t));
-        }
-    }
-    Ok(files)
+    config_files(root, Some(DRACUT_CONF), DRACUT_DIRS, ".conf")
 }
 
 /// GRUB's defaults in the order grub-mkconfig sources them: `/etc/default/grub`, then
 /// `/etc/default/grub.d/*.cfg` by name, with their text. A file or directory that cannot
 /// be read is an error (only "no such file" is absent).
 pub fn grub_files(root: &HostRoot) -> Result<Vec<(PathBuf, String)>, crate::root::RootError> {
-    let mut files = Vec::new();
-    if let Some(t) = root.read_optional(DEFAULT_GRUB)? {
-        files.push((PathBuf::from(DEFAULT_GRUB), t));
-    }
-    let names = match root.list(GRUB_D) {
-        Ok(n) => n,
-        Err(e) if e.is_not_found() => Vec::new(),
-        Err(e) => return Err(e),
-    };
-    for n in names.iter().filter(|n| n.ends_with(".cfg")) {
-        let path = Path::new(GRUB_D).join(n);
-        if let Some(t) = root.read_optional(&path)? {
-            files.push((path, t));
-        }
-    }
-    Ok(files)
+    config_files(root, Some(DEFAULT_GRUB), &[GRUB_D], ".cfg")
 }
 
 /// The index of the file whose `GRUB_CMDLINE_LINUX_DEFAULT` grub-mkconfig uses: the last

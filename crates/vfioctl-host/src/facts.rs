@@ -266,21 +266,9 @@ fn modprobe(root: &HostRoot) -> ModprobeConfig {
 /// The modprobe.d files of the root in kmod's order, with their text; a directory or file
 /// that cannot be read is an error (only "no such file" is absent).
 pub fn modprobe_files(root: &HostRoot) -> Result<Vec<modprobe_d::File>, crate::root::RootError> {
-    let mut listing = Vec::new();
-    for d in MODPROBE_DIRS {
-        match root.list(d) {
-            Ok(names) => listing.push((*d, names)),
-            Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(e),
-        }
-    }
-    let mut files = Vec::new();
-    for path in modprobe_d::order(&listing) {
-        if let Some(text) = root.read_optional(&path)? {
-            files.push(modprobe_d::File { path, text });
-        }
-    }
-    Ok(files)
+    // MODPROBE_DIRS is kmod's priority order, which `config_files` keeps.
+    let files = crate::boot::config_files(root, None, MODPROBE_DIRS, ".conf")?;
+    Ok(files.into_iter().map(|(path, text)| modprobe_d::File { path: path.display().to_string(), text }).collect())
 }
 
 fn hugepages(root: &HostRoot) -> Vec<HugepagePool> {

@@ -594,23 +594,15 @@ pub fn prepare(host: &Host, plan: &Plan, separate_entry: bool) -> Result<Prepare
 fn sysctl_files(root: &HostRoot) -> Result<Vec<(PathBuf, String)>, ChangeError> {
     const DIRS: &[&str] =
         &["/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d", "/lib/sysctl.d"];
-    let mut listing = Vec::new();
-    for d in DIRS {
-        match root.list(d) {
-            Ok(n) => listing.push((*d, n)),
-            Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(ChangeError::Read(e)),
-        }
-    }
-    let mut out = Vec::new();
-    for p in edit::dropin_order(&listing, ".conf").into_iter().chain(["/etc/sysctl.conf".to_string()]) {
-        // Debian's /etc/sysctl.d/99-sysctl.conf is a link to ../sysctl.conf: read once.
-        if p == "/etc/sysctl.d/99-sysctl.conf" && root.real_path(&p).ok() == root.real_path("/etc/sysctl.conf").ok() {
-            continue;
-        }
-        if let Some(t) = read(root, Path::new(&p))? {
-            out.push((PathBuf::from(p), t));
-        }
+    let mut out = crate::boot::config_files(root, None, DIRS, ".conf").map_err(ChangeError::Read)?;
+    // Debian's /etc/sysctl.d/99-sysctl.conf is a link to ../sysctl.conf: read once.
+    let same = |p: &str| root.real_path(p).ok();
+    out.retain(|(p, _)| {
+        p != Path::new("/etc/sysctl.d/99-sysctl.conf")
+            || same("/etc/sysctl.d/99-sysctl.conf") != same("/etc/sysctl.conf")
+    });
+    if let Some(t) = read(root, Path::new("/etc/sysctl.conf"))? {
+        out.push((PathBuf::from("/etc/sysctl.conf"), t));
     }
     Ok(out)
 }
