@@ -341,6 +341,16 @@ fn every_example_host_applies_once_and_rolls_back_whole() {
     assert!(applied >= 8, "only {applied} example hosts applied");
 }
 
+/// The same apply again changes nothing, and rollback restores the tree `before` byte for
+/// byte.
+#[track_caller]
+fn again_nothing_then_rollback(root: &Path, apply: &[&str], before: &BTreeMap<PathBuf, (Vec<u8>, u32)>) {
+    let again = vfioctl(root, apply);
+    assert!(again.stdout.starts_with("Nothing to do"), "{}{}", again.stdout, again.stderr);
+    assert_eq!(vfioctl(root, &["rollback", "--yes", "--no-commands"]).code, 0);
+    assert_eq!(&tree(root), before);
+}
+
 /// What bash prints running `script` with the host root as `$1` (the consumer's own
 /// reading of shell-syntax configuration); the script must succeed.
 pub(crate) fn bash_in(root: &Path, script: &str) -> String {
@@ -367,10 +377,7 @@ fn the_users_iommu_options_are_merged_not_replaced() {
     let c: Vec<&str> = line.split_whitespace().collect();
     assert!(c.contains(&"intel_iommu=on,igfx_off"), "{line}");
     assert!(c.contains(&"iommu=pt,on,igfx_off"), "{line}");
-    let again = vfioctl(&root, &["apply", "gpu", "--yes", "--no-commands"]);
-    assert!(again.stdout.starts_with("Nothing to do"), "{}{}", again.stdout, again.stderr);
-    assert_eq!(vfioctl(&root, &["rollback", "--yes", "--no-commands"]).code, 0);
-    assert_eq!(tree(&root), before);
+    again_nothing_then_rollback(&root, &["apply", "gpu", "--yes", "--no-commands"], &before);
 }
 
 /// What vfio-pci is loaded with, as kmod reads the root's modprobe.d: every `options`
@@ -440,10 +447,7 @@ fn modprobe_d_is_edited_where_kmod_takes_the_value_from() {
         own.starts_with("options kvm_amd nested=1\n") && own.ends_with("options kvm report_ignored_msrs=0\n"),
         "{own}"
     );
-    let again = vfioctl(&root, &args("apply", &["--yes", "--no-commands"]));
-    assert!(again.stdout.starts_with("Nothing to do"), "{}{}", again.stdout, again.stderr);
-    assert_eq!(vfioctl(&root, &["rollback", "--yes", "--no-commands"]).code, 0);
-    assert_eq!(tree(&root), before);
+    again_nothing_then_rollback(&root, &args("apply", &["--yes", "--no-commands"]), &before);
 }
 
 /// Regression: the user's ids on one `options vfio-pci` line and `disable_vga=1` on the
@@ -466,10 +470,7 @@ fn split_options_lines_keep_the_users_ids_effective() {
     for id in ["10de:1b81", "10de:10f0", "10de:1b06", "10de:10ef"] {
         assert!(ids.split(',').any(|x| x == id), "{id} not in the ids vfio-pci gets ({ids}): {opts:?}");
     }
-    let again = vfioctl(&root, &args("apply", &["--yes", "--no-commands"]));
-    assert!(again.stdout.starts_with("Nothing to do"), "{}{}", again.stdout, again.stderr);
-    assert_eq!(vfioctl(&root, &["rollback", "--yes", "--no-commands"]).code, 0);
-    assert_eq!(tree(&root), before);
+    again_nothing_then_rollback(&root, &args("apply", &["--yes", "--no-commands"]), &before);
 }
 
 /// Regression: mkinitcpio's HOOKS without `modconf` keeps /etc/modprobe.d out of the
@@ -536,10 +537,7 @@ fn a_grub_d_drop_in_that_wins_gets_the_edit() {
     }
     assert!(words.iter().any(|w| w.starts_with("vfio-pci.ids=")), "{now}");
     assert!(run.stdout.contains("50-cloudimg-settings.cfg"), "{}", run.stdout);
-    let again = vfioctl(&root, &["apply", "gpu", "--yes", "--no-commands"]);
-    assert!(again.stdout.starts_with("Nothing to do"), "{}{}", again.stdout, again.stderr);
-    assert_eq!(vfioctl(&root, &["rollback", "--yes", "--no-commands"]).code, 0);
-    assert_eq!(tree(&root), before);
+    again_nothing_then_rollback(&root, &["apply", "gpu", "--yes", "--no-commands"], &before);
 }
 
 /// The check after editing: a value that comes through another variable cannot be edited
@@ -617,10 +615,7 @@ fn a_later_dracut_file_replacing_force_drivers_gets_the_modules() {
     for m in ["nvme", "vfio", "vfio_iommu_type1", "vfio_pci"] {
         assert!(words.contains(&m), "{m} not in {forced:?}");
     }
-    let again = vfioctl(&root, &["apply", "gpu", "--yes", "--no-commands"]);
-    assert!(again.stdout.starts_with("Nothing to do"), "{}{}", again.stdout, again.stderr);
-    assert_eq!(vfioctl(&root, &["rollback", "--yes", "--no-commands"]).code, 0);
-    assert_eq!(tree(&root), before);
+    again_nothing_then_rollback(&root, &["apply", "gpu", "--yes", "--no-commands"], &before);
 }
 
 /// The check after the edit: a later modprobe.d file sets vfio-pci's ids on a continued
@@ -660,8 +655,5 @@ fn a_conflicting_sysctl_hugepage_reservation_is_reconciled() {
         r#"for f in "$1"/etc/sysctl.d/*.conf "$1"/etc/sysctl.conf; do [ -e "$f" ] && grep -hE '^[[:space:]]*-?vm[./]nr_(overcommit_)?hugepages' "$f"; done; true"#,
     );
     assert_eq!(set, "", "the reservation is still set");
-    let again = vfioctl(&root, &["apply", "gpu", "--yes", "--no-commands"]);
-    assert!(again.stdout.starts_with("Nothing to do"), "{}{}", again.stdout, again.stderr);
-    assert_eq!(vfioctl(&root, &["rollback", "--yes", "--no-commands"]).code, 0);
-    assert_eq!(tree(&root), before);
+    again_nothing_then_rollback(&root, &["apply", "gpu", "--yes", "--no-commands"], &before);
 }
