@@ -364,6 +364,7 @@ impl Copier<'_> {
             }
         }
         self.cgroups()?;
+        self.storage()?;
         self.programs()
     }
 
@@ -375,7 +376,11 @@ impl Copier<'_> {
             mountinfo.lines().filter(|l| l.contains(" - cgroup ") || l.contains(" - cgroup2 ")).collect();
         // Filesystems on block devices, for `plan`'s refusal to pass their controllers;
         // mount points under home and removable-media directories lose their names.
-        let mut block = Vec::new();
+        let mut block: Vec<String> = mountinfo
+            .lines()
+            .filter(|l| l.split_once(" - ").is_some_and(|(_, r)| r.starts_with("zfs ")))
+            .map(redact_mount_line)
+            .collect();
         for (majmin, _, _) in crate::storage::block_mounts(&mountinfo) {
             let Some(line) = mountinfo.lines().find(|l| l.split_whitespace().nth(2) == Some(majmin.as_str())) else {
                 continue;
@@ -409,6 +414,61 @@ impl Copier<'_> {
         Ok(())
     }
 
+    /// What `storage` reads besides the mounts: swap, every block device with the devices
+    /// stacked on it (`holders`), the members of each btrfs, the imported ZFS pools and,
+    /// from udev's database, only the filesystem type and label of each block device.
+    fn storage(&mut self) -> Result<(), SnapshotError> {
+        self.file(Path::new("/proc/swaps"), 1 << 20)?;
+        for d in ["/sys/class/block", "/sys/dev/block"] {
+            for name in self.src.list(d).unwrap_or_default() {
+                let Some(dir) = self.link(&Path::new(d).join(&name))? else { continue };
+                self.block_dir(&dir, 0)?;
+                let holders = dir.join("holders");
+                self.mkdir(&holders)?;
+                for h in self.src.list(&holders).unwrap_or_default() {
+                    if let Some(t) = self.link(&holders.join(h))? {
+                        self.block_dir(&t, 0)?;
+                    }
+                }
+                if d == "/sys/dev/block" {
+                    self.udev_fs(&name)?;
+                }
+            }
+        }
+        for fs_id in self.src.list("/sys/fs/btrfs").unwrap_or_default() {
+            let devices = Path::new("/sys/fs/btrfs").join(fs_id).join("devices");
+            for m in self.src.list(&devices).unwrap_or_default() {
+                self.link(&devices.join(m))?;
+            }
+        }
+        for pool in self.src.list("/proc/spl/kstat/zfs").unwrap_or_default() {
+            self.file(&Path::new("/proc/spl/kstat/zfs").join(pool).join("state"), 4096)?;
+        }
+        Ok(())
+    }
+
+    /// `/run/udev/data/bMAJ:MIN` reduced to the filesystem type and label (no serials).
+    fn udev_fs(&mut self, majmin: &str) -> Result<(), SnapshotError> {
+        let path = Path::new("/run/udev/data").join(format!("b{majmin}"));
+        let text = match self.src.read_optional(&path) {
+            Ok(Some(t)) => t,
+            Ok(None) => return Ok(()),
+            Err(_) => {
+                self.summary.unreadable.push(path);
+                return Ok(());
+            }
+        };
+        let kept: String = text
+            .lines()
+            .filter(|l| l.starts_with("E:ID_FS_TYPE=") || l.starts_with("E:ID_FS_LABEL="))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        if kept.is_empty() {
+            return Ok(());
+        }
+        self.put(&path, kept.as_bytes())
+    }
+
     /// A block device's sysfs directory (its `dev` file) and, for device-mapper and md,
     /// its `slaves` links, recursively.
     fn block_dir(&mut self, dir: &Path, depth: usize) -> Result<(), SnapshotError> {
@@ -417,6 +477,7 @@ impl Copier<'_> {
         }
         self.mkdir(dir)?;
         self.file(&dir.join("dev"), 64)?;
+        self.file(&dir.join("dm/name"), 256)?;
         for s in self.src.list(dir.join("slaves")).unwrap_or_default() {
             if let Some(t) = self.link(&dir.join("slaves").join(s))? {
                 self.block_dir(&t, depth + 1)?;

@@ -3,7 +3,11 @@
 //! `/sys/dev/block/MAJ:MIN` to the block device's place in sysfs, whose path runs through
 //! its PCI controller; swap from `/proc/swaps`; devices others are stacked on from their
 //! `holders`. Device-mapper and md devices (LUKS, LVM, RAID) are followed through their
-//! `slaves`. What cannot be read is an error ([`StorageError`]), never "unused".
+//! `slaves`. ZFS shows its pools' members nowhere in sysfs: the imported pools come from
+//! `/proc/spl/kstat/zfs/POOL/` and the ZFS mounts, their members from udev's database
+//! (`/run/udev/data/bMAJ:MIN`, `ID_FS_TYPE=zfs_member`, `ID_FS_LABEL=POOL`, what blkid
+//! read from the device's label). What cannot be read is an error ([`StorageError`]),
+//! never "unused".
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -141,23 +145,52 @@ impl StorageError {
     }
 }
 
-/// The mounted block devices: (major:minor when the table says, mount point, source).
-fn mount_table(root: &HostRoot) -> Result<Vec<(Option<String>, String, String)>, StorageError> {
+/// ZFS datasets mounted: (mount point, pool) from mountinfo lines of type `zfs`.
+pub fn zfs_mounts(mountinfo: &str) -> Vec<(String, String)> {
+    mountinfo
+        .lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let mut r = right.split_whitespace();
+            (r.next()? == "zfs").then_some(())?;
+            let dataset = unescape(r.next()?);
+            let mount_point = unescape(left.split_whitespace().nth(4)?);
+            Some((mount_point, dataset.split('/').next()?.to_string()))
+        })
+        .collect()
+}
+
+/// What the mount table says: block devices mounted (major:minor when the table says,
+/// mount point, source) and ZFS datasets mounted (mount point, pool).
+type MountTable = (Vec<(Option<String>, String, String)>, Vec<(String, String)>);
+
+/// The mounted block devices and ZFS datasets, from `/proc/self/mountinfo`, else `/proc/mounts`.
+fn mount_table(root: &HostRoot) -> Result<MountTable, StorageError> {
     let mut why = Vec::new();
     match root.read_optional("/proc/self/mountinfo") {
-        Ok(Some(info)) => return Ok(block_mounts(&info).into_iter().map(|(m, p, s)| (Some(m), p, s)).collect()),
+        Ok(Some(info)) => {
+            let block = block_mounts(&info).into_iter().map(|(m, p, s)| (Some(m), p, s)).collect();
+            return Ok((block, zfs_mounts(&info)));
+        }
         Ok(None) => why.push("/proc/self/mountinfo is missing".to_string()),
         Err(e) => why.push(e.to_string()),
     }
     match root.read_optional("/proc/mounts") {
-        Ok(Some(t)) => Ok(t
-            .lines()
-            .filter_map(|l| {
+        Ok(Some(t)) => {
+            let mut block = Vec::new();
+            let mut zfs = Vec::new();
+            for l in t.lines() {
                 let f: Vec<&str> = l.split_whitespace().collect();
-                let (source, mount_point) = (*f.first()?, *f.get(1)?);
-                source.starts_with("/dev/").then(|| (None, unescape(mount_point), source.to_string()))
-            })
-            .collect()),
+                let (Some(source), Some(mount_point)) = (f.first(), f.get(1)) else { continue };
+                if source.starts_with("/dev/") {
+                    block.push((None, unescape(mount_point), source.to_string()));
+                } else if f.get(2) == Some(&"zfs") {
+                    let pool = unescape(source).split('/').next().unwrap_or_default().to_string();
+                    zfs.push((unescape(mount_point), pool));
+                }
+            }
+            Ok((block, zfs))
+        }
         Ok(None) => {
             why.push("/proc/mounts is missing".to_string());
             Err(StorageError(format!(
@@ -249,7 +282,8 @@ impl Storage {
 /// table; a mounted device sysfs does not show) is an error, never "not used".
 pub fn storage(root: &HostRoot) -> Result<Storage, StorageError> {
     let mut s = Storage::default();
-    for (majmin, mount_point, source) in mount_table(root)? {
+    let (block, zfs) = mount_table(root)?;
+    for (majmin, mount_point, source) in block {
         let dir = majmin
             .as_deref()
             .filter(|m| !m.starts_with("0:"))
@@ -306,7 +340,103 @@ pub fn storage(root: &HostRoot) -> Result<Storage, StorageError> {
             }
         }
     }
+    zfs_pools(root, &zfs, &mut s)?;
     Ok(s)
+}
+
+/// The pools imported now: a directory `/proc/spl/kstat/zfs/POOL` with a `state` file
+/// each (the module's own statistics are files beside them).
+fn imported_pools(root: &HostRoot) -> Result<BTreeSet<String>, StorageError> {
+    let names = match root.list("/proc/spl/kstat/zfs") {
+        Ok(n) => n,
+        Err(e) if e.is_not_found() => return Ok(BTreeSet::new()),
+        Err(e) => return Err(StorageError(format!("{e}: which ZFS pools are imported is unknown"))),
+    };
+    Ok(names.into_iter().filter(|n| root.exists(format!("/proc/spl/kstat/zfs/{n}/state"))).collect())
+}
+
+/// A block device udev's database calls a ZFS pool member.
+struct ZfsMember {
+    /// Kernel name (`sda1`).
+    name: String,
+    /// Its sysfs directory.
+    dir: PathBuf,
+    /// The pool's name (blkid's label).
+    pool: String,
+}
+
+/// The ZFS pool members udev knows, from `/run/udev/data/bMAJ:MIN` of every block device
+/// in `/sys/dev/block`. `None`: udev's database is not there.
+fn zfs_members(root: &HostRoot) -> Result<Option<Vec<ZfsMember>>, StorageError> {
+    match root.list("/run/udev/data") {
+        Ok(_) => {}
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) => return Err(StorageError(format!("{e}: which disks hold a ZFS pool is unknown"))),
+    }
+    let devices = match root.list("/sys/dev/block") {
+        Ok(n) => n,
+        Err(e) if e.is_not_found() => Vec::new(),
+        Err(e) => return Err(StorageError(e.to_string())),
+    };
+    let mut out = Vec::new();
+    for majmin in devices {
+        let text = match root.read_optional(format!("/run/udev/data/b{majmin}")) {
+            Ok(Some(t)) => t,
+            Ok(None) => continue,
+            Err(e) => return Err(StorageError(format!("{e}: whether it holds a ZFS pool is unknown"))),
+        };
+        let prop = |key: &str| {
+            text.lines().find_map(|l| l.strip_prefix("E:")?.strip_prefix(key)?.strip_prefix('=').map(str::to_string))
+        };
+        if prop("ID_FS_TYPE").as_deref() != Some("zfs_member") {
+            continue;
+        }
+        let Some(dir) = resolve(root, &Path::new("/sys/dev/block").join(&majmin)) else { continue };
+        let Some(name) = dir.file_name().map(|n| n.to_string_lossy().into_owned()) else { continue };
+        out.push(ZfsMember { name, dir, pool: prop("ID_FS_LABEL").unwrap_or_default() });
+    }
+    Ok(Some(out))
+}
+
+/// Marks the members of every ZFS pool: those of an imported or mounted pool as its, and
+/// those of a pool not imported as its too (the data is on them). An imported pool whose
+/// members cannot be told is an error.
+fn zfs_pools(root: &HostRoot, mounted: &[(String, String)], s: &mut Storage) -> Result<(), StorageError> {
+    let mut pools: BTreeMap<String, Vec<String>> = imported_pools(root)?.into_iter().map(|p| (p, Vec::new())).collect();
+    for (mount_point, pool) in mounted {
+        pools.entry(pool.clone()).or_default().push(mount_point.clone());
+    }
+    let members = zfs_members(root)?;
+    let Some(members) = members else {
+        return match pools.keys().next() {
+            None => Ok(()),
+            Some(pool) => Err(StorageError(format!(
+                "the ZFS pool {pool} is imported, but /run/udev/data (udev's database) is missing, so which disks hold it is unknown"
+            ))),
+        };
+    };
+    for (pool, mount_points) in &pools {
+        if !members.iter().any(|m| &m.pool == pool) {
+            return Err(StorageError(format!(
+                "the ZFS pool {pool} is imported, but no block device in /run/udev/data is its member (ID_FS_TYPE=zfs_member, ID_FS_LABEL={pool}), so which disks hold it is unknown"
+            )));
+        }
+        let (use_, why) = match mount_points.first() {
+            Some(mp) => (mp.clone(), format!("a member of the ZFS pool {pool}, mounted at {mp}")),
+            None => (format!("[zfs {pool}]"), format!("a member of the imported ZFS pool {pool}")),
+        };
+        for m in members.iter().filter(|m| &m.pool == pool) {
+            s.add(root, &m.dir, &use_, &why, &format!("/dev/{}", m.name));
+        }
+    }
+    for m in members.iter().filter(|m| !pools.contains_key(&m.pool)) {
+        if !s.used.contains_key(&m.name) {
+            let pool = if m.pool.is_empty() { "without a name" } else { &m.pool };
+            let why = format!("a member of the ZFS pool {pool}, not imported now");
+            s.add(root, &m.dir, &format!("[zfs {pool}]"), &why, &format!("/dev/{}", m.name));
+        }
+    }
+    Ok(())
 }
 
 /// Every mounted filesystem with the PCI controller(s) holding it (see [`storage`]).
@@ -442,5 +572,66 @@ mod tests {
         std::os::unix::fs::symlink("../../nvme0n1p2", r.join("dev/disk/by-id/nvme-x-part2")).unwrap();
         assert_eq!(s.use_of_path(&root, "/dev/disk/by-id/nvme-x-part2").unwrap().0, "nvme0n1p2");
         assert!(s.use_of_path(&root, "/dev/nvme9n1").is_none());
+    }
+
+    /// ZFS: members of a mounted pool, of an imported pool with nothing mounted, of a pool
+    /// not imported; an imported pool without udev's database, or without a member in it,
+    /// is unknown, not unused.
+    #[test]
+    fn zfs_pool_members_from_udev() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        let nvme = |bus: &str, n: &str| format!("pci0000:00/0000:00:01.{bus}/0000:0{bus}:00.0/nvme/{n}/{n}n1");
+        block(r, "nvme0n1p2", &nvme("1", "nvme0"), "259:2");
+        block(r, "nvme1n1p1", &nvme("2", "nvme1"), "259:5");
+        block(r, "sda1", "pci0000:00/0000:00:17.0/ata1/host0/target0:0:0/0:0:0:0/block/sda", "8:1");
+        block(r, "sdb1", "pci0000:00/0000:00:17.0/ata2/host1/target1:0:0/1:0:0:0/block/sdb", "8:17");
+        block(r, "nvme2n1p1", &nvme("3", "nvme2"), "259:8");
+        fs::create_dir_all(r.join("proc/self")).unwrap();
+        fs::write(
+            r.join("proc/self/mountinfo"),
+            "26 1 259:2 / / rw - ext4 /dev/nvme0n1p2 rw\n\
+             40 26 0:48 / /tank rw shared:30 - zfs tank rw,xattr,noacl\n\
+             41 40 0:49 / /tank/vm\\040images rw shared:31 - zfs tank/vm\\040images rw,xattr,noacl\n",
+        )
+        .unwrap();
+        fs::create_dir_all(r.join("proc/spl/kstat/zfs/tank")).unwrap();
+        fs::write(r.join("proc/spl/kstat/zfs/tank/state"), "ONLINE\n").unwrap();
+        fs::create_dir_all(r.join("proc/spl/kstat/zfs/backup")).unwrap();
+        fs::write(r.join("proc/spl/kstat/zfs/backup/state"), "ONLINE\n").unwrap();
+        fs::write(r.join("proc/spl/kstat/zfs/arcstats"), "").unwrap();
+        let udev = r.join("run/udev/data");
+        fs::create_dir_all(&udev).unwrap();
+        let member = |pool: &str| {
+            format!("S:disk/by-id/x\nE:ID_FS_VERSION=5000\nE:ID_FS_LABEL={pool}\nE:ID_FS_TYPE=zfs_member\nE:ID_FS_USAGE=filesystem\nG:systemd\n")
+        };
+        fs::write(udev.join("b8:1"), member("tank")).unwrap();
+        fs::write(udev.join("b8:17"), member("tank")).unwrap();
+        fs::write(udev.join("b259:5"), member("backup")).unwrap();
+        fs::write(udev.join("b259:8"), member("old")).unwrap();
+        fs::write(udev.join("b259:2"), "E:ID_FS_TYPE=ext4\n").unwrap();
+        let s = storage(&HostRoot::new(r)).unwrap();
+        assert_eq!(s.used["sda1"], "a member of the ZFS pool tank, mounted at /tank");
+        assert_eq!(s.used["sdb1"], "a member of the ZFS pool tank, mounted at /tank");
+        assert_eq!(s.used["nvme1n1p1"], "a member of the imported ZFS pool backup");
+        assert_eq!(s.used["nvme2n1p1"], "a member of the ZFS pool old, not imported now");
+        assert_eq!(s.used["nvme0n1p2"], "mounted at /");
+        assert_eq!(
+            zfs_mounts("41 40 0:49 / /tank/vm\\040images rw - zfs tank/vm\\040images rw\n")[0].0,
+            "/tank/vm images"
+        );
+
+        // An imported pool no udev entry names: unknown.
+        fs::remove_file(udev.join("b259:5")).unwrap();
+        let e = storage(&HostRoot::new(r)).unwrap_err();
+        assert!(e.0.contains("backup") && e.0.contains("/run/udev/data"), "{e}");
+        // No udev database at all while pools are imported: unknown.
+        fs::remove_dir_all(r.join("run")).unwrap();
+        let e = storage(&HostRoot::new(r)).unwrap_err();
+        assert!(e.0.contains("/run/udev/data") && e.0.contains("missing"), "{e}");
+        // No ZFS at all and no udev database: nothing to tell.
+        fs::remove_dir_all(r.join("proc/spl")).unwrap();
+        fs::write(r.join("proc/self/mountinfo"), "26 1 259:2 / / rw - ext4 /dev/nvme0n1p2 rw\n").unwrap();
+        assert!(storage(&HostRoot::new(r)).is_ok());
     }
 }

@@ -340,6 +340,7 @@ pub fn spec(p: &Params) -> Result<Spec, Error> {
         disks: Vec::new(),
         volumes: Vec::new(),
         mounts: Vec::new(),
+        pools: Vec::new(),
         ukis: Vec::new(),
     })
 }

@@ -77,6 +77,7 @@ pub fn build(spec: &Spec) -> Result<Tree, Error> {
     let cgroups = system::write_cgroup(spec, &mut t);
     block::write(spec, &devs, &blocks, &mut t);
     block::write_mountinfo(spec, &mounts, &swaps, &cgroups, &mut t);
+    block::write_pools(spec, &blocks, &mut t)?;
     system::write_packages(spec, &mut t)?;
     iomem::write(spec, &devs, &mut t);
     uki::write(spec, &mut t)?;

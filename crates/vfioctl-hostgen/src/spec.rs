@@ -100,6 +100,16 @@
 //! fstype = "ext4"
 //! # subvol = "/root"                    # btrfs: the subvolume (mountinfo root field)
 //! # options = "rw,errors=remount-ro"    # superblock options; default per fstype
+//!
+//! [[pools]]                             # a ZFS pool
+//! name = "tank"
+//! members = ["sda1", "sdb1"]            # disks or partitions
+//! # imported = false                    # default true
+//!
+//! [[mounts]]
+//! device = "tank/vms"                   # zfs: a dataset of an imported pool
+//! mount = "/var/lib/libvirt/images"
+//! fstype = "zfs"
 //! ```
 //!
 //! Device fields: `addr` (`BB:DD.F` or `DDDD:BB:DD.F`), `id` (`vendor:device`), `class`
@@ -159,6 +169,13 @@
 //! `/proc/mounts` link) list the same; swap areas go to `/proc/swaps`. Without
 //! `[[mounts]]`, mountinfo holds the cgroup lines only.
 //!
+//! ZFS shows a pool's members nowhere in sysfs (no `holders`), as on Linux: each member of
+//! a `[[pools]]` entry gets the udev database entry blkid's probe leaves,
+//! `/run/udev/data/bMAJ:MIN` with `ID_FS_TYPE=zfs_member` and `ID_FS_LABEL=<pool>`; an
+//! imported pool gets `/proc/spl/kstat/zfs/<pool>/state` (`ONLINE`) and the module's
+//! `/sys/module/zfs`. A `zfs` mount names its dataset as the source, with an anonymous
+//! `0:N` device number.
+//!
 //! ## Generated from `[host]` (no spec entries needed)
 //!
 //! * `iommu = true`: the ACPI table `/sys/firmware/acpi/tables/IVRS` (AMD CPU) or `DMAR`
@@ -216,6 +233,9 @@ pub struct Spec {
     /// `[[mounts]]`: mounted filesystems and swap.
     #[serde(default)]
     pub mounts: Vec<MountSpec>,
+    /// `[[pools]]`: ZFS pools and the block devices that hold them.
+    #[serde(default)]
+    pub pools: Vec<PoolSpec>,
     /// `[[ukis]]`: unified kernel images (PE files with an embedded command line).
     #[serde(default)]
     pub ukis: Vec<crate::uki::UkiSpec>,
@@ -261,11 +281,31 @@ pub struct VolumeSpec {
     pub level: Option<String>,
 }
 
+/// `[[pools]]`: a ZFS pool. Its members get udev database entries
+/// (`/run/udev/data/bMAJ:MIN` with `ID_FS_TYPE=zfs_member`, `ID_FS_LABEL=<name>`); an
+/// imported pool gets `/proc/spl/kstat/zfs/<name>/state` (and the module
+/// `/sys/module/zfs`). Its datasets are mounted by `[[mounts]]` with `fstype = "zfs"` and
+/// `device = "<name>/<dataset>"`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolSpec {
+    pub name: String,
+    /// Disks or partitions holding it.
+    pub members: Vec<String>,
+    /// Imported now (default), or only on the disks.
+    #[serde(default = "yes")]
+    pub imported: bool,
+    /// The pool's GUID (decimal, udev's `ID_FS_UUID`); default derived from the name.
+    #[serde(default)]
+    pub guid: Option<String>,
+}
+
 /// `[[mounts]]`: a filesystem mounted from a block device (or a swap area).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MountSpec {
-    /// The block device (a disk, partition or volume name).
+    /// The block device (a disk, partition or volume name); for `zfs`, the dataset
+    /// (`pool/dataset`) of a pool in `[[pools]]`.
     pub device: String,
     /// Mount point; omitted for `fstype = "swap"`.
     #[serde(default)]

@@ -129,7 +129,7 @@ impl CliError {
                 "run vfioctl as root (or on a `vfioctl snapshot` taken as root) so that the file can be read; --force plans without it, and you take on what it would have said".into(),
             ),
             CliError::DiskInUse { .. } => Some(
-                "give the guest a disk the host does not use (its /dev/disk/by-id path), or an image file: --disk /var/lib/libvirt/images/NAME.qcow2 --disk-size 100G".into(),
+                "give the guest a disk the host does not use (its /dev/disk/by-id path), or an image file: --disk /var/lib/libvirt/images/NAME.qcow2 --disk-size 100G (--force gives it to the guest anyway, and what the host keeps on it is lost)".into(),
             ),
             CliError::NeedsRoot => Some("run it with sudo (`sudo vfioctl …`); --dry-run shows what it would do as any user".into()),
             CliError::Change(_) => {

@@ -125,7 +125,7 @@ pub fn select(
         refusals.push(Refusal {
             devices: vec![c],
             reason: format!(
-                "{} holds {}mounted filesystems: {}",
+                "{} holds {}disks the host uses: {}",
                 c.short(),
                 if root { "the root filesystem and other " } else { "" },
                 points.join(", ")
@@ -133,7 +133,7 @@ pub fn select(
             force: Some(if root {
                 "the host loses its root filesystem the moment vfio-pci takes the controller: it will not boot".into()
             } else {
-                "those filesystems vanish from the host (unmount them and remove them from /etc/fstab first)".into()
+                "they vanish from the host: first unmount them, turn their swap off, export their ZFS pools, close what is stacked on them (LVM, RAID, LUKS) and take them out of /etc/fstab".into()
             }),
         });
     }

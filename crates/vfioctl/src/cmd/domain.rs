@@ -50,7 +50,12 @@ pub fn run(h: &Host, args: &DomainArgs) -> Result<Exit, CliError> {
         // Never the host's own disk: mounted, swap, under LVM/RAID/LUKS, or a whole disk
         // with such a partition (an unreadable mount table is an error, not "unused").
         if let Some((name, why)) = h.storage()?.use_of_path(root, d) {
-            return Err(CliError::DiskInUse { disk: d.clone(), name, why });
+            if !args.plan.force {
+                return Err(CliError::DiskInUse { disk: d.clone(), name, why });
+            }
+            eprintln_safe!(
+                "vfioctl: warning: --force: --disk {d}: {name} is {why}; the guest will write over what the host keeps there"
+            );
         }
         if !d.starts_with("/dev/disk/by-") {
             eprintln_safe!("vfioctl: warning: {d} may name another disk after a reboot; use its /dev/disk/by-id path");

@@ -271,3 +271,35 @@ fn the_hosts_own_disk_is_never_the_guests() {
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
 }
+
+/// Regression (issue 16): a guest's `--disk` is never one the host uses, through LUKS and
+/// LVM, as swap, or as a ZFS pool member (imported or not; sysfs shows none of ZFS's);
+/// `--force` gives it anyway with a warning; an image on a ZFS dataset is fine.
+#[test]
+fn no_disk_the_host_keeps_data_on_is_the_guests() {
+    let root = crate::util::example_host("x670-luks-zfs");
+    for (disk, why) in [
+        ("/dev/nvme0n1p3", "nvme0n1p3 is under dm-0, under dm-1, mounted at /"),
+        ("/dev/mapper/dm_crypt-0", "dm-0 is under dm-1, mounted at /"),
+        ("/dev/nvme1n1", "nvme1n1 is the disk of nvme1n1p1, which is swap"),
+        ("/dev/sdb1", "sdb1 is a member of the ZFS pool tank, mounted at /tank"),
+        (
+            "/dev/disk/by-id/ata-WDC_WD40EFRX-68N32N0_WD-WCC7K4JX1234",
+            "sda is the disk of sda1, which is a member of the ZFS pool tank",
+        ),
+        ("/dev/sdc", "sdc is the disk of sdc1, which is a member of the ZFS pool backup, not imported now"),
+    ] {
+        let run = crate::util::vfioctl(&root, &["domain", "gpu", "--name", "w", "--disk", disk]);
+        assert_eq!(run.code, 1, "{disk}: {}{}", run.stdout, run.stderr);
+        assert!(run.stderr.contains(why), "{disk}: {}", run.stderr);
+    }
+    let run = crate::util::vfioctl(&root, &["domain", "gpu", "--name", "w", "--disk", "/dev/sdc", "--force"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("warning: --force: --disk /dev/sdc: sdc is the disk of sdc1"), "{}", run.stderr);
+    assert!(run.stdout.contains("<source dev='/dev/sdc'/>"), "{}", run.stdout);
+    for disk in ["/dev/disk/by-id/nvme-Sabrent_Rocket_4.0_1TB_03F10797054463330127", "/var/lib/libvirt/images/w.qcow2"]
+    {
+        let run = crate::util::vfioctl(&root, &["domain", "gpu", "--name", "w", "--disk", disk]);
+        assert_eq!(run.code, 0, "{disk}: {}", run.stderr);
+    }
+}

@@ -371,3 +371,30 @@ fn a_settled_cpu_reading_does_not_stop_the_plan() {
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     assert!(run.stderr.contains("L3 domains are numbered by first CPU"), "{}", run.stderr);
 }
+
+/// Regression (issue 16): every kind of storage the host uses keeps its controller for the
+/// host, on x670-luks-zfs: root on LVM over LUKS, swap on a second NVMe, a mounted ZFS
+/// mirror on SATA, a ZFS pool not imported on a USB disk. Only the empty NVMe passes.
+#[test]
+fn every_kind_of_host_storage_keeps_its_controller() {
+    let root = example_host("x670-luks-zfs");
+    for (controller, what) in [
+        ("02:00.0", "holds the root filesystem and other disks the host uses: / (/dev/mapper/ubuntu--vg-ubuntu--lv)"),
+        ("09:00.0", "holds disks the host uses: [swap] (/dev/nvme1n1p1)"),
+        ("08:00.0", "holds disks the host uses: /tank (/dev/sda1), /tank (/dev/sdb1)"),
+        ("07:00.0", "holds disks the host uses: [zfs backup] (/dev/sdc1)"),
+    ] {
+        let run = vfioctl(&root, &["plan", controller]);
+        assert_eq!(run.code, 1, "{controller}: {}{}", run.stdout, run.stderr);
+        assert!(run.stderr.contains(&format!("{controller} {what}")), "{controller}: {}", run.stderr);
+    }
+    let run = vfioctl(&root, &["plan", "0a:00.0"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    // Without udev's database the ZFS mirror's disks are unknown: no plan passes what might
+    // hold them.
+    let (_tmp, copy) = crate::util::copy_host("x670-luks-zfs");
+    std::fs::remove_dir_all(copy.join("run/udev")).unwrap();
+    let run = vfioctl(&copy, &["plan", "0a:00.0"]);
+    assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("the ZFS pool tank is imported, but /run/udev/data"), "{}", run.stderr);
+}

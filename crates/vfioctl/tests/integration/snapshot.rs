@@ -87,3 +87,23 @@ fn snapshot_never_overwrites_what_is_not_a_snapshot() {
         .collect();
     assert!(leftovers.is_empty());
 }
+
+/// Regression (issue 16): a snapshot carried only the mounts' block devices, so on a
+/// snapshot swap, the devices under LVM/LUKS and ZFS pools were "unused" and a plan passed
+/// their controllers. What the host uses reads back the same from a snapshot of every
+/// example host.
+#[test]
+fn snapshot_keeps_what_the_hosts_disks_are_used_for() {
+    for host in crate::util::example_hosts() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("snap");
+        let run = vfioctl(&host, &["snapshot", dir.to_str().expect("utf8")]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let used = |root: &Path| {
+            vfioctl_host::storage::storage(&vfioctl_host::root::HostRoot::new(root))
+                .map(|s| (s.used, s.mounts.iter().map(|m| m.controller).collect::<std::collections::BTreeSet<_>>()))
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(used(&host), used(&dir), "{}", host.display());
+    }
+}
