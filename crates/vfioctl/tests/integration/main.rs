@@ -15,6 +15,7 @@ mod export;
 mod libvirt;
 mod list;
 mod plan;
+mod readme;
 mod reads;
 mod snapshot;
 mod topology;
