@@ -13,6 +13,18 @@ pub struct Param {
     pub value: Option<String>,
 }
 
+/// A size as the kernel's `memparse` reads it (`1G`, `2M`, `2048K`, bytes), in KiB.
+fn mem_kib(v: &str) -> Option<u64> {
+    let v = v.trim();
+    let (num, mult) = match v.char_indices().last()? {
+        (i, 'G' | 'g') => (&v[..i], 1 << 20),
+        (i, 'M' | 'm') => (&v[..i], 1 << 10),
+        (i, 'K' | 'k') => (&v[..i], 1),
+        _ => return v.parse::<u64>().ok().map(|b| b / 1024),
+    };
+    num.parse::<u64>().ok()?.checked_mul(mult)
+}
+
 fn normalize(name: &str) -> String {
     name.replace('-', "_")
 }
@@ -75,6 +87,34 @@ impl Cmdline {
         Cmdline { params }
     }
 
+    /// The size of hugepages that `hugepages=` and `vm.nr_hugepages` count, in KiB:
+    /// `default_hugepagesz=` (the last one) or 2 MiB.
+    pub fn default_hugepage_kib(&self) -> u64 {
+        self.values("default_hugepagesz").last().and_then(|v| mem_kib(v)).unwrap_or(2048)
+    }
+
+    /// The hugepages the kernel reserves at boot, as it reads them: each `hugepages=`
+    /// counts pages of the size the `hugepagesz=` before it names (else the default size);
+    /// `hugepages=N:C,M:D` counts per node. (size in KiB, pages) per `hugepages=`.
+    pub fn boot_hugepages(&self) -> Vec<(u64, u64)> {
+        let default = self.default_hugepage_kib();
+        let mut size = None;
+        let mut out = Vec::new();
+        for p in &self.params {
+            if p.name_is("hugepagesz") {
+                size = p.value.as_deref().and_then(mem_kib);
+            } else if p.name_is("hugepages") {
+                let v = p.value.as_deref().unwrap_or("");
+                let count: u64 = v
+                    .split(',')
+                    .map(|part| part.rsplit(':').next().unwrap_or(part).trim().parse::<u64>().unwrap_or(0))
+                    .sum();
+                out.push((size.unwrap_or(default), count));
+            }
+        }
+        out
+    }
+
     /// All values given for `name` (a parameter may repeat), in order.
     pub fn values(&self, name: &str) -> Vec<&str> {
         self.params.iter().filter(|p| p.name_is(name)).filter_map(|p| p.value.as_deref()).collect()
@@ -119,6 +159,20 @@ impl fmt::Display for Cmdline {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each `hugepages=` counts the size the `hugepagesz=` before it names, else the
+    /// default size; node lists are summed.
+    #[test]
+    fn boot_hugepages_as_the_kernel_reads_them() {
+        let c = Cmdline::parse(
+            "hugepages=100 hugepagesz=1G hugepages=0:4,1:4 hugepagesz=2M hugepages=512 default_hugepagesz=1G",
+        );
+        assert_eq!(c.default_hugepage_kib(), 1 << 20);
+        assert_eq!(c.boot_hugepages(), vec![(1 << 20, 100), (1 << 20, 8), (2048, 512)]);
+        assert_eq!(Cmdline::parse("hugepages=8000").boot_hugepages(), vec![(2048, 8000)]);
+        assert_eq!(Cmdline::parse("hugepagesz=1073741824 hugepages=2").boot_hugepages(), vec![(1 << 20, 2)]);
+        assert!(Cmdline::parse("quiet").boot_hugepages().is_empty());
+    }
 
     #[test]
     fn parses_the_guides_cmdline() {

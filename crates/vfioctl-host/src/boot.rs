@@ -196,6 +196,37 @@ pub fn mkinitcpio_config(root: &HostRoot) -> Result<PathBuf, String> {
     }
 }
 
+/// sysctl's files in the order systemd-sysctl applies them: `sysctl.d/*.conf` of /etc,
+/// /run, /usr/local/lib, /usr/lib and /lib by name (a name in an earlier directory hiding
+/// the same name in later ones), then `/etc/sysctl.conf` (Debian's
+/// `/etc/sysctl.d/99-sysctl.conf` link to it read once, as itself). A later setting wins.
+pub fn sysctl_files(root: &HostRoot) -> Result<Vec<(PathBuf, String)>, crate::root::RootError> {
+    const DIRS: &[&str] =
+        &["/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d", "/lib/sysctl.d"];
+    let mut out = config_files(root, None, DIRS, ".conf")?;
+    let same = |p: &str| root.real_path(p).ok();
+    out.retain(|(p, _)| {
+        p != Path::new("/etc/sysctl.d/99-sysctl.conf")
+            || same("/etc/sysctl.d/99-sysctl.conf") != same("/etc/sysctl.conf")
+    });
+    if let Some(t) = root.read_optional("/etc/sysctl.conf")? {
+        out.push((PathBuf::from("/etc/sysctl.conf"), t));
+    }
+    Ok(out)
+}
+
+/// The `vm.nr_hugepages` the next boot sets, and the file that sets it (the last setting
+/// in [`sysctl_files`] order). A count that is not a number is 0, as sysctl fails it.
+pub fn sysctl_hugepages(root: &HostRoot) -> Result<Option<(PathBuf, u64)>, crate::root::RootError> {
+    let mut last = None;
+    for (path, text) in sysctl_files(root)? {
+        for (_, _, v) in vfioctl_core::edit::sysctl::settings(&text, &["vm.nr_hugepages"]) {
+            last = Some((path.clone(), v.parse().unwrap_or(0)));
+        }
+    }
+    Ok(last)
+}
+
 /// A configuration file and its drop-ins as their program reads them: `main` first (when
 /// it exists), then every name ending in `ext` of `dirs` (highest priority first, a name in
 /// an earlier directory hiding the same name in later ones) in name order. A file or

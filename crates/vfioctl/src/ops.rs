@@ -53,6 +53,17 @@ pub fn plan(host: &Host, req: &Request) -> Result<Plan, CliError> {
     if let Some(problem) = &host.boot().problem {
         unknown.push(("the boot configuration".into(), problem.clone()));
     }
+    // The hugepages sysctl reserves at boot count against the host's memory.
+    let sysctl_hugepages = match vfioctl_host::boot::sysctl_hugepages(host.root()) {
+        Ok(s) => s.map(|(p, n)| (p.display().to_string(), n)),
+        Err(e) => {
+            unknown.push((
+                e.path().display().to_string(),
+                format!("{e}: which hugepages sysctl reserves at boot is unknown"),
+            ));
+            None
+        }
+    };
     if let Some((path, message)) = unknown.first() {
         if !req.force {
             return Err(CliError::Unreadable { path: path.clone(), message: message.clone() });
@@ -76,6 +87,7 @@ pub fn plan(host: &Host, req: &Request) -> Result<Plan, CliError> {
             vfioctl_core::vendor::CpuVendor::Amd => true,
             _ => vfioctl_host::boot::intel_iommu_on_by_default(host.root()),
         },
+        sysctl_hugepages,
     };
     let mut p = match plan::build(&plan_host, req) {
         Ok(p) => p,

@@ -46,6 +46,66 @@ pub enum MemoryError {
     Zero,
 }
 
+/// What the host keeps of `total_mib` of memory: a tenth, and at least 2 GiB (a quarter
+/// on small hosts).
+pub fn host_floor_mib(total_mib: u64) -> u64 {
+    (total_mib / 10).max(2048.min(total_mib / 4))
+}
+
+/// Memory the next boot and the guest take from the host: each part and its size.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Held {
+    pub kib: u64,
+    pub parts: Vec<String>,
+}
+
+/// What is held of the host's memory once the plan is in effect: hugepages the kernel
+/// command line still reserves besides the plan's (`others`: the next boot's parameters
+/// the plan keeps, read with the default size the plan leaves, `default_kib`), a
+/// `vm.nr_hugepages` the plan leaves (only when it uses no hugepages; otherwise apply
+/// comments those out), and the guest's memory: its hugepages, or ordinary memory.
+/// `plan_sysctl`: apply sets the plan's 2 MiB pages by `vm.nr_hugepages`, which replaces
+/// any count of the default size.
+pub fn held(
+    others: &crate::cmdline::Cmdline,
+    default_kib: u64,
+    sysctl: Option<&(String, u64)>,
+    memory: &MemoryPlan,
+    plan_sysctl: bool,
+) -> Held {
+    let mut h = Held::default();
+    let size = |kib: u64| crate::units::size_text(kib);
+    let sysctl_left = sysctl.filter(|(_, n)| memory.hugepages.is_none() && *n > 0);
+    for (page, count) in others.boot_hugepages() {
+        // A default-size count set by sysctl at boot replaces the command line's.
+        if page == default_kib && (plan_sysctl || sysctl_left.is_some()) || count == 0 {
+            continue;
+        }
+        h.kib += page * count;
+        h.parts.push(format!("{} in {count} hugepages of {} (kernel command line)", size(page * count), size(page)));
+    }
+    if let Some((file, n)) = sysctl_left {
+        h.kib += default_kib * n;
+        h.parts.push(format!("{} in vm.nr_hugepages = {n} ({file})", size(default_kib * n)));
+    }
+    match &memory.hugepages {
+        Some(p) => {
+            h.kib += p.size_kib * p.count;
+            h.parts.push(format!(
+                "{} in the guest's {} hugepages of {}",
+                size(p.size_kib * p.count),
+                p.count,
+                size(p.size_kib)
+            ));
+        }
+        None => {
+            h.kib += memory.mib * 1024;
+            h.parts.push(format!("{} of the guest's memory", size(memory.mib * 1024)));
+        }
+    }
+    h
+}
+
 /// Plans the guest's memory on `node`.
 pub fn plan(
     topo: &Topology,
@@ -59,8 +119,7 @@ pub fn plan(
         None => topo.nodes.iter().filter_map(|x| x.memory_kib).reduce(|a, b| a + b),
     };
     let node_mib = node_kib.map(|k| k / 1024);
-    // The host keeps a tenth of the node, and at least 2 GiB (a quarter on small nodes).
-    let keep_of = |total: u64| (total / 10).max(2048.min(total / 4));
+    let keep_of = host_floor_mib;
     let mut reasons = Vec::new();
     let mib = match mib {
         Some(0) => return Err(MemoryError::Zero),

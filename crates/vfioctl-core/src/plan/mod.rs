@@ -57,6 +57,8 @@ pub struct PlanHost<'a> {
     /// always do; Intel's when built with `CONFIG_INTEL_IOMMU_DEFAULT_ON=y`, as each
     /// `/boot/config-VERSION` says). Only then may the plan leave `intel_iommu=on` out.
     pub iommu_on_by_default: bool,
+    /// The `vm.nr_hugepages` the next boot sets, and its file (sysctl's files).
+    pub sysctl_hugepages: Option<(String, u64)>,
 }
 
 /// The whole plan.
@@ -138,6 +140,11 @@ impl PlanError {
     }
 }
 
+/// The parameters of `base` the plan keeps (those not in `remove`).
+fn kept_params(base: &Cmdline, remove: &[String]) -> Vec<crate::cmdline::Param> {
+    base.params.iter().filter(|p| !remove.contains(&p.to_string())).cloned().collect()
+}
+
 /// Plans a passthrough.
 pub fn build(host: &PlanHost<'_>, req: &Request) -> Result<Plan, PlanError> {
     if req.devices.is_empty() {
@@ -209,6 +216,41 @@ pub fn build(host: &PlanHost<'_>, req: &Request) -> Result<Plan, PlanError> {
     let k = kernel::plan(&kernel_host, &ids, vga, &memory, &passed);
     reasons.extend(k.reasons.iter().cloned());
     warnings.extend(k.warnings.iter().cloned());
+
+    // Never more memory held at boot and by the guest than the host can spare: the
+    // reservations the plan leaves in place count beside the guest's.
+    let mut after = Cmdline { params: kept_params(&kernel_host.base, &k.kernel_cmdline.remove) };
+    after.params.extend(Cmdline::parse(&k.kernel_cmdline.add.join(" ")).params);
+    let after_default = after.default_hugepage_kib();
+    // A plan that reserves at boot sets every hugepage parameter itself (a kept one is its own).
+    let mut others = Cmdline { params: kept_params(&kernel_host.base, &k.kernel_cmdline.remove) };
+    if memory.hugepages.as_ref().is_some_and(|h| h.reserve_at_boot) {
+        others.params.retain(|p| !["hugepages", "hugepagesz", "default_hugepagesz"].iter().any(|n| p.name_is(n)));
+    }
+    let plan_sysctl = memory.hugepages.as_ref().is_some_and(|h| !h.reserve_at_boot) && host.topology.nodes.len() <= 1;
+    let held = memory::held(&others, after_default, host.sysctl_hugepages.as_ref(), &memory, plan_sysctl);
+    let total_mib = host.topology.nodes.iter().filter_map(|n| n.memory_kib).sum::<u64>() / 1024;
+    if total_mib > 0 {
+        let floor = memory::host_floor_mib(total_mib);
+        if held.kib / 1024 + floor > total_mib {
+            let r = Refusal {
+                devices: Vec::new(),
+                reason: format!(
+                    "the next boot and the guest would hold {} of this host's {} ({}), leaving the host less than the {} it keeps",
+                    crate::units::size_text(held.kib),
+                    crate::units::size_text(total_mib * 1024),
+                    held.parts.join(" + "),
+                    crate::units::size_text(floor * 1024),
+                ),
+                force: Some("the host may run out of memory at boot or when the guest starts; remove the other reservations, or give the guest less (--memory)".into()),
+            };
+            if !req.force {
+                return Err(PlanError::Refused(vec![r]));
+            }
+            warnings.push(format!("--force: {}; you take on: {}", r.reason, r.force.as_deref().unwrap_or("")));
+            forced.push(r);
+        }
+    }
     for d in sel.devices.iter().filter(|d| d.driver.as_deref() != Some("vfio-pci")) {
         if !host.host_modules.contains_key(&d.address) && d.driver.is_none() {
             warnings.push(format!("{}'s host driver is unknown (no driver bound, no modules.alias): add a softdep for it by hand if one loads", d.address.short()));
@@ -272,7 +314,8 @@ mod tests {
             IommuGroup { id: 1, devices: vec!["00:02.0".parse().unwrap()] },
             IommuGroup { id: 2, devices: vec!["01:00.0".parse().unwrap(), "01:00.1".parse().unwrap()] },
         ];
-        let topo = shape(1, 1, 1, 4, 2, true, &[8192]);
+        let mut topo = shape(1, 1, 1, 4, 2, true, &[8192]);
+        topo.nodes[0].memory_kib = Some(8 << 20);
         let flags = BTreeSet::new();
         let none = BTreeMap::new();
         let host = PlanHost {
@@ -288,6 +331,7 @@ mod tests {
             host_modules: &none,
             framebuffers: &none,
             iommu_on_by_default: false,
+            sysctl_hugepages: None,
         };
         let req = Request {
             devices: vec!["01:00.0".parse().unwrap()],
@@ -296,6 +340,32 @@ mod tests {
             hugepages: HugepageChoice::Auto,
             force: false,
         };
+        // Issue 16: what the next boot keeps reserved besides the plan counts against the
+        // host's memory (8 GiB here, of which the host keeps 2 GiB).
+        let reserved = Cmdline::parse("quiet hugepagesz=1G hugepages=4");
+        let two_m = Request { hugepages: HugepageChoice::Size2M, ..req.clone() };
+        let e = build(&PlanHost { next_boot: Some(("/etc/default/grub", &reserved)), ..host.clone() }, &two_m)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("would hold 8 GiB of this host's 8 GiB (4 GiB in 4 hugepages of 1 GiB (kernel command line) + 4 GiB in the guest's 2048 hugepages of 2 MiB)"), "{e}");
+        let forced = build(
+            &PlanHost { next_boot: Some(("/etc/default/grub", &reserved)), ..host.clone() },
+            &Request { force: true, ..two_m.clone() },
+        )
+        .unwrap();
+        assert_eq!(forced.forced.len(), 1);
+        // A sysctl count the plan leaves (it uses no hugepages) is held at boot too.
+        let sysctl = PlanHost { sysctl_hugepages: Some(("/etc/sysctl.conf".into(), 2048)), ..host.clone() };
+        let none = Request { hugepages: HugepageChoice::None, ..req.clone() };
+        let e = build(&sysctl, &none).unwrap_err().to_string();
+        assert!(e.contains("4 GiB in vm.nr_hugepages = 2048 (/etc/sysctl.conf) + 4 GiB of the guest's memory"), "{e}");
+        // With hugepages the plan's own replace it (apply comments the line out).
+        assert!(build(&sysctl, &two_m).is_ok());
+        // The plan's own 1 GiB pages replace the command line's.
+        let pdpe1gb: BTreeSet<String> = ["pdpe1gb".to_string()].into();
+        let one_g = PlanHost { next_boot: Some(("/etc/default/grub", &reserved)), cpu_flags: &pdpe1gb, ..host.clone() };
+        let p = build(&one_g, &Request { hugepages: HugepageChoice::Size1G, ..req.clone() }).unwrap();
+        assert!(p.kernel_cmdline.remove.is_empty() && p.forced.is_empty(), "{:?}", p.kernel_cmdline);
         let p = build(&host, &req).unwrap();
         assert_eq!(p.vfio_ids, ["8086:293e"], "1234:1111 is not reserved by id");
         let w = p.warnings.join("\n");

@@ -592,19 +592,7 @@ pub fn prepare(host: &Host, plan: &Plan, separate_entry: bool) -> Result<Prepare
 /// `/usr/lib/sysctl.d` and `/lib/sysctl.d` by name (a name in `/etc` hiding the others),
 /// then `/etc/sysctl.conf`. Unreadable is an error.
 fn sysctl_files(root: &HostRoot) -> Result<Vec<(PathBuf, String)>, ChangeError> {
-    const DIRS: &[&str] =
-        &["/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d", "/lib/sysctl.d"];
-    let mut out = crate::boot::config_files(root, None, DIRS, ".conf").map_err(ChangeError::Read)?;
-    // Debian's /etc/sysctl.d/99-sysctl.conf is a link to ../sysctl.conf: read once.
-    let same = |p: &str| root.real_path(p).ok();
-    out.retain(|(p, _)| {
-        p != Path::new("/etc/sysctl.d/99-sysctl.conf")
-            || same("/etc/sysctl.d/99-sysctl.conf") != same("/etc/sysctl.conf")
-    });
-    if let Some(t) = read(root, Path::new("/etc/sysctl.conf"))? {
-        out.push((PathBuf::from("/etc/sysctl.conf"), t));
-    }
-    Ok(out)
+    crate::boot::sysctl_files(root).map_err(ChangeError::Read)
 }
 
 /// The sysctl drop-in for 2 MiB hugepages.
