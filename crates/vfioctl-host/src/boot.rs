@@ -576,6 +576,11 @@ impl Detect<'_> {
         if grub {
             match grub_files(self.root) {
                 Ok(files) => {
+                    if let Some((path, e)) =
+                        files.iter().find_map(|(p, t)| edit::grub::readable(t).err().map(|e| (p, e)))
+                    {
+                        return self.edit_problem(&path.display().to_string(), e);
+                    }
                     let regenerate: Vec<String> = if has_program(self.root, "update-grub") {
                         vec!["update-grub".into()]
                     } else if has_program(self.root, "grub2-mkconfig") {

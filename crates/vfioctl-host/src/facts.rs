@@ -102,6 +102,7 @@ pub fn gather_files(root: &HostRoot, boot: &BootSetup) -> Facts {
     f.iommu_groups = root.list(crate::pci::IOMMU_GROUPS).ok().map(|g| g.len());
     f.cmdline = read(root, "/proc/cmdline").map(|c| Cmdline::parse(&c));
     f.next_boot = boot.next_boot.clone();
+    f.next_boot_problem = boot.problem.clone();
     f.initramfs_modules = boot.initramfs_modules.clone();
     f.kernel_release = read(root, "/proc/sys/kernel/osrelease").map(|r| r.trim().to_string()).filter(|r| !r.is_empty());
     if let Some(rel) = f.kernel_release.clone().filter(|r| !r.contains('/')) {

@@ -125,8 +125,15 @@ impl CliError {
             )),
             CliError::Apply(e) => e.remedy(),
             CliError::NeedsYes | CliError::Usage(_) => None,
+            CliError::Unreadable { message, .. }
+                if message.contains("cannot read") || message.contains("cannot list") || message.contains("denied") =>
+            {
+                Some(
+                    "run vfioctl as root (or on a `vfioctl snapshot` taken as root) so that the file can be read; --force plans without it, and you take on what it would have said".into(),
+                )
+            }
             CliError::Unreadable { .. } => Some(
-                "run vfioctl as root (or on a `vfioctl snapshot` taken as root) so that the file can be read; --force plans without it, and you take on what it would have said".into(),
+                "fix the file (or restore it from a backup) so that it says something vfioctl can read; --force plans without it, and you take on what it would have said".into(),
             ),
             CliError::DiskInUse { .. } => Some(
                 "give the guest a disk the host does not use (its /dev/disk/by-id path), or an image file: --disk /var/lib/libvirt/images/NAME.qcow2 --disk-size 100G (--force gives it to the guest anyway, and what the host keeps on it is lost)".into(),

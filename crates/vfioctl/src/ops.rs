@@ -53,6 +53,16 @@ pub fn plan(host: &Host, req: &Request) -> Result<Plan, CliError> {
     if let Some(problem) = &host.boot().problem {
         unknown.push(("the boot configuration".into(), problem.clone()));
     }
+    // The running kernel's version decides modules (vfio_virqfd, vfio_pci_core) and the
+    // per-node hugepages syntax.
+    match host.root().read_optional("/proc/sys/kernel/osrelease") {
+        Err(e) => unknown.push(("/proc/sys/kernel/osrelease".into(), e.to_string())),
+        Ok(Some(t)) if kmod::kernel_version(t.trim()).is_none() => unknown.push((
+            "/proc/sys/kernel/osrelease".into(),
+            format!("`{}` is not a kernel release: which modules this kernel needs is unknown", t.trim()),
+        )),
+        Ok(_) => {}
+    }
     // The hugepages sysctl reserves at boot count against the host's memory.
     let sysctl_hugepages = match vfioctl_host::boot::sysctl_hugepages(host.root()) {
         Ok(s) => s.map(|(p, n)| (p.display().to_string(), n)),

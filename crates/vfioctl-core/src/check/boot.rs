@@ -165,6 +165,14 @@ fn intremap(f: &Facts, c: &Cmdline) -> Check {
 }
 
 fn next_boot(f: &Facts, c: &Cmdline) -> Check {
+    if let Some(problem) = &f.next_boot_problem {
+        // Unknown is not "nothing": a file that decides the next boot says nothing we can read.
+        return NEXT_BOOT.verdict(
+            Status::Fail,
+            format!("what the next boot passes the kernel is unknown: {problem}"),
+            Some("make the file readable and valid (restore it from a backup, or fix the line named); vfioctl plan and apply refuse until then".to_string()),
+        );
+    }
     match &f.next_boot {
         None => NEXT_BOOT.note(
             "no boot loader configuration found (/etc/default/grub, /etc/kernel/cmdline, systemd-boot entries, refind_linux.conf, kernelstub)",

@@ -68,6 +68,9 @@ pub struct Facts {
     pub iommu_groups: Option<usize>,
     pub cmdline: Option<Cmdline>,
     pub next_boot: Option<NextBoot>,
+    /// Why the next boot's command line is unknown (a file that decides it cannot be read
+    /// or understood), when it is.
+    pub next_boot_problem: Option<String>,
     pub kernel_release: Option<String>,
     pub modules_builtin: Option<BTreeSet<String>>,
     pub modules_available: Option<BTreeSet<String>>,
@@ -110,6 +113,7 @@ impl Facts {
             iommu_groups: None,
             cmdline: None,
             next_boot: None,
+            next_boot_problem: None,
             kernel_release: None,
             modules_builtin: None,
             modules_available: None,

@@ -397,6 +397,27 @@ fn shell_value(raw: &str, vars: &BTreeMap<String, String>) -> String {
     out
 }
 
+/// Whether grub-mkconfig could source `text`: a shell text (no NUL byte, no bytes that
+/// are not UTF-8) whose quotes all close. Anything else is refused,
+/// not read as "no command line": the shell would stop on it, and so would the boot's
+/// regeneration.
+pub fn readable(text: &str) -> Result<(), EditError> {
+    for (n, line) in text.lines().enumerate() {
+        let what = if line.contains('\0') {
+            "a NUL byte"
+        } else if line.contains('\u{fffd}') {
+            "bytes that are not UTF-8"
+        } else {
+            continue;
+        };
+        return Err(EditError::Unsupported {
+            what: "a shell file grub-mkconfig sources".into(),
+            reason: format!("line {} has {what} (not a text file)", n + 1),
+        });
+    }
+    scan(text).map(|_| ())
+}
+
 /// The assignments of a `/etc/default/grub`-style file, later ones winning, values
 /// unquoted and expanded. `export KEY=…` counts too; anything else is ignored.
 pub fn assignments(text: &str) -> BTreeMap<String, String> {

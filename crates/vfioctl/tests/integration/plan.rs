@@ -424,3 +424,129 @@ fn reservations_the_plan_leaves_count_against_the_host() {
         assert_eq!(run.code, 0, "{args:?}: {}", run.stderr);
     }
 }
+
+/// Regression (issue 16): a `/etc/default/grub` that is not a shell text (binary bytes) or
+/// whose quote never closes read as "no command line", and the plan went on to edit it.
+/// Now it is unknown: `plan` refuses naming the file (exit 2), `check` fails its next-boot
+/// line. bash, which grub-mkconfig sources it with, refuses the same files.
+#[test]
+fn a_grub_file_the_shell_cannot_read_is_unknown_not_empty() {
+    let mut garbage: Vec<u8> = (0u32..2048).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    garbage.extend_from_slice(b"\0\xff\nGRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"\n");
+    for (content, says) in [
+        (garbage, "(not a text file)"),
+        (
+            b"GRUB_DEFAULT=0\nGRUB_CMDLINE_LINUX_DEFAULT=\"quiet splash\nGRUB_TIMEOUT=5\n".to_vec(),
+            "a quote is never closed",
+        ),
+    ] {
+        let (_tmp, root) = crate::util::copy_host("r2600x");
+        let grub = root.join("etc/default/grub");
+        std::fs::write(&grub, &content).unwrap();
+        let bash = std::process::Command::new("bash").arg("-n").arg(&grub).output().expect("bash");
+        assert!(!bash.status.success() || says.contains("text"), "bash reads it: {says}");
+        let run = vfioctl(&root, &["plan", "gpu"]);
+        assert_eq!(run.code, 2, "{says}: {}{}", run.stdout, run.stderr);
+        assert!(run.stderr.contains("/etc/default/grub") && run.stderr.contains(says), "{}", run.stderr);
+        let run = vfioctl(&root, &["check"]);
+        assert!(
+            run.stdout.lines().any(|l| l.contains("next boot") && l.contains("FAIL") && l.contains(says)),
+            "{}",
+            run.stdout
+        );
+        let run = vfioctl(&root, &["apply", "gpu", "--dry-run"]);
+        assert_ne!(run.code, 0, "{}", run.stdout);
+        assert_eq!(std::fs::read(&grub).unwrap(), content, "{says}: the file is left as it was");
+    }
+}
+
+/// The same property over every generated example host, on the files the plan itself
+/// reads (its read log), sampled by a fixed seed: a sysfs/procfs fact filled with garbage
+/// or made unreadable, or a configuration file made unreadable, either stops the plan
+/// naming the file or leaves the plan as the intact host's. (Garbage in a configuration
+/// file is a different configuration, not an unknown fact, and is left out.)
+#[test]
+fn a_broken_fact_on_any_host_refuses_naming_it_or_changes_nothing() {
+    let plan = |root: &Path, log: Option<&Path>| {
+        let mut env = vec![];
+        let l;
+        if let Some(p) = log {
+            l = p.to_str().expect("utf8").to_string();
+            env.push(("VFIOCTL_READ_LOG", l.as_str()));
+        }
+        let run = crate::util::vfioctl_env(root, &["plan", "gpu", "--format", "json"], &env);
+        let v: Option<serde_json::Value> = serde_json::from_str(&run.stdout).ok();
+        let stable = v.map(|mut v| {
+            if let Some(o) = v.as_object_mut() {
+                o.remove("warnings");
+                o.remove("reasons");
+            }
+            v
+        });
+        (run.code, stable, run.stderr)
+    };
+    let mut seed: u64 = 0x5eed_1605;
+    let mut next = move |n: usize| {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (seed >> 33) as usize % n
+    };
+    let mut failures = Vec::new();
+    let mut tried = 0;
+    for host in crate::util::example_hosts() {
+        let name = host.file_name().and_then(|n| n.to_str()).expect("name").to_string();
+        if !host.with_extension("toml").is_file() {
+            continue;
+        }
+        let log = tempfile::NamedTempFile::new().expect("log");
+        let (code, intact, _) = plan(&host, Some(log.path()));
+        if code != 0 {
+            continue;
+        }
+        let text = std::fs::read_to_string(log.path()).expect("read log");
+        let read: Vec<String> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("read /")?.rsplit_once(' ').map(|(p, _)| p.to_string()))
+            .filter(|p| {
+                host.join(p).is_file() && !std::fs::symlink_metadata(host.join(p)).is_ok_and(|m| m.is_symlink())
+            })
+            .collect();
+        // One copy per host; each breakage is undone before the next.
+        let (_t, root) = crate::util::copy_host(&name);
+        for _ in 0..10 {
+            let f = &read[next(read.len())];
+            let fact = f.starts_with("sys/") || f.starts_with("proc/");
+            let p = root.join(f);
+            let Ok(original) = std::fs::read(&p) else { continue };
+            for garbage in [true, false] {
+                if garbage && !fact {
+                    continue;
+                }
+                tried += 1;
+                if garbage {
+                    std::fs::write(&p, "zz\u{1}garbage\n").expect("write");
+                } else {
+                    std::fs::remove_file(&p).expect("rm");
+                    std::fs::create_dir(&p).expect("mkdir");
+                }
+                let (code, got, stderr) = plan(&root, None);
+                if p.is_dir() {
+                    std::fs::remove_dir(&p).expect("rmdir");
+                }
+                std::fs::write(&p, &original).expect("restore");
+                let base = f.rsplit('/').next().unwrap_or(f);
+                let named = stderr.contains(f.as_str())
+                    || (stderr.contains(base) && stderr.contains("cannot plan from a guess"))
+                    || stderr.contains(&format!("/{f}"));
+                if !(if code == 0 { got == intact } else { named }) {
+                    failures.push(format!(
+                        "{name}: /{f} ({}): exit {code}: {}",
+                        if garbage { "garbage" } else { "unreadable" },
+                        stderr.lines().find(|l| l.contains("error")).unwrap_or("a different plan")
+                    ));
+                }
+            }
+        }
+    }
+    assert!(tried > 100, "only {tried} breakages tried");
+    assert!(failures.is_empty(), "{} of {tried}:\n{}", failures.len(), failures.join("\n"));
+}
