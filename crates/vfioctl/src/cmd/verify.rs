@@ -45,13 +45,18 @@ fn boot_time(host: &Host) -> Option<u64> {
     stat.lines().find_map(|l| l.strip_prefix("btime ")).and_then(|v| v.trim().parse().ok())
 }
 
+/// What to verify, where it comes from, the journal's apply time (when the expectation
+/// is an apply still in effect), and the facts the plan for the devices named could not
+/// read.
+struct Expected {
+    expect: Expectation,
+    source: String,
+    applied_at: Option<u64>,
+    unknown: Vec<String>,
+}
+
 /// What to verify: the journal's record of the last apply, or a plan for the devices named.
-/// With the journal's apply time, when the expectation is an apply still in effect.
-fn expectation(
-    host: &Host,
-    args: &VerifyArgs,
-    next: Option<&Cmdline>,
-) -> Result<(Expectation, String, Option<u64>), CliError> {
+fn expectation(host: &Host, args: &VerifyArgs, next: Option<&Cmdline>) -> Result<Expected, CliError> {
     if args.devices.is_empty() {
         let journal = match Journal::last_applied(host.root()).map_err(CliError::Apply)? {
             Some(j) => Some(j),
@@ -60,12 +65,21 @@ fn expectation(
         };
         return match journal {
             Some(j) => match j.expect {
-                Some(e) if j.state == vfioctl_host::apply::JournalState::RolledBack => Ok((
-                    e,
-                    format!("the apply of journal {}, which was rolled back since (so failures are expected)", j.id),
-                    None,
-                )),
-                Some(e) => Ok((e, format!("the apply of journal {}", j.id), Some(j.created))),
+                Some(expect) if j.state == vfioctl_host::apply::JournalState::RolledBack => Ok(Expected {
+                    expect,
+                    source: format!(
+                        "the apply of journal {}, which was rolled back since (so failures are expected)",
+                        j.id
+                    ),
+                    applied_at: None,
+                    unknown: Vec::new(),
+                }),
+                Some(expect) => Ok(Expected {
+                    expect,
+                    source: format!("the apply of journal {}", j.id),
+                    applied_at: Some(j.created),
+                    unknown: Vec::new(),
+                }),
                 None => Err(CliError::Usage(format!(
                     "journal {} does not record what to expect (written by an older vfioctl): name the devices, e.g. `vfioctl verify gpu`",
                     j.id
@@ -94,7 +108,14 @@ fn expectation(
         .unwrap_or_default();
     e.cmdline_remove.clear();
     e.hugepages = None;
-    Ok((e, format!("a plan for {}", args.devices.join(" ")), None))
+    // The plan is made with --force so that verify can report what it cannot read.
+    let unknown = p
+        .warnings
+        .iter()
+        .filter_map(|w| w.strip_prefix("--force: planned without "))
+        .map(|w| w.split("; you take on").next().unwrap_or(w).to_string())
+        .collect();
+    Ok(Expected { expect: e, source: format!("a plan for {}", args.devices.join(" ")), applied_at: None, unknown })
 }
 
 pub fn run(host: &Host, args: &VerifyArgs) -> Result<Exit, CliError> {
@@ -104,7 +125,7 @@ pub fn run(host: &Host, args: &VerifyArgs) -> Result<Exit, CliError> {
     }
     let f = host.facts();
     let next = f.next_boot.as_ref().map(|n| &n.cmdline);
-    let (expect, source, applied_at) = expectation(host, args, next)?;
+    let Expected { expect, source, applied_at, unknown } = expectation(host, args, next)?;
     // The apply came after this boot: nothing of it runs yet, so every check would fail
     // with fixes that do not apply. The one thing to do is to reboot.
     if let (Some(at), Some(boot)) = (applied_at, boot_time(host)) {
@@ -138,7 +159,7 @@ pub fn run(host: &Host, args: &VerifyArgs) -> Result<Exit, CliError> {
         Err(_) => None,
     };
     let regenerate = host.boot().initramfs.as_ref().map(|i| i.regenerate().join(" "));
-    let checks = verify::verify(
+    let mut checks = verify::verify(
         &expect,
         &VerifyFacts {
             running: f.cmdline.as_ref(),
@@ -152,6 +173,25 @@ pub fn run(host: &Host, args: &VerifyArgs) -> Result<Exit, CliError> {
             regenerate: regenerate.as_deref(),
         },
     );
+    // Unknown is not verified: what the host says and cannot be read fails.
+    let mut all: Vec<String> = host.boot().problem.iter().map(|p| format!("the boot configuration: {p}")).collect();
+    for u in unknown {
+        if !all.contains(&u) {
+            all.push(u);
+        }
+    }
+    for u in all {
+        checks.push(Check {
+            id: "verify.unknown".into(),
+            area: "UNKNOWN",
+            title: "that what decides this verdict can be read".into(),
+            status: check::Status::Fail,
+            message: u,
+            remedy: Some(
+                "make the file readable (run as root) or fix it; until then this host cannot be verified".into(),
+            ),
+        });
+    }
     match args.format {
         Format::Json => output::print_json(&VerifyJson {
             live: f.live,

@@ -96,3 +96,22 @@ fn before_the_reboot_verify_says_reboot_first() {
     let run = crate::util::vfioctl(&root, &["verify"]);
     assert!(run.stdout.starts_with("Verifying the apply of journal"), "{}", run.stdout);
 }
+
+/// Regression (issue 16): a fact `verify` depends on that cannot be read (a passed
+/// function's `numa_node`, a GRUB file that is not text) was verified around in silence;
+/// now each is a FAIL naming the file, and verify exits 1.
+#[test]
+fn what_cannot_be_read_fails_verification() {
+    let (_t, root) = crate::util::copy_host("r2600x");
+    let numa = std::fs::canonicalize(root.join("sys/bus/pci/devices/0000:09:00.1")).unwrap().join("numa_node");
+    std::fs::remove_file(&numa).unwrap();
+    std::fs::create_dir(&numa).unwrap();
+    std::fs::write(root.join("etc/default/grub"), b"GRUB_CMDLINE_LINUX=\"\0\"\n").unwrap();
+    let run = crate::util::vfioctl(&root, &["verify", "gpu"]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    let unknown: Vec<&str> = run.stdout.lines().filter(|l| l.starts_with("UNKNOWN:")).collect();
+    assert_eq!(unknown.len(), 2, "{}", run.stdout);
+    assert!(unknown.iter().all(|l| l.contains(": FAIL (")), "{unknown:?}");
+    assert!(run.stdout.contains("/sys/bus/pci/devices/0000:09:00.1/numa_node: cannot read"), "{}", run.stdout);
+    assert!(run.stdout.contains("the boot configuration: /etc/default/grub"), "{}", run.stdout);
+}
