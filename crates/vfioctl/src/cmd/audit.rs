@@ -224,7 +224,7 @@ fn fix(
     doc: &Document,
     findings: &[Finding],
 ) -> Result<(Document, Vec<String>), CliError> {
-    let parts = parts_for(findings);
+    let mut parts = parts_for(findings);
     let mut fixed = doc.clone();
     if parts == Parts::NONE {
         return Ok((fixed, Vec::new()));
@@ -260,7 +260,28 @@ fn fix(
         Plan::cpu_and_memory(cpu, MemoryPlan { mib, hugepages: None::<Hugepages>, reasons: Vec::new() })
     } else {
         // The domain passes these already: what plan refuses by default is reported, not refused.
-        ops::plan(h, &Request { devices: selectors, vcpus: cx.vcpus, memory_mib: Some(mib), hugepages, force: true })?
+        let p = ops::plan(
+            h,
+            &Request { devices: selectors, vcpus: cx.vcpus, memory_mib: Some(mib), hugepages, force: true },
+        )?;
+        // Never a device plan would refuse: completing a group or slot that plan would not
+        // pass whole (a chipset controller, the boot GPU, a disk the host uses) is not a
+        // fix. The domain's own hostdevs stay as they are, and the findings stay.
+        let refused: Vec<&vfioctl_core::plan::Refusal> = p.forced.iter().filter(|r| !r.devices.is_empty()).collect();
+        if parts.devices && !refused.is_empty() {
+            parts.devices = false;
+            for r in &refused {
+                eprintln_safe!(
+                    "vfioctl: not completing the passed devices: vfioctl plan refuses {} ({}); move the card to a slot with its own IOMMU group, or pass fewer devices",
+                    r.devices.iter().map(|a| a.short()).collect::<Vec<_>>().join(", "),
+                    r.reason
+                );
+            }
+            if parts == Parts::NONE {
+                return Ok((fixed, Vec::new()));
+            }
+        }
+        p
     };
     let os = if !cx.windows {
         GuestOs::Linux

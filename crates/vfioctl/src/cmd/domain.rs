@@ -92,6 +92,14 @@ pub fn run(h: &Host, args: &DomainArgs) -> Result<Exit, CliError> {
         Some((from, text)) => Some(xml::parse(text).map_err(|err| CliError::DomainXml { from: from.clone(), err })?),
         None => None,
     };
+    if let (Some(d), Some((from, _))) = (&doc, &existing) {
+        if d.root.name != "domain" {
+            return Err(CliError::Usage(format!(
+                "{from} is not a libvirt domain: its root element is <{}>",
+                d.root.name
+            )));
+        }
+    }
     let name = match (&args.name, &doc) {
         (Some(n), _) => n.clone(),
         (None, Some(d)) => d.root.find("name").map(|n| n.text()).unwrap_or_default(),

@@ -107,6 +107,10 @@ fn what_cannot_be_audited_exits_2() {
     let run = vfioctl(&example_host("r2600x"), &["audit", bad.to_str().expect("utf8")]);
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("not a libvirt domain"), "{}", run.stderr);
+    // Regression (issue 17): `domain --from` "patched" a <network> with exit 0.
+    let run = vfioctl(&example_host("r2600x"), &["domain", "gpu", "--from", bad.to_str().expect("utf8")]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("not a libvirt domain") && run.stdout.is_empty(), "{}{}", run.stdout, run.stderr);
     let run = vfioctl(&example_host("r2600x"), &["audit", "/nonexistent/vm.xml"]);
     assert_eq!(run.code, 2, "{}", run.stderr);
 }
@@ -130,4 +134,33 @@ fn a_domain_on_the_hosts_own_disk_is_an_error() {
     let f = f.unwrap_or_else(|| panic!("no device-disk-host-in-use: {}", run.stdout));
     assert_eq!(f["severity"], "error");
     assert!(f["message"].as_str().expect("message").ends_with("nvme0n1p2 is mounted at /"), "{f}");
+}
+
+/// Regression (issue 17): `--fix` "completed" the IOMMU group of a GPU in the chipset's
+/// group by adding every member: the chipset's USB, SATA (the host's root disk) and
+/// network controllers, which `plan` refuses even with `--force` for the disk. Now a group
+/// plan would not pass whole is not completed: the domain's hostdevs stay, the finding
+/// stays, and the output says why.
+#[test]
+fn fix_never_adds_a_device_plan_would_refuse() {
+    let host = example_host("b450-chipset-gpu");
+    let hostdev = |bus: &str, f: &str| {
+        format!("    <hostdev mode='subsystem' type='pci' managed='yes'>\n      <source>\n        <address domain='0x0000' bus='0x{bus}' slot='0x00' function='0x{f}'/>\n      </source>\n    </hostdev>\n")
+    };
+    let xml = format!(
+        "<domain type='kvm'>\n  <name>rx6600</name>\n  <memory unit='KiB'>8388608</memory>\n  <vcpu placement='static'>4</vcpu>\n  <os>\n    <type arch='x86_64' machine='q35'>hvm</type>\n  </os>\n  <features>\n    <acpi/>\n  </features>\n  <devices>\n{}{}  </devices>\n</domain>\n",
+        hostdev("06", "0"),
+        hostdev("06", "1")
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("rx6600.xml");
+    std::fs::write(&file, &xml).unwrap();
+    let run = vfioctl(&host, &["audit", file.to_str().unwrap(), "--fix"]);
+    assert!(run.stderr.contains("not completing the passed devices"), "{}", run.stderr);
+    for chipset in ["bus='0x02'", "bus='0x08'"] {
+        assert!(!run.stdout.contains(chipset), "--fix added a chipset controller ({chipset}):\n{}", run.stdout);
+    }
+    assert!(run.stdout.contains("bus='0x06' slot='0x00' function='0x1'"), "{}", run.stdout);
+    assert!(run.stderr.contains("device-group-member-not-vfio"), "the finding stays: {}", run.stderr);
+    assert_eq!(run.code, 1, "{}", run.stderr);
 }
