@@ -15,10 +15,6 @@ use crate::output;
 
 pub fn run(h: &Host, args: &DomainArgs) -> Result<Exit, CliError> {
     let root = h.root();
-    let p = ops::plan(h, &args.plan.request()?)?;
-    for w in &p.warnings {
-        eprintln_safe!("vfioctl: warning: {w}");
-    }
     let os = match args.os {
         OsArg::Win10 => GuestOs::Windows10,
         OsArg::Win11 => GuestOs::Windows11,
@@ -99,6 +95,37 @@ pub fn run(h: &Host, args: &DomainArgs) -> Result<Exit, CliError> {
                 d.root.name
             )));
         }
+    }
+    // A domain patched keeps its own vCPU count and memory unless --vcpus/--memory say
+    // otherwise: what is indexed by its vCPUs (vcpus, vcpusched, NUMA cells) stays true.
+    let mut request = args.plan.request()?;
+    if let Some(d) = &doc {
+        let own_vcpus = d.root.find("vcpu").and_then(|v| v.text().trim().parse::<u32>().ok()).filter(|n| *n > 0);
+        let own_mib =
+            d.root.find("memory").and_then(vfioctl_core::units::element_kib).map(|k| k / 1024).filter(|m| *m > 0);
+        let mut kept = Vec::new();
+        if request.vcpus.is_none() {
+            if let Some(n) = own_vcpus {
+                request.vcpus = Some(n);
+                kept.push(format!("{n} vCPUs"));
+            }
+        }
+        if request.memory_mib.is_none() {
+            if let Some(m) = own_mib {
+                request.memory_mib = Some(m);
+                kept.push(format!("{m} MiB of memory"));
+            }
+        }
+        if !kept.is_empty() {
+            eprintln_safe!(
+                "vfioctl: note: keeping the domain's {} (--vcpus and --memory change them)",
+                kept.join(" and ")
+            );
+        }
+    }
+    let p = ops::plan(h, &request)?;
+    for w in &p.warnings {
+        eprintln_safe!("vfioctl: warning: {w}");
     }
     let name = match (&args.name, &doc) {
         (Some(n), _) => n.clone(),

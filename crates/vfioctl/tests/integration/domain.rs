@@ -303,3 +303,23 @@ fn no_disk_the_host_keeps_data_on_is_the_guests() {
         assert_eq!(run.code, 0, "{disk}: {}", run.stderr);
     }
 }
+
+/// Regression (issue 17): `domain --from` planned its own vCPU count and memory, keeping
+/// what the domain indexes by its old vCPUs (`current=`, the `<vcpus>` list, NUMA cells,
+/// `vcpusched`), so libvirt refused the result it accepted before; and it changed the
+/// memory in silence. Now the domain's own count and memory stay unless asked, with a note.
+#[test]
+fn a_patched_domain_keeps_its_vcpus_and_memory() {
+    let xml = "<domain type='kvm'>\n  <name>cells</name>\n  <memory unit='KiB'>8388608</memory>\n  <vcpu placement='static' current='2'>4</vcpu>\n  <vcpus>\n    <vcpu id='0' enabled='yes' hotpluggable='no'/>\n    <vcpu id='1' enabled='yes' hotpluggable='yes'/>\n    <vcpu id='2' enabled='no' hotpluggable='yes'/>\n    <vcpu id='3' enabled='no' hotpluggable='yes'/>\n  </vcpus>\n  <cputune>\n    <vcpusched vcpus='0-3' scheduler='fifo' priority='1'/>\n  </cputune>\n  <os>\n    <type arch='x86_64' machine='pc-q35-6.2'>hvm</type>\n  </os>\n  <cpu mode='host-passthrough'>\n    <topology sockets='1' dies='1' cores='2' threads='2'/>\n    <numa>\n      <cell id='0' cpus='0-3' memory='8388608' unit='KiB'/>\n    </numa>\n  </cpu>\n  <devices>\n    <emulator>/usr/bin/qemu-system-x86_64</emulator>\n  </devices>\n</domain>\n";
+    crate::util::libvirt_accepts(xml).expect("libvirt accepts the input");
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("cells.xml");
+    std::fs::write(&file, xml).unwrap();
+    let root = crate::util::example_host("r2600x");
+    let run = crate::util::vfioctl(&root, &["domain", "gpu", "--from", file.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("keeping the domain's 4 vCPUs and 8192 MiB of memory"), "{}", run.stderr);
+    assert!(run.stdout.contains(">4</vcpu>") && run.stdout.contains("<memory unit='KiB'>8388608</memory>"));
+    crate::util::libvirt_accepts(&run.stdout)
+        .unwrap_or_else(|e| panic!("libvirt refuses the patch: {e}\n{}", run.stdout));
+}

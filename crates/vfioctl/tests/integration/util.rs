@@ -95,6 +95,20 @@ pub fn validate(xml: &str, what: &str) {
     assert_eq!(run.code, 0, "{what}: virt-xml-validate: {}{}\n{xml}", run.stdout, run.stderr);
 }
 
+/// libvirt's own parser and checks on a domain, through its test driver (no daemon):
+/// `virsh -c test:///default define FILE`. `Err` with libvirt's message when it refuses.
+pub fn libvirt_accepts(xml: &str) -> Result<(), String> {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let f = tmp.path().join("domain.xml");
+    std::fs::write(&f, xml).expect("write");
+    let run = tool("virsh", &["-q", "-c", "test:///default", "define", f.to_str().expect("utf8")], "libvirt-clients");
+    if run.code == 0 {
+        Ok(())
+    } else {
+        Err(format!("{}{}", run.stdout, run.stderr))
+    }
+}
+
 /// Binds a fixture's PCI device to `driver` as the kernel would show it: the `driver` link
 /// and the `DRIVER=` line of its `uevent`.
 pub fn bind(root: &Path, address: &str, driver: &str) {
