@@ -408,7 +408,7 @@ def main():
 
     b = blocks.get("plan-nvme")
     if b is not None:
-        c.check(b["rc"] == 1 and re.search(r"holds mounted filesystems: /persist \(/dev/nvme0n1\)", b["err"]),
+        c.check(b["rc"] == 1 and re.search(r"holds disks the host uses: /persist \(/dev/nvme0n1\)", b["err"]),
                 "plan NVMe: refused (exit 1), it holds the mounted /persist", f"rc={b['rc']} {b['err'][-400:]!r}")
     b = blocks.get("plan-boot-vga")
     if b is not None:
