@@ -27,6 +27,8 @@ pub struct AuditFacts {
     /// `/dev` paths of the block devices the host uses (`None`: the mount table or sysfs
     /// could not be read; the warning says so).
     pub host_disks: Option<BTreeMap<String, String>>,
+    /// The PCI controllers holding what the host's disks are used for, and that use.
+    pub host_controllers: BTreeMap<PciAddress, String>,
     pub warnings: Vec<Warning>,
 }
 
@@ -46,8 +48,14 @@ pub fn gather(host: &Host) -> Result<AuditFacts, HostError> {
     };
     let mut warnings = inv.warnings;
     warnings.extend(cpu_warnings);
+    let mut host_controllers = BTreeMap::new();
     let host_disks = match host.storage() {
-        Ok(s) => Some(s.used_paths(root)),
+        Ok(s) => {
+            for m in &s.mounts {
+                host_controllers.entry(m.controller).or_insert_with(|| format!("{} ({})", m.mount_point, m.source));
+            }
+            Some(s.used_paths(root))
+        }
         Err(e) => {
             warnings.push(Warning {
                 path: "/proc/self/mountinfo".into(),
@@ -64,6 +72,7 @@ pub fn gather(host: &Host) -> Result<AuditFacts, HostError> {
         qemu_conf,
         input_by_id,
         host_disks,
+        host_controllers,
         warnings,
     })
 }
@@ -80,6 +89,7 @@ impl AuditFacts {
             qemu_conf: self.qemu_conf.as_deref(),
             input_by_id: self.input_by_id.as_ref(),
             host_disks: self.host_disks.as_ref(),
+            host_controllers: Some(&self.host_controllers),
         }
     }
 }

@@ -20,6 +20,12 @@ pub const NOT_ON_HOST: Rule = Rule {
     area: AREA,
     title: "a passed PCI address that does not exist on this host",
 };
+pub const STALE_HOSTDEV: Rule = Rule {
+    id: "device-hostdev-host-needs",
+    severity: Severity::Error,
+    area: AREA,
+    title: "a passed address that is a bridge, the boot GPU or a controller holding the host's disks",
+};
 pub const GROUP_MEMBER_NOT_VFIO: Rule = Rule {
     id: "device-group-member-not-vfio",
     severity: Severity::Error,
@@ -124,6 +130,28 @@ fn hostdevs(cx: &Cx<'_>, out: &mut Vec<Finding>) {
                 .message(format!("{} does not exist on this host ({hint})", h.source))
                 .why("libvirt cannot find the device: the guest does not start. Addresses change when cards move to another slot, after a BIOS update or when another card is added")
                 .fix("vfioctl list shows the host's devices and their addresses: correct this <source><address>, or remove the <hostdev>"),
+        );
+    }
+
+    // What the host needs, passed (often an address that moved: another card now sits there).
+    for h in &present {
+        let d = &devices[&h.source];
+        let what = if d.is_bridge() || d.class.base() == 0x06 {
+            Some(format!("a bridge (class {}): bridges stay with the host; vfio-pci does not take them", d.class))
+        } else if d.boot_vga == Some(true) {
+            Some("the boot GPU, the host's console".to_string())
+        } else {
+            cx.host
+                .host_controllers
+                .and_then(|c| c.get(&h.source))
+                .map(|u| format!("the controller of the host's disks: {u}"))
+        };
+        let Some(what) = what else { continue };
+        out.push(
+            Finding::at(&STALE_HOSTDEV, "devices/hostdev/source/address", h.el.find("source/address").or(Some(h.el)))
+                .message(format!("{} is {what}", h.source.short()))
+                .why("the guest would take what the host runs on; most often the domain is older than the host's layout (cards moved, a BIOS update renumbered the buses)")
+                .fix("remove this <hostdev>, or correct its <source><address> to the card's (vfioctl list shows the host's devices)"),
         );
     }
 
@@ -480,6 +508,29 @@ mod tests {
         assert!(f[0].message.contains("0000:0d:00.2") && f[0].message.contains("0d:00.0, 0d:00.1"), "{}", f[0].message);
         assert_eq!(f[0].element, "devices/hostdev/source/address");
         assert!(f[0].line.is_some());
+    }
+
+    /// A passed address that is a bridge or the boot GPU is what the host needs.
+    #[test]
+    fn a_hostdev_the_host_needs() {
+        let mut b = Bench::new();
+        let mut bridge = PciDevice::new(
+            addr("0000:00:01.1"),
+            VendorDevice::from_str("1022:1453").unwrap(),
+            ClassCode::new(0x060400),
+        );
+        bridge.iommu_group = Some(19);
+        bridge.driver = Some("pcieport".into());
+        b.devices.insert(bridge.address, bridge);
+        b.groups.push(IommuGroup { id: 19, devices: vec![addr("0000:00:01.1")] });
+        let xml = broken(&b, |d| hostdev(d, "0000:00:01.1", Some((3, 0, 0))));
+        let f = b.audit(&xml);
+        exactly(&f, &["device-hostdev-host-needs"]);
+        assert!(f[0].message.contains("00:01.1 is a bridge (class 0604)"), "{}", f[0].message);
+        b.devices.get_mut(&addr("0000:0d:00.0")).unwrap().boot_vga = Some(true);
+        let f = b.audit(&b.clean());
+        exactly(&f, &["device-hostdev-host-needs"]);
+        assert!(f[0].message.contains("0d:00.0 is the boot GPU"), "{}", f[0].message);
     }
 
     #[test]

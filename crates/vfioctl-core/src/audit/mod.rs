@@ -161,6 +161,9 @@ pub struct AuditHost<'a> {
     pub input_by_id: Option<&'a BTreeSet<String>>,
     /// `/dev` paths of block devices the host uses, and what uses them (`None`: unknown).
     pub host_disks: Option<&'a BTreeMap<String, String>>,
+    /// PCI controllers holding what the host's disks are used for, with that use (`None`:
+    /// not known).
+    pub host_controllers: Option<&'a BTreeMap<PciAddress, String>>,
 }
 
 /// Audits a domain. Findings come sorted by area, then severity, then line.
@@ -214,6 +217,7 @@ pub const RULES: &[Rule] = &[
     memory::BALLOON_WITH_HOSTDEV,
     devices::NOT_ON_HOST,
     devices::GROUP_MEMBER_NOT_VFIO,
+    devices::STALE_HOSTDEV,
     devices::DISK_HOST_IN_USE,
     devices::SLOT_INCOMPLETE,
     devices::UNMANAGED_NOT_VFIO,

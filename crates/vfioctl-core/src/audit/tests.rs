@@ -92,6 +92,7 @@ impl Bench {
             qemu_conf: Some(&self.qemu_conf),
             input_by_id: Some(&self.input),
             host_disks: Some(&self.host_disks),
+            host_controllers: None,
         }
     }
 

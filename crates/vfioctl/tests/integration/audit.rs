@@ -164,3 +164,35 @@ fn fix_never_adds_a_device_plan_would_refuse() {
     assert!(run.stderr.contains("device-group-member-not-vfio"), "the finding stays: {}", run.stderr);
     assert_eq!(run.code, 1, "{}", run.stderr);
 }
+
+/// Issue 17: a hostdev whose address is now a PCI bridge, the boot GPU or the controller
+/// of the host's disks was kept with a note; audit checked only that the address exists.
+/// Each is an error naming what the host needs it for.
+#[test]
+fn a_hostdev_the_host_needs_is_an_error() {
+    let host = example_host("x670-luks-zfs");
+    let hostdev = |bus: &str, slot: &str| {
+        format!("    <hostdev mode='subsystem' type='pci' managed='yes'>\n      <source>\n        <address domain='0x0000' bus='0x{bus}' slot='0x{slot}' function='0x0'/>\n      </source>\n    </hostdev>\n")
+    };
+    let xml = format!(
+        "<domain type='kvm'>\n  <name>stale</name>\n  <memory unit='KiB'>8388608</memory>\n  <vcpu placement='static'>4</vcpu>\n  <os>\n    <type arch='x86_64' machine='q35'>hvm</type>\n  </os>\n  <devices>\n{}{}{}{}  </devices>\n</domain>\n",
+        hostdev("01", "00"),
+        hostdev("00", "01"),
+        hostdev("0b", "00"),
+        hostdev("08", "00"),
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("stale.xml");
+    std::fs::write(&file, &xml).unwrap();
+    let run = vfioctl(&host, &["audit", file.to_str().unwrap()]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    let lines: Vec<&str> = run.stdout.lines().filter(|l| l.contains("device-hostdev-host-needs")).collect();
+    assert_eq!(lines.len(), 3, "{}", run.stdout);
+    for what in [
+        "00:01.0 is a bridge (class 0600)",
+        "0b:00.0 is the boot GPU",
+        "08:00.0 is the controller of the host's disks: /tank",
+    ] {
+        assert!(run.stdout.contains(what), "{what}: {}", run.stdout);
+    }
+}
