@@ -243,7 +243,14 @@ fn fix(
     let have =
         facts.facts.hugepages.iter().filter(|p| p.size_kib == page_kib).map(|p| p.free * p.size_kib).sum::<u64>()
             >= mib * 1024;
-    let hugepages = match (want_pages && have, page_kib) {
+    // A domain's <hugepages/> stays even when the host reserves none now: the finding says
+    // to reserve them, and taking them out of the domain would not be a fix.
+    if want_pages && !have {
+        eprintln_safe!(
+            "vfioctl: note: keeping the domain's hugepages although the host has too few free now (see the memory findings)"
+        );
+    }
+    let hugepages = match (want_pages, page_kib) {
         (false, _) => HugepageChoice::None,
         (true, 1048576) => HugepageChoice::Size1G,
         (true, _) => HugepageChoice::Size2M,
@@ -255,15 +262,43 @@ fn fix(
         .filter_map(|h| h.source.to_string().parse().ok())
         .collect();
     let plan = if selectors.is_empty() {
-        let cpu = pinning::place(&facts.topology, &CpuRequest { vcpus: cx.vcpus, node: None })
-            .map_err(|e| CliError::Plan(e.into()))?;
+        let cpu = match pinning::place(&facts.topology, &CpuRequest { vcpus: cx.vcpus, node: None }) {
+            Ok(cpu) => cpu,
+            Err(e) => {
+                eprintln_safe!("vfioctl: note: leaving the domain's vCPUs and pinning as they are: {e}");
+                parts.pinning = false;
+                parts.cpu = false;
+                if parts == Parts::NONE {
+                    return Ok((fixed, Vec::new()));
+                }
+                pinning::place(&facts.topology, &CpuRequest { vcpus: None, node: None })
+                    .map_err(|e| CliError::Plan(e.into()))?
+            }
+        };
         Plan::cpu_and_memory(cpu, MemoryPlan { mib, hugepages: None::<Hugepages>, reasons: Vec::new() })
     } else {
         // The domain passes these already: what plan refuses by default is reported, not refused.
-        let p = ops::plan(
-            h,
-            &Request { devices: selectors, vcpus: cx.vcpus, memory_mib: Some(mib), hugepages, force: true },
-        )?;
+        let req = Request { devices: selectors, vcpus: cx.vcpus, memory_mib: Some(mib), hugepages, force: true };
+        let p = match ops::plan(h, &req) {
+            Ok(p) => p,
+            // What cannot be planned for this domain is left as it is; the rest is fixed.
+            Err(CliError::Plan(e)) => {
+                eprintln_safe!(
+                    "vfioctl: note: leaving the domain's devices, vCPUs, pinning and memory as they are: {e}"
+                );
+                parts.devices = false;
+                parts.pinning = false;
+                parts.cpu = false;
+                parts.memory = false;
+                if parts == Parts::NONE {
+                    return Ok((fixed, Vec::new()));
+                }
+                let cpu = pinning::place(&facts.topology, &CpuRequest { vcpus: None, node: None })
+                    .map_err(|e| CliError::Plan(e.into()))?;
+                Plan::cpu_and_memory(cpu, MemoryPlan { mib, hugepages: None::<Hugepages>, reasons: Vec::new() })
+            }
+            Err(e) => return Err(e),
+        };
         // Never a device plan would refuse: completing a group or slot that plan would not
         // pass whole (a chipset controller, the boot GPU, a disk the host uses) is not a
         // fix. The domain's own hostdevs stay as they are, and the findings stay.
