@@ -211,6 +211,7 @@ pub const RULES: &[Rule] = &[
     cpu::EMULATORPIN_OVERLAP,
     cpu::NO_IOTHREADPIN,
     cpu::IOTHREADPIN_OVERLAP,
+    cpu::commandline::COMMANDLINE_OVERRIDE,
     memory::HUGEPAGES_MISSING,
     memory::HUGEPAGES_TOO_FEW,
     memory::NUMA_FAR_FROM_DEVICES,

@@ -15,6 +15,7 @@
 //! topology), `pins` (the pins and where each vCPU runs), `numa` (L3 domains and NUMA
 //! nodes), `threads` (the emulator and I/O threads), over the `guest::Guest` they share.
 
+pub(super) mod commandline;
 mod guest;
 mod model;
 mod numa;
@@ -210,6 +211,7 @@ pub(super) fn vcpupin_path(v: u32) -> String {
 /// Every CPU rule, family by family: the model and topology, the pins, the placement
 /// across L3 domains and nodes, QEMU's threads.
 pub(super) fn check(cx: &Cx<'_>, out: &mut Vec<Finding>) {
+    commandline::check(cx, out);
     let Some(shape) = model::Shape::read(cx) else { return };
     model::check(cx, &shape, out);
     let read = pins::read(cx, &shape, out);

@@ -553,3 +553,32 @@ fn bare_domains_do_not_trip_the_checks() {
     let fix = &the(&f, "cpu-unpinned").fix;
     assert!(fix.contains("cpuset='4-6,12-13'>5</vcpu>") && !fix.contains("vcpu='5'"), "{fix}");
 }
+
+/// A `-cpu` (or `-smp`, `-machine`) in qemu:commandline overrides the domain's own, so its
+/// CPU and Hyper-V settings (and their fixes) do nothing.
+#[test]
+fn commandline_overrides_the_domain() {
+    let b = Bench::new();
+    let with = |args: &[&str]| {
+        let cl: String = args.iter().map(|v| format!("    <qemu:arg value='{v}'/>\n")).collect();
+        b.clean()
+            .replacen(
+                "<domain type='kvm'",
+                "<domain type='kvm' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'",
+                1,
+            )
+            .replace("</domain>", &format!("  <qemu:commandline>\n{cl}  </qemu:commandline>\n</domain>"))
+    };
+    let f = b.audit(&with(&["-cpu", "host,kvm=off,hv_vendor_id=null", "-smp", "8,sockets=1,cores=4,threads=2"]));
+    let got: Vec<&Finding> = f.iter().filter(|x| x.id == "cpu-qemu-commandline-override").collect();
+    assert_eq!(got.len(), 2, "{f:?}");
+    assert!(
+        got[0].message.contains("-cpu host,kvm=off,hv_vendor_id=null") && got[0].message.contains("Hyper-V"),
+        "{:?}",
+        got[0]
+    );
+    assert!(got[1].message.contains("-smp 8,sockets=1"), "{:?}", got[1]);
+    // An evdev input-linux object is not an override.
+    let f = b.audit(&with(&["-object", "input-linux,id=kbd,evdev=/dev/input/by-id/x-event-kbd"]));
+    assert!(f.iter().all(|x| x.id != "cpu-qemu-commandline-override"), "{f:?}");
+}
