@@ -56,6 +56,12 @@ pub const MULTIFUNCTION_MISSING: Rule = Rule {
     area: AREA,
     title: "function 0 of a multi-function guest slot without multifunction='on'",
 };
+pub const GPU_LEGACY_BOOT: Rule = Rule {
+    id: "device-gpu-legacy-boot",
+    severity: Severity::Warning,
+    area: AREA,
+    title: "a passed GPU in a guest that boots SeaBIOS (no UEFI firmware)",
+};
 pub const DISK_HOST_IN_USE: Rule = Rule {
     id: "device-disk-host-in-use",
     severity: Severity::Error,
@@ -440,8 +446,36 @@ fn evdev(cx: &Cx<'_>, out: &mut Vec<Finding>) {
     }
 }
 
+/// A passed GPU with legacy (SeaBIOS) boot: the card's legacy VGA ROM has to run and take
+/// the VGA ranges, which many cards (and the host's own VGA arbitration) do not allow.
+fn legacy_boot(cx: &Cx<'_>, out: &mut Vec<Finding>) {
+    let os = cx.root.child("os");
+    let uefi = os.is_some_and(|o| {
+        o.attr("firmware") == Some("efi")
+            || o.child("loader").is_some_and(|l| {
+                l.attr("type") == Some("pflash")
+                    || l.text().to_ascii_lowercase().contains("ovmf")
+                    || l.text().contains("edk2")
+            })
+    });
+    if uefi {
+        return;
+    }
+    let Some(gpu) = cx.hostdevs.iter().find(|h| cx.host.devices.get(&h.source).is_some_and(|d| d.class.is_display()))
+    else {
+        return;
+    };
+    out.push(
+        Finding::at(&GPU_LEGACY_BOOT, "os", os.or(Some(gpu.el)))
+            .message(format!("{} is a GPU, and the guest boots SeaBIOS (no UEFI loader in <os>)", gpu.source.short()))
+            .why("with legacy boot the card's VGA option ROM must run and claim the legacy VGA ranges: many cards show nothing, the host's VGA arbitration gets in the way, and Windows 11 will not install; the guides boot OVMF")
+            .fix("<os firmware='efi'> (libvirt picks OVMF), or a <loader readonly='yes' type='pflash'> with the host's OVMF_CODE and an <nvram>; a guest installed on SeaBIOS needs its disk converted to GPT (mbr2gpt in Windows) first"),
+    );
+}
+
 pub(super) fn check(cx: &Cx<'_>, out: &mut Vec<Finding>) {
     hostdevs(cx, out);
+    legacy_boot(cx, out);
     host_disks(cx, out);
     multifunction(cx, out);
     evdev(cx, out);
@@ -508,6 +542,25 @@ mod tests {
         assert!(f[0].message.contains("0000:0d:00.2") && f[0].message.contains("0d:00.0, 0d:00.1"), "{}", f[0].message);
         assert_eq!(f[0].element, "devices/hostdev/source/address");
         assert!(f[0].line.is_some());
+    }
+
+    /// A passed GPU in a SeaBIOS guest; OVMF (a pflash loader or firmware='efi') is fine.
+    #[test]
+    fn a_gpu_in_a_seabios_guest() {
+        let b = Bench::new();
+        let xml = broken(&b, |d| {
+            d.root.find_mut("os").unwrap().remove_elements(|e| e.name == "loader" || e.name == "nvram");
+        });
+        let f = b.audit(&xml);
+        exactly(&f, &["device-gpu-legacy-boot"]);
+        assert!(f[0].message.contains("0d:00.0 is a GPU"), "{}", f[0].message);
+        let efi = broken(&b, |d| {
+            let os = d.root.find_mut("os").unwrap();
+            os.remove_elements(|e| e.name == "loader" || e.name == "nvram");
+            os.set_attr("firmware", "efi");
+        });
+        let f = b.audit(&efi);
+        assert!(f.iter().all(|x| x.id != "device-gpu-legacy-boot"), "{f:?}");
     }
 
     /// A passed address that is a bridge or the boot GPU is what the host needs.

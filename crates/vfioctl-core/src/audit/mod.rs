@@ -219,6 +219,7 @@ pub const RULES: &[Rule] = &[
     devices::NOT_ON_HOST,
     devices::GROUP_MEMBER_NOT_VFIO,
     devices::STALE_HOSTDEV,
+    devices::GPU_LEGACY_BOOT,
     devices::DISK_HOST_IN_USE,
     devices::SLOT_INCOMPLETE,
     devices::UNMANAGED_NOT_VFIO,

@@ -124,7 +124,11 @@ impl Bench {
         let host = DomainHost {
             vendor: self.vendor,
             invtsc: true,
-            firmware: None,
+            firmware: Some(crate::domain::Firmware {
+                code: "/usr/share/OVMF/OVMF_CODE_4M.fd".into(),
+                vars: Some("/usr/share/OVMF/OVMF_VARS_4M.fd".into()),
+                secure: false,
+            }),
             emulator: Some("/usr/bin/qemu-system-x86_64".into()),
             libvirt: self.libvirt,
             qemu: None,
