@@ -35,6 +35,29 @@ pub const VENDOR_ID_TOO_LONG: Rule = Rule {
 pub const SPINLOCKS_LOW: Rule =
     Rule { id: "hyperv-spinlocks-low", severity: Severity::Error, area: AREA, title: "spinlock retries below 4095" };
 
+pub const MISPLACED: Rule = Rule {
+    id: "hyperv-misplaced",
+    severity: Severity::Warning,
+    area: AREA,
+    title: "a <hyperv> or <kvm> element outside <features>, which libvirt ignores",
+};
+
+/// `<hyperv>` and `<kvm>` belong in `<features>`; elsewhere libvirt drops them when it
+/// reads the domain, so KVM is not hidden and no enlightenment is on.
+fn misplaced(cx: &Cx<'_>, out: &mut Vec<Finding>) {
+    for parent in [Some(cx.root), cx.root.child("cpu"), cx.root.child("os")].into_iter().flatten() {
+        for e in parent.elements().filter(|e| e.name == "hyperv" || e.name == "kvm") {
+            let at = if std::ptr::eq(parent, cx.root) { e.name.clone() } else { format!("{}/{}", parent.name, e.name) };
+            out.push(
+                Finding::at(&MISPLACED, &at, Some(e))
+                    .message(format!("<{}> is in <{}>, not in <features>", e.name, parent.name))
+                    .why("libvirt reads these only inside <features> and drops them elsewhere when the domain is defined: what they say (KVM hidden from the GPU driver, the enlightenments) never reaches QEMU")
+                    .fix(format!("move it into <features>:\n<features>\n  {}\n</features>", e.to_xml().trim())),
+            );
+        }
+    }
+}
+
 /// Whether an enlightenment is on.
 fn on(hyperv: &Element, name: &str) -> bool {
     hyperv.attr("mode") == Some("passthrough")
@@ -42,6 +65,7 @@ fn on(hyperv: &Element, name: &str) -> bool {
 }
 
 pub(super) fn check(cx: &Cx<'_>, out: &mut Vec<Finding>) {
+    misplaced(cx, out);
     let hyperv = cx.root.find("features/hyperv");
     let all = enlightenments(cx.host.libvirt, None);
     match hyperv {

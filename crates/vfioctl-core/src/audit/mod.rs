@@ -187,6 +187,7 @@ pub const RULES: &[Rule] = &[
     hyperv::STIMER_WITHOUT_HYPERVCLOCK,
     hyperv::VENDOR_ID_TOO_LONG,
     hyperv::SPINLOCKS_LOW,
+    hyperv::MISPLACED,
     clock::HPET,
     clock::NO_HYPERVCLOCK,
     clock::RTC_TICKPOLICY,

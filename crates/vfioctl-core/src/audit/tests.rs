@@ -243,6 +243,11 @@ fn the_missing_hyperv_fix_follows_the_libvirt_version() {
 #[test]
 fn hyperv_cases() {
     let b = Bench::new();
+    // <kvm> (and <hyperv>) outside <features>: libvirt drops them.
+    let xml = b.clean().replace("</devices>", "</devices>\n  <kvm>\n    <hidden state='on'/>\n  </kvm>");
+    let f = b.audit(&xml);
+    exactly(&f, &["hyperv-misplaced"]);
+    assert!(f[0].message.contains("<kvm> is in <domain>, not in <features>"), "{}", f[0].message);
     let hv = |edit: &dyn Fn(&mut Element)| {
         broken(&b, |d| {
             if let Some(h) = d.root.find_mut("features/hyperv") {
