@@ -10,6 +10,7 @@ mod boot;
 mod check;
 mod corpus;
 mod domain;
+mod domains;
 mod examples;
 mod export;
 mod libvirt;
