@@ -127,7 +127,7 @@ impl Element {
             self.children.push(Node::Text(format!("\n{}", unit.repeat(depth))));
             return;
         }
-        self.layout(depth + 1, unit, &mut |e, d| e.lay_out(d, unit));
+        self.layout(depth + 1, unit, "\n", &mut |e, d| e.lay_out(d, unit));
     }
 }
 

@@ -14,9 +14,11 @@
 //!   [`Document::write`] of a document nobody changed is the input, unchanged.
 //! - **Edits are local.** An attribute that is [set](Element::set_attr) loses its raw
 //!   text and is written `name='value'`, libvirt's own style; its siblings keep theirs.
-//!   [Inserted](Element::insert) elements are indented like their new siblings (with the
-//!   document's [unit](Document::indent_unit)); [removed](Element::remove_elements) ones
-//!   take their line with them but leave the user's comments.
+//!   An attribute set on an element whose other attributes are double-quoted is written
+//!   `name="value"`. [Inserted](Element::insert) elements are written in the document's
+//!   [style](Document::style): indented like their new siblings with its unit (spaces or
+//!   tabs), its line ends (`\n` or `\r\n`) and its quotes; [removed](Element::remove_elements)
+//!   ones take their line with them but leave the user's comments.
 //! - **Line and column.** Every parsed element remembers the 1-based line and column (in
 //!   characters) of its `<`, so findings can point into the user's file; an [`XmlError`]
 //!   says where the input went wrong and what was open. Elements made in code have 0, 0.
@@ -53,6 +55,31 @@ mod parse;
 use std::fmt;
 
 pub use build::LIBVIRT_INDENT;
+
+/// How a document is laid out, so that what is inserted into it looks like the rest:
+/// the unit of indentation, the line end, the quote around attribute values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Style {
+    /// One level of indentation (two spaces, four, a tab…).
+    pub indent: String,
+    /// `"\n"`, or `"\r\n"` in a file written on Windows.
+    pub newline: &'static str,
+    /// `'` (libvirt's own) or `"`.
+    pub quote: char,
+}
+
+impl Style {
+    /// How libvirt writes a domain: two spaces, `\n`, single quotes.
+    pub fn libvirt() -> Style {
+        Style { indent: LIBVIRT_INDENT.to_string(), newline: "\n", quote: '\'' }
+    }
+}
+
+impl Default for Style {
+    fn default() -> Self {
+        Style::libvirt()
+    }
+}
 pub use parse::{parse, XmlError};
 
 /// A whole document: what comes before the root (declaration, comments), the root, and
@@ -82,6 +109,20 @@ pub struct Attr {
     pub name: String,
     pub value: String,
     raw: Option<String>,
+}
+
+impl Attr {
+    /// ` name=QvalueQ`, the value escaped.
+    fn quoted(name: &str, value: &str, quote: char) -> Attr {
+        let raw = format!(" {name}={quote}{}{quote}", esc(value));
+        Attr { name: name.to_string(), value: value.to_string(), raw: Some(raw) }
+    }
+
+    /// The quote its source uses, when it has one.
+    fn quote(&self) -> Option<char> {
+        let raw = self.raw.as_deref()?;
+        raw.get(raw.find('=')? + 1..)?.trim_start().chars().next().filter(|c| *c == '\'' || *c == '"')
+    }
 }
 
 /// An element with its attributes in their order and its content.
@@ -144,7 +185,27 @@ impl Document {
                 }
             }
         }
-        "  ".to_string()
+        LIBVIRT_INDENT.to_string()
+    }
+
+    /// The document's layout ([`Style`]): its [unit](Document::indent_unit); `\r\n` when
+    /// the first line break among the root's children is one; the quote of the first quoted
+    /// attribute of the root or its children (libvirt's style for what cannot be told).
+    pub fn style(&self) -> Style {
+        let newline = self
+            .root
+            .children
+            .iter()
+            .find_map(|n| match n {
+                Node::Text(t) => t.find('\n').map(|i| if t[..i].ends_with('\r') { "\r\n" } else { "\n" }),
+                _ => None,
+            })
+            .unwrap_or("\n");
+        let quote = std::iter::once(&self.root)
+            .chain(self.root.elements())
+            .find_map(|e| e.attrs.iter().find_map(Attr::quote))
+            .unwrap_or('\'');
+        Style { indent: self.indent_unit(), newline, quote }
     }
 }
 
@@ -257,19 +318,37 @@ impl Element {
     }
 
     /// Sets an attribute, keeping its place; a no-op (raw text kept) when the value is
-    /// already that. Returns whether anything changed.
+    /// already that. Returns whether anything changed. It is quoted like the element's
+    /// other attributes (`'` when they are, or when it has none).
     pub fn set_attr(&mut self, name: &str, value: &str) -> bool {
+        let quote = self.attrs.iter().find_map(Attr::quote);
+        let new = |name: &str| match quote {
+            Some('"') => Attr::quoted(name, value, '"'),
+            _ => Attr { name: name.to_string(), value: value.to_string(), raw: None },
+        };
         match self.attrs.iter_mut().find(|a| a.name == name) {
             Some(a) if a.value == value => false,
             Some(a) => {
-                a.value = value.to_string();
-                a.raw = None;
+                *a = new(name);
                 true
             }
             None => {
-                self.attrs.push(Attr { name: name.to_string(), value: value.to_string(), raw: None });
+                self.attrs.push(new(name));
                 true
             }
+        }
+    }
+
+    /// Writes the attributes that have no source text of their own (set in code) with
+    /// `quote`, here and in every descendant.
+    pub fn requote(&mut self, quote: char) {
+        if quote != '\'' {
+            for a in self.attrs.iter_mut().filter(|a| a.raw.is_none()) {
+                *a = Attr::quoted(&a.name, &a.value, quote);
+            }
+        }
+        for e in self.elements_mut() {
+            e.requote(quote);
         }
     }
 
@@ -374,16 +453,18 @@ impl Element {
 
     /// Inserts `nodes` (an element, maybe with a comment before it) as children, after
     /// the child element at `after` (an index among child elements), or at the end. They
-    /// are indented for `depth` levels of `unit`, like the siblings.
-    pub fn insert(&mut self, after: Option<usize>, nodes: Vec<Node>, depth: usize, unit: &str) {
-        let indent = format!("\n{}", unit.repeat(depth));
-        let close = format!("\n{}", unit.repeat(depth.saturating_sub(1)));
+    /// are indented for `depth` levels of the style's unit, like the siblings, and written
+    /// with its line ends and quotes.
+    pub fn insert(&mut self, after: Option<usize>, nodes: Vec<Node>, depth: usize, style: &Style) {
+        let indent = format!("{}{}", style.newline, style.indent.repeat(depth));
+        let close = format!("{}{}", style.newline, style.indent.repeat(depth.saturating_sub(1)));
         let mut block = Vec::new();
         for n in nodes {
             block.push(Node::Text(indent.clone()));
             block.push(match n {
                 Node::Element(mut e) => {
-                    e.reindent(depth + 1, unit);
+                    e.reindent(depth + 1, style);
+                    e.requote(style.quote);
                     Node::Element(e)
                 }
                 other => other,
@@ -422,21 +503,22 @@ impl Element {
         }
     }
 
-    /// Replaces this element's layout whitespace so it sits at `depth` levels.
-    pub fn reindent(&mut self, depth: usize, unit: &str) {
-        self.layout(depth, unit, &mut |e, d| e.reindent(d + 1, unit));
+    /// Replaces this element's layout whitespace so it sits at `depth` levels of the
+    /// style's unit, with its line ends.
+    pub fn reindent(&mut self, depth: usize, style: &Style) {
+        self.layout(depth, &style.indent, style.newline, &mut |e, d| e.reindent(d + 1, style));
     }
 
-    /// Puts each child element and comment on a line of its own at `depth` levels of
-    /// `unit`, the end tag one level less, after `child` has laid out each child element
-    /// (given the depth it sits at). Elements without child elements or comments stay as
-    /// they are.
-    fn layout(&mut self, depth: usize, unit: &str, child: &mut dyn FnMut(&mut Element, usize)) {
+    /// Puts each child element and comment on a line of its own (ended by `newline`) at
+    /// `depth` levels of `unit`, the end tag one level less, after `child` has laid out
+    /// each child element (given the depth it sits at). Elements without child elements or
+    /// comments stay as they are.
+    fn layout(&mut self, depth: usize, unit: &str, newline: &str, child: &mut dyn FnMut(&mut Element, usize)) {
         if self.elements().next().is_none() && !self.children.iter().any(|c| matches!(c, Node::Comment(_))) {
             return;
         }
-        let indent = format!("\n{}", unit.repeat(depth));
-        let close = format!("\n{}", unit.repeat(depth.saturating_sub(1)));
+        let indent = format!("{newline}{}", unit.repeat(depth));
+        let close = format!("{newline}{}", unit.repeat(depth.saturating_sub(1)));
         let old = std::mem::take(&mut self.children);
         for n in old {
             match n {

@@ -89,24 +89,55 @@ fn setting_an_attribute_keeps_the_others_raw() {
     assert!(!e.set_attr("b", "1"));
     assert!(e.set_attr("a", "it's"));
     assert!(e.set_attr("c", "3"));
-    assert_eq!(d.write(), "<d>\n  <e  b=\"1\" a='it&apos;s' c='3'   />\n</d>");
+    // Quoted like the element's first quoted attribute: one tag, one style.
+    assert_eq!(d.write(), "<d>\n  <e  b=\"1\" a=\"it&apos;s\" c=\"3\"   />\n</d>");
+    let mut d = doc("<d>\n  <e a='x'/>\n  <f/>\n</d>");
+    assert!(d.root.child_mut("e").unwrap().set_attr("b", "2"));
+    assert!(d.root.child_mut("f").unwrap().set_attr("b", "2"));
+    assert_eq!(d.write(), "<d>\n  <e a='x' b='2'/>\n  <f b='2'/>\n</d>");
+}
+
+/// Regression: in a double-quoted, tab-indented or CRLF file, inserted lines came out
+/// single-quoted, space-indented and with bare `\n` line ends.
+#[test]
+fn inserting_follows_the_documents_style() {
+    let src = "<?xml version=\"1.0\"?>\r\n<domain type=\"kvm\">\r\n\t<devices>\r\n\t\t<disk type=\"file\"/>\r\n\t</devices>\r\n</domain>\r\n";
+    let mut d = doc(src);
+    let style = d.style();
+    assert_eq!(style, Style { indent: "\t".into(), newline: "\r\n", quote: '"' });
+    let hostdev = Element::new("hostdev")
+        .with_attr("mode", "subsystem")
+        .with_child(Element::new("source").with_child(Element::new("address").with_attr("bus", "0x0d")));
+    d.root.child_mut("devices").unwrap().insert(None, vec![Node::comment("passed"), Node::Element(hostdev)], 2, &style);
+    d.root.insert(
+        None,
+        vec![Node::Element(Element::new("vcpu").with_attr("placement", "static").with_text("4"))],
+        1,
+        &style,
+    );
+    assert_eq!(
+        d.write(),
+        "<?xml version=\"1.0\"?>\r\n<domain type=\"kvm\">\r\n\t<devices>\r\n\t\t<disk type=\"file\"/>\r\n\t\t<!-- passed -->\r\n\t\t<hostdev mode=\"subsystem\">\r\n\t\t\t<source>\r\n\t\t\t\t<address bus=\"0x0d\"/>\r\n\t\t\t</source>\r\n\t\t</hostdev>\r\n\t</devices>\r\n\t<vcpu placement=\"static\">4</vcpu>\r\n</domain>\r\n"
+    );
+    assert_eq!(doc("<d/>").style(), Style::libvirt());
+    assert_eq!(doc("<d a='1'>\n    <e/>\n</d>").style(), Style { indent: "    ".into(), newline: "\n", quote: '\'' });
 }
 
 #[test]
 fn inserting_indents_like_the_siblings() {
     let mut d = doc("<d>\n    <a/>\n    <b/>\n</d>\n");
-    let unit = d.indent_unit();
-    assert_eq!(unit, "    ");
+    let style = d.style();
+    assert_eq!(style.indent, "    ");
     let mut new = Element::new("c").with_attr("x", "1");
-    new.insert(None, vec![Node::Element(Element::new("leaf"))], 1, "  ");
-    d.root.insert(Some(0), vec![Node::Comment(" why ".into()), Node::Element(new)], 1, &unit);
-    d.root.insert(None, vec![Node::Element(Element::new("z"))], 1, &unit);
+    new.insert(None, vec![Node::Element(Element::new("leaf"))], 1, &Style::libvirt());
+    d.root.insert(Some(0), vec![Node::Comment(" why ".into()), Node::Element(new)], 1, &style);
+    d.root.insert(None, vec![Node::Element(Element::new("z"))], 1, &style);
     assert_eq!(
         d.write(),
         "<d>\n    <a/>\n    <!-- why -->\n    <c x='1'>\n        <leaf/>\n    </c>\n    <b/>\n    <z/>\n</d>\n"
     );
     let mut e = doc("<d>\n  <f/>\n</d>");
-    e.root.child_mut("f").unwrap().insert(None, vec![Node::Element(Element::new("g"))], 2, "  ");
+    e.root.child_mut("f").unwrap().insert(None, vec![Node::Element(Element::new("g"))], 2, &Style::libvirt());
     assert_eq!(e.write(), "<d>\n  <f>\n    <g/>\n  </f>\n</d>");
 }
 

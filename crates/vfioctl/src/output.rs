@@ -16,10 +16,12 @@ pub fn print(text: &str) -> Result<(), CliError> {
 /// Text for a terminal: control characters from host data (names in sysfs and pci.ids,
 /// lines of configuration files, domain names) are shown escaped (`\u{1b}`), so that a
 /// snapshot or domain from someone else cannot move the cursor, retitle the window or hide
-/// text. Line breaks and tabs stay, and so do colour sequences (`ESC [ digits ; … m`, as
-/// `audit` writes them on a terminal), which only change colour.
+/// text. Line breaks (`\n`, and `\r\n` as a file written on Windows has them) and tabs stay,
+/// and so do colour sequences (`ESC [ digits ; … m`, as `audit` writes them on a terminal),
+/// which only change colour.
 pub fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+    let harmless = |c: char, next: &str| c == '\n' || c == '\t' || (c == '\r' && next.starts_with('\n'));
+    if !text.char_indices().any(|(i, c)| c.is_control() && !harmless(c, &text[i + c.len_utf8()..])) {
         return std::borrow::Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 16);
@@ -36,7 +38,7 @@ pub fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
                 continue;
             }
         }
-        if c.is_control() && c != '\n' && c != '\t' {
+        if c.is_control() && !harmless(c, &rest[c.len_utf8()..]) {
             out.push_str(&c.escape_unicode().to_string());
         } else {
             out.push(c);
@@ -204,5 +206,9 @@ mod tests {
         assert_eq!(terminal_safe("\u{1b}[2J\u{1b}[1;31mred\u{1b}[0m\r"), "\\u{1b}[2J\u{1b}[1;31mred\u{1b}[0m\\u{d}");
         assert_eq!(terminal_safe("\u{1b}"), "\\u{1b}");
         assert_eq!(terminal_safe("\u{9b}31m"), "\\u{9b}31m");
+        // Regression: a domain with CRLF line ends came out of `audit --fix` and `domain --from`
+        // with every `\r` as the text `\u{d}`, which libvirt refuses.
+        assert_eq!(terminal_safe("<a/>\r\n<b/>\r\n"), "<a/>\r\n<b/>\r\n");
+        assert_eq!(terminal_safe("ok\rhidden\r\n"), "ok\\u{d}hidden\r\n");
     }
 }

@@ -93,7 +93,7 @@ const DEVICE_ORDER: &[&str] = &[
 ];
 
 struct Patcher<'a> {
-    unit: String,
+    style: vfioctl_xml::Style,
     report: &'a mut PatchReport,
 }
 
@@ -129,7 +129,7 @@ pub fn patch(doc: &mut Document, desired: &Document) -> PatchReport {
 /// Like [`patch`], for some parts only.
 pub fn patch_parts(doc: &mut Document, desired: &Document, parts: Parts) -> PatchReport {
     let mut report = PatchReport::default();
-    let mut p = Patcher { unit: doc.indent_unit(), report: &mut report };
+    let mut p = Patcher { style: doc.style(), report: &mut report };
     let d = &desired.root;
     let e = &mut doc.root;
     if let (Some(want), Some(have)) = (d.find("name"), e.find("name").map(Element::text)) {
@@ -212,7 +212,7 @@ impl Patcher<'_> {
                     }
                     Place::End => None,
                 };
-                have.insert(after, with_comment(from, want), 2, &self.unit);
+                have.insert(after, with_comment(from, want), 2, &self.style);
                 self.changed(format!("added {}", one_line(&want.to_xml())));
             }
         }
@@ -231,7 +231,7 @@ impl Patcher<'_> {
                 .map(|(i, _)| i)
                 .last()
         });
-        parent.insert(after, nodes, depth, &self.unit);
+        parent.insert(after, nodes, depth, &self.style);
     }
 
     /// Sets a leaf element (attributes and text) at `depth` under `parent`, or adds it
@@ -285,7 +285,7 @@ impl Patcher<'_> {
                     None => self.insert(e, d, wmb, 1, DOMAIN_ORDER),
                     Some(mb) => {
                         mb.remove_elements(|c| c.name == "hugepages");
-                        mb.insert(None, with_comment(wmb, w), 2, &self.unit);
+                        mb.insert(None, with_comment(wmb, w), 2, &self.style);
                     }
                 }
                 self.changed(format!("hugepages: {}", one_line(&w.to_xml())));
@@ -327,7 +327,7 @@ impl Patcher<'_> {
             None => {
                 if e.child("numatune").is_some() {
                     if let Some(n) = e.child_mut("numatune") {
-                        n.insert(None, vec![Node::Element(wm.clone())], 2, &self.unit);
+                        n.insert(None, vec![Node::Element(wm.clone())], 2, &self.style);
                     }
                 } else {
                     self.insert(e, d, want, 1, DOMAIN_ORDER);
@@ -355,7 +355,7 @@ impl Patcher<'_> {
         for w in want.elements() {
             let here = format!("{path}/{}", w.name);
             if have.child(&w.name).is_none() {
-                have.insert(None, with_comment(want, w), depth, &self.unit);
+                have.insert(None, with_comment(want, w), depth, &self.style);
                 self.changed(format!("added <{here}>: {}", one_line(&w.to_xml())));
                 continue;
             }
@@ -436,7 +436,7 @@ impl Patcher<'_> {
             .map(|c| c.children_named("qemu:arg").filter_map(|a| a.attr("value")).map(String::from).collect())
             .unwrap_or_default();
         if e.child("devices").is_none() {
-            e.insert(None, vec![Node::Element(Element::new("devices"))], 1, &self.unit);
+            e.insert(None, vec![Node::Element(Element::new("devices"))], 1, &self.style);
         }
         let Some(have) = e.child_mut("devices") else { return };
         let mut next_index = have
@@ -691,13 +691,13 @@ impl Patcher<'_> {
         match e.child_mut("qemu:commandline") {
             Some(c) => {
                 for m in missing {
-                    c.insert(None, vec![Node::Element(m)], 2, &self.unit);
+                    c.insert(None, vec![Node::Element(m)], 2, &self.style);
                 }
             }
             None => {
                 let mut c = Element::new("qemu:commandline");
                 for m in missing {
-                    c.insert(None, vec![Node::Element(m)], 1, "  ");
+                    c.insert(None, vec![Node::Element(m)], 1, &self.style);
                 }
                 self.insert(e, d, &c, 1, DOMAIN_ORDER);
             }

@@ -43,7 +43,7 @@ fn topology(d: &mut Document, cores: u32, threads: u32) {
 /// Rewrites the pinning: `<vcpu>` (count and cpuset), one vcpupin per CPU of `pins` in
 /// order, the emulator and I/O thread on `emulator`, `threads` per guest core.
 fn repin(d: &mut Document, pins: &[u32], emulator: &str, threads: u32) {
-    let unit = d.indent_unit();
+    let style = d.style();
     let n = pins.len() as u32;
     let v = d.root.find_mut("vcpu").unwrap();
     v.set_text(&n.to_string());
@@ -61,7 +61,7 @@ fn repin(d: &mut Document, pins: &[u32], emulator: &str, threads: u32) {
         .collect();
     nodes.push(XmlNode::Element(Element::new("emulatorpin").with_attr("cpuset", emulator)));
     nodes.push(XmlNode::Element(Element::new("iothreadpin").with_attr("iothread", "1").with_attr("cpuset", emulator)));
-    t.insert(None, nodes, 2, &unit);
+    t.insert(None, nodes, 2, &style);
     topology(d, n / threads, threads);
 }
 
@@ -263,9 +263,9 @@ fn pin_bad_cpuset() {
 fn vcpupin_for_a_missing_vcpu() {
     let b = Bench::new();
     let f = b.audit(&broken(&b, |d| {
-        let unit = d.indent_unit();
+        let style = d.style();
         let pin = Element::new("vcpupin").with_attr("vcpu", "6").with_attr("cpuset", "7");
-        tune(d).insert(None, vec![XmlNode::Element(pin)], 2, &unit);
+        tune(d).insert(None, vec![XmlNode::Element(pin)], 2, &style);
     }));
     exactly(&f, &["cpu-vcpupin-no-such-vcpu"]);
     assert!(the(&f, "cpu-vcpupin-no-such-vcpu").message.contains("0-5"));
