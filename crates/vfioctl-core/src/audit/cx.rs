@@ -22,6 +22,56 @@ pub struct Pins<'a> {
     pub vcpu_cpuset: Option<CpuSet>,
 }
 
+impl<'a> Pins<'a> {
+    /// The pins of a domain: `<cputune>`'s and `<vcpu cpuset>`.
+    pub fn of(root: &'a Element) -> Pins<'a> {
+        let mut pins = Pins { vcpu_cpuset: root.find("vcpu").and_then(cpuset), ..Pins::default() };
+        if let Some(t) = root.find("cputune") {
+            for e in t.elements() {
+                let Some(set) = cpuset(e) else { continue };
+                match e.name.as_str() {
+                    "vcpupin" => {
+                        if let Some(v) = e.attr("vcpu").and_then(|v| v.parse().ok()) {
+                            pins.vcpu.insert(v, (set, e));
+                        }
+                    }
+                    "emulatorpin" => pins.emulator = Some((set, e)),
+                    "iothreadpin" => {
+                        if let Some(v) = e.attr("iothread").and_then(|v| v.parse().ok()) {
+                            pins.iothread.insert(v, (set, e));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        pins
+    }
+
+    /// Every host CPU each of `vcpus` vCPUs may run on: its pin, or `<vcpu cpuset>`.
+    pub fn vcpu_cpus(&self, vcpus: u32) -> BTreeMap<u32, CpuSet> {
+        let mut out = BTreeMap::new();
+        for v in 0..vcpus {
+            if let Some((set, _)) = self.vcpu.get(&v) {
+                out.insert(v, set.clone());
+            } else if let Some(set) = &self.vcpu_cpuset {
+                out.insert(v, set.clone());
+            }
+        }
+        out
+    }
+
+    /// The CPUs the emulator and the I/O threads may run on, as pinned.
+    pub fn others(&self) -> CpuSet {
+        self.emulator
+            .iter()
+            .map(|(s, _)| s)
+            .chain(self.iothread.values().map(|(s, _)| s))
+            .flat_map(|s| s.iter())
+            .collect()
+    }
+}
+
 /// A `<hostdev type='pci'>`.
 #[derive(Debug)]
 pub struct Hostdev<'a> {
@@ -69,26 +119,7 @@ impl<'a> Cx<'a> {
             || root.find("features/hyperv").is_some()
             || root.find("clock").and_then(|c| c.attr("offset")) == Some("localtime");
         let vcpus = root.find("vcpu").and_then(|v| v.text().parse().ok());
-        let mut pins = Pins { vcpu_cpuset: root.find("vcpu").and_then(cpuset), ..Pins::default() };
-        if let Some(t) = root.find("cputune") {
-            for e in t.elements() {
-                let Some(set) = cpuset(e) else { continue };
-                match e.name.as_str() {
-                    "vcpupin" => {
-                        if let Some(v) = e.attr("vcpu").and_then(|v| v.parse().ok()) {
-                            pins.vcpu.insert(v, (set, e));
-                        }
-                    }
-                    "emulatorpin" => pins.emulator = Some((set, e)),
-                    "iothreadpin" => {
-                        if let Some(v) = e.attr("iothread").and_then(|v| v.parse().ok()) {
-                            pins.iothread.insert(v, (set, e));
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        }
+        let pins = Pins::of(root);
         let mut hostdevs = Vec::new();
         let mut evdev = Vec::new();
         if let Some(devs) = root.find("devices") {
@@ -142,14 +173,6 @@ impl<'a> Cx<'a> {
 
     /// Every host CPU a vCPU may run on, by vCPU: its pin, or `<vcpu cpuset>`.
     pub fn vcpu_cpus(&self) -> BTreeMap<u32, CpuSet> {
-        let mut out = BTreeMap::new();
-        for v in 0..self.vcpus.unwrap_or(0) {
-            if let Some((set, _)) = self.pins.vcpu.get(&v) {
-                out.insert(v, set.clone());
-            } else if let Some(set) = &self.pins.vcpu_cpuset {
-                out.insert(v, set.clone());
-            }
-        }
-        out
+        self.pins.vcpu_cpus(self.vcpus.unwrap_or(0))
     }
 }

@@ -450,15 +450,7 @@ fn evdev(cx: &Cx<'_>, out: &mut Vec<Finding>) {
 /// the VGA ranges, which many cards (and the host's own VGA arbitration) do not allow.
 fn legacy_boot(cx: &Cx<'_>, out: &mut Vec<Finding>) {
     let os = cx.root.child("os");
-    let uefi = os.is_some_and(|o| {
-        o.attr("firmware") == Some("efi")
-            || o.child("loader").is_some_and(|l| {
-                l.attr("type") == Some("pflash")
-                    || l.text().to_ascii_lowercase().contains("ovmf")
-                    || l.text().contains("edk2")
-            })
-    });
-    if uefi {
+    if crate::domain::boots_uefi(cx.root) {
         return;
     }
     let Some(gpu) = cx.hostdevs.iter().find(|h| cx.host.devices.get(&h.source).is_some_and(|d| d.class.is_display()))
@@ -516,7 +508,7 @@ mod tests {
             ));
         }
         if let Some(devs) = domain.root.child_mut("devices") {
-            devs.insert(None, vec![Node::Element(h)], 2, "  ");
+            devs.insert(None, vec![Node::Element(h)], 2, &crate::xml::Style::libvirt());
         }
     }
 

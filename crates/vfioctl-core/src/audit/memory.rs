@@ -452,7 +452,7 @@ mod tests {
                                 .with_attr("unit", "MiB"),
                         ));
                     }
-                    c.insert(None, vec![Node::Element(numa)], 2, "  ");
+                    c.insert(None, vec![Node::Element(numa)], 2, &crate::xml::Style::libvirt());
                 }
             })
         };
@@ -489,7 +489,7 @@ mod tests {
                         .with_attr("function", "0x0"),
                 ));
                 h.children.push(Node::Element(src));
-                devs.insert(None, vec![Node::Element(h)], 2, "  ");
+                devs.insert(None, vec![Node::Element(h)], 2, &crate::xml::Style::libvirt());
             }
         });
         let usb_dev = addr("0000:0e:00.0");

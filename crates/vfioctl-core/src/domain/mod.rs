@@ -497,6 +497,40 @@ fn storage(w: &mut Element, req: &DomainRequest) {
     }
 }
 
+/// What the plan's placement of the vCPUs does worse than the domain's own, by the
+/// planner's measure ([`Placement`](crate::plan::pinning::Placement)), for people ("2 NUMA
+/// nodes instead of 1"); `None` when it is no worse, or when the domain's cannot be compared
+/// (a vCPU unpinned, another vCPU count). A patch keeps the domain's pinning then.
+pub fn worse_placement(
+    topo: &crate::topology::Topology,
+    root: &crate::xml::Element,
+    cpu: &crate::plan::CpuPlan,
+) -> Option<String> {
+    use crate::plan::pinning::Placement;
+    let own = root.find("vcpu").and_then(|v| v.text().parse::<u32>().ok())?;
+    let pins = crate::audit::Pins::of(root);
+    let vcpus: Vec<crate::cpuset::CpuSet> = pins.vcpu_cpus(own).into_values().collect();
+    if own != cpu.vcpus || vcpus.len() as u32 != own {
+        return None;
+    }
+    let mine = Placement::of(topo, &vcpus, &pins.others());
+    let worse = Placement::of_plan(topo, cpu).worse_than(&mine);
+    (!worse.is_empty()).then(|| worse.join(", "))
+}
+
+/// Whether the domain boots UEFI firmware: `<os firmware='efi'>`, or a pflash or OVMF/edk2
+/// `<loader>`; otherwise SeaBIOS.
+pub fn boots_uefi(root: &crate::xml::Element) -> bool {
+    root.child("os").is_some_and(|o| {
+        o.attr("firmware") == Some("efi")
+            || o.child("loader").is_some_and(|l| {
+                l.attr("type") == Some("pflash")
+                    || l.text().to_ascii_lowercase().contains("ovmf")
+                    || l.text().contains("edk2")
+            })
+    })
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

@@ -316,6 +316,27 @@ impl Patcher<'_> {
             let same = |c: &Element| key.is_none_or(|k| c.attr(k) == w.attr(k));
             self.upsert(have, want, w, same, Place::AfterSiblings, |_| false);
         }
+        // The domain's other I/O threads go where the plan puts its own (or the emulator),
+        // off the new vCPU CPUs.
+        let planned: BTreeSet<&str> = want.children_named("iothreadpin").filter_map(|p| p.attr("iothread")).collect();
+        let home = want
+            .child("iothreadpin")
+            .or_else(|| want.child("emulatorpin"))
+            .and_then(|p| p.attr("cpuset"))
+            .map(String::from);
+        if let Some(home) = home {
+            for pin in have.elements_mut().filter(|c| c.name == "iothreadpin") {
+                let Some(id) = pin.attr("iothread").map(String::from) else { continue };
+                if planned.contains(id.as_str()) || pin.attr("cpuset") == Some(home.as_str()) {
+                    continue;
+                }
+                let before = one_line(&pin.to_xml());
+                pin.set_attr("cpuset", &home);
+                self.report
+                    .changes
+                    .push(format!("{before} → {} (with the plan's I/O thread)", one_line(&pin.to_xml())));
+            }
+        }
     }
 
     fn numatune(&mut self, e: &mut Element, d: &Element) {
@@ -448,6 +469,7 @@ impl Patcher<'_> {
             + 1;
         // Passed devices: new ones get a new root port per physical slot.
         let mut ports: Vec<((u32, u32, u32), u32)> = Vec::new();
+        let mut unplaced = Vec::new();
         for w in want.children_named("hostdev").filter(|h| h.attr("type") == Some("pci")) {
             let Some(src) = w.find("source/address") else { continue };
             let key = pci_key(src);
@@ -479,12 +501,26 @@ impl Patcher<'_> {
                 }
             } else {
                 new.remove_elements(|c| c.name == "address");
-                self.report.notes.push(format!("machine {machine} is not q35: libvirt places the new hostdev itself"));
+                unplaced.push(key);
             }
             self.insert(have, want, &new, 2, DEVICE_ORDER);
             self.report.changes.push(format!("added hostdev {:04x}:{:02x}:{:02x}.{:x}", key.0, key.1, key.2, key.3));
         }
-        self.join_functions(have, want);
+        self.join_functions(have, want, q35, &mut next_index);
+        let unplaced: Vec<String> = unplaced
+            .into_iter()
+            .filter(|k| {
+                have.children_named("hostdev")
+                    .any(|h| h.find("source/address").map(pci_key) == Some(*k) && h.child("address").is_none())
+            })
+            .map(|k| format!("{:04x}:{:02x}:{:02x}.{:x}", k.0, k.1, k.2, k.3))
+            .collect();
+        if !unplaced.is_empty() {
+            self.report.notes.push(format!(
+                "machine {machine} is not q35: libvirt places the new hostdev {} itself",
+                unplaced.join(", ")
+            ));
+        }
         let planned: BTreeSet<(u32, u32, u32, u32)> = want
             .children_named("hostdev")
             .filter(|h| h.attr("type") == Some("pci"))
@@ -575,7 +611,9 @@ impl Patcher<'_> {
     /// Functions of one host device that sit on different guest slots go onto the slot of
     /// function 0, each with its host function number, function 0 marked multifunction:
     /// drivers expect a card's functions together, as on the host.
-    fn join_functions(&mut self, have: &mut Element, want: &Element) {
+    /// When no function has a guest address yet, they get one slot of their own: a new
+    /// root port on q35, a free slot of bus 0 otherwise.
+    fn join_functions(&mut self, have: &mut Element, want: &Element, q35: bool, next_index: &mut u32) {
         // Only slots the plan passes with their functions together.
         let planned_together = |slot: (u32, u32, u32)| {
             let guests: BTreeSet<(u32, u32)> = want
@@ -603,14 +641,31 @@ impl Patcher<'_> {
                 h.attr("type") == Some("pci")
                     && h.find("source/address").map(pci_key).is_some_and(|k| (k.0, k.1, k.2) == slot)
             };
-            let Some(first) = have
+            // The guest slot of the lowest function that has one (a function without an
+            // address, which libvirt would put on a slot of its own, joins it).
+            let Some((gd, gb, gs, _, _)) = have
                 .children_named("hostdev")
                 .filter(|h| of_slot(h))
-                .min_by_key(|h| h.find("source/address").map(pci_key).map_or(u32::MAX, |k| k.3))
+                .filter_map(|h| guest(h).map(|g| (h.find("source/address").map_or(u32::MAX, |a| pci_key(a).3), g)))
+                .min_by_key(|(f, _)| *f)
+                .map(|(_, g)| g)
+                .or_else(|| {
+                    if q35 {
+                        let b = *next_index;
+                        *next_index += 1;
+                        let port = Element::new("controller")
+                            .with_attr("type", "pci")
+                            .with_attr("index", &b.to_string())
+                            .with_attr("model", "pcie-root-port");
+                        self.insert(have, want, &port, 2, DEVICE_ORDER);
+                        Some((0, b, 0, 0, false))
+                    } else {
+                        free_bus0_slot(have).map(|s| (0, 0, s, 0, false))
+                    }
+                })
             else {
                 continue;
             };
-            let Some((gd, gb, gs, _, _)) = guest(first) else { continue };
             let together = have.children_named("hostdev").filter(|h| of_slot(h)).all(|h| {
                 guest(h).is_some_and(|(d, b, s, f, multi)| {
                     let host_fn = h.find("source/address").map_or(0, |a| pci_key(a).3);
@@ -622,6 +677,10 @@ impl Patcher<'_> {
             }
             for h in have.elements_mut().filter(|h| h.name == "hostdev" && of_slot(h)) {
                 let host_fn = h.find("source/address").map_or(0, |a| pci_key(a).3);
+                if h.child("address").is_none() {
+                    let a = Element::new("address").with_attr("type", "pci");
+                    h.insert(None, vec![Node::Element(a)], 3, &self.style);
+                }
                 if let Some(a) = h.child_mut("address") {
                     a.set_attr("domain", &format!("0x{gd:04x}"));
                     a.set_attr("bus", &format!("0x{gb:02x}"));
@@ -775,6 +834,18 @@ fn yes(v: &str) -> Option<bool> {
         "off" | "no" => Some(false),
         _ => None,
     }
+}
+
+/// A slot of bus 0 (from 0x10 up, clear of the chipset's and the VGA's) that no device
+/// of `devices` has as its guest address.
+fn free_bus0_slot(devices: &Element) -> Option<u32> {
+    let used: BTreeSet<u32> = devices
+        .elements()
+        .filter_map(|d| d.child("address"))
+        .filter(|a| a.attr("type") == Some("pci") && a.attr("bus").and_then(number).unwrap_or(0) == 0)
+        .filter_map(|a| a.attr("slot").and_then(number))
+        .collect();
+    (0x10..=0x1f).find(|s| !used.contains(s))
 }
 
 fn pci_key(a: &Element) -> (u32, u32, u32, u32) {

@@ -331,6 +331,65 @@ pub fn place(topo: &Topology, req: &CpuRequest) -> Result<CpuPlan, PinError> {
     })
 }
 
+/// How good a placement of vCPUs is, by the planner's own measure; in each count, fewer
+/// is better. `--fix` compares the domain's placement with the plan's by it and keeps the
+/// domain's when the plan's would be worse in any.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Placement {
+    /// NUMA nodes the vCPUs run on.
+    pub nodes: usize,
+    /// L3 domains (CCX, CCD) the vCPUs run on.
+    pub l3: usize,
+    /// vCPUs off the largest L3 (the V-Cache die); 0 where all L3s are the same size.
+    pub off_largest_l3: usize,
+    /// vCPUs whose CPUs the emulator or an I/O thread may also run on.
+    pub shared: usize,
+}
+
+impl Placement {
+    /// Measures vCPUs pinned to `vcpus` (one set per vCPU), with the emulator and I/O
+    /// threads on `others`.
+    pub fn of(topo: &Topology, vcpus: &[CpuSet], others: &CpuSet) -> Placement {
+        let cpu = |n: u32| topo.cpus.iter().find(|c| c.cpu == n);
+        let all: BTreeSet<u32> = vcpus.iter().flat_map(|s| s.iter()).collect();
+        let nodes: BTreeSet<Option<u32>> = all.iter().filter_map(|n| cpu(*n)).map(|c| c.node).collect();
+        let l3: BTreeSet<u32> = all.iter().filter_map(|n| cpu(*n)).filter_map(|c| c.l3).collect();
+        let sizes: BTreeSet<u64> = topo.l3.iter().filter_map(|d| d.size_kib).collect();
+        let off_largest_l3 = match sizes.last() {
+            Some(max) if sizes.len() > 1 => {
+                let largest: CpuSet =
+                    topo.l3.iter().filter(|d| d.size_kib == Some(*max)).flat_map(|d| d.cpus.iter()).collect();
+                vcpus.iter().filter(|s| s.iter().any(|c| !largest.contains(c))).count()
+            }
+            _ => 0,
+        };
+        let shared = vcpus.iter().filter(|s| s.iter().any(|c| others.contains(c))).count();
+        Placement { nodes: nodes.len(), l3: l3.len(), off_largest_l3, shared }
+    }
+
+    /// The plan's own placement.
+    pub fn of_plan(topo: &Topology, plan: &CpuPlan) -> Placement {
+        let vcpus: Vec<CpuSet> = plan.vcpupin.iter().filter_map(|p| p.cpuset.parse().ok()).collect();
+        let others: CpuSet = plan.emulatorpin.iter().chain(plan.iothreadpin.iter()).collect();
+        Placement::of(topo, &vcpus, &others)
+    }
+
+    /// What is worse here than in `other`, for people ("2 NUMA nodes instead of 1").
+    pub fn worse_than(&self, other: &Placement) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut axis = |mine: usize, theirs: usize, what: &str| {
+            if mine > theirs {
+                out.push(format!("{mine} {what} instead of {theirs}"));
+            }
+        };
+        axis(self.nodes, other.nodes, "NUMA nodes");
+        axis(self.l3, other.l3, "L3 domains");
+        axis(self.off_largest_l3, other.off_largest_l3, "vCPUs off the largest L3");
+        axis(self.shared, other.shared, "vCPUs sharing CPUs with the emulator or I/O threads");
+        out
+    }
+}
+
 fn opt(n: Option<u32>) -> String {
     n.map_or("?".to_string(), |n| n.to_string())
 }
@@ -462,6 +521,40 @@ pub(crate) mod tests {
         let t = shape(1, 2, 1, 4, 2, true, &[8192]);
         let p = place(&t, &CpuRequest { vcpus: Some(12), node: Some(1) }).unwrap();
         assert!(p.warnings.iter().any(|w| w.contains("from node 0")), "{:?}", p.warnings);
+    }
+
+    /// The measure `--fix` compares placements by: a spill onto a second node is worse
+    /// than a whole guest on one node, and says so.
+    #[test]
+    fn a_placement_is_measured_by_nodes_l3s_v_cache_and_sharing() {
+        let t = shape(1, 2, 1, 4, 2, true, &[8192]);
+        let p = place(&t, &CpuRequest { vcpus: Some(8), node: Some(0) }).unwrap();
+        let spilled = Placement::of_plan(&t, &p);
+        assert_eq!((spilled.nodes, spilled.shared), (2, 0), "{p:?}");
+        // All 8 vCPUs on node 1's four cores, the emulator on node 0.
+        let node1: Vec<CpuSet> = t
+            .cores
+            .iter()
+            .filter(|c| c.node == Some(1))
+            .flat_map(|c| c.cpus.iter())
+            .map(|c| [c].into_iter().collect())
+            .collect();
+        let whole = Placement::of(&t, &node1, &"0".parse().unwrap());
+        assert_eq!((whole.nodes, whole.l3, whole.shared), (1, 1, 0));
+        assert_eq!(spilled.worse_than(&whole), vec!["2 NUMA nodes instead of 1", "2 L3 domains instead of 1"]);
+        assert!(whole.worse_than(&spilled).is_empty());
+        // An emulator on a vCPU's CPU counts against it.
+        let shared = Placement::of(&t, &node1, &node1[0]);
+        assert_eq!(
+            shared.worse_than(&whole),
+            vec!["1 vCPUs sharing CPUs with the emulator or I/O threads instead of 0"]
+        );
+        // V-Cache: vCPUs off the larger L3.
+        let v = shape(1, 1, 2, 4, 2, false, &[98304, 32768]);
+        let p = place(&v, &CpuRequest { vcpus: Some(4), node: Some(0) }).unwrap();
+        assert_eq!(Placement::of_plan(&v, &p).off_largest_l3, 0, "{p:?}");
+        let off: Vec<CpuSet> = v.l3[1].cpus.iter().take(4).map(|c| [c].into_iter().collect()).collect();
+        assert_eq!(Placement::of(&v, &off, &CpuSet::new()).off_largest_l3, 4);
     }
 
     /// Properties on many shapes: pins disjoint and distinct, siblings paired, the

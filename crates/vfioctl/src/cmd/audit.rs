@@ -318,6 +318,16 @@ fn fix(
         }
         p
     };
+    // By the planner's own measure the fix's placement is never worse than the domain's.
+    if parts.pinning {
+        if let Some(worse) = domain::worse_placement(&facts.topology, &doc.root, &plan.cpu) {
+            eprintln_safe!("vfioctl: note: keeping the domain's pinning: the plan's would put its vCPUs on {worse}");
+            parts.pinning = false;
+            if parts == Parts::NONE {
+                return Ok((fixed, Vec::new()));
+            }
+        }
+    }
     let os = if !cx.windows {
         GuestOs::Linux
     } else if doc.root.find("devices/tpm").is_some() {

@@ -147,7 +147,26 @@ pub fn run(h: &Host, args: &DomainArgs) -> Result<Exit, CliError> {
     let xml = match (&mut doc, &existing) {
         (Some(doc), Some((from, before))) => {
             let want = domain::document(&p, &host, &req);
-            let report = domain::patch(doc, &want);
+            // By the planner's own measure the patch's placement is never worse than the
+            // domain's: when it would be, the domain keeps its pinning.
+            let mut parts = domain::Parts::ALL;
+            let (topology, _) = h.topology().map_err(CliError::from)?;
+            if let Some(worse) = domain::worse_placement(topology, &doc.root, &p.cpu) {
+                eprintln_safe!(
+                    "vfioctl: note: keeping the domain's pinning: the plan's would put its vCPUs on {worse}"
+                );
+                parts.pinning = false;
+            }
+            let report = domain::patch_parts(doc, &want, parts);
+            // The firmware is the guest's: an installed system does not boot another one.
+            if !domain::boots_uefi(&doc.root) {
+                if let Some(gpu) = p.devices.iter().find(|d| d.class.starts_with("03")) {
+                    eprintln_safe!(
+                        "vfioctl: warning: the guest boots SeaBIOS, and {} is a GPU: its legacy VGA ROM must run, which many cards do not; vfioctl leaves the firmware as it is (see `vfioctl audit`: device-gpu-legacy-boot)",
+                        gpu.address.short()
+                    );
+                }
+            }
             let after = doc.write();
             eprint!("{}", crate::output::terminal_safe(&patch_summary(from, before, &after, &report)));
             after

@@ -283,3 +283,70 @@ fn fewer_vcpus_drop_the_extra_pins_and_sound_user_values_stay() {
     let (out, _) = patched(&doc.write(), &want);
     assert_eq!(parse(&out).unwrap().root.find("features/hyperv/vendor_id").unwrap().attr("value"), Some("vfioctl"));
 }
+
+/// A domain with function 0 of the GPU passed without a guest address, as a pasted
+/// snippet has it, on `machine`.
+fn snippet(machine: &str) -> String {
+    format!(
+        "<domain type='kvm'>\n  <name>x</name>\n  <memory unit='GiB'>4</memory>\n  <vcpu>4</vcpu>\n  <os>\n    <type arch='x86_64' machine='{machine}'>hvm</type>\n  </os>\n  <devices>\n    <hostdev mode='subsystem' type='pci' managed='yes'>\n      <source>\n        <address domain='0x0000' bus='0x0d' slot='0x00' function='0x0'/>\n      </source>\n    </hostdev>\n  </devices>\n</domain>\n"
+    )
+}
+
+fn guest_slots(out: &str) -> Vec<(String, String, String, Option<String>)> {
+    let d = parse(out).unwrap().root;
+    d.find("devices")
+        .unwrap()
+        .children_named("hostdev")
+        .map(|h| {
+            let a = h.child("address").expect("a guest address");
+            let v = |k: &str| a.attr(k).unwrap_or("").to_string();
+            (v("bus"), v("slot"), v("function"), a.attr("multifunction").map(String::from))
+        })
+        .collect()
+}
+
+/// Regression: the HDMI audio function added beside a function 0 without a guest address
+/// went onto a new root port of its own, so the card's functions sat on two guest slots
+/// (q35), or libvirt placed each on its own slot (i440fx).
+#[test]
+fn a_function_added_beside_one_without_an_address_shares_its_slot() {
+    let want = render(&gpu_plan(), &host(Some((6, 0))), &req());
+    let (out, report) = patched(&snippet("pc-q35-6.2"), &want);
+    let slots = guest_slots(&out);
+    assert_eq!(slots.len(), 2, "{out}");
+    assert_eq!((slots[0].0.as_str(), slots[0].2.as_str(), slots[0].3.as_deref()), ("0x01", "0x0", Some("on")), "{out}");
+    assert_eq!((slots[1].0.as_str(), slots[1].2.as_str()), ("0x01", "0x1"), "{out}");
+    assert!(report.changes.iter().any(|c| c.contains("put together")), "{:?}", report.changes);
+    let (again, _) = patched(&out, &want);
+    assert_eq!(again, out);
+
+    let (out, report) = patched(&snippet("pc-i440fx-2.9"), &want);
+    let slots = guest_slots(&out);
+    assert_eq!(slots.len(), 2, "{out}");
+    assert!(slots.iter().all(|s| s.0 == "0x00" && s.1 == "0x10"), "one free slot of bus 0: {out}");
+    assert!(!report.notes.iter().any(|n| n.contains("libvirt places")), "{:?}", report.notes);
+    assert!(!out.contains("pcie-root-port"), "{out}");
+}
+
+/// Regression: a second I/O thread the plan does not know kept its pin, on CPUs that
+/// became vCPU CPUs.
+#[test]
+fn iothreads_the_plan_does_not_know_move_with_its_own() {
+    let want = render(&gpu_plan(), &host(Some((6, 0))), &req());
+    let wanted = parse(&want).unwrap().root;
+    let home = wanted.find("cputune/iothreadpin").and_then(|p| p.attr("cpuset")).unwrap().to_string();
+    let vcpu_cpu = wanted.find("cputune/vcpupin").and_then(|p| p.attr("cpuset")).unwrap().to_string();
+    let existing = format!(
+        "<domain type='kvm'>\n  <name>x</name>\n  <vcpu placement='static'>4</vcpu>\n  <iothreads>2</iothreads>\n  <cputune>\n    <iothreadpin iothread='1' cpuset='0'/>\n    <iothreadpin iothread='2' cpuset='{vcpu_cpu}'/>\n  </cputune>\n  <os>\n    <type arch='x86_64' machine='q35'>hvm</type>\n  </os>\n  <devices/>\n</domain>\n"
+    );
+    let (out, _) = patched(&existing, &want);
+    let d = parse(&out).unwrap().root;
+    let pins: Vec<(&str, &str)> = d
+        .find("cputune")
+        .unwrap()
+        .children_named("iothreadpin")
+        .map(|p| (p.attr("iothread").unwrap(), p.attr("cpuset").unwrap()))
+        .collect();
+    assert_eq!(pins, vec![("1", home.as_str()), ("2", home.as_str())], "{out}");
+    assert_eq!(d.find("iothreads").unwrap().text(), "2", "the domain's own count stays");
+}
