@@ -91,7 +91,7 @@ impl Element {
 
     /// Appends a child element.
     pub fn push(&mut self, child: Element) {
-        self.children.push(Node::Element(child));
+        self.children.push(Node::Element(Box::new(child)));
     }
 
     /// Appends a comment `<!-- text -->`.

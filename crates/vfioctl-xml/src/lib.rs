@@ -94,7 +94,9 @@ pub struct Document {
 /// One piece of content.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Node {
-    Element(Element),
+    /// Boxed: most nodes of a domain are the whitespace between elements, and a node is
+    /// then the size of a string, not of an element.
+    Element(Box<Element>),
     /// Character data exactly as written (entities still escaped).
     Text(String),
     /// The inside of `<!--…-->`.
@@ -365,7 +367,7 @@ impl Element {
 
     pub fn elements_mut(&mut self) -> impl Iterator<Item = &mut Element> {
         self.children.iter_mut().filter_map(|n| match n {
-            Node::Element(e) => Some(e),
+            Node::Element(e) => Some(&mut **e),
             _ => None,
         })
     }

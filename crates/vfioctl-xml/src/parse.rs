@@ -25,13 +25,15 @@ struct Reader<'a> {
     src: &'a str,
     pos: usize,
     line_starts: Vec<usize>,
+    /// Line, byte and column of the last [`Reader::line_col`].
+    last: std::cell::Cell<(usize, usize, usize)>,
 }
 
 impl<'a> Reader<'a> {
     fn new(src: &'a str) -> Self {
         let mut line_starts = vec![0];
         line_starts.extend(src.match_indices('\n').map(|(i, _)| i + 1));
-        Reader { src, pos: 0, line_starts }
+        Reader { src, pos: 0, line_starts, last: std::cell::Cell::new((1, 0, 1)) }
     }
 
     fn rest(&self) -> &'a str {
@@ -42,10 +44,28 @@ impl<'a> Reader<'a> {
         self.rest().starts_with(s)
     }
 
+    /// 1-based line and column (in characters) of byte `pos`. The reader moves forward,
+    /// so each call starts from where the last one ended: linear over a whole document,
+    /// even one on a single line.
     fn line_col(&self, pos: usize) -> (u32, u32) {
-        let line = self.line_starts.partition_point(|&s| s <= pos).max(1);
-        let start = self.line_starts.get(line - 1).copied().unwrap_or(0);
-        let column = self.src.get(start..pos).map_or(0, |s| s.chars().count()) + 1;
+        let starts = &self.line_starts;
+        let (mut line, last_pos, last_col) = self.last.get();
+        let (line, from, col) = if last_pos <= pos && starts.get(line - 1).is_some_and(|&s| s <= pos) {
+            let before = line;
+            while starts.get(line).is_some_and(|&s| s <= pos) {
+                line += 1;
+            }
+            if line == before {
+                (line, last_pos, last_col)
+            } else {
+                (line, starts[line - 1], 1)
+            }
+        } else {
+            let line = starts.partition_point(|&s| s <= pos).max(1);
+            (line, starts.get(line - 1).copied().unwrap_or(0), 1)
+        };
+        let column = col + self.src.get(from..pos).map_or(0, |s| s.chars().count());
+        self.last.set((line, pos, column));
         (u32::try_from(line).unwrap_or(u32::MAX), u32::try_from(column).unwrap_or(u32::MAX))
     }
 
@@ -286,8 +306,10 @@ pub fn parse(src: &str) -> Result<Document, XmlError> {
                 ));
             }
             el.end_space = space.to_string();
+            // A grown Vec keeps room for 4; most elements have one or two children.
+            el.children.shrink_to_fit();
             match stack.last_mut() {
-                Some(parent) => parent.children.push(Node::Element(el)),
+                Some(parent) => parent.children.push(Node::Element(Box::new(el))),
                 None => break el,
             }
         } else if r.at("<") && !at_root_start && (r.at("<!") || r.at("<?")) {
@@ -299,10 +321,11 @@ pub fn parse(src: &str) -> Result<Document, XmlError> {
             }
         } else if r.at("<") {
             r.pos += 1;
-            let el = r.start_tag(start)?;
+            let mut el = r.start_tag(start)?;
+            el.attrs.shrink_to_fit();
             if el.empty {
                 match stack.last_mut() {
-                    Some(parent) => parent.children.push(Node::Element(el)),
+                    Some(parent) => parent.children.push(Node::Element(Box::new(el))),
                     None => break el,
                 }
             } else if stack.len() >= MAX_DEPTH {
@@ -355,4 +378,27 @@ pub fn parse(src: &str) -> Result<Document, XmlError> {
         }
     }
     Ok(Document { before, root, after })
+}
+
+#[cfg(test)]
+mod line_col_tests {
+    use super::Reader;
+
+    /// The cached walk gives what counting from the start gives, forward, backward, on
+    /// one long line and across multi-byte characters.
+    #[test]
+    fn line_and_column_match_a_count_from_the_start() {
+        let src = "<a>\n  <é x='ü'/><b/>\r\n\n<c>ünï</c><d/></a>";
+        let naive = |pos: usize| {
+            let before = &src[..pos];
+            let line = before.matches('\n').count() + 1;
+            let start = before.rfind('\n').map_or(0, |i| i + 1);
+            (line as u32, (src[start..pos].chars().count() + 1) as u32)
+        };
+        let positions: Vec<usize> = (0..=src.len()).filter(|p| src.is_char_boundary(*p)).collect();
+        let r = Reader::new(src);
+        for &p in positions.iter().chain(positions.iter().rev()).chain(positions.iter().step_by(3)) {
+            assert_eq!(r.line_col(p), naive(p), "at byte {p}");
+        }
+    }
 }

@@ -108,10 +108,15 @@ fn inserting_follows_the_documents_style() {
     let hostdev = Element::new("hostdev")
         .with_attr("mode", "subsystem")
         .with_child(Element::new("source").with_child(Element::new("address").with_attr("bus", "0x0d")));
-    d.root.child_mut("devices").unwrap().insert(None, vec![Node::comment("passed"), Node::Element(hostdev)], 2, &style);
+    d.root.child_mut("devices").unwrap().insert(
+        None,
+        vec![Node::comment("passed"), Node::Element(Box::new(hostdev))],
+        2,
+        &style,
+    );
     d.root.insert(
         None,
-        vec![Node::Element(Element::new("vcpu").with_attr("placement", "static").with_text("4"))],
+        vec![Node::Element(Box::new(Element::new("vcpu").with_attr("placement", "static").with_text("4")))],
         1,
         &style,
     );
@@ -129,15 +134,15 @@ fn inserting_indents_like_the_siblings() {
     let style = d.style();
     assert_eq!(style.indent, "    ");
     let mut new = Element::new("c").with_attr("x", "1");
-    new.insert(None, vec![Node::Element(Element::new("leaf"))], 1, &Style::libvirt());
-    d.root.insert(Some(0), vec![Node::Comment(" why ".into()), Node::Element(new)], 1, &style);
-    d.root.insert(None, vec![Node::Element(Element::new("z"))], 1, &style);
+    new.insert(None, vec![Node::Element(Box::new(Element::new("leaf")))], 1, &Style::libvirt());
+    d.root.insert(Some(0), vec![Node::Comment(" why ".into()), Node::Element(Box::new(new))], 1, &style);
+    d.root.insert(None, vec![Node::Element(Box::new(Element::new("z")))], 1, &style);
     assert_eq!(
         d.write(),
         "<d>\n    <a/>\n    <!-- why -->\n    <c x='1'>\n        <leaf/>\n    </c>\n    <b/>\n    <z/>\n</d>\n"
     );
     let mut e = doc("<d>\n  <f/>\n</d>");
-    e.root.child_mut("f").unwrap().insert(None, vec![Node::Element(Element::new("g"))], 2, &Style::libvirt());
+    e.root.child_mut("f").unwrap().insert(None, vec![Node::Element(Box::new(Element::new("g")))], 2, &Style::libvirt());
     assert_eq!(e.write(), "<d>\n  <f>\n    <g/>\n  </f>\n</d>");
 }
 

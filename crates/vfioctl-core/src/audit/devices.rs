@@ -489,26 +489,26 @@ mod tests {
         let mut h =
             Element::new("hostdev").with_attr("mode", "subsystem").with_attr("type", "pci").with_attr("managed", "yes");
         let mut src = Element::new("source");
-        src.children.push(Node::Element(
+        src.children.push(Node::Element(Box::new(
             Element::new("address")
                 .with_attr("domain", &format!("0x{:04x}", a.domain))
                 .with_attr("bus", &format!("0x{:02x}", a.bus))
                 .with_attr("slot", &format!("0x{:02x}", a.device))
                 .with_attr("function", &format!("0x{:x}", a.function)),
-        ));
-        h.children.push(Node::Element(src));
+        )));
+        h.children.push(Node::Element(Box::new(src)));
         if let Some((b, s, f)) = guest {
-            h.children.push(Node::Element(
+            h.children.push(Node::Element(Box::new(
                 Element::new("address")
                     .with_attr("type", "pci")
                     .with_attr("domain", "0x0000")
                     .with_attr("bus", &format!("0x{b:02x}"))
                     .with_attr("slot", &format!("0x{s:02x}"))
                     .with_attr("function", &format!("0x{f:x}")),
-            ));
+            )));
         }
         if let Some(devs) = domain.root.child_mut("devices") {
-            devs.insert(None, vec![Node::Element(h)], 2, &crate::xml::Style::libvirt());
+            devs.insert(None, vec![Node::Element(Box::new(h))], 2, &crate::xml::Style::libvirt());
         }
     }
 

@@ -444,15 +444,15 @@ mod tests {
                 if let Some(c) = d.root.child_mut("cpu") {
                     let mut numa = Element::new("numa");
                     for (id, cpus) in [("0", "0-2"), ("1", "3-5")] {
-                        numa.children.push(Node::Element(
+                        numa.children.push(Node::Element(Box::new(
                             Element::new("cell")
                                 .with_attr("id", id)
                                 .with_attr("cpus", cpus)
                                 .with_attr("memory", mib)
                                 .with_attr("unit", "MiB"),
-                        ));
+                        )));
                     }
-                    c.insert(None, vec![Node::Element(numa)], 2, &crate::xml::Style::libvirt());
+                    c.insert(None, vec![Node::Element(Box::new(numa))], 2, &crate::xml::Style::libvirt());
                 }
             })
         };
@@ -482,14 +482,14 @@ mod tests {
             if let Some(devs) = d.root.child_mut("devices") {
                 let mut h = Element::new("hostdev").with_attr("mode", "subsystem").with_attr("type", "pci");
                 let mut src = Element::new("source");
-                src.children.push(Node::Element(
+                src.children.push(Node::Element(Box::new(
                     Element::new("address")
                         .with_attr("bus", "0x0e")
                         .with_attr("slot", "0x00")
                         .with_attr("function", "0x0"),
-                ));
-                h.children.push(Node::Element(src));
-                devs.insert(None, vec![Node::Element(h)], 2, &crate::xml::Style::libvirt());
+                )));
+                h.children.push(Node::Element(Box::new(src)));
+                devs.insert(None, vec![Node::Element(Box::new(h))], 2, &crate::xml::Style::libvirt());
             }
         });
         let usb_dev = addr("0000:0e:00.0");

@@ -348,7 +348,7 @@ impl Patcher<'_> {
             None => {
                 if e.child("numatune").is_some() {
                     if let Some(n) = e.child_mut("numatune") {
-                        n.insert(None, vec![Node::Element(wm.clone())], 2, &self.style);
+                        n.insert(None, vec![Node::Element(Box::new(wm.clone()))], 2, &self.style);
                     }
                 } else {
                     self.insert(e, d, want, 1, DOMAIN_ORDER);
@@ -457,7 +457,7 @@ impl Patcher<'_> {
             .map(|c| c.children_named("qemu:arg").filter_map(|a| a.attr("value")).map(String::from).collect())
             .unwrap_or_default();
         if e.child("devices").is_none() {
-            e.insert(None, vec![Node::Element(Element::new("devices"))], 1, &self.style);
+            e.insert(None, vec![Node::Element(Box::new(Element::new("devices")))], 1, &self.style);
         }
         let Some(have) = e.child_mut("devices") else { return };
         let mut next_index = have
@@ -679,7 +679,7 @@ impl Patcher<'_> {
                 let host_fn = h.find("source/address").map_or(0, |a| pci_key(a).3);
                 if h.child("address").is_none() {
                     let a = Element::new("address").with_attr("type", "pci");
-                    h.insert(None, vec![Node::Element(a)], 3, &self.style);
+                    h.insert(None, vec![Node::Element(Box::new(a))], 3, &self.style);
                 }
                 if let Some(a) = h.child_mut("address") {
                     a.set_attr("domain", &format!("0x{gd:04x}"));
@@ -750,13 +750,13 @@ impl Patcher<'_> {
         match e.child_mut("qemu:commandline") {
             Some(c) => {
                 for m in missing {
-                    c.insert(None, vec![Node::Element(m)], 2, &self.style);
+                    c.insert(None, vec![Node::Element(Box::new(m))], 2, &self.style);
                 }
             }
             None => {
                 let mut c = Element::new("qemu:commandline");
                 for m in missing {
-                    c.insert(None, vec![Node::Element(m)], 1, &self.style);
+                    c.insert(None, vec![Node::Element(Box::new(m))], 1, &self.style);
                 }
                 self.insert(e, d, &c, 1, DOMAIN_ORDER);
             }
@@ -774,13 +774,13 @@ enum Place {
 /// A copy of `child` for inserting, with the comment in front of it in `parent`.
 fn with_comment(parent: &Element, child: &Element) -> Vec<Node> {
     let mut nodes: Vec<Node> = comment_before(parent, child).into_iter().collect();
-    nodes.push(Node::Element(child.clone()));
+    nodes.push(Node::Element(Box::new(child.clone())));
     nodes
 }
 
 /// The comment directly in front of `child` among `parent`'s children.
 fn comment_before(parent: &Element, child: &Element) -> Option<Node> {
-    let i = parent.children.iter().position(|n| matches!(n, Node::Element(e) if std::ptr::eq(e, child)))?;
+    let i = parent.children.iter().position(|n| matches!(n, Node::Element(e) if std::ptr::eq(&**e, child)))?;
     parent.children[..i].iter().rev().find(|n| !matches!(n, Node::Text(t) if t.trim().is_empty())).and_then(|n| match n
     {
         Node::Comment(_) => Some(n.clone()),

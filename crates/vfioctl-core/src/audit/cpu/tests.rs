@@ -54,13 +54,15 @@ fn repin(d: &mut Document, pins: &[u32], emulator: &str, threads: u32) {
         .iter()
         .enumerate()
         .map(|(i, c)| {
-            XmlNode::Element(
+            XmlNode::Element(Box::new(
                 Element::new("vcpupin").with_attr("vcpu", &i.to_string()).with_attr("cpuset", &c.to_string()),
-            )
+            ))
         })
         .collect();
-    nodes.push(XmlNode::Element(Element::new("emulatorpin").with_attr("cpuset", emulator)));
-    nodes.push(XmlNode::Element(Element::new("iothreadpin").with_attr("iothread", "1").with_attr("cpuset", emulator)));
+    nodes.push(XmlNode::Element(Box::new(Element::new("emulatorpin").with_attr("cpuset", emulator))));
+    nodes.push(XmlNode::Element(Box::new(
+        Element::new("iothreadpin").with_attr("iothread", "1").with_attr("cpuset", emulator),
+    )));
     t.insert(None, nodes, 2, &style);
     topology(d, n / threads, threads);
 }
@@ -265,7 +267,7 @@ fn vcpupin_for_a_missing_vcpu() {
     let f = b.audit(&broken(&b, |d| {
         let style = d.style();
         let pin = Element::new("vcpupin").with_attr("vcpu", "6").with_attr("cpuset", "7");
-        tune(d).insert(None, vec![XmlNode::Element(pin)], 2, &style);
+        tune(d).insert(None, vec![XmlNode::Element(Box::new(pin))], 2, &style);
     }));
     exactly(&f, &["cpu-vcpupin-no-such-vcpu"]);
     assert!(the(&f, "cpu-vcpupin-no-such-vcpu").message.contains("0-5"));
