@@ -112,36 +112,35 @@ fn hostdev_xml(a: &PciAddress) -> String {
     hostdev().with_child(Element::new("source").with_child(host_address(a))).pretty()
 }
 
-fn hostdevs(cx: &Cx<'_>, out: &mut Vec<Finding>) {
-    let devices = cx.host.devices;
-    // Nothing known about the host's PCI devices: nothing to compare with.
-    if cx.hostdevs.is_empty() || devices.is_empty() {
-        return;
-    }
-    let passed: BTreeSet<PciAddress> = cx.hostdevs.iter().map(|h| h.source).collect();
-    let mut present: Vec<&Hostdev<'_>> = Vec::new();
-    for h in &cx.hostdevs {
-        if devices.contains_key(&h.source) {
-            present.push(h);
-            continue;
-        }
-        let same_slot: Vec<PciAddress> = devices.keys().filter(|a| a.same_slot(&h.source)).copied().collect();
-        let hint = if same_slot.is_empty() {
-            "no device sits in that slot".to_string()
-        } else {
-            format!("that slot has {}", list(&same_slot))
-        };
-        out.push(
-            Finding::at(&NOT_ON_HOST, "devices/hostdev/source/address", h.el.find("source/address").or(Some(h.el)))
-                .message(format!("{} does not exist on this host ({hint})", h.source))
-                .why("libvirt cannot find the device: the guest does not start. Addresses change when cards move to another slot, after a BIOS update or when another card is added")
-                .fix("vfioctl list shows the host's devices and their addresses: correct this <source><address>, or remove the <hostdev>"),
-        );
-    }
+/// Why a passed device cannot be the guest's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stale {
+    /// No such device on the host; what its slot holds instead.
+    NotOnHost(String),
+    /// A bridge, the boot GPU, or the controller of the host's disks.
+    HostNeeds(String),
+}
 
-    // What the host needs, passed (often an address that moved: another card now sits there).
-    for h in &present {
-        let d = &devices[&h.source];
+/// The domain's hostdevs that cannot be the guest's: gone from the host, or what the host
+/// needs (a bridge, the boot GPU, its disks' controller). The audit's errors and the fix
+/// that removes them, from one detector. Empty when nothing is known of the host's devices.
+pub fn stale_hostdevs(cx: &Cx<'_>) -> Vec<(PciAddress, Stale)> {
+    let devices = cx.host.devices;
+    if devices.is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for h in &cx.hostdevs {
+        let Some(d) = devices.get(&h.source) else {
+            let same_slot: Vec<PciAddress> = devices.keys().filter(|a| a.same_slot(&h.source)).copied().collect();
+            let hint = if same_slot.is_empty() {
+                "no device sits in that slot".to_string()
+            } else {
+                format!("that slot has {}", list(&same_slot))
+            };
+            out.push((h.source, Stale::NotOnHost(hint)));
+            continue;
+        };
         let what = if d.is_bridge() || d.class.base() == 0x06 {
             Some(format!("a bridge (class {}): bridges stay with the host; vfio-pci does not take them", d.class))
         } else if d.boot_vga == Some(true) {
@@ -152,13 +151,35 @@ fn hostdevs(cx: &Cx<'_>, out: &mut Vec<Finding>) {
                 .and_then(|c| c.get(&h.source))
                 .map(|u| format!("the controller of the host's disks: {u}"))
         };
-        let Some(what) = what else { continue };
-        out.push(
-            Finding::at(&STALE_HOSTDEV, "devices/hostdev/source/address", h.el.find("source/address").or(Some(h.el)))
+        if let Some(what) = what {
+            out.push((h.source, Stale::HostNeeds(what)));
+        }
+    }
+    out
+}
+
+fn hostdevs(cx: &Cx<'_>, out: &mut Vec<Finding>) {
+    let devices = cx.host.devices;
+    // Nothing known about the host's PCI devices: nothing to compare with.
+    if cx.hostdevs.is_empty() || devices.is_empty() {
+        return;
+    }
+    let passed: BTreeSet<PciAddress> = cx.hostdevs.iter().map(|h| h.source).collect();
+    let stale = stale_hostdevs(cx);
+    let present: Vec<&Hostdev<'_>> = cx.hostdevs.iter().filter(|h| devices.contains_key(&h.source)).collect();
+    for (h, why) in cx.hostdevs.iter().filter_map(|h| stale.iter().find(|s| s.0 == h.source).map(|s| (h, &s.1))) {
+        let at = h.el.find("source/address").or(Some(h.el));
+        out.push(match why {
+            Stale::NotOnHost(hint) => Finding::at(&NOT_ON_HOST, "devices/hostdev/source/address", at)
+                .message(format!("{} does not exist on this host ({hint})", h.source))
+                .why("libvirt cannot find the device: the guest does not start. Addresses change when cards move to another slot, after a BIOS update or when another card is added")
+                .fix("vfioctl list shows the host's devices and their addresses: correct this <source><address>, or remove the <hostdev> (vfioctl audit --fix removes it)"),
+            // What the host needs, passed (often an address that moved: another card now sits there).
+            Stale::HostNeeds(what) => Finding::at(&STALE_HOSTDEV, "devices/hostdev/source/address", at)
                 .message(format!("{} is {what}", h.source.short()))
                 .why("the guest would take what the host runs on; most often the domain is older than the host's layout (cards moved, a BIOS update renumbered the buses)")
-                .fix("remove this <hostdev>, or correct its <source><address> to the card's (vfioctl list shows the host's devices)"),
-        );
+                .fix("remove this <hostdev> (vfioctl audit --fix does), or correct its <source><address> to the card's (vfioctl list shows the host's devices)"),
+        });
     }
 
     // Group members, once per group: not passed and on a host driver.

@@ -260,10 +260,32 @@ fn fix(
         (true, 1048576) => HugepageChoice::Size1G,
         (true, _) => HugepageChoice::Size2M,
     };
+    // Hostdevs that cannot be the guest's (gone from the host, or what the host needs) go;
+    // the plan is made for the rest, and completes a slot whose function was wrong.
+    let stale = audit::devices::stale_hostdevs(&cx);
+    let mut removed = Vec::new();
+    if parts.devices && !stale.is_empty() {
+        if let Some(devs) = fixed.root.child_mut("devices") {
+            devs.remove_elements(|e| {
+                let src = (e.name == "hostdev" && e.attr("type") == Some("pci"))
+                    .then(|| cx.hostdevs.iter().find(|h| h.el.same_as(e)))
+                    .flatten()
+                    .map(|h| h.source);
+                src.is_some_and(|a| stale.iter().any(|(s, _)| *s == a))
+            });
+        }
+        for (a, why) in &stale {
+            removed.push(match why {
+                audit::devices::Stale::NotOnHost(hint) => format!("removed hostdev {a}: not on this host ({hint})"),
+                audit::devices::Stale::HostNeeds(what) => format!("removed hostdev {a}: it is {what}"),
+            });
+        }
+    }
     let selectors: Vec<Selector> = cx
         .hostdevs
         .iter()
         .filter(|h| facts.devices.contains_key(&h.source))
+        .filter(|h| !stale.iter().any(|(s, _)| *s == h.source))
         .filter_map(|h| h.source.to_string().parse().ok())
         .collect();
     let plan = if selectors.is_empty() {
@@ -274,7 +296,7 @@ fn fix(
                 parts.pinning = false;
                 parts.cpu = false;
                 if parts == Parts::NONE {
-                    return Ok((fixed, Vec::new()));
+                    return Ok((fixed, removed));
                 }
                 pinning::place(&facts.topology, &CpuRequest { vcpus: None, node: None })
                     .map_err(|e| CliError::Plan(e.into()))?
@@ -296,7 +318,7 @@ fn fix(
                 parts.cpu = false;
                 parts.memory = false;
                 if parts == Parts::NONE {
-                    return Ok((fixed, Vec::new()));
+                    return Ok((fixed, removed));
                 }
                 let cpu = pinning::place(&facts.topology, &CpuRequest { vcpus: None, node: None })
                     .map_err(|e| CliError::Plan(e.into()))?;
@@ -318,7 +340,7 @@ fn fix(
                 );
             }
             if parts == Parts::NONE {
-                return Ok((fixed, Vec::new()));
+                return Ok((fixed, removed));
             }
         }
         p
@@ -329,7 +351,7 @@ fn fix(
             eprintln_safe!("vfioctl: note: keeping the domain's pinning: the plan's would put its vCPUs on {worse}");
             parts.pinning = false;
             if parts == Parts::NONE {
-                return Ok((fixed, Vec::new()));
+                return Ok((fixed, removed));
             }
         }
     }
@@ -352,7 +374,8 @@ fn fix(
     };
     let want = domain::document(&plan, &dhost, &req);
     let report = domain::patch_parts(&mut fixed, &want, parts);
-    Ok((fixed, report.changes))
+    removed.extend(report.changes);
+    Ok((fixed, removed))
 }
 
 /// `<memory>` in MiB.

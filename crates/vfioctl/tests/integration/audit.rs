@@ -195,6 +195,23 @@ fn a_hostdev_the_host_needs_is_an_error() {
     ] {
         assert!(run.stdout.contains(what), "{what}: {}", run.stdout);
     }
+    // --fix removes them (and a device the host does not have), keeps the card's, and the
+    // errors are gone.
+    let gone = xml.replace("  </devices>", &format!("{}  </devices>", hostdev("7f", "00")));
+    std::fs::write(&file, &gone).unwrap();
+    let run = vfioctl(&host, &["audit", file.to_str().unwrap(), "--fix"]);
+    for (bus, slot) in [("00", "01"), ("0b", "00"), ("08", "00"), ("7f", "00")] {
+        let src = format!("bus='0x{bus}' slot='0x{slot}' function='0x0'/>\n      </source>");
+        assert!(!run.stdout.contains(&src), "{bus}:{slot} stayed:\n{}", run.stdout);
+    }
+    assert!(run.stdout.contains("bus='0x01' slot='0x00' function='0x0'"), "the card stays: {}", run.stdout);
+    for change in ["removed hostdev 0000:0b:00.0: it is the boot GPU", "removed hostdev 0000:7f:00.0: not on this host"]
+    {
+        assert!(run.stderr.contains(change), "{change}: {}", run.stderr);
+    }
+    let left = run.stderr.split("left after the fix").nth(1).unwrap_or("");
+    assert!(!left.contains("device-hostdev-host-needs") && !left.contains("device-not-on-host"), "{}", run.stderr);
+    crate::util::libvirt_accepts(&run.stdout).unwrap();
 }
 
 /// Issue 17: a `--fix` that could not plan one part (more vCPUs than the host has) wrote
