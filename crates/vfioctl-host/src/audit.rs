@@ -3,7 +3,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use vfioctl_core::audit::AuditHost;
+#[cfg(doc)]
+use vfioctl_core::audit::named_files;
+use vfioctl_core::audit::{AuditHost, HostFile};
 use vfioctl_core::check::{Facts, Program};
 use vfioctl_core::edit::qemu_conf::PATH as QEMU_CONF;
 use vfioctl_core::iommu::IommuGroup;
@@ -29,6 +31,8 @@ pub struct AuditFacts {
     pub host_disks: Option<BTreeMap<String, String>>,
     /// The PCI controllers holding what the host's disks are used for, and that use.
     pub host_controllers: BTreeMap<PciAddress, String>,
+    /// The files a domain names ([`AuditFacts::read_files`]).
+    pub files: BTreeMap<String, HostFile>,
     pub warnings: Vec<Warning>,
 }
 
@@ -73,11 +77,25 @@ pub fn gather(host: &Host) -> Result<AuditFacts, HostError> {
         input_by_id,
         host_disks,
         host_controllers,
+        files: BTreeMap::new(),
         warnings,
     })
 }
 
 impl AuditFacts {
+    /// Looks at the files a domain names ([`named_files`]) through the host root: absent,
+    /// unreadable, or read (its first two bytes, for a ROM's signature).
+    pub fn read_files(&mut self, host: &Host, paths: &[String]) {
+        for p in paths {
+            let state = match host.root().read_bytes(p, 2) {
+                Ok(b) => HostFile::Present { rom: b.starts_with(&[0x55, 0xaa]) },
+                Err(e) if e.is_not_found() => HostFile::Missing,
+                Err(e) => HostFile::Unreadable(e.to_string()),
+            };
+            self.files.insert(p.clone(), state);
+        }
+    }
+
     pub fn host(&self) -> AuditHost<'_> {
         AuditHost {
             vendor: self.facts.vendor,
@@ -90,6 +108,7 @@ impl AuditFacts {
             input_by_id: self.input_by_id.as_ref(),
             host_disks: self.host_disks.as_ref(),
             host_controllers: Some(&self.host_controllers),
+            files: Some(&self.files),
         }
     }
 }

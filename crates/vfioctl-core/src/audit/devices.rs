@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::cx::Evdev;
-use super::{Area, Cx, Finding, Hostdev, Rule, Severity};
+use super::{Area, Cx, Finding, HostFile, Hostdev, Rule, Severity};
 use crate::domain::versions::{release, LIBVIRT_EVDEV_INPUT};
 use crate::domain::{evdev_input, guest_address, host_address, hostdev, input_linux, QEMU_NS};
 use crate::edit::qemu_conf::{device_acl, DEFAULT_ACL};
@@ -446,6 +446,26 @@ fn evdev(cx: &Cx<'_>, out: &mut Vec<Finding>) {
             );
         }
     }
+    // qemu:commandline evdev where libvirt would do it natively (no ACL, no namespace, and
+    // libvirt knows the device): a note, with the native elements.
+    if cx.host.libvirt.is_some_and(|v| v >= LIBVIRT_EVDEV_INPUT) {
+        let mut legacy: Vec<&Evdev<'_>> = cx.evdev.iter().filter(|e| !e.native).collect();
+        legacy.dedup_by(|a, b| a.path == b.path);
+        if let Some(first) = legacy.first() {
+            let paths: Vec<&str> = legacy.iter().map(|e| e.path.as_str()).collect();
+            let elements: Vec<String> = paths.iter().map(|p| evdev_input(p).to_xml()).collect();
+            out.push(
+                Finding::at(&EVDEV_COMMANDLINE, "qemu:commandline/qemu:arg", Some(first.el))
+                    .message(format!(
+                        "{} handed over by qemu:commandline input-linux; libvirt {} and later do it with <input type='evdev'>",
+                        paths.join(", "),
+                        release(LIBVIRT_EVDEV_INPUT)
+                    ))
+                    .why("libvirt then knows the devices: it gives QEMU access itself (no cgroup_device_acl edit in qemu.conf), labels them for SELinux/AppArmor, checks them when the domain is defined, and the domain needs no qemu namespace for them")
+                    .fix(format!("in <devices>:\n{}\nthen remove the input-linux <qemu:arg> lines (and -object before each)", elements.join("\n"))),
+            );
+        }
+    }
     if let Some(v) = cx.host.libvirt.filter(|v| *v < LIBVIRT_EVDEV_INPUT) {
         let native: Vec<&Evdev<'_>> = cx.evdev.iter().filter(|e| e.native).collect();
         for e in &native {
@@ -465,6 +485,162 @@ fn evdev(cx: &Cx<'_>, out: &mut Vec<Finding>) {
             );
         }
     }
+}
+
+pub const ROM_MISSING: Rule = Rule {
+    id: "device-rom-missing",
+    severity: Severity::Error,
+    area: AREA,
+    title: "a <rom file> that does not exist or cannot be read",
+};
+
+pub const ROM_SUSPECT: Rule = Rule {
+    id: "device-rom-suspect",
+    severity: Severity::Warning,
+    area: AREA,
+    title: "a <rom file> that is not a PCI option ROM, or sits under /home",
+};
+
+/// The ROM files of passed devices: QEMU reads them when the guest starts, as its own user
+/// and under the host's SELinux or AppArmor policy.
+fn rom_files(cx: &Cx<'_>, out: &mut Vec<Finding>) {
+    for h in &cx.hostdevs {
+        let Some(rom) = h.el.child("rom") else { continue };
+        let Some(file) = rom.attr("file").filter(|f| !f.is_empty()) else { continue };
+        let state = cx.host.files.and_then(|f| f.get(file));
+        let (rule, message, why) = match state {
+            Some(HostFile::Missing) => (
+                &ROM_MISSING,
+                format!("the ROM of {} is {file}, which does not exist", h.source.short()),
+                "QEMU cannot open the ROM: the guest does not start".to_string(),
+            ),
+            Some(HostFile::Unreadable(e)) => (
+                &ROM_MISSING,
+                format!("the ROM of {} is {file}, which cannot be read ({e})", h.source.short()),
+                "QEMU cannot read the ROM: the guest does not start".to_string(),
+            ),
+            Some(HostFile::Present { rom: false }) => (
+                &ROM_SUSPECT,
+                format!("{file}, the ROM of {}, does not start like a PCI option ROM (55 AA)", h.source.short()),
+                "a ROM dumped with a tool's header (GPU-Z, nvflash) or truncated does not run: the card shows nothing, or the guest driver fails (code 43)".to_string(),
+            ),
+            _ if file.starts_with("/home/") => (
+                &ROM_SUSPECT,
+                format!("the ROM of {} is under /home: {file}", h.source.short()),
+                "QEMU runs as its own user, confined by SELinux (svirt) or AppArmor (libvirt's profile), which do not let it read home directories: the guest fails to start with \"Permission denied\"".to_string(),
+            ),
+            _ => continue,
+        };
+        let home = file.starts_with("/home/");
+        out.push(
+            Finding::at(rule, "devices/hostdev/rom", Some(rom))
+                .message(if home && !message.contains("is under /home") { format!("{message}; it is under /home too") } else { message })
+                .why(why)
+                .fix("put the ROM where QEMU may read it, e.g. /usr/share/vgabios/NAME.rom (root-owned, mode 0644), and point <rom file='…'/> there; a ROM dumped with a header needs it cut off (rom-parser shows where the ROM starts)"),
+        );
+    }
+}
+
+pub const GPU_I440FX: Rule = Rule {
+    id: "device-gpu-i440fx",
+    severity: Severity::Warning,
+    area: AREA,
+    title: "a passed GPU in an i440fx machine (no PCI Express)",
+};
+
+pub const IVSHMEM_TOO_SMALL: Rule = Rule {
+    id: "device-ivshmem-too-small",
+    severity: Severity::Warning,
+    area: AREA,
+    title: "a Looking Glass IVSHMEM region too small for a 1080p frame",
+};
+
+pub const EVDEV_COMMANDLINE: Rule = Rule {
+    id: "evdev-commandline-where-native",
+    severity: Severity::Info,
+    area: AREA,
+    title: "evdev by qemu:commandline on a libvirt that has <input type='evdev'>",
+};
+
+/// A passed GPU on i440fx: the card sits on conventional PCI, without a PCIe link.
+fn i440fx_gpu(cx: &Cx<'_>, out: &mut Vec<Finding>) {
+    let Some(t) = cx.root.find("os/type") else { return };
+    let Some(machine) = t.attr("machine") else { return };
+    let i440fx =
+        machine.contains("i440fx") || machine == "pc" || (machine.starts_with("pc-") && !machine.contains("q35"));
+    if !i440fx {
+        return;
+    }
+    let Some(gpu) = cx.hostdevs.iter().find(|h| cx.host.devices.get(&h.source).is_some_and(|d| d.class.is_display()))
+    else {
+        return;
+    };
+    out.push(
+        Finding::at(&GPU_I440FX, "os/type", Some(t))
+            .message(format!("{} is a GPU, and the machine is {machine} (i440fx: PCI, not PCI Express)", gpu.source.short()))
+            .why("on i440fx the card sits on a conventional PCI bus: the guest driver sees no PCIe link (NVIDIA's driver runs it at a reduced link, AMD's may fail to start), no root port to reset it through, no Resizable BAR; the guides use q35")
+            .fix("<type arch='x86_64' machine='q35'>hvm</type>, the devices on pcie-root-ports (virt-manager does this when the machine changes); Windows sees a new board and finds its devices again"),
+    );
+}
+
+/// Looking Glass needs two frames of 4 bytes per pixel and about 10 MiB besides, in a
+/// power-of-two region: 32 MiB for 1920x1080, 64 MiB for 2560x1440, 128 MiB for 3840x2160.
+fn ivshmem(cx: &Cx<'_>, out: &mut Vec<Finding>) {
+    const MIB: u64 = 1 << 20;
+    let need = |w: u64, h: u64| (w * h * 4 * 2 + 10 * MIB).next_power_of_two();
+    let looking_glass = |s: &str| {
+        let s = s.to_ascii_lowercase();
+        s.contains("looking-glass") || s.contains("looking_glass") || s.contains("lookingglass")
+    };
+    let mut regions: Vec<(u64, &Element)> = Vec::new();
+    if let Some(devs) = cx.root.find("devices") {
+        for shm in devs.children_named("shmem").filter(|s| s.attr("name").is_some_and(looking_glass)) {
+            let Some(size) = shm.child("size") else { continue };
+            let Some(n) = size.text().parse::<u64>().ok() else { continue };
+            if let Some(kib) = crate::units::kib(n, Some(size.attr("unit").unwrap_or("b"))) {
+                regions.push((kib * 1024, shm));
+            }
+        }
+    }
+    if let Some(cl) = cx.root.child("qemu:commandline") {
+        for a in cl.children_named("qemu:arg") {
+            let Some(v) = a.attr("value") else { continue };
+            if !(v.starts_with("memory-backend-file") && looking_glass(v)) {
+                continue;
+            }
+            if let Some(bytes) = v.split(',').find_map(|o| o.strip_prefix("size=")).and_then(qemu_size) {
+                regions.push((bytes, a));
+            }
+        }
+    }
+    for (bytes, el) in regions {
+        if bytes >= need(1920, 1080) {
+            continue;
+        }
+        out.push(
+            Finding::at(&IVSHMEM_TOO_SMALL, if el.name == "shmem" { "devices/shmem/size" } else { "qemu:commandline/qemu:arg" }, Some(el))
+                .message(format!("the Looking Glass region is {} MiB: a 1920x1080 frame needs {} MiB", bytes / MIB, need(1920, 1080) / MIB))
+                .why(format!(
+                    "Looking Glass keeps two frames of 4 bytes per pixel and about 10 MiB of its own in the region, rounded up to a power of two: {} MiB for 1920x1080, {} MiB for 2560x1440, {} MiB for 3840x2160; too small and the host application refuses the region or shows nothing",
+                    need(1920, 1080) / MIB,
+                    need(2560, 1440) / MIB,
+                    need(3840, 2160) / MIB
+                ))
+                .fix(format!("<size unit='M'>{}</size> (or the size for the guest's resolution, above); the same in /etc/tmpfiles.d or the kvmfr module's static_size_mb", need(1920, 1080) / MIB)),
+        );
+    }
+}
+
+/// A QEMU size (`32M`, `1G`, `33554432`) in bytes.
+fn qemu_size(s: &str) -> Option<u64> {
+    let (num, mult) = match s.char_indices().last()? {
+        (i, 'K' | 'k') => (&s[..i], 1u64 << 10),
+        (i, 'M' | 'm') => (&s[..i], 1 << 20),
+        (i, 'G' | 'g') => (&s[..i], 1 << 30),
+        (i, 'T' | 't') => (&s[..i], 1 << 40),
+        _ => (s, 1),
+    };
+    num.parse::<u64>().ok()?.checked_mul(mult)
 }
 
 /// A passed GPU with legacy (SeaBIOS) boot: the card's legacy VGA ROM has to run and take
@@ -489,6 +665,9 @@ fn legacy_boot(cx: &Cx<'_>, out: &mut Vec<Finding>) {
 pub(super) fn check(cx: &Cx<'_>, out: &mut Vec<Finding>) {
     hostdevs(cx, out);
     legacy_boot(cx, out);
+    i440fx_gpu(cx, out);
+    ivshmem(cx, out);
+    rom_files(cx, out);
     host_disks(cx, out);
     multifunction(cx, out);
     evdev(cx, out);
@@ -555,6 +734,123 @@ mod tests {
         assert!(f[0].message.contains("0000:0d:00.2") && f[0].message.contains("0d:00.0, 0d:00.1"), "{}", f[0].message);
         assert_eq!(f[0].element, "devices/hostdev/source/address");
         assert!(f[0].line.is_some());
+    }
+
+    /// A `<rom file>` QEMU cannot use: missing, unreadable, not a ROM, under /home.
+    #[test]
+    fn rom_files_qemu_cannot_use() {
+        let with_rom = |b: &Bench, file: &str| {
+            broken(b, |d| {
+                let h = d.root.find_mut("devices").unwrap().elements_mut().find(|e| e.name == "hostdev").unwrap();
+                h.insert(
+                    None,
+                    vec![Node::Element(Box::new(Element::new("rom").with_attr("file", file)))],
+                    3,
+                    &crate::xml::Style::libvirt(),
+                );
+            })
+        };
+        let mut b = Bench::new();
+        b.files.insert("/usr/share/vgabios/gone.rom".into(), HostFile::Missing);
+        b.files.insert("/usr/share/vgabios/locked.rom".into(), HostFile::Unreadable("Permission denied".into()));
+        b.files.insert("/usr/share/vgabios/gpuz.rom".into(), HostFile::Present { rom: false });
+        b.files.insert("/usr/share/vgabios/good.rom".into(), HostFile::Present { rom: true });
+        b.files.insert("/home/me/vbios.rom".into(), HostFile::Present { rom: true });
+        b.files.insert("/home/me/gpuz.rom".into(), HostFile::Present { rom: false });
+        for (file, want, says) in [
+            ("/usr/share/vgabios/gone.rom", Some("device-rom-missing"), "does not exist"),
+            ("/usr/share/vgabios/locked.rom", Some("device-rom-missing"), "Permission denied"),
+            ("/usr/share/vgabios/gpuz.rom", Some("device-rom-suspect"), "55 AA"),
+            ("/home/me/vbios.rom", Some("device-rom-suspect"), "under /home"),
+            ("/home/me/gpuz.rom", Some("device-rom-suspect"), "under /home"),
+            ("/usr/share/vgabios/good.rom", None, ""),
+            // Not looked at (a path audit was not told about): nothing to say.
+            ("/usr/share/vgabios/other.rom", None, ""),
+        ] {
+            let f = b.audit(&with_rom(&b, file));
+            exactly(&f, want.as_slice());
+            if let Some(x) = f.first() {
+                assert!(x.message.contains(says), "{file}: {}", x.message);
+                assert_eq!(x.element, "devices/hostdev/rom");
+            }
+        }
+        let doc = parse(&with_rom(&b, "/x.rom")).unwrap();
+        assert_eq!(crate::audit::named_files(&doc), vec!["/x.rom".to_string()]);
+    }
+
+    /// A passed GPU on i440fx is a warning; q35 is fine; no GPU, nothing to say.
+    #[test]
+    fn a_gpu_on_i440fx() {
+        let b = Bench::new();
+        let machine = |m: &'static str| {
+            broken(&b, move |d| {
+                d.root.find_mut("os/type").unwrap().set_attr("machine", m);
+            })
+        };
+        for m in ["pc-i440fx-2.9", "pc", "pc-1.2"] {
+            let f = b.audit(&machine(m));
+            exactly(&f, &["device-gpu-i440fx"]);
+            assert!(f[0].message.contains("0d:00.0 is a GPU"), "{}", f[0].message);
+        }
+        exactly(&b.audit(&machine("pc-q35-8.2")), &[]);
+    }
+
+    /// Looking Glass regions: 32 MiB serves 1080p; 16 MiB (in any unit, libvirt's or
+    /// QEMU's) does not; other shmem is not Looking Glass.
+    #[test]
+    fn a_looking_glass_region_too_small() {
+        let b = Bench::new();
+        let shmem = |name: &'static str, size: &'static str, unit: Option<&'static str>| {
+            broken(&b, move |d| {
+                let mut sz = Element::new("size").with_text(size);
+                if let Some(u) = unit {
+                    sz.set_attr("unit", u);
+                }
+                let shm = Element::new("shmem")
+                    .with_attr("name", name)
+                    .with_child(Element::new("model").with_attr("type", "ivshmem-plain"))
+                    .with_child(sz);
+                d.root.find_mut("devices").unwrap().insert(
+                    None,
+                    vec![Node::Element(Box::new(shm))],
+                    2,
+                    &crate::xml::Style::libvirt(),
+                );
+            })
+        };
+        exactly(&b.audit(&shmem("looking-glass", "32", Some("M"))), &[]);
+        let f = b.audit(&shmem("looking-glass", "16", Some("M")));
+        exactly(&f, &["device-ivshmem-too-small"]);
+        assert!(f[0].message.contains("16 MiB: a 1920x1080 frame needs 32 MiB"), "{}", f[0].message);
+        assert!(f[0].why.contains("128 MiB for 3840x2160"));
+        // No unit: bytes, as libvirt reads it.
+        exactly(&b.audit(&shmem("looking-glass", "16777216", None)), &["device-ivshmem-too-small"]);
+        exactly(&b.audit(&shmem("other", "4", Some("M"))), &[]);
+        let cmdline = broken(&b, |d| {
+            if d.root.child("qemu:commandline").is_none() {
+                d.root.set_attr("xmlns:qemu", QEMU_NS);
+                d.root.insert(
+                    None,
+                    vec![Node::Element(Box::new(Element::new("qemu:commandline")))],
+                    1,
+                    &crate::xml::Style::libvirt(),
+                );
+            }
+            let cl = d.root.child_mut("qemu:commandline").unwrap();
+            for v in ["-object", "memory-backend-file,id=ivshmem,share=on,mem-path=/dev/shm/looking-glass,size=16M"] {
+                cl.insert(
+                    None,
+                    vec![Node::Element(Box::new(Element::new("qemu:arg").with_attr("value", v)))],
+                    2,
+                    &crate::xml::Style::libvirt(),
+                );
+            }
+        });
+        exactly(&b.audit(&cmdline), &["device-ivshmem-too-small"]);
+        assert_eq!(
+            (qemu_size("32M"), qemu_size("1G"), qemu_size("4096"), qemu_size("x")),
+            (Some(32 << 20), Some(1 << 30), Some(4096), None)
+        );
     }
 
     /// A passed GPU in a SeaBIOS guest; OVMF (a pflash loader or firmware='efi') is fine.
@@ -781,6 +1077,19 @@ mod tests {
         xml
     }
 
+    /// qemu:commandline evdev on a libvirt with native evdev: a note with the elements.
+    #[test]
+    fn evdev_by_commandline_where_native_serves() {
+        let xml = legacy();
+        let b = Bench { libvirt: Some((8, 0)), ..Bench::new() };
+        let f = b.audit(&xml);
+        let note: Vec<&Finding> = f.iter().filter(|x| x.id == "evdev-commandline-where-native").collect();
+        assert_eq!(note.len(), 1, "{f:?}");
+        assert!(note[0].fix.contains("<input type='evdev'>"), "{:?}", note[0].fix);
+        let b = Bench { libvirt: Some((7, 3)), ..Bench::new() };
+        assert!(b.audit(&xml).iter().all(|x| x.id != "evdev-commandline-where-native"));
+    }
+
     #[test]
     fn evdev_not_in_acl() {
         let mut b = Bench::new();
@@ -803,8 +1112,8 @@ mod tests {
         b.libvirt = Some((9, 0));
         b.qemu_conf = String::new();
         let f = b.audit(&xml);
-        exactly(&f, &["evdev-not-in-acl", "evdev-not-in-acl"]);
-        assert!(f[0].fix.contains("7.4 or later"));
+        exactly(&f, &["evdev-not-in-acl", "evdev-not-in-acl", "evdev-commandline-where-native"]);
+        assert!(f.iter().find(|x| x.id == "evdev-not-in-acl").unwrap().fix.contains("7.4 or later"));
     }
 
     #[test]

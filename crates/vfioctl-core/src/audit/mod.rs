@@ -164,6 +164,37 @@ pub struct AuditHost<'a> {
     /// PCI controllers holding what the host's disks are used for, with that use (`None`:
     /// not known).
     pub host_controllers: Option<&'a BTreeMap<PciAddress, String>>,
+    /// The files the domain names for QEMU to read (`<rom file>`), as the host has them
+    /// (`None`: not looked at).
+    pub files: Option<&'a BTreeMap<String, HostFile>>,
+}
+
+/// A file the domain names, as the host has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostFile {
+    Missing,
+    /// It is there but cannot be read; why.
+    Unreadable(String),
+    /// Read; `rom` when it starts with a PCI option ROM's signature (`55 AA`).
+    Present {
+        rom: bool,
+    },
+}
+
+/// The paths of the files the domain names for QEMU to read: each `<rom file>`.
+pub fn named_files(doc: &Document) -> Vec<String> {
+    let mut out: Vec<String> = doc
+        .root
+        .find("devices")
+        .into_iter()
+        .flat_map(|d| d.elements())
+        .filter_map(|e| e.child("rom").and_then(|r| r.attr("file")))
+        .filter(|f| !f.is_empty())
+        .map(String::from)
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// Audits a domain. Findings come sorted by area, then severity, then line.
@@ -213,6 +244,7 @@ pub const RULES: &[Rule] = &[
     cpu::NO_IOTHREADPIN,
     cpu::IOTHREADPIN_OVERLAP,
     cpu::commandline::COMMANDLINE_OVERRIDE,
+    cpu::iothreads::IOTHREADS_DISAGREE,
     memory::HUGEPAGES_MISSING,
     memory::HUGEPAGES_TOO_FEW,
     memory::NUMA_FAR_FROM_DEVICES,
@@ -221,6 +253,10 @@ pub const RULES: &[Rule] = &[
     devices::GROUP_MEMBER_NOT_VFIO,
     devices::STALE_HOSTDEV,
     devices::GPU_LEGACY_BOOT,
+    devices::GPU_I440FX,
+    devices::IVSHMEM_TOO_SMALL,
+    devices::ROM_MISSING,
+    devices::ROM_SUSPECT,
     devices::DISK_HOST_IN_USE,
     devices::SLOT_INCOMPLETE,
     devices::UNMANAGED_NOT_VFIO,
@@ -229,6 +265,7 @@ pub const RULES: &[Rule] = &[
     devices::EVDEV_MISSING,
     devices::EVDEV_NOT_IN_ACL,
     devices::EVDEV_NATIVE_UNSUPPORTED,
+    devices::EVDEV_COMMANDLINE,
     security::QEMU_ROOT,
     security::CAPABILITIES_KEPT,
 ];

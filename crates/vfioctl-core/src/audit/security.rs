@@ -143,8 +143,9 @@ mod tests {
         // The same domain on libvirt 9.0: switch to the native form.
         let b = Bench { qemu_conf: b.qemu_conf.clone(), ..Bench::new() };
         let f = b.audit(&xml);
-        exactly(&f, &["security-qemu-root"]);
-        assert!(f[0].fix.contains("<input type='evdev'>"), "{}", f[0].fix);
+        exactly(&f, &["security-qemu-root", "evdev-commandline-where-native"]);
+        let root = f.iter().find(|x| x.id == "security-qemu-root").unwrap();
+        assert!(root.fix.contains("<input type='evdev'>"), "{}", root.fix);
     }
 
     #[test]

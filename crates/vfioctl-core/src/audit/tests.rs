@@ -36,6 +36,7 @@ pub(crate) struct Bench {
     pub input: BTreeSet<String>,
     pub vendor: CpuVendor,
     pub host_disks: BTreeMap<String, String>,
+    pub files: BTreeMap<String, crate::audit::HostFile>,
 }
 
 pub(crate) fn addr(s: &str) -> PciAddress {
@@ -78,6 +79,7 @@ impl Bench {
             input,
             vendor: CpuVendor::Amd,
             host_disks: [("/dev/nvme0n1p2".to_string(), "nvme0n1p2 is mounted at /".to_string())].into_iter().collect(),
+            files: BTreeMap::new(),
         }
     }
 
@@ -93,6 +95,7 @@ impl Bench {
             input_by_id: Some(&self.input),
             host_disks: Some(&self.host_disks),
             host_controllers: None,
+            files: Some(&self.files),
         }
     }
 

@@ -135,7 +135,8 @@ pub fn run(host: &Host, args: &AuditArgs) -> Result<Exit, CliError> {
             doc.root.name
         )));
     }
-    let facts = gather(host)?;
+    let mut facts = gather(host)?;
+    facts.read_files(host, &audit::named_files(&doc));
     for w in &facts.warnings {
         eprintln_safe!("vfioctl: warning: {w}");
     }

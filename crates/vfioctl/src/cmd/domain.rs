@@ -158,7 +158,18 @@ pub fn run(h: &Host, args: &DomainArgs) -> Result<Exit, CliError> {
                 parts.pinning = false;
             }
             let report = domain::patch_parts(doc, &want, parts);
-            // The firmware is the guest's: an installed system does not boot another one.
+            // The firmware and the machine are the guest's: an installed system does not boot
+            // another firmware, and sees a new board on another machine.
+            let machine = doc.root.find("os/type").and_then(|t| t.attr("machine")).unwrap_or("");
+            if machine.contains("i440fx") || machine == "pc" || (machine.starts_with("pc-") && !machine.contains("q35"))
+            {
+                if let Some(gpu) = p.devices.iter().find(|d| d.class.starts_with("03")) {
+                    eprintln_safe!(
+                        "vfioctl: warning: the machine is {machine} (i440fx, no PCI Express), and {} is a GPU; vfioctl leaves the machine as it is (see `vfioctl audit`: device-gpu-i440fx)",
+                        gpu.address.short()
+                    );
+                }
+            }
             if !domain::boots_uefi(&doc.root) {
                 if let Some(gpu) = p.devices.iter().find(|d| d.class.starts_with("03")) {
                     eprintln_safe!(

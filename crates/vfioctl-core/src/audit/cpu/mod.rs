@@ -17,6 +17,7 @@
 
 pub(super) mod commandline;
 mod guest;
+pub(super) mod iothreads;
 mod model;
 mod numa;
 mod pins;
@@ -212,6 +213,7 @@ pub(super) fn vcpupin_path(v: u32) -> String {
 /// across L3 domains and nodes, QEMU's threads.
 pub(super) fn check(cx: &Cx<'_>, out: &mut Vec<Finding>) {
     commandline::check(cx, out);
+    iothreads::check(cx, out);
     let Some(shape) = model::Shape::read(cx) else { return };
     model::check(cx, &shape, out);
     let read = pins::read(cx, &shape, out);

@@ -584,3 +584,31 @@ fn commandline_overrides_the_domain() {
     let f = b.audit(&with(&["-object", "input-linux,id=kbd,evdev=/dev/input/by-id/x-event-kbd"]));
     assert!(f.iter().all(|x| x.id != "cpu-qemu-commandline-override"), "{f:?}");
 }
+
+/// `<iothreads>` against `<iothreadids>`: fewer (libvirt raises the count), more (libvirt
+/// adds ids nobody pins), equal or without ids (nothing to say).
+#[test]
+fn iothreads_and_iothreadids_that_disagree() {
+    let b = Bench::new();
+    let with = |n: u32, ids: &'static [u32]| {
+        broken(&b, move |d| {
+            d.root.find_mut("iothreads").unwrap().set_text(&n.to_string());
+            let mut el = Element::new("iothreadids");
+            for i in ids {
+                el.push(Element::new("iothread").with_attr("id", &i.to_string()));
+            }
+            let at = d.root.elements().position(|e| e.name == "iothreads");
+            d.root.insert(at, vec![XmlNode::Element(Box::new(el))], 1, &d.style());
+        })
+    };
+    let only =
+        |f: Vec<Finding>| -> Vec<Finding> { f.into_iter().filter(|x| x.id == "cpu-iothreads-disagree").collect() };
+    let f = only(b.audit(&with(1, &[1, 5])));
+    assert_eq!(f.len(), 1);
+    assert!(f[0].message.contains("<iothreads> says 1, but <iothreadids> lists 2 (1, 5)"), "{}", f[0].message);
+    let f = only(b.audit(&with(3, &[1, 3])));
+    assert_eq!(f.len(), 1);
+    assert!(f[0].message.contains("libvirt adds 2"), "{}", f[0].message);
+    exactly(&b.audit(&with(1, &[1])), &[]);
+    exactly(&b.audit(&with(1, &[])), &[]);
+}
