@@ -157,6 +157,12 @@ pub fn patch_parts(doc: &mut Document, desired: &Document, parts: Parts) -> Patc
         p.cputune(e, d);
         p.numatune(e, d);
     }
+    if parts.pinning {
+        p.follow_vcpus(e);
+    }
+    if parts.memory {
+        p.follow_memory(e);
+    }
     if parts.features {
         p.features(e, d);
     }
@@ -173,6 +179,115 @@ pub fn patch_parts(doc: &mut Document, desired: &Document, parts: Parts) -> Patc
 impl Patcher<'_> {
     fn changed(&mut self, what: String) {
         self.report.changes.push(what);
+    }
+
+    /// What is indexed by vCPU follows the `<vcpu>` count (after the plan's was set):
+    /// `current=` above it goes, a `<vcpus>` hotplug list for another count goes (libvirt
+    /// needs one entry per vCPU, and enables them all without it), `vcpusched`,
+    /// `cachetune` and `memorytune` keep only the vCPUs that exist (or go), and the guest
+    /// NUMA cells share the vCPUs out again in order.
+    fn follow_vcpus(&mut self, e: &mut Element) {
+        let Some(n) = e.child("vcpu").and_then(|v| v.text().parse::<u32>().ok()).filter(|n| *n > 0) else { return };
+        if let Some(v) = e.child_mut("vcpu") {
+            if v.attr("current").and_then(|c| c.parse::<u32>().ok()).is_some_and(|c| c > n) {
+                v.remove_attr("current");
+                self.changed(format!("removed current= from <vcpu>: above the {n} vCPUs"));
+            }
+        }
+        let listed: Vec<Option<u32>> = e
+            .child("vcpus")
+            .map(|l| l.children_named("vcpu").map(|v| v.attr("id").and_then(|i| i.parse().ok())).collect())
+            .unwrap_or_default();
+        if e.child("vcpus").is_some() && (listed.len() as u32 != n || listed.iter().any(|i| i.is_none_or(|i| i >= n))) {
+            e.remove_elements(|c| c.name == "vcpus");
+            self.changed(format!(
+                "removed <vcpus> (a hotplug list of {} vCPUs, not {n}): all {n} are enabled",
+                listed.len()
+            ));
+        }
+        let exists: CpuSet = (0..n).collect();
+        if let Some(t) = e.child_mut("cputune") {
+            let mut gone = Vec::new();
+            for c in t.elements_mut().filter(|c| matches!(c.name.as_str(), "vcpusched" | "cachetune" | "memorytune")) {
+                let Some(set) = c.attr("vcpus").and_then(|v| v.parse::<CpuSet>().ok()) else { continue };
+                let kept: CpuSet = set.iter().filter(|v| exists.contains(*v)).collect();
+                if kept == set {
+                    continue;
+                }
+                if kept.is_empty() {
+                    gone.push(c.name.clone());
+                    c.set_attr("vcpus", "");
+                } else {
+                    let before = start_tag(c);
+                    c.set_attr("vcpus", &kept.to_string());
+                    self.report.changes.push(format!("{before} → {}", start_tag(c)));
+                }
+            }
+            if !gone.is_empty() {
+                t.remove_elements(|c| c.attr("vcpus") == Some(""));
+                self.changed(format!("removed {} for vCPUs the domain no longer has", gone.join(", ")));
+            }
+        }
+        if let Some(numa) = e.find_mut("cpu/numa") {
+            let k = numa.children_named("cell").count() as u32;
+            if k == 0 {
+                return;
+            }
+            let total: u32 = numa
+                .children_named("cell")
+                .filter_map(|c| c.attr("cpus").and_then(|v| v.parse::<CpuSet>().ok()))
+                .map(|s| s.len() as u32)
+                .sum();
+            if total == n {
+                return;
+            }
+            if n < k {
+                self.report.notes.push(format!(
+                    "the guest has {k} NUMA cells and {n} vCPUs: each cell needs one; the cells are left as they are"
+                ));
+                return;
+            }
+            let mut next = 0;
+            for (i, c) in numa.elements_mut().filter(|c| c.name == "cell").enumerate() {
+                let size = n / k + u32::from((i as u32) < n % k);
+                let cpus: CpuSet = (next..next + size).collect();
+                next += size;
+                c.set_attr("cpus", &cpus.to_string());
+            }
+            self.changed(format!("guest NUMA cells: the {n} vCPUs shared out over the {k} cells in order"));
+        }
+    }
+
+    /// The guest NUMA cells' memory adds up to `<memory>` (libvirt takes the cells' sum):
+    /// each keeps its share of the total.
+    fn follow_memory(&mut self, e: &mut Element) {
+        let Some(total) = e.child("memory").and_then(element_kib) else { return };
+        let Some(numa) = e.find_mut("cpu/numa") else { return };
+        let cells: Vec<Option<u64>> = numa
+            .children_named("cell")
+            .map(|c| c.attr("memory").and_then(|m| m.parse().ok()).and_then(|m| crate::units::kib(m, c.attr("unit"))))
+            .collect();
+        if cells.is_empty() || cells.iter().any(Option::is_none) {
+            return;
+        }
+        let had: u64 = cells.iter().flatten().sum();
+        if had == total || had == 0 {
+            return;
+        }
+        let k = cells.len() as u64;
+        let mut given = 0;
+        for (i, (c, old)) in numa.elements_mut().filter(|c| c.name == "cell").zip(cells.iter().flatten()).enumerate() {
+            // In proportion, rounded down to MiB; the last cell takes the rest.
+            let share = if i as u64 + 1 == k {
+                total - given
+            } else {
+                (total as u128 * *old as u128 / had as u128) as u64 / 1024 * 1024
+            };
+            given += share;
+            c.set_attr("memory", &share.to_string());
+            c.set_attr("unit", "KiB");
+        }
+        self.changed(format!("guest NUMA cells: memory shared out to the {} MiB in proportion", total / 1024));
     }
 
     /// Sets `want`'s attributes on `have` (except `keep`, see [`sync_attrs`]), and

@@ -108,6 +108,21 @@ fn patches_of_real_domains_are_domains_libvirt_accepts_and_no_worse() {
                 1 | 2 if !patch.stderr.contains("panicked") => {}
                 c => failures.push(format!("{host} {name}: domain --from exit {c}: {}", patch.stderr.trim())),
             }
+            // Another vCPU count and memory: what is indexed by vCPU, and the NUMA cells'
+            // memory, follow (libvirt refuses a domain where they do not).
+            let other = vfioctl(&root, &["domain", "gpu", "--from", file, "--vcpus", "2", "--memory", "6G"]);
+            match other.code {
+                0 => {
+                    if let Err(e) = libvirt_accepts(&other.stdout) {
+                        failures.push(format!(
+                            "{host} {name}: libvirt refuses domain --from --vcpus 2 --memory 6G: {}",
+                            e.trim()
+                        ));
+                    }
+                }
+                1 | 2 if !other.stderr.contains("panicked") => {}
+                c => failures.push(format!("{host} {name}: domain --from --vcpus 2 exit {c}: {}", other.stderr.trim())),
+            }
         }
     }
     assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));

@@ -633,7 +633,8 @@ fn vfioctl_defines_patches_from_libvirt_and_reports_libvirts_refusal() {
     // libvirt's refusal comes through with its own words and exit 1.
     let tmp = tempfile::tempdir().expect("tempdir");
     let bad = tmp.path().join("bad.xml");
-    let xml = dumped.stdout.replace("<vcpu placement='static'", "<vcpu placement='static' current='99'");
+    // (An element vfioctl does not own, so the patch keeps it as it is.)
+    let xml = dumped.stdout.replace("</os>", "</os>\n  <on_lockfailure>explode</on_lockfailure>");
     std::fs::write(&bad, xml).expect("write");
     let mut a = vec!["domain", "gpu", "--memory", "3G", "--from", bad.to_str().expect("utf8"), "--define"];
     a.extend_from_slice(&uri);

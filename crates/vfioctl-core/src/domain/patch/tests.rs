@@ -350,3 +350,33 @@ fn iothreads_the_plan_does_not_know_move_with_its_own() {
     assert_eq!(pins, vec![("1", home.as_str()), ("2", home.as_str())], "{out}");
     assert_eq!(d.find("iothreads").unwrap().text(), "2", "the domain's own count stays");
 }
+
+/// Regression (issue 17): a plan with fewer vCPUs and less memory than the domain kept
+/// what the old vCPUs indexed (`current=` above the count, a `<vcpus>` list of 8, a
+/// `vcpusched` and NUMA cells for vCPUs 0-7) and cells adding up to the old memory, all of
+/// which libvirt refuses.
+#[test]
+fn what_is_indexed_by_vcpu_follows_a_new_count() {
+    let existing = "<domain type='kvm'>\n  <name>x</name>\n  <memory unit='GiB'>16</memory>\n  <vcpu placement='static' current='6'>8</vcpu>\n  <vcpus>\n    <vcpu id='0' enabled='yes' hotpluggable='no'/>\n    <vcpu id='1' enabled='yes' hotpluggable='yes'/>\n    <vcpu id='2' enabled='yes' hotpluggable='yes'/>\n    <vcpu id='3' enabled='yes' hotpluggable='yes'/>\n    <vcpu id='4' enabled='yes' hotpluggable='yes'/>\n    <vcpu id='5' enabled='yes' hotpluggable='yes'/>\n    <vcpu id='6' enabled='no' hotpluggable='yes'/>\n    <vcpu id='7' enabled='no' hotpluggable='yes'/>\n  </vcpus>\n  <cputune>\n    <vcpusched vcpus='0-3' scheduler='fifo' priority='1'/>\n    <vcpusched vcpus='6-7' scheduler='batch'/>\n  </cputune>\n  <os>\n    <type arch='x86_64' machine='q35'>hvm</type>\n  </os>\n  <cpu mode='host-passthrough'>\n    <numa>\n      <cell id='0' cpus='0-3' memory='12' unit='GiB'/>\n      <cell id='1' cpus='4-7' memory='4' unit='GiB'/>\n    </numa>\n  </cpu>\n  <devices/>\n</domain>\n";
+    // plan(): 4 vCPUs, 4096 MiB.
+    let want = render(&plan(), &host(Some((8, 0))), &req());
+    let (out, report) = patched(existing, &want);
+    let d = parse(&out).unwrap().root;
+    assert_eq!(d.find("vcpu").unwrap().text(), "4");
+    assert_eq!(d.find("vcpu").unwrap().attr("current"), None, "{out}");
+    assert!(d.find("vcpus").is_none(), "{out}");
+    let sched: Vec<&str> =
+        d.find("cputune").unwrap().children_named("vcpusched").filter_map(|s| s.attr("vcpus")).collect();
+    assert_eq!(sched, vec!["0-3"], "{out}");
+    let cells: Vec<(&str, &str)> = d
+        .find("cpu/numa")
+        .unwrap()
+        .children_named("cell")
+        .map(|c| (c.attr("cpus").unwrap(), c.attr("memory").unwrap()))
+        .collect();
+    // 4 vCPUs over 2 cells; 4 GiB in the cells' 3:1 proportion.
+    assert_eq!(cells, vec![("0-1", "3145728"), ("2-3", "1048576")], "{out}");
+    assert!(report.changes.iter().any(|c| c.contains("removed <vcpus>")), "{:?}", report.changes);
+    let (again, _) = patched(&out, &want);
+    assert_eq!(again, out);
+}
