@@ -127,3 +127,77 @@ fn patches_of_real_domains_are_domains_libvirt_accepts_and_no_worse() {
     }
     assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
 }
+
+/// `<vcpupin vcpu cpuset>` and emulator/I/O-thread cpusets in a fix snippet.
+fn snippet_pins(fix: &str) -> (Vec<(u32, String)>, Vec<String>) {
+    let mut vcpus = Vec::new();
+    let mut threads = Vec::new();
+    for tag in fix.split('<').skip(1) {
+        let attr = |name: &str| {
+            let at = tag.find(&format!("{name}='"))? + name.len() + 2;
+            Some(tag[at..].split('\'').next()?.to_string())
+        };
+        if tag.starts_with("vcpupin ") {
+            if let (Some(v), Some(c)) = (attr("vcpu").and_then(|v| v.parse().ok()), attr("cpuset")) {
+                vcpus.push((v, c));
+            }
+        } else if tag.starts_with("emulatorpin ") || tag.starts_with("iothreadpin ") {
+            threads.extend(attr("cpuset"));
+        }
+    }
+    (vcpus, threads)
+}
+
+fn cpus(set: &str) -> std::collections::BTreeSet<u32> {
+    set.split(',')
+        .filter(|p| !p.is_empty() && !p.starts_with('^'))
+        .flat_map(|p| match p.split_once('-') {
+            Some((a, b)) => (a.parse().unwrap_or(0)..=b.parse().unwrap_or(0)).collect::<Vec<u32>>(),
+            None => p.parse().into_iter().collect(),
+        })
+        .collect()
+}
+
+/// Issue 17: the fix snippets of different findings contradicted each other: two findings
+/// put different vCPUs on one CPU, a vCPU's repair sat on the CPUs another finding gave the
+/// emulator, single-vCPU repairs beside a whole new placement. Applied together, the fixes
+/// of one audit agree: each vCPU on one CPU, each CPU for one vCPU, no emulator or I/O
+/// thread on a vCPU's CPU.
+#[test]
+fn the_fix_snippets_of_one_audit_agree() {
+    let mut failures = Vec::new();
+    for host in ["r2600x", "tr1950x", "x670-luks-zfs"] {
+        let root = example_host(host);
+        for f in corpus() {
+            let name = f.file_name().and_then(|n| n.to_str()).unwrap_or("?").to_string();
+            let run = vfioctl(&root, &["audit", f.to_str().expect("utf8"), "--format", "json"]);
+            let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap_or_default();
+            let mut pin: BTreeMap<u32, String> = BTreeMap::new();
+            let mut threads: Vec<(String, String)> = Vec::new();
+            for finding in v["findings"].as_array().into_iter().flatten() {
+                let (id, fix) = (finding["id"].as_str().unwrap_or(""), finding["fix"].as_str().unwrap_or(""));
+                let (vcpus, t) = snippet_pins(fix);
+                for (vcpu, set) in vcpus {
+                    if let Some(other) = pin.insert(vcpu, set.clone()).filter(|o| *o != set) {
+                        failures.push(format!("{host} {name}: vCPU {vcpu} on {other} and on {set} ({id})"));
+                    }
+                }
+                threads.extend(t.into_iter().map(|s| (id.to_string(), s)));
+            }
+            let mut by_cpu: BTreeMap<String, u32> = BTreeMap::new();
+            for (vcpu, set) in &pin {
+                if let Some(other) = by_cpu.insert(set.clone(), *vcpu).filter(|o| o != vcpu) {
+                    failures.push(format!("{host} {name}: CPU {set} for vCPUs {other} and {vcpu}"));
+                }
+            }
+            let vcpu_cpus: std::collections::BTreeSet<u32> = pin.values().flat_map(|s| cpus(s)).collect();
+            for (id, set) in threads {
+                let both: Vec<u32> = cpus(&set).intersection(&vcpu_cpus).copied().collect();
+                if !both.is_empty() {
+                    failures.push(format!("{host} {name}: {id} puts a thread on vCPU CPUs {both:?}"));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+}

@@ -30,6 +30,10 @@ pub(super) struct Guest<'a, 'c> {
     pub emulator: CpuSet,
     /// I/O thread ids the domain defines.
     pub iothreads: Vec<u32>,
+    /// Every vCPU some finding moves, once the rules have run once: each finding's repair
+    /// is then its part of one repair of all of them, so that no two fixes put vCPUs on
+    /// the same CPU or beside the emulator's new CPUs.
+    pub all_moving: Option<BTreeSet<u32>>,
 }
 
 impl Guest<'_, '_> {
@@ -77,6 +81,16 @@ impl Guest<'_, '_> {
     /// placement if it lies within the CPUs they were given. `None` when the host has no
     /// room.
     pub fn repair(&self, fix: &BTreeSet<u32>) -> Option<Vec<(u32, u32)>> {
+        if let Some(all) = self.all_moving.as_ref().filter(|all| all.is_superset(fix) && *all != fix) {
+            let t = self.group.max(1);
+            let groups: BTreeSet<u32> = fix.iter().map(|v| v / t).collect();
+            let whole = self.repair_alone(all)?;
+            return Some(whole.into_iter().filter(|(v, _)| groups.contains(&(v / t))).collect());
+        }
+        self.repair_alone(fix)
+    }
+
+    fn repair_alone(&self, fix: &BTreeSet<u32>) -> Option<Vec<(u32, u32)>> {
         if fix.len() as u32 == self.vcpus {
             let given: CpuSet = self.places.iter().flat_map(Place::cpus).collect();
             if let Some(p) =
@@ -152,12 +166,16 @@ impl Guest<'_, '_> {
         }
     }
 
+    /// The vCPUs the fixes move: those `flagged`, and those without a pin of their own.
+    pub fn moving(&self, flagged: &BTreeSet<u32>) -> BTreeSet<u32> {
+        (0..self.vcpus).filter(|v| flagged.contains(v) || self.places[*v as usize].on().is_none()).collect()
+    }
+
     /// Where the vCPUs run once the findings' fixes are in: the pins of the vCPUs no
     /// finding moves, and the repaired pins of the others (the planner's placement when
     /// none is pinned).
     pub fn target(&self, flagged: &BTreeSet<u32>) -> CpuSet {
-        let moving: BTreeSet<u32> =
-            (0..self.vcpus).filter(|v| flagged.contains(v) || self.places[*v as usize].on().is_none()).collect();
+        let moving = self.moving(flagged);
         let kept = |moved: &BTreeSet<u32>| -> CpuSet {
             (0..self.vcpus).filter(|v| !moved.contains(v)).filter_map(|v| self.places[v as usize].on()).collect()
         };
@@ -252,6 +270,7 @@ impl<'a, 'c> Guest<'a, 'c> {
             device_node,
             emulator,
             iothreads,
+            all_moving: None,
         }
     }
 }

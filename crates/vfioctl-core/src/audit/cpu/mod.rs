@@ -218,15 +218,31 @@ pub(super) fn check(cx: &Cx<'_>, out: &mut Vec<Finding>) {
     model::check(cx, &shape, out);
     let read = pins::read(cx, &shape, out);
     let tune = read.tune;
-    let g = guest::Guest::new(cx, &shape, &read);
+    let mut g = guest::Guest::new(cx, &shape, &read);
+    // The rules once to learn every vCPU they move, then for real: each fix is its part of
+    // one repair of all of those.
+    let mut scratch = Vec::new();
+    let moving = g.moving(&pins::check(&g, tune, &mut scratch));
+    g.all_moving = Some(moving);
+    let first_pin_finding = out.len();
     let flagged = pins::check(&g, tune, out);
     let all_unpinned = g.places.iter().all(|p| *p == Place::Unpinned);
-    if !all_unpinned {
-        numa::check(&g, tune, &flagged, out);
-    }
-    let rest = g.rest(&g.target(&flagged));
+    let replaced = if all_unpinned { None } else { numa::check(&g, tune, &flagged, out) };
+    // One placement for every fix: when a finding's fix is the planner's whole placement,
+    // the repairs of single vCPUs point to it, and the emulator and I/O threads go beside it.
+    let rest = match &replaced {
+        Some((_, cpus)) => g.rest(cpus),
+        None => g.rest(&g.target(&flagged)),
+    };
     let (has_emulatorpin, iothreadpins) = (read.has_emulatorpin, read.iothreadpins.clone());
     pins::report_broken(&g, &shape, read, &rest, out);
+    if let Some((id, _)) = &replaced {
+        for f in out[first_pin_finding..].iter_mut().filter(|f| f.id != *id && f.fix.contains("<vcpupin")) {
+            f.fix =
+                crate::xml::Node::comment(&format!("the placement in {id}'s fix moves every vCPU and fixes this too"))
+                    .to_xml();
+        }
+    }
     if all_unpinned {
         return;
     }

@@ -11,7 +11,15 @@ use crate::xml::{Element, Node};
 
 /// [`NUMA_SPREAD`], [`L3_SPREAD`], [`NUMA_AWAY_FROM_DEVICE`]: the vCPUs in one L3
 /// domain and on one node, the device's, when they fit.
-pub(super) fn check<'a>(g: &Guest<'a, '_>, tune: Option<&'a Element>, flagged: &BTreeSet<u32>, out: &mut Vec<Finding>) {
+///
+/// Returns the finding and the CPUs of the planner's placement when its fix is that whole
+/// placement: the other CPU findings' fixes are then made to agree with it.
+pub(super) fn check<'a>(
+    g: &Guest<'a, '_>,
+    tune: Option<&'a Element>,
+    flagged: &BTreeSet<u32>,
+    out: &mut Vec<Finding>,
+) -> Option<(&'static str, CpuSet)> {
     let topo = g.topo;
     let tune_at = |v: u32| tune_at(g, tune, v);
     // One L3 domain and one node, the device's, when they fit.
@@ -31,9 +39,20 @@ pub(super) fn check<'a>(g: &Guest<'a, '_>, tune: Option<&'a Element>, flagged: &
         let fit_l3 = topo.l3.iter().filter(|d| g.room(&d.cpus) >= need).max_by_key(|d| (d.size_kib, g.room(&d.cpus)));
         let planned = g.planned();
         // The planner's placement when it lands inside `cpus`, else a pointer to them.
+        let replaced = std::cell::Cell::new(false);
         let within = |cpus: &CpuSet| match &planned {
-            Some(p) if p.guest_cpus.iter().all(|c| cpus.contains(c)) => g.plan_block(p),
+            Some(p) if p.guest_cpus.iter().all(|c| cpus.contains(c)) => {
+                replaced.set(true);
+                g.plan_block(p)
+            }
             _ => Node::comment(&format!("one <vcpupin> per vCPU, on whole cores among {}", cpus_text(cpus))).to_xml(),
+        };
+        let placement = |id: &'static str| {
+            if replaced.get() {
+                planned.as_ref().map(|p| (id, p.guest_cpus.clone()))
+            } else {
+                None
+            }
         };
         let split = |of: &dyn Fn(u32) -> Option<u32>| {
             let mut by: BTreeMap<u32, CpuSet> = BTreeMap::new();
@@ -59,6 +78,7 @@ pub(super) fn check<'a>(g: &Guest<'a, '_>, tune: Option<&'a Element>, flagged: &
                     .why("vCPUs on the far node reach the guest's memory and the passed device across the interconnect between nodes, and share no cache with the others: higher latency, lost cache, stutter")
                     .fix(within(&ncpus)),
             );
+            return placement(NUMA_SPREAD.id);
         } else if l3s.len() > 1 && fit_l3.is_some() {
             let d = fit_l3.map(|d| (d.id, d.cpus.clone())).unwrap_or_default();
             out.push(
@@ -74,6 +94,7 @@ pub(super) fn check<'a>(g: &Guest<'a, '_>, tune: Option<&'a Element>, flagged: &
                     .why("cores in different L3 domains (CCX/CCD) share no cache: guest threads that share data go through the slower fabric between them: lost cache, lower and less even frame rates")
                     .fix(within(&d.1)),
             );
+            return placement(L3_SPREAD.id);
         } else if let (&[n], Some(dev)) = (nodes.iter().copied().collect::<Vec<_>>().as_slice(), g.device_node) {
             if n != dev && node_room(dev) >= need {
                 let dcpus = topo.node(dev).map(|nd| nd.cpus.clone()).unwrap_or_default();
@@ -87,7 +108,9 @@ pub(super) fn check<'a>(g: &Guest<'a, '_>, tune: Option<&'a Element>, flagged: &
                         .why("every DMA transfer and interrupt of the device crosses the interconnect between nodes: added latency on every frame, stutter under load")
                         .fix(within(&dcpus)),
                 );
+                return placement(NUMA_AWAY_FROM_DEVICE.id);
             }
         }
     }
+    None
 }

@@ -185,7 +185,7 @@ pub(super) fn check<'a>(g: &Guest<'a, '_>, tune: Option<&'a Element>, out: &mut 
     shared(g, tune, &mut flagged, out);
     efficiency_cores(g, tune, &mut flagged, out);
     on_cpu0(g, tune, &mut flagged, out);
-    smt_siblings(g, tune, &flagged, out);
+    smt_siblings(g, tune, &mut flagged, out);
     flagged
 }
 
@@ -372,7 +372,7 @@ fn on_cpu0<'a>(g: &Guest<'a, '_>, tune: Option<&'a Element>, flagged: &mut BTree
 }
 
 /// [`SMT_SIBLINGS`]: guest cores not on whole host cores.
-fn smt_siblings<'a>(g: &Guest<'a, '_>, tune: Option<&'a Element>, flagged: &BTreeSet<u32>, out: &mut Vec<Finding>) {
+fn smt_siblings<'a>(g: &Guest<'a, '_>, tune: Option<&'a Element>, flagged: &mut BTreeSet<u32>, out: &mut Vec<Finding>) {
     let topo = g.topo;
     let tune_at = |v: u32| tune_at(g, tune, v);
     // Guest cores on whole host cores.
@@ -395,6 +395,7 @@ fn smt_siblings<'a>(g: &Guest<'a, '_>, tune: Option<&'a Element>, flagged: &BTre
         if !bad.is_empty() {
             let fix_vcpus: BTreeSet<u32> = bad.iter().flat_map(|(m, _)| m.iter().copied()).collect();
             let repaired = g.repair(&fix_vcpus);
+            flagged.extend(fix_vcpus.iter().copied());
             let join = |xs: &[u32]| xs.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",");
             let parts: Vec<String> = bad
                 .iter()
