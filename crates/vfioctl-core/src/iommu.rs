@@ -48,6 +48,8 @@ pub fn assess(group: &IommuGroup, devices: &BTreeMap<PciAddress, PciDevice>) -> 
     let others: Vec<&&PciDevice> = members
         .iter()
         .filter(|d| !d.is_bridge() && (d.class.is_storage() || d.class.is_network() || d.class.is_usb()))
+        // A card's own USB-C controller is the card.
+        .filter(|d| !d.is_card_function(devices.values().filter(|o| o.address.same_slot(&d.address))))
         .collect();
     let mixed = gpu && !others.is_empty();
     let mut notes = Vec::new();
@@ -98,6 +100,31 @@ mod tests {
         let a = assess(&g, &m);
         assert!(a.gpu && a.passable && !a.mixed);
         assert_eq!(a.endpoints.len(), 2);
+    }
+
+    /// Issue 18: a Turing card's USB-C (xHCI) and UCSI functions made its group "not
+    /// clean"; they are the card's. An APU's USB controllers beside its iGPU (the CPU
+    /// vendor's id, not the GPU's) still are the board's.
+    #[test]
+    fn a_cards_own_usb_c_functions_keep_its_group_clean() {
+        let card = |addr: &str, vendor: u16, class: u32| {
+            let mut d = dev(addr, class, 0);
+            d.id.vendor = vendor;
+            d
+        };
+        let (g, m) = map(vec![
+            card("09:00.0", 0x10de, 0x030000),
+            card("09:00.1", 0x10de, 0x040300),
+            card("09:00.2", 0x10de, 0x0c0330),
+            card("09:00.3", 0x10de, 0x0c8000),
+        ]);
+        let a = assess(&g, &m);
+        assert!(a.gpu && a.passable && !a.mixed, "{:?}", a.notes);
+        let (g, m) = map(vec![card("0e:00.0", 0x1002, 0x030000), card("0e:00.3", 0x1022, 0x0c0330)]);
+        assert!(assess(&g, &m).mixed);
+        // A board's USB controller in another slot of the group stays a board's.
+        let (g, m) = map(vec![card("09:00.0", 0x10de, 0x030000), card("0a:00.0", 0x10de, 0x0c0330)]);
+        assert!(assess(&g, &m).mixed);
     }
 
     #[test]

@@ -315,6 +315,14 @@ pub fn write_modules(spec: &Spec, devs: &[Dev], t: &mut Tree) -> Result<(), Erro
             }
         }
     }
+    // Each bound driver's `module` link names its module, as sysfs has it (xhci_hcd is
+    // xhci_pci's driver, nvidia-gpu i2c_nvidia_gpu's).
+    let bound: BTreeSet<&str> = devs.iter().filter_map(|d| d.driver.as_deref()).collect();
+    for drv in bound {
+        if let Some(m) = driver_module(drv, &k) {
+            t.link(format!("sys/bus/pci/drivers/{drv}/module"), &format!("sys/module/{m}"));
+        }
+    }
     // Unknown drivers: a module of their own name.
     for d in devs {
         if let Some(name) = d.driver.as_deref().and_then(|drv| driver_module(drv, &k)) {

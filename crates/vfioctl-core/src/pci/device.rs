@@ -64,4 +64,21 @@ impl PciDevice {
     pub fn is_platform(&self) -> bool {
         matches!(self.class.class16(), 0x0600 | 0x0601)
     }
+
+    /// A function of a graphics card itself, not a controller of the board: a USB (0c03)
+    /// or other serial-bus (0c80, a USB-C UCSI controller) function in the slot of a GPU
+    /// of the same vendor. Turing and later NVIDIA cards and AMD's reference RX 6000 cards
+    /// have them, passed with the card like its HDMI audio. An APU's USB controllers share
+    /// the iGPU's slot but carry the CPU vendor's id (AMD: 1022 beside the iGPU's 1002),
+    /// so they stay the board's.
+    pub fn is_card_function<'a>(&self, slot: impl IntoIterator<Item = &'a PciDevice>) -> bool {
+        let serial_bus = self.class.is_usb() || self.class.class16() == 0x0c80;
+        serial_bus
+            && slot.into_iter().any(|g| {
+                g.address != self.address
+                    && g.address.same_slot(&self.address)
+                    && g.is_gpu()
+                    && g.id.vendor == self.id.vendor
+            })
+    }
 }

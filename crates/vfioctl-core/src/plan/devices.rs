@@ -92,6 +92,16 @@ pub fn select(
         warnings.push("the IOMMU is off: group members cannot be known yet; plan again after enabling it".into());
     }
 
+    // A card's USB-C and UCSI functions are the card's, not the board's.
+    for (a, why) in reason.iter_mut() {
+        let Some(d) = devices.get(a) else { continue };
+        let slot = || devices.values().filter(|o| o.address.same_slot(a));
+        if !asked_set.contains(a) && d.is_card_function(slot()) {
+            let what = if d.class.is_usb() { "USB-C (xHCI) controller" } else { "USB-C (UCSI) controller" };
+            let gpu = slot().find(|g| g.is_gpu()).map(|g| g.address.short()).unwrap_or_default();
+            *why = format!("the card's own {what}, passed with {gpu} like its HDMI audio");
+        }
+    }
     let planned: Vec<&PciDevice> = reason.keys().filter_map(|a| devices.get(a)).collect();
     let mut refusals = Vec::new();
     let platform: Vec<PciAddress> = planned.iter().filter(|d| d.is_platform()).map(|d| d.address).collect();
@@ -142,6 +152,8 @@ pub fn select(
         .copied()
         .filter(|d| !asked_set.contains(&d.address))
         .filter(|d| d.class.is_storage() || d.class.is_network() || d.class.is_usb())
+        // A card's own USB-C controller passes with the card, like its HDMI audio.
+        .filter(|d| !d.is_card_function(devices.values().filter(|o| o.address.same_slot(&d.address))))
         .collect();
     if !unasked.is_empty() {
         let list: Vec<String> =

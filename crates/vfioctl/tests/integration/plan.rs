@@ -158,6 +158,29 @@ fn a_laptop_3d_controller_is_the_gpu() {
     assert_eq!(v["vfio_ids"], serde_json::json!(["10de:24dd", "10de:228b"]));
 }
 
+/// Issue 18: a Turing card's own USB-C controller (function 2) was counted as a host USB
+/// controller "you did not ask for" and the plan refused; `list` called the group not
+/// clean. They are the card: passed with it, bound early (softdeps name the modules the
+/// drivers come from: xhci_pci, i2c_nvidia_gpu), and the group is clean.
+#[test]
+fn a_turing_cards_usb_c_functions_pass_with_it() {
+    let v = plan_json("r2600x-turing", &["gpu", "--memory", "8G"]);
+    let addrs: Vec<&str> = v["devices"].as_array().unwrap().iter().map(|d| d["address"].as_str().unwrap()).collect();
+    assert_eq!(addrs, ["0000:09:00.0", "0000:09:00.1", "0000:09:00.2", "0000:09:00.3"]);
+    assert!(v["devices"][2]["reason"].as_str().unwrap().contains("the card's own USB-C (xHCI) controller"));
+    assert_eq!(v["vfio_ids"], serde_json::json!(["10de:1f02", "10de:10f9", "10de:1ada", "10de:1adb"]));
+    let text = serde_json::to_string(&v["modprobe"]).unwrap();
+    for dep in ["softdep xhci_pci pre: vfio-pci", "softdep i2c_nvidia_gpu pre: vfio-pci"] {
+        assert!(text.contains(dep), "{dep}: {text}");
+    }
+    let list = vfioctl(&example_host("r2600x-turing"), &["list"]);
+    assert!(
+        list.stdout.contains("group  16: clean, pass as a whole: 09:00.0, 09:00.1, 09:00.2, 09:00.3"),
+        "{}",
+        list.stdout
+    );
+}
+
 #[test]
 fn a_gpu_in_the_chipset_group_is_refused_with_the_root_disk_named() {
     let run = vfioctl(&example_host("b450-chipset-gpu"), &["plan", "gpu"]);
