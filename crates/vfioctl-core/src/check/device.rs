@@ -34,7 +34,7 @@ pub const FRAMEBUFFER: Rule = Rule {
     level: Status::Fail,
 };
 pub const RESET: Rule =
-    Rule { id: "device.reset", area: "DEVICE", title: "<device> has a reset method", level: Status::Warn };
+    Rule { id: "device.reset", area: "DEVICE", title: "<device> resets for the next guest boot", level: Status::Warn };
 
 pub(super) fn run(f: &Facts, t: &Target<'_>, out: &mut Vec<Check>) {
     let dev = t.device;
@@ -44,7 +44,7 @@ pub(super) fn run(f: &Facts, t: &Target<'_>, out: &mut Vec<Check>) {
     out.push(group(t, &name, &functions));
     out.push(boot_vga(dev, &name));
     out.push(framebuffer(f, &name, &functions));
-    out.push(reset(dev, &name));
+    out.push(reset(dev, &name, t.devices.values()));
 }
 
 fn vfio(f: &Facts, name: &str, functions: &[&PciDevice]) -> Check {
@@ -175,8 +175,11 @@ fn framebuffer(f: &Facts, name: &str, functions: &[&PciDevice]) -> Check {
     rule.unmet(format!("{} holds part of its memory: vfio-pci cannot claim the BAR", fbs.join(", ")), fix)
 }
 
-fn reset(dev: &PciDevice, name: &str) -> Check {
+fn reset<'a>(dev: &PciDevice, name: &str, devices: impl IntoIterator<Item = &'a PciDevice>) -> Check {
     let rule = RESET.on(name);
+    if let Some(r) = crate::pci::reset::risk(dev, devices) {
+        return rule.unmet(r.message(dev), r.remedy(dev));
+    }
     match &dev.reset_methods {
         None => rule.note("the kernel does not list reset methods (before Linux 5.15)"),
         Some(m) if m.is_empty() => rule.unmet(

@@ -3,6 +3,7 @@
 mod address;
 mod device;
 mod ids;
+pub mod reset;
 
 pub use address::{ParseAddressError, PciAddress};
 pub use device::PciDevice;

@@ -167,7 +167,9 @@ pub fn select(
         });
     }
     for d in &planned {
-        if d.reset_methods.as_ref().is_some_and(|m| m.is_empty()) {
+        if let Some(r) = crate::pci::reset::risk(d, devices.values()) {
+            warnings.push(format!("{}; {}", r.message(d), r.remedy(d)));
+        } else if d.reset_methods.as_ref().is_some_and(|m| m.is_empty()) {
             warnings.push(format!(
                 "{} has no reset method: it may not work again after the guest reboots",
                 d.address.short()
