@@ -35,6 +35,7 @@ pub mod pci;
 pub mod pci_ids;
 pub mod plan;
 pub mod reservation;
+pub mod rom;
 pub mod selector;
 pub mod sysfs_value;
 pub mod topology;

@@ -49,6 +49,23 @@ pub enum Command {
     Status(StatusArgs),
     /// Pack what vfioctl reads from this host into a directory or .tar.gz for a bug report.
     Snapshot(SnapshotArgs),
+    /// Check a GPU ROM file (`--check FILE`) before giving it to QEMU: its images, their
+    /// ids against the card's (DEVICE), a flash tool's header to cut (`--out`).
+    Rom(RomArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RomArgs {
+    /// The card the ROM is for (an address, vendor:device, or `gpu`): its ids must match.
+    pub device: Option<String>,
+    /// The ROM file to check (a dump from GPU-Z, nvflash, TechPowerUp or sysfs).
+    #[arg(long, value_name = "FILE")]
+    pub check: PathBuf,
+    /// Write the ROM without a flash tool's header (and without trailing padding) here.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

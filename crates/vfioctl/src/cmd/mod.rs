@@ -7,6 +7,7 @@ mod domain;
 mod export;
 mod list;
 mod plan;
+mod rom;
 mod snapshot;
 mod status;
 mod topology;
@@ -74,6 +75,7 @@ pub fn run(cli: &Cli) -> Result<Exit, CliError> {
         Command::Verify(args) => verify::run(&host, args),
         Command::Domain(args) => domain::run(&host, args),
         Command::Export(args) => export::run(&host, args),
+        Command::Rom(args) => rom::run(&host, args),
     };
     if let (Some(path), Some(log)) = (log_to, log) {
         let _ = std::fs::write(path, log.render());

@@ -171,3 +171,64 @@ fn host_text_reaches_the_terminal_escaped() {
         }
     }
 }
+
+/// A ROM image built here: `55 AA`, a PCIR at 0x40 with the ids, `units` of 512 bytes, the
+/// code type and last flag; a legacy image sums to zero.
+fn rom_image(vendor: u16, device: u16, code_type: u8, units: u16, last: bool) -> Vec<u8> {
+    let mut b = vec![0u8; usize::from(units) * 512];
+    b[0] = 0x55;
+    b[1] = 0xaa;
+    b[2] = units as u8;
+    b[0x18..0x1a].copy_from_slice(&0x40u16.to_le_bytes());
+    b[0x40..0x44].copy_from_slice(b"PCIR");
+    b[0x44..0x46].copy_from_slice(&vendor.to_le_bytes());
+    b[0x46..0x48].copy_from_slice(&device.to_le_bytes());
+    b[0x50..0x52].copy_from_slice(&units.to_le_bytes());
+    b[0x54] = code_type;
+    b[0x55] = if last { 0x80 } else { 0 };
+    if code_type == 0 {
+        let sum = b.iter().fold(0u8, |s, x| s.wrapping_add(*x));
+        let n = b.len();
+        b[n - 1] = 0u8.wrapping_sub(sum);
+    }
+    b
+}
+
+/// Issue 18: `vfioctl rom --check FILE [DEVICE]` reads a ROM a user got elsewhere: a
+/// flash tool's header is named and cut with `--out`, another card's ROM is an error, a
+/// file that is no ROM is exit 1.
+#[test]
+fn rom_check_names_the_header_and_the_card() {
+    let host = example_host("r2600x-turing");
+    let tmp = tempfile::tempdir().unwrap();
+    let good = [rom_image(0x10de, 0x1f02, 0, 2, false), rom_image(0x10de, 0x1f02, 3, 2, true)].concat();
+    let dump = [vec![0u8; 0x600], good.clone(), vec![0xff; 512]].concat();
+    let file = tmp.path().join("tu106.rom");
+    std::fs::write(&file, &dump).unwrap();
+    let f = file.to_str().unwrap();
+    let run = vfioctl(&host, &["rom", "09:00.0", "--check", f]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("header: 1536 bytes before the first image"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("image 1: offset 2560, 1024 bytes, 10de:1f02, UEFI (GOP driver), last"),
+        "{}",
+        run.stdout
+    );
+    let cut = tmp.path().join("cut.rom");
+    let run = vfioctl(&host, &["rom", "09:00.0", "--check", f, "--out", cut.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(std::fs::read(&cut).unwrap(), good);
+    let run = vfioctl(&host, &["rom", "09:00.0", "--check", cut.to_str().unwrap(), "--format", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!((v["header"].as_u64(), v["images"].as_array().unwrap().len()), (Some(0), 2));
+    // The Vega's ROM is not the RTX 2070's.
+    let run = vfioctl(&host, &["rom", "08:00.0", "--check", cut.to_str().unwrap()]);
+    assert_eq!(run.code, 1);
+    assert!(run.stdout.contains("the ROM is for 10de:1f02, the card is 1002:687f"), "{}", run.stdout);
+    // Not a ROM.
+    std::fs::write(&file, b"<html>404</html>").unwrap();
+    let run = vfioctl(&host, &["rom", "--check", f]);
+    assert_eq!(run.code, 1);
+    assert!(run.stdout.contains("no PCI option ROM image"), "{}", run.stdout);
+}
