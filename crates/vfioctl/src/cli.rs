@@ -281,6 +281,10 @@ pub struct DomainArgs {
     /// Network: `default` (libvirt's NAT network), `network:NAME`, `bridge:BR`, `direct:IFACE`.
     #[arg(long)]
     pub network: Option<String>,
+    /// A ROM file for the passed GPU (an absolute path on the host), checked as `vfioctl rom
+    /// --check` does and added as `<rom file>` to its hostdev.
+    #[arg(long, value_name = "FILE")]
+    pub rom: Option<String>,
     /// Write the XML to this file instead of stdout.
     #[arg(long)]
     pub out: Option<PathBuf>,

@@ -145,6 +145,7 @@ impl Bench {
             disk_bus: DiskBus::Scsi,
             isos: Vec::new(),
             network: None,
+            rom: None,
         };
         render(&plan, &host, &req)
     }

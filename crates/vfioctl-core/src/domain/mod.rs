@@ -106,6 +106,8 @@ pub struct DomainRequest {
     /// Installer and driver ISOs, attached as CD-ROMs.
     pub isos: Vec<String>,
     pub network: Option<Network>,
+    /// A ROM file for the passed GPU (`<rom file>` in its hostdev), a path on the host.
+    pub rom: Option<String>,
 }
 
 /// Renders the domain XML: [`document`] as text.
@@ -400,6 +402,8 @@ fn devices(plan: &Plan, host: &DomainHost, req: &DomainRequest, native_evdev: bo
                 .with_child(address),
         );
     }
+    // The GPU whose ROM `--rom` gives: the first passed display function.
+    let gpu = plan.devices.iter().find(|d| d.class.starts_with("03")).map(|d| d.address);
     for (port, (_, fns)) in slots.iter().enumerate() {
         let bus = u32::try_from(port).map_or(u32::MAX, |p| p.saturating_add(1));
         for a in fns {
@@ -407,12 +411,13 @@ fn devices(plan: &Plan, host: &DomainHost, req: &DomainRequest, native_evdev: bo
             if a.function == 0 && fns.len() > 1 {
                 address = address.with_attr("multifunction", "on");
             }
-            w.push(
-                hostdev()
-                    .with_child(el("driver").with_attr("name", "vfio"))
-                    .with_child(el("source").with_child(host_address(a)))
-                    .with_child(address),
-            );
+            let mut h = hostdev()
+                .with_child(el("driver").with_attr("name", "vfio"))
+                .with_child(el("source").with_child(host_address(a)));
+            if let Some(rom) = req.rom.as_deref().filter(|_| Some(*a) == gpu) {
+                h.push(el("rom").with_attr("file", rom));
+            }
+            w.push(h.with_child(address));
         }
     }
     if native_evdev {
@@ -568,6 +573,7 @@ pub(crate) mod tests {
             disk_bus: DiskBus::Scsi,
             isos: Vec::new(),
             network: None,
+            rom: None,
         }
     }
 

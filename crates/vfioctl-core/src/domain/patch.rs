@@ -592,6 +592,39 @@ impl Patcher<'_> {
                 .children_named("hostdev")
                 .any(|h| h.attr("type") == Some("pci") && h.find("source/address").is_some_and(|a| pci_key(a) == key));
             if present {
+                // A ROM the plan gives the card (`--rom`) goes into the hostdev it has.
+                if let Some(rom) = w.child("rom") {
+                    let style = self.style.clone();
+                    let of = |h: &Element| {
+                        h.attr("type") == Some("pci") && h.find("source/address").is_some_and(|a| pci_key(a) == key)
+                    };
+                    if let Some(h) = have.elements_mut().find(|h| h.name == "hostdev" && of(h)) {
+                        match h.child_mut("rom") {
+                            Some(r) => {
+                                if r.set_attr("file", rom.attr("file").unwrap_or("")) {
+                                    self.report.changes.push(format!(
+                                        "the ROM of hostdev {:02x}:{:02x}.{:x} → {}",
+                                        key.1,
+                                        key.2,
+                                        key.3,
+                                        rom.attr("file").unwrap_or("")
+                                    ));
+                                }
+                            }
+                            None => {
+                                let after = h.elements().position(|c| c.name == "source");
+                                h.insert(after, vec![Node::Element(Box::new(rom.clone()))], 3, &style);
+                                self.report.changes.push(format!(
+                                    "added {} to hostdev {:02x}:{:02x}.{:x}",
+                                    one_line(&rom.to_xml()),
+                                    key.1,
+                                    key.2,
+                                    key.3
+                                ));
+                            }
+                        }
+                    }
+                }
                 continue;
             }
             let mut new = w.clone();

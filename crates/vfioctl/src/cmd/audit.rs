@@ -372,6 +372,7 @@ fn fix(
         disk_bus: DiskBus::Scsi,
         isos: Vec::new(),
         network: None,
+        rom: None,
     };
     let want = domain::document(&plan, &dhost, &req);
     let report = domain::patch_parts(&mut fixed, &want, parts);

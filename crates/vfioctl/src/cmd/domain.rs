@@ -143,6 +143,7 @@ pub fn run(h: &Host, args: &DomainArgs) -> Result<Exit, CliError> {
         },
         isos: args.iso.clone(),
         network,
+        rom: checked_rom(h, &p, args.rom.as_deref())?,
     };
     let xml = match (&mut doc, &existing) {
         (Some(doc), Some((from, before))) => {
@@ -282,4 +283,42 @@ fn from_libvirt(conn: Option<&Libvirt>, host: &mut DomainHost) {
         },
         Err(e) => eprintln_safe!("vfioctl: warning: {e}: using the version tables instead"),
     }
+}
+
+/// `--rom FILE`: a ROM on the host (read through the root) that QEMU can use for the
+/// plan's GPU, checked as `vfioctl rom --check` does; its warnings are printed.
+fn checked_rom(h: &Host, plan: &vfioctl_core::plan::Plan, rom: Option<&str>) -> Result<Option<String>, CliError> {
+    let Some(file) = rom else { return Ok(None) };
+    if !file.starts_with('/') {
+        return Err(CliError::Usage(format!(
+            "--rom {file}: give the ROM's absolute path on the host, as QEMU opens it"
+        )));
+    }
+    let Some(gpu) = plan.devices.iter().find(|d| d.class.starts_with("03")) else {
+        return Err(CliError::Usage("--rom: the plan passes no GPU to give the ROM to".into()));
+    };
+    let bytes = match h.root().read_bytes(file, 64 << 20) {
+        Ok(b) => b,
+        Err(e) if e.is_not_found() => {
+            return Err(CliError::Usage(format!(
+                "--rom {file}: no such file on the host (copy the ROM there first; vfioctl rom --check FILE checks it)"
+            )))
+        }
+        Err(e) => return Err(CliError::Usage(format!("--rom {file}: {e}"))),
+    };
+    let ids = u16::from_str_radix(&gpu.vendor_id, 16).ok().zip(u16::from_str_radix(&gpu.device_id, 16).ok());
+    let parsed = vfioctl_core::rom::parse(&bytes).map_err(|e| CliError::Usage(format!("--rom {file}: {e}")))?;
+    let verdict = vfioctl_core::rom::judge(&parsed, ids);
+    if !verdict.errors.is_empty() {
+        return Err(CliError::Usage(format!("--rom {file}: {}", verdict.errors.join("; "))));
+    }
+    for w in &verdict.warnings {
+        eprintln_safe!("vfioctl: warning: --rom {file}: {w}");
+    }
+    if file.starts_with("/home/") {
+        eprintln_safe!(
+            "vfioctl: warning: --rom {file} is under /home, where SELinux and AppArmor keep QEMU out: put it in /usr/share/vgabios/"
+        );
+    }
+    Ok(Some(file.to_string()))
 }

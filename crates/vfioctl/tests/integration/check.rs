@@ -232,3 +232,54 @@ fn rom_check_names_the_header_and_the_card() {
     assert_eq!(run.code, 1);
     assert!(run.stdout.contains("no PCI option ROM image"), "{}", run.stdout);
 }
+
+/// Issue 18: `domain --rom FILE` checks the ROM on the host (through the root) and adds
+/// `<rom file>` to the GPU's hostdev, in a new domain and in a patched one; a ROM for
+/// another card, or one that is not there, is refused.
+#[test]
+fn domain_rom_adds_a_checked_rom_to_the_gpu() {
+    let (_tmp, root) = crate::util::copy_host("r2600x-turing");
+    std::fs::create_dir_all(root.join("usr/share/vgabios")).unwrap();
+    let good = [rom_image(0x10de, 0x1f02, 0, 2, false), rom_image(0x10de, 0x1f02, 3, 2, true)].concat();
+    std::fs::write(root.join("usr/share/vgabios/tu106.rom"), &good).unwrap();
+    std::fs::write(root.join("usr/share/vgabios/vega.rom"), rom_image(0x1002, 0x687f, 0, 2, true)).unwrap();
+    let args = |rom: &str| ["domain", "09:00.0", "--name", "w", "--memory", "4G", "--rom", rom].map(String::from);
+    let run = |a: &[String]| vfioctl(&root, &a.iter().map(String::as_str).collect::<Vec<_>>());
+    let ok = run(&args("/usr/share/vgabios/tu106.rom"));
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+    let d = roxmltree::Document::parse(&ok.stdout).unwrap();
+    let roms: Vec<(String, String)> = d
+        .descendants()
+        .filter(|n| n.has_tag_name("rom"))
+        .map(|r| {
+            let h = r.parent().unwrap();
+            let f =
+                h.descendants().find(|n| n.has_tag_name("address")).unwrap().attribute("function").unwrap().to_string();
+            (r.attribute("file").unwrap().to_string(), f)
+        })
+        .collect();
+    assert_eq!(roms, vec![("/usr/share/vgabios/tu106.rom".to_string(), "0x0".to_string())], "only the GPU function");
+    crate::util::libvirt_accepts(&ok.stdout).unwrap();
+    let wrong = run(&args("/usr/share/vgabios/vega.rom"));
+    assert_eq!(wrong.code, 2, "{}", wrong.stderr);
+    assert!(wrong.stderr.contains("the ROM is for 1002:687f"), "{}", wrong.stderr);
+    let gone = run(&args("/usr/share/vgabios/none.rom"));
+    assert_eq!(gone.code, 2);
+    assert!(gone.stderr.contains("no such file on the host"), "{}", gone.stderr);
+    // Patching a domain that passes the card already: the ROM goes into its hostdev.
+    let plain = run(&["domain", "09:00.0", "--name", "w", "--memory", "4G"].map(String::from));
+    let file = root.join("w.xml");
+    std::fs::write(&file, &plain.stdout).unwrap();
+    let mut a: Vec<String> = ["domain", "09:00.0", "--memory", "4G", "--rom", "/usr/share/vgabios/tu106.rom", "--from"]
+        .map(String::from)
+        .to_vec();
+    a.push(file.to_str().unwrap().to_string());
+    let patched = run(&a);
+    assert_eq!(patched.code, 0, "{}", patched.stderr);
+    assert!(
+        patched.stderr.contains("added <rom file='/usr/share/vgabios/tu106.rom'/> to hostdev 09:00.0"),
+        "{}",
+        patched.stderr
+    );
+    crate::util::libvirt_accepts(&patched.stdout).unwrap();
+}
