@@ -138,6 +138,22 @@ def find(pci, ids):
     return [a for a, d in pci.items() if (d["vendor"], d["device"]) == ids]
 
 
+def slot(a):
+    return a.rsplit(".", 1)[0]
+
+
+def gpu_audio(pci):
+    """The HDA function in the GPU's slot (its audio)."""
+    g = find(pci, GPU)
+    return [a for a in find(pci, AUDIO) if g and slot(a) == slot(g[0])]
+
+
+def twin_audio(pci):
+    """The other HDA controllers with the same id: the host's (root port 1c.3)."""
+    g = find(pci, GPU)
+    return [a for a in find(pci, AUDIO) if not g or slot(a) != slot(g[0])]
+
+
 def check_list(c, lst, pci):
     devs = {}
     for g in lst.get("groups", []):
@@ -172,8 +188,12 @@ def check_list(c, lst, pci):
             wrong.append(f"{a} listed as ungrouped, sysfs says group {s['group']}")
     c.check(not wrong, "list: ids, class, driver, group and boot_vga of every device match sysfs", "; ".join(wrong[:8]))
 
-    gpu, audio, vga, nvme, nic = find(pci, GPU), find(pci, AUDIO), find(pci, BOOT_VGA), \
+    gpu, audio, vga, nvme, nic = find(pci, GPU), gpu_audio(pci), find(pci, BOOT_VGA), \
         [a for a, d in pci.items() if d["class"].startswith("0108")], find(pci, NIC)
+    twin = twin_audio(pci)
+    c.check(len(twin) == 1 and devs.get(twin[0], ({}, None))[0].get("driver") == "snd_hda_intel",
+            "list: the host's second HDA controller (the id of the GPU's audio) is there, on snd_hda_intel",
+            f"{twin}")
     c.check(len(gpu) == 1 and len(audio) == 1, "guest has the ati-vga GPU and its HDA function", f"{gpu} {audio}")
     if len(gpu) == 1 and len(audio) == 1:
         gg, ga = devs.get(gpu[0], (None, None))[1], devs.get(audio[0], (None, None))[1]
@@ -389,14 +409,17 @@ def main():
         got = sorted(d["address"] for d in plan.get("devices", []))
         c.check(gpu and audio and got == sorted(gpu + audio), "plan gpu: passes exactly the ati-vga and its audio",
                 f"{got}")
-        c.check(sorted(plan.get("vfio_ids", [])) == ["1002:5046", "8086:293e"],
-                "plan gpu: vfio-pci ids 1002:5046,8086:293e", f"{plan.get('vfio_ids')}")
+        c.check(sorted(plan.get("vfio_ids", [])) == ["1002:5046"],
+                "plan gpu: vfio-pci ids 1002:5046 only (8086:293e is the host's second HDA's too)",
+                f"{plan.get('vfio_ids')}")
+        c.check(plan.get("vfio_addresses") == audio,
+                "plan gpu: the GPU's audio function is bound by address", f"{plan.get('vfio_addresses')} {audio}")
         c.check(not plan.get("forced"), "plan gpu: nothing forced", f"{plan.get('forced')}")
         bad = [a2 for a2 in got if a2 in vga + nvme + nic]
         c.check(not bad, "plan gpu: neither the boot VGA, the NVMe nor the NIC", f"{bad}")
         add = " ".join(plan.get("kernel_cmdline", {}).get("add", []))
-        c.check("vfio-pci.ids=1002:5046,8086:293e" in add or "vfio_pci.ids=1002:5046,8086:293e" in add
-                or any("ids=1002:5046,8086:293e" in m.get("content", "") for m in plan.get("modprobe", [])),
+        c.check("vfio-pci.ids=1002:5046" in add or "vfio_pci.ids=1002:5046" in add
+                or any("ids=1002:5046" in m.get("content", "") for m in plan.get("modprobe", [])),
                 "plan gpu: reserves the ids (command line or modprobe.d)", f"{add}")
         cpu = plan.get("cpu", {})
         c.check(isinstance(cpu.get("vcpus"), int) and 0 < cpu["vcpus"] < smp["cpus"],
@@ -421,7 +444,13 @@ def main():
     return finish(c)
 
 
-IDS = "1002:5046,8086:293e"  # the vfio-pci ids of the GPU and its audio
+IDS = "1002:5046"  # the vfio-pci ids of the GPU (its audio's id is the host's second HDA's too)
+
+
+def install_line(audio):
+    """The modprobe.d line that hands the GPU's audio function to vfio-pci by address."""
+    return (f"install vfio_pci echo vfio-pci > /sys/bus/pci/devices/{audio}/driver_override; "
+            "/sbin/modprobe -i vfio_pci $CMDLINE_OPTS")
 
 
 def sysfs_extra(out):
@@ -505,7 +534,7 @@ def kernel_version(blocks):
 def check_apply(c, a, blocks, pci, plan):
     """Boot 1 of the round trip: `apply gpu --memory 1G --yes` wrote the disk's files and ran
     the regeneration commands; `status` reports it."""
-    gpu, audio = find(pci, GPU), find(pci, AUDIO)
+    gpu, audio = find(pci, GPU), gpu_audio(pci)
     b = blocks.get("apply")
     if not c.check(b is not None and b["rc"] == 0, "apply gpu --memory 1G --yes exits 0",
                    f"rc={b and b['rc']} stdout={b and b['out'][-800:]!r} stderr={b and b['err'][-800:]!r}"):
@@ -536,6 +565,11 @@ def check_apply(c, a, blocks, pci, plan):
     vfio_conf = read_text(disk, "etc/modprobe.d/vfio.conf") or ""
     c.check(re.search(rf"^options vfio-pci ids={re.escape(IDS)}\b", vfio_conf, re.M),
             f"disk: /etc/modprobe.d/vfio.conf reserves {IDS}", f"{vfio_conf!r}")
+    c.check(len(audio) == 1 and install_line(audio[0]) in vfio_conf.splitlines(),
+            "disk: vfio.conf hands the GPU's audio to vfio-pci by address (install vfio_pci ... driver_override)",
+            f"{vfio_conf!r}")
+    c.check(not any(t in vfio_conf for t in twin_audio(pci)), "disk: vfio.conf does not name the host's HDA",
+            f"{vfio_conf!r}")
     drivers = sorted({pci[x]["driver"] for x in gpu + audio if pci[x]["driver"]})
     missing = [d for d in drivers if not re.search(rf"^softdep {re.escape(d)} pre: vfio-pci$", vfio_conf, re.M)]
     c.check(drivers and not missing, f"disk: vfio.conf loads vfio-pci before {', '.join(drivers)}",
@@ -545,7 +579,7 @@ def check_apply(c, a, blocks, pci, plan):
             "disk: /etc/initramfs-tools/modules lists vfio, vfio_iommu_type1, vfio_pci", f"{mods}")
     kver = kernel_version(blocks)
     initrd = read_text(disk, f"boot/initrd.img-{kver}") or ""
-    c.check("vfio_pci" in initrd.split() and f"ids={IDS}" in initrd,
+    c.check("vfio_pci" in initrd.split() and f"ids={IDS}" in initrd and "driver_override" in initrd,
             f"disk: update-initramfs rebuilt /boot/initrd.img-{kver} with the vfio modules and vfio.conf",
             f"{initrd[-400:]!r}")
 
@@ -567,7 +601,7 @@ def check_round_trip(c, a, blocks, sysfs_out):
     _, _, cmdline0 = sysfs_extra(fb["out"])
     pci = sysfs_oracle(sysfs_out)[0]
     vfio, huge, cmdline = sysfs_extra(sysfs_out)
-    gpu, audio, vga = find(pci0, GPU), find(pci0, AUDIO), find(pci0, BOOT_VGA)
+    gpu, audio, vga = find(pci0, GPU), gpu_audio(pci0), find(pci0, BOOT_VGA)
     nvme = [x for x, d in pci0.items() if d["class"].startswith("0108")]
     if not c.check(len(gpu) == 1 and len(audio) == 1, "the first boot had the GPU and its audio", f"{gpu} {audio}"):
         return
@@ -585,6 +619,10 @@ def check_round_trip(c, a, blocks, sysfs_out):
             "the boot VGA 1234:1111 keeps a display driver", f"{vga and pci.get(vga[0])}")
     c.check(nvme and pci.get(nvme[0], {}).get("driver") == "nvme", "the NVMe stays on nvme",
             f"{nvme and pci.get(nvme[0])}")
+    twin = twin_audio(pci0)
+    c.check(len(twin) == 1 and pci.get(twin[0], {}).get("driver") == "snd_hda_intel",
+            "the host's second HDA (the same id as the GPU's audio) stays on snd_hda_intel",
+            f"{twin} {twin and pci.get(twin[0])}")
 
     if a.stage == "applied":
         want = grub_cfg_cmdline(read_text(a.first, "disk", "boot/grub/grub.cfg"))

@@ -9,6 +9,8 @@
 #     root port 1c.0 -> ati-vga (1002:5046, fn 0) + ich9-intel-hda (8086:293e, fn 1): the "GPU"
 #     root port 1c.1 -> NVMe (a small ext4 image: the guest's /persist)
 #     root port 1c.2 -> e1000e (8086:10d3)
+#     root port 1c.3 -> a second ich9-intel-hda (8086:293e): the host's, with the id of the
+#                       GPU's audio function, so that function is bound by address (issue 18)
 #   once per variant, each with its own NVMe disk:
 #     intel     -device intel-iommu,intremap=on,caching-mode=on, intel_iommu=on, GenuineIntel,
 #               -smp 4,sockets=1,cores=2,threads=2
@@ -380,7 +382,9 @@ boot() {
     -drive "file=$img,if=none,id=disk0,format=raw"
     -device nvme,serial=vfioctl-lab,drive=disk0,bus=rp2
     -device pcie-root-port,id=rp3,chassis=3,addr=1c.2
-    -netdev user,id=net0 -device e1000e,netdev=net0,bus=rp3)
+    -netdev user,id=net0 -device e1000e,netdev=net0,bus=rp3
+    -device pcie-root-port,id=rp4,chassis=4,addr=1c.3
+    -device ich9-intel-hda,bus=rp4)
   printf '%q ' "${cmd[@]}" >"$out/qemu.cmd"; echo >>"$out/qemu.cmd"
   local t0 tries=0 stalled size quiet now_size
   while :; do

@@ -80,6 +80,16 @@ pub fn modules_for_alias(modules_alias: &str, modalias: &str) -> Vec<String> {
     out
 }
 
+/// Whether a kernel carries the ACS override patch (`pcie_acs_override=`), from its release
+/// and `/proc/version` strings: the kernels known to ship it are linux-zen, Proxmox's (pve),
+/// liquorix (lqx) and xanmod. A patch applied by hand is not seen: its parameter then works,
+/// and the plan is refused where it would not.
+pub fn has_acs_override(release: &str, version: &str) -> bool {
+    let r = release.to_ascii_lowercase();
+    let v = version.to_ascii_lowercase();
+    ["-zen", "-pve", "-lqx", "liquorix", "xanmod", "-acso"].iter().any(|k| r.contains(k) || v.contains(k))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,5 +129,15 @@ mod tests {
         assert!(vfio_modules(Some((6, 1))).contains(&"vfio_virqfd"));
         assert!(!vfio_modules(Some((6, 8))).contains(&"vfio_virqfd"));
         assert!(!vfio_modules(Some((5, 0))).contains(&"vfio_pci_core"));
+    }
+
+    #[test]
+    fn kernels_with_the_acs_override_patch() {
+        assert!(has_acs_override("6.12.4-zen1-1-zen", "Linux version 6.12.4-zen1-1-zen (linux-zen@archlinux)"));
+        assert!(has_acs_override("6.8.12-4-pve", ""));
+        assert!(has_acs_override("6.11.0-x64v3-xanmod1", ""));
+        assert!(has_acs_override("6.10.2-lqx1-1-lqx", ""));
+        assert!(!has_acs_override("6.8.0-45-generic", "Linux version 6.8.0-45-generic (buildd@lcy02-amd64-075)"));
+        assert!(!has_acs_override("6.1.0-26-amd64", "Linux version 6.1.0-26-amd64 (debian-kernel@lists.debian.org)"));
     }
 }

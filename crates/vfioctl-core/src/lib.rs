@@ -29,6 +29,7 @@ pub mod iomem;
 pub mod iommu;
 pub mod kmod;
 pub mod kubevirt;
+pub mod looking_glass;
 pub mod lspci;
 pub mod modprobe;
 pub mod pci;

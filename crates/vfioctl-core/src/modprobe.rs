@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::pci::PciAddress;
+
 /// What a set of modprobe.d files says.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ModprobeConfig {
@@ -12,6 +14,9 @@ pub struct ModprobeConfig {
     pub softdep_pre: BTreeMap<String, Vec<String>>,
     /// `blacklist MODULE`.
     pub blacklist: Vec<String>,
+    /// `install MODULE COMMAND…`: the shell command modprobe runs instead of loading the
+    /// module. The first one read wins, as kmod keeps the first.
+    pub install: BTreeMap<String, String>,
 }
 
 /// Module names treat `-` and `_` alike; this is the `_` spelling.
@@ -55,9 +60,34 @@ impl ModprobeConfig {
                     }
                 }
                 (Some("blacklist"), Some(m)) => self.blacklist.push(module_name(m)),
+                (Some("install"), Some(m)) => {
+                    let command: Vec<&str> = words.collect();
+                    self.install.entry(module_name(m)).or_insert_with(|| command.join(" "));
+                }
                 _ => {}
             }
         }
+    }
+
+    /// The PCI addresses the `install` command of `module` hands to vfio-pci before the
+    /// module loads: each `echo vfio-pci > /sys/bus/pci/devices/ADDRESS/driver_override`
+    /// in it (the form `vfioctl apply` writes; a script it calls is not read).
+    pub fn driver_overrides(&self, module: &str) -> Vec<PciAddress> {
+        let Some(command) = self.install.get(&module_name(module)) else { return Vec::new() };
+        command
+            .split([';', '&', '|', '\n'])
+            .filter_map(|step| {
+                let spaced = step.replace('>', " > ");
+                let words: Vec<&str> = spaced.split_whitespace().collect();
+                let [echo, value, ">", path] = words.as_slice() else { return None };
+                let value = value.trim_matches(|c| c == '"' || c == '\'');
+                if *echo != "echo" || module_name(value) != "vfio_pci" {
+                    return None;
+                }
+                let path = path.trim_matches(|c| c == '"' || c == '\'');
+                path.strip_prefix("/sys/bus/pci/devices/")?.strip_suffix("/driver_override")?.parse().ok()
+            })
+            .collect()
     }
 
     /// The configured value of a module option, if any.
@@ -85,5 +115,20 @@ mod tests {
         assert_eq!(c.option("vhost_net", "experimental_zcopytx"), Some("1"));
         assert_eq!(c.softdep_pre["nvidia"], ["vfio", "vfio_pci"]);
         assert_eq!(c.blacklist, ["nouveau"]);
+    }
+
+    #[test]
+    fn install_commands_and_the_addresses_they_hand_to_vfio_pci() {
+        let mut c = ModprobeConfig::default();
+        c.add(
+            "install vfio-pci echo vfio-pci > /sys/bus/pci/devices/0000:0b:00.1/driver_override; \\\n             echo \"vfio-pci\" >/sys/bus/pci/devices/0000:0b:00.0/driver_override; modprobe -i vfio-pci $CMDLINE_OPTS\n             install nvidia /usr/local/bin/override.sh; modprobe -i nvidia\n",
+        );
+        // A later file's install for the same module is not the one kmod runs.
+        c.add("install vfio_pci /bin/true\n");
+        let a: Vec<String> = c.driver_overrides("vfio_pci").iter().map(|a| a.to_string()).collect();
+        assert_eq!(a, ["0000:0b:00.1", "0000:0b:00.0"]);
+        assert!(c.driver_overrides("nvidia").is_empty(), "a script is not read");
+        assert!(c.driver_overrides("amdgpu").is_empty());
+        assert!(c.install["vfio_pci"].ends_with("modprobe -i vfio-pci $CMDLINE_OPTS"));
     }
 }

@@ -223,6 +223,13 @@ pub fn verify(e: &Expectation, f: &VerifyFacts<'_>) -> Vec<Check> {
     }
     // Devices.
     let config = BootConfig { cmdline: f.running, modprobe: f.modprobe, initramfs: None, builtin: f.modules_builtin };
+    // Every expected device is passed: an id they share among themselves needs no address.
+    let passed: Vec<&PciDevice> = e
+        .devices
+        .iter()
+        .filter_map(|d| d.address.parse::<PciAddress>().ok())
+        .filter_map(|a| f.devices.get(&a))
+        .collect();
     for d in &e.devices {
         let rule = DEVICE.on(&d.address);
         let addr: Option<PciAddress> = d.address.parse().ok();
@@ -237,8 +244,21 @@ pub fn verify(e: &Expectation, f: &VerifyFacts<'_>) -> Vec<Check> {
             Some("vfio-pci") => out.push(rule.pass("")),
             Some(driver) => {
                 let module = module_name(driver);
-                let missing = Needs::new([dev.id], [driver], None).missing(&config);
-                let (why, fix) = if !missing.ids.is_empty() {
+                let needs = Needs::of_devices(&passed, f.devices, f.modprobe, None);
+                let missing = Needs {
+                    ids: needs.ids.into_iter().filter(|i| *i == dev.id).collect(),
+                    drivers: vec![module.clone()],
+                    addresses: needs.addresses.into_iter().filter(|a| *a == dev.address).collect(),
+                    address_drivers: vec![module.clone()],
+                    ..needs
+                }
+                .missing(&config);
+                let (why, fix) = if !missing.addresses.is_empty() {
+                    (
+                        format!("its id {} is shared with a device of the host, and no modprobe.d install command hands {} to vfio-pci by address", dev.id, dev.address.short()),
+                        "apply again (vfioctl status shows whether the files changed since)".to_string(),
+                    )
+                } else if !missing.ids.is_empty() {
                     let why = if missing.any_ids {
                         format!("its id {} is not in the vfio-pci.ids on the command line or in modprobe.d", dev.id)
                     } else {

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use vfioctl_core::plan::{HugepageChoice, Request};
+use vfioctl_core::plan::{BindMode, HugepageChoice, Request};
 use vfioctl_core::selector::Selector;
 
 use crate::error::CliError;
@@ -143,6 +143,16 @@ pub struct PlanArgs {
     pub memory: Option<u64>,
     #[arg(long, value_enum, default_value = "auto")]
     pub hugepages: HugepagesArg,
+    /// How vfio-pci gets the devices at boot: `id` (vfio-pci.ids), `address`
+    /// (driver_override for exactly these addresses, set by modprobe.d before any driver
+    /// loads), or `auto`: by id, and by address a device whose id a device of the host shares.
+    #[arg(long, default_value = "auto")]
+    pub bind: BindMode,
+    /// Pass the asked devices without the rest of their IOMMU group, splitting it with
+    /// `pcie_acs_override=downstream,multifunction` (only kernels with the ACS override patch:
+    /// linux-zen, Proxmox's): the group's devices then lose their isolation from each other.
+    #[arg(long)]
+    pub allow_acs_override: bool,
     /// Plan even what vfioctl refuses by default (the boot GPU, a controller holding
     /// mounted filesystems, controllers you did not ask for); the output says what you take on.
     #[arg(long)]
@@ -285,9 +295,24 @@ pub struct DomainArgs {
     /// --check` does and added as `<rom file>` to its hostdev.
     #[arg(long, value_name = "FILE")]
     pub rom: Option<String>,
+    /// Looking Glass for a guest display of this resolution (e.g. 2560x1440): an IVSHMEM
+    /// region of two frames and 10 MiB, rounded up to a power of two.
+    #[arg(long, value_name = "WxH")]
+    pub looking_glass: Option<vfioctl_core::looking_glass::Resolution>,
+    /// Where the Looking Glass region lives: `kvmfr` (the kvmfr module's /dev/kvmfr0),
+    /// `shm` (/dev/shm/looking-glass), or `auto`: kvmfr when the host's kernel has the module.
+    #[arg(long, value_enum, default_value = "auto", requires = "looking_glass")]
+    pub looking_glass_memory: LookingGlassMemory,
     /// Write the XML to this file instead of stdout.
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LookingGlassMemory {
+    Auto,
+    Kvmfr,
+    Shm,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -388,6 +413,8 @@ impl PlanArgs {
             vcpus: self.vcpus,
             memory_mib: self.memory,
             hugepages: self.hugepages.choice(),
+            bind: self.bind,
+            acs_override: self.allow_acs_override,
             force: self.force,
         })
     }

@@ -80,6 +80,13 @@ pub fn plan(host: &Host, req: &Request) -> Result<Plan, CliError> {
         }
     }
     let flags: BTreeSet<String> = f.cpu_flags.clone().unwrap_or_default();
+    // `/proc/version` names the kernel's build (linux-zen, pve): whether it has the ACS
+    // override patch. Read only when the plan needs it.
+    let kernel_version_text = if req.acs_override {
+        host.root().read_optional("/proc/version").ok().flatten().map(|t| t.trim().to_string())
+    } else {
+        None
+    };
     let next = f.next_boot.as_ref().map(|n| (n.source.as_str(), &n.cmdline));
     let plan_host = PlanHost {
         devices: &inv.devices,
@@ -98,6 +105,15 @@ pub fn plan(host: &Host, req: &Request) -> Result<Plan, CliError> {
             _ => vfioctl_host::boot::intel_iommu_on_by_default(host.root()),
         },
         sysctl_hugepages,
+        builtin: f.modules_builtin.as_ref(),
+        no_install_commands: match host.boot().initramfs {
+            Some(vfioctl_host::boot::Initramfs::Booster) => Some(
+                "booster's initramfs loads modules without modprobe, so no modprobe.d install command hands the device over there"
+                    .into(),
+            ),
+            _ => None,
+        },
+        kernel_strings: f.kernel_release.as_deref().map(|r| (r, kernel_version_text.as_deref().unwrap_or(""))),
     };
     let mut p = match plan::build(&plan_host, req) {
         Ok(p) => p,

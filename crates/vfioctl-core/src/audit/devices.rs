@@ -587,7 +587,7 @@ fn i440fx_gpu(cx: &Cx<'_>, out: &mut Vec<Finding>) {
 /// power-of-two region: 32 MiB for 1920x1080, 64 MiB for 2560x1440, 128 MiB for 3840x2160.
 fn ivshmem(cx: &Cx<'_>, out: &mut Vec<Finding>) {
     const MIB: u64 = 1 << 20;
-    let need = |w: u64, h: u64| (w * h * 4 * 2 + 10 * MIB).next_power_of_two();
+    let need = |width: u32, height: u32| crate::looking_glass::Resolution { width, height }.region_bytes();
     let looking_glass = |s: &str| {
         let s = s.to_ascii_lowercase();
         s.contains("looking-glass") || s.contains("looking_glass") || s.contains("lookingglass")

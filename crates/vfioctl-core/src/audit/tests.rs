@@ -146,6 +146,7 @@ impl Bench {
             isos: Vec::new(),
             network: None,
             rom: None,
+            looking_glass: None,
         };
         render(&plan, &host, &req)
     }

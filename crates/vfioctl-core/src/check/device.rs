@@ -1,11 +1,13 @@
 //! The device the user named: all its functions on vfio-pci, an IOMMU group it can be
 //! passed with, not the boot GPU, no boot framebuffer in its memory, a reset method.
 
+use std::collections::BTreeMap;
+
 use super::{Check, Facts, Rule, Status, Target};
 use crate::iomem;
 use crate::iommu;
 use crate::kmod;
-use crate::pci::PciDevice;
+use crate::pci::{PciAddress, PciDevice};
 use crate::reservation::{BootConfig, Needs};
 
 pub const VFIO: Rule = Rule {
@@ -40,14 +42,14 @@ pub(super) fn run(f: &Facts, t: &Target<'_>, out: &mut Vec<Check>) {
     let dev = t.device;
     let name = dev.address.short();
     let functions: Vec<&PciDevice> = t.devices.values().filter(|d| d.address.same_slot(&dev.address)).collect();
-    out.push(vfio(f, &name, &functions));
+    out.push(vfio(f, &name, &functions, t.devices));
     out.push(group(t, &name, &functions));
     out.push(boot_vga(dev, &name));
     out.push(framebuffer(f, &name, &functions));
     out.push(reset(dev, &name, t.devices.values()));
 }
 
-fn vfio(f: &Facts, name: &str, functions: &[&PciDevice]) -> Check {
+fn vfio(f: &Facts, name: &str, functions: &[&PciDevice], devices: &BTreeMap<PciAddress, PciDevice>) -> Check {
     let rule = VFIO.on(name);
     let not_vfio: Vec<String> = functions
         .iter()
@@ -60,8 +62,7 @@ fn vfio(f: &Facts, name: &str, functions: &[&PciDevice]) -> Check {
     // What the running kernel's command line and modprobe.d lack for vfio-pci to claim
     // every function at boot.
     let kernel = f.kernel_release.as_deref().and_then(kmod::kernel_version);
-    let needs =
-        Needs::new(functions.iter().map(|d| d.id), functions.iter().filter_map(|d| d.driver.as_deref()), kernel);
+    let needs = Needs::of_devices(functions, devices, &f.modprobe, kernel);
     let config = BootConfig {
         cmdline: f.cmdline.as_ref(),
         modprobe: &f.modprobe,
@@ -77,6 +78,13 @@ fn vfio(f: &Facts, name: &str, functions: &[&PciDevice]) -> Check {
             ids.join(",")
         ));
     }
+    if !missing.addresses.is_empty() {
+        steps.push(format!(
+            "another device of the host has the id of {}, so vfio-pci.ids cannot take only them: bind them by address, with `{}` in /etc/modprobe.d/vfio.conf (and the same before their host drivers; `vfioctl apply` writes these lines)",
+            missing.addresses.iter().map(|a| a.short()).collect::<Vec<_>>().join(", "),
+            crate::reservation::install_line("vfio_pci", &missing.addresses)
+        ));
+    }
     if !missing.softdeps.is_empty() {
         let lines: Vec<String> = missing.softdeps.iter().map(|d| format!("softdep {d} pre: vfio-pci")).collect();
         steps.push(format!(
@@ -86,21 +94,22 @@ fn vfio(f: &Facts, name: &str, functions: &[&PciDevice]) -> Check {
         ));
     }
     let early = missing.initramfs.as_ref().filter(|m| !m.is_empty());
-    if let Some(m) = early.filter(|_| !missing.ids.is_empty() || !missing.softdeps.is_empty()) {
+    let configured = missing.ids.is_empty() && missing.softdeps.is_empty() && missing.addresses.is_empty();
+    if let Some(m) = early.filter(|_| !configured) {
         steps.push(format!("load {} early: add them to the initramfs's modules", m.join(", ")));
     }
-    if missing.ids.is_empty() && missing.softdeps.is_empty() {
+    if configured {
         let drivers = needs.drivers.join(", ");
         steps.push(match &missing.initramfs {
             None => format!(
-                "the ids and softdeps are configured, yet {drivers} bound first: vfio-pci is probably not in the initramfs (add vfio, vfio_iommu_type1 and vfio_pci to its modules), or that driver is built into the kernel"
+                "vfio-pci's ids or addresses and the softdeps are configured, yet {drivers} bound first: vfio-pci is probably not in the initramfs (add vfio, vfio_iommu_type1 and vfio_pci to its modules), or that driver is built into the kernel"
             ),
             Some(m) if !m.is_empty() => format!(
-                "the ids and softdeps are configured, yet {drivers} bound first: the initramfs does not load {} (add them to its modules)",
+                "vfio-pci's ids or addresses and the softdeps are configured, yet {drivers} bound first: the initramfs does not load {} (add them to its modules)",
                 m.join(", ")
             ),
             Some(_) => format!(
-                "the ids, softdeps and initramfs are configured, yet {drivers} bound first: that driver is probably built into the kernel"
+                "vfio-pci's ids or addresses, the softdeps and the initramfs are configured, yet {drivers} bound first: that driver is probably built into the kernel"
             ),
         });
     }
@@ -121,7 +130,10 @@ fn group(t: &Target<'_>, name: &str, functions: &[&PciDevice]) -> Check {
     if a.mixed || !a.passable {
         return rule.unmet(
             format!("group {}: {}", g.id, a.notes.join("; ")),
-            "move the card to a slot wired to the CPU (see vfioctl list), or enable ACS in the firmware; the ACS override patch weakens isolation",
+            format!(
+                "move the card to a slot wired to the CPU (see vfioctl list), or enable ACS in the firmware; {}",
+                crate::plan::devices::ACS_OVERRIDE_NOTE
+            ),
         );
     }
     if !others.is_empty() {

@@ -108,6 +108,8 @@ pub struct DomainRequest {
     pub network: Option<Network>,
     /// A ROM file for the passed GPU (`<rom file>` in its hostdev), a path on the host.
     pub rom: Option<String>,
+    /// Looking Glass: its IVSHMEM region, sized for the guest's resolution.
+    pub looking_glass: Option<crate::looking_glass::LookingGlass>,
 }
 
 /// Renders the domain XML: [`document`] as text.
@@ -123,8 +125,9 @@ pub fn document(plan: &Plan, host: &DomainHost, req: &DomainRequest) -> Document
     // libvirt before 7.4 has no <input type='evdev'>: QEMU's input-linux objects instead.
     let native_evdev = versions::at_least(host.libvirt, versions::LIBVIRT_EVDEV_INPUT);
     let legacy_evdev = !native_evdev && !req.evdev.is_empty();
+    let kvmfr = req.looking_glass.filter(|l| l.backing == crate::looking_glass::Backing::Kvmfr);
     let mut d = Element::new("domain").with_attr("type", "kvm");
-    if legacy_evdev {
+    if legacy_evdev || kvmfr.is_some() {
         d = d.with_attr("xmlns:qemu", QEMU_NS);
     }
     d.push(el("name").with_text(&req.name));
@@ -167,8 +170,26 @@ pub fn document(plan: &Plan, host: &DomainHost, req: &DomainRequest) -> Document
             .with_child(el("suspend-to-disk").with_attr("enabled", "no")),
     );
     d.push(devices(plan, host, req, native_evdev));
-    if legacy_evdev {
-        d.push(input_linux(req.evdev.iter().map(String::as_str)));
+    if legacy_evdev || kvmfr.is_some() {
+        let evdev = req.evdev.iter().map(String::as_str).filter(|_| legacy_evdev);
+        let mut args = input_linux(evdev);
+        if let Some(lg) = kvmfr {
+            // libvirt has no element for a device file as IVSHMEM memory: QEMU's own.
+            let mib = lg.resolution.region_mib();
+            for v in [
+                "-device".to_string(),
+                format!("ivshmem-plain,id=shmem0,memdev={}", crate::looking_glass::NAME),
+                "-object".to_string(),
+                format!(
+                    "memory-backend-file,id={},mem-path={},size={mib}M,share=yes",
+                    crate::looking_glass::NAME,
+                    crate::looking_glass::KVMFR_DEVICE
+                ),
+            ] {
+                args.push(el("qemu:arg").with_attr("value", &v));
+            }
+        }
+        d.push(args);
     }
     Document::new(d)
 }
@@ -445,6 +466,18 @@ fn devices(plan: &Plan, host: &DomainHost, req: &DomainRequest, native_evdev: bo
         let backend = el("backend").with_attr("type", "emulator").with_attr("version", "2.0");
         w.push(el("tpm").with_attr("model", "tpm-crb").with_child(backend));
     }
+    if let Some(lg) = req.looking_glass.filter(|l| l.backing == crate::looking_glass::Backing::Shm) {
+        w.push_comment(&format!(
+            "Looking Glass: two {} frames and its own 10 MiB, rounded up to a power of two",
+            lg.resolution
+        ));
+        w.push(
+            el("shmem")
+                .with_attr("name", crate::looking_glass::NAME)
+                .with_child(el("model").with_attr("type", "ivshmem-plain"))
+                .with_child(el("size").with_attr("unit", "M").with_text(&lg.resolution.region_mib().to_string())),
+        );
+    }
     w.push_comment("no balloon: the memory of a guest with passed devices is pinned anyway");
     w.with_child(no_balloon())
 }
@@ -574,6 +607,7 @@ pub(crate) mod tests {
             isos: Vec::new(),
             network: None,
             rom: None,
+            looking_glass: None,
         }
     }
 

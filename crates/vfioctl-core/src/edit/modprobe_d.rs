@@ -198,6 +198,25 @@ pub fn with_changes(files: &[File], changes: &[File]) -> Vec<File> {
 pub fn lacking(files: &[File], lines: &[String]) -> Vec<String> {
     let config = effective(files);
     let mut out = Vec::new();
+    // An install command: kmod runs the first one it reads for a module, so another file's
+    // that comes first hides the planned one.
+    for line in lines {
+        let w = words(line);
+        if w.len() >= 3 && w[0] == "install" {
+            let planned = w[2..].join(" ");
+            let runs = config.install.get(&crate::modprobe::module_name(w[1]));
+            if runs.map(|c| c.split_whitespace().collect::<Vec<_>>().join(" ")) != Some(planned) {
+                out.push(match runs {
+                    Some(other) => format!(
+                        "`{}` (modprobe runs `install {} {other}` of an earlier file instead)",
+                        w.join(" "),
+                        w[1]
+                    ),
+                    None => format!("`{}`", w.join(" ")),
+                });
+            }
+        }
+    }
     for (module, pairs) in lines.iter().filter_map(|l| options(l)) {
         for (key, value) in pairs {
             if !satisfied(&config, module, key, value) {
@@ -246,6 +265,23 @@ mod tests {
                 "/usr/lib/modprobe.d/z.conf"
             ]
         );
+    }
+
+    /// Issue 18: kmod runs the first install command of a module; one in a file read
+    /// before vfioctl's hides vfioctl's, and the edit is then not effective.
+    #[test]
+    fn an_earlier_install_command_hides_the_planned_one() {
+        let lines = v(&[
+            "install vfio_pci echo vfio-pci > /sys/bus/pci/devices/0000:0b:00.1/driver_override; /sbin/modprobe -i vfio_pci $CMDLINE_OPTS",
+        ]);
+        let out = placed(&[], &lines);
+        assert_eq!(out, [f(VFIO, &format!("{HEADER}{}\n", lines[0]))]);
+        let theirs = f("/etc/modprobe.d/a-override.conf", "install vfio-pci /usr/local/bin/vfio-override.sh\n");
+        let theirs = [theirs];
+        let after = with_changes(&theirs, &place(&theirs, VFIO, HEADER, &lines));
+        let l = lacking(&after, &lines);
+        assert_eq!(l.len(), 1, "{l:?}");
+        assert!(l[0].contains("runs `install vfio_pci /usr/local/bin/vfio-override.sh` of an earlier file"), "{l:?}");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::iommu::IommuGroup;
-use crate::pci::{PciAddress, PciDevice, VendorDevice};
+use crate::pci::{PciAddress, PciDevice};
 use crate::selector::{Selector, SelectorError};
 
 /// A filesystem mounted from a block device behind a PCI controller.
@@ -52,11 +52,15 @@ fn short(a: &[PciAddress]) -> String {
 }
 
 /// Expands the selectors into the devices to pass and checks them.
+/// What the ACS override would do, and what it costs, in the words the plan uses.
+pub const ACS_OVERRIDE_NOTE: &str = "on a kernel that carries the ACS override patch (linux-zen, Proxmox's, some distributions' kernels) --allow-acs-override passes the asked device alone with pcie_acs_override=downstream,multifunction, at a cost: the devices of the group can then reach each other's memory, and the guest's isolation from them is lost";
+
 pub fn select(
     selectors: &[Selector],
     devices: &BTreeMap<PciAddress, PciDevice>,
     groups: &[IommuGroup],
     mounts: &[Mount],
+    acs_override: bool,
 ) -> Result<Selection, SelectorError> {
     let mut asked: Vec<&PciDevice> = Vec::new();
     for s in selectors {
@@ -76,7 +80,13 @@ pub fn select(
                 queue.push(d.address);
             }
         }
-        let group = devices.get(&a).and_then(|d| d.iommu_group).and_then(|g| groups.iter().find(|x| x.id == g));
+        // The ACS override isolates every downstream port and function: the group's other
+        // slots stay behind.
+        let group = devices
+            .get(&a)
+            .and_then(|d| d.iommu_group)
+            .and_then(|g| groups.iter().find(|x| x.id == g))
+            .filter(|_| !acs_override);
         if let Some(g) = group {
             for m in &g.devices {
                 let Some(d) = devices.get(m) else { continue };
@@ -158,9 +168,29 @@ pub fn select(
     if !unasked.is_empty() {
         let list: Vec<String> =
             unasked.iter().map(|d| format!("{} ({})", d.address.short(), reason[&d.address])).collect();
+        // The bridges of the shared groups are the ones that do not isolate what is below them.
+        let shared: BTreeSet<u32> = unasked.iter().filter_map(|d| d.iommu_group).collect();
+        let bridges: Vec<PciAddress> = groups
+            .iter()
+            .filter(|g| shared.contains(&g.id))
+            .flat_map(|g| g.devices.iter())
+            .filter(|a| devices.get(a).is_some_and(PciDevice::is_bridge))
+            .copied()
+            .collect();
+        let acs = if bridges.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " (the group is shared because its bridges {} do not isolate the devices below them: no ACS; {ACS_OVERRIDE_NOTE})",
+                short(&bridges)
+            )
+        };
         refusals.push(Refusal {
             devices: unasked.iter().map(|d| d.address).collect(),
-            reason: format!("storage, network or USB controllers you did not ask for come along: {}", list.join(", ")),
+            reason: format!(
+                "storage, network or USB controllers you did not ask for come along: {}{acs}",
+                list.join(", ")
+            ),
             force: Some(
                 "the host loses these controllers and whatever hangs off them (disks, network, keyboard)".into(),
             ),
@@ -189,36 +219,4 @@ pub fn select(
         })
         .collect();
     Ok(Selection { devices: out, refusals, warnings })
-}
-
-/// The ids to reserve with `vfio-pci.ids`, and the ones that cannot be reserved by id
-/// because another device of the host, not passed, has the same id.
-pub fn vfio_ids(
-    planned: &[PlannedDevice],
-    devices: &BTreeMap<PciAddress, PciDevice>,
-) -> (Vec<VendorDevice>, Vec<String>) {
-    let addrs: BTreeSet<PciAddress> = planned.iter().map(|p| p.address).collect();
-    let mut ids: Vec<VendorDevice> = Vec::new();
-    let mut warnings = Vec::new();
-    for p in planned {
-        let Some(d) = devices.get(&p.address) else { continue };
-        if ids.contains(&d.id) {
-            continue;
-        }
-        let others: Vec<PciAddress> =
-            devices.values().filter(|o| o.id == d.id && !addrs.contains(&o.address)).map(|o| o.address).collect();
-        if others.is_empty() {
-            ids.push(d.id);
-        } else {
-            warnings.push(format!(
-                "{} has the id {} of {}, which is not passed: reserving by id would take it too; bind {} by address instead (driver_override: echo vfio-pci > /sys/bus/pci/devices/{}/driver_override, e.g. from a udev rule)",
-                short(&others),
-                d.id,
-                p.address.short(),
-                p.address.short(),
-                p.address
-            ));
-        }
-    }
-    (ids, warnings)
 }

@@ -59,6 +59,7 @@ pub struct KernelPlan {
 pub fn plan(
     host: &KernelHost<'_>,
     ids: &[VendorDevice],
+    addresses: &[PciAddress],
     vga: bool,
     memory: &MemoryPlan,
     passed: &[PciAddress],
@@ -195,6 +196,10 @@ pub fn plan(
         ids.iter().copied(),
         host.host_modules.iter().filter(|(a, _)| passed.contains(a)).flat_map(|(_, m)| m.iter().map(String::as_str)),
         host.kernel,
+    )
+    .by_address(
+        addresses,
+        host.host_modules.iter().filter(|(a, _)| addresses.contains(a)).flat_map(|(_, m)| m.iter().map(String::as_str)),
     );
     let mut vfio = format!(
         "# Written by vfioctl: reserve {} for vfio-pci.\n",
@@ -205,6 +210,19 @@ pub fn plan(
             "options vfio-pci ids={}{}\n",
             needs.ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(","),
             if vga { " disable_vga=1" } else { "" }
+        ));
+    } else if vga {
+        vfio.push_str("options vfio-pci disable_vga=1\n");
+    }
+    for line in needs.install_lines() {
+        vfio.push_str(&line);
+        vfio.push('\n');
+    }
+    if !needs.addresses.is_empty() {
+        reasons.push(format!(
+            "install vfio_pci{}: {} go to vfio-pci by address (driver_override) before any driver can claim them",
+            needs.address_drivers.iter().map(|d| format!(", install {d}")).collect::<String>(),
+            needs.addresses.iter().map(|a| a.short()).collect::<Vec<_>>().join(", ")
         ));
     }
     for line in needs.softdep_lines() {

@@ -17,6 +17,7 @@ use serde::Serialize;
 use crate::cmdline::Cmdline;
 use crate::iommu::IommuGroup;
 use crate::pci::{PciAddress, PciDevice, VendorDevice};
+pub use crate::reservation::BindMode;
 use crate::selector::{Selector, SelectorError};
 use crate::topology::Topology;
 use crate::vendor::CpuVendor;
@@ -33,6 +34,11 @@ pub struct Request {
     pub vcpus: Option<u32>,
     pub memory_mib: Option<u64>,
     pub hugepages: HugepageChoice,
+    /// How vfio-pci gets the devices at boot.
+    pub bind: BindMode,
+    /// Split IOMMU groups with the ACS override (`pcie_acs_override=downstream,multifunction`):
+    /// only the asked devices' slots go.
+    pub acs_override: bool,
     pub force: bool,
 }
 
@@ -59,6 +65,16 @@ pub struct PlanHost<'a> {
     pub iommu_on_by_default: bool,
     /// The `vm.nr_hugepages` the next boot sets, and its file (sysctl's files).
     pub sysctl_hugepages: Option<(String, u64)>,
+    /// Modules built into the kernel, when known (a built-in host driver claims its devices
+    /// before any modprobe.d line can hand them to vfio-pci).
+    pub builtin: Option<&'a BTreeSet<String>>,
+    /// Why the boot would not run modprobe.d's `install` commands, when it would not (an
+    /// initramfs builder that loads modules without modprobe): binding by address is
+    /// refused then.
+    pub no_install_commands: Option<String>,
+    /// The running kernel's release and version strings (`/proc/sys/kernel/osrelease`,
+    /// `/proc/version`), when known: whether it carries the ACS override patch.
+    pub kernel_strings: Option<(&'a str, &'a str)>,
 }
 
 /// The whole plan.
@@ -66,6 +82,8 @@ pub struct PlanHost<'a> {
 pub struct Plan {
     pub devices: Vec<PlannedDevice>,
     pub vfio_ids: Vec<String>,
+    /// The devices handed to vfio-pci by address (driver_override), not by id.
+    pub vfio_addresses: Vec<String>,
     pub numa_node: Option<u32>,
     pub cpu: CpuPlan,
     pub memory: MemoryPlan,
@@ -88,6 +106,7 @@ impl Plan {
         Plan {
             devices: Vec::new(),
             vfio_ids: Vec::new(),
+            vfio_addresses: Vec::new(),
             numa_node: cpu.node,
             cpu,
             memory,
@@ -150,9 +169,30 @@ pub fn build(host: &PlanHost<'_>, req: &Request) -> Result<Plan, PlanError> {
     if req.devices.is_empty() {
         return Err(PlanError::NoDevices);
     }
-    let sel = devices::select(&req.devices, host.devices, host.groups, host.mounts)?;
+    let sel = devices::select(&req.devices, host.devices, host.groups, host.mounts, req.acs_override)?;
     let mut warnings = sel.warnings.clone();
     let mut forced = Vec::new();
+    let mut acs_param = None;
+    if req.acs_override {
+        let running_has = host.running.is_some_and(|r| r.params.iter().any(|p| p.name_is("pcie_acs_override")));
+        match host.kernel_strings {
+            Some((release, version)) if crate::kmod::has_acs_override(release, version) || running_has => {}
+            Some((release, _)) => {
+                return Err(PlanError::Refused(vec![Refusal {
+                    devices: Vec::new(),
+                    reason: format!(
+                        "--allow-acs-override: this kernel ({release}) does not carry the ACS override patch, so pcie_acs_override= would do nothing; boot a kernel that does (linux-zen, Proxmox's pve kernels, liquorix, xanmod), or move the card to a slot whose group it has alone"
+                    ),
+                    force: None,
+                }]))
+            }
+            None => warnings.push(
+                "--allow-acs-override: the kernel's release is unknown, so whether it carries the ACS override patch is too; without it the parameter does nothing and the group stays shared".into(),
+            ),
+        }
+        acs_param = Some("pcie_acs_override=downstream,multifunction");
+        warnings.push("--allow-acs-override: the devices that shared the group with the passed ones can reach each other's memory, and the guest's isolation from them is lost (the ACS override tells the kernel they are isolated when the hardware does not isolate them)".into());
+    }
     if !sel.refusals.is_empty() {
         let hard: Vec<Refusal> = sel.refusals.iter().filter(|r| r.force.is_none()).cloned().collect();
         if !req.force || !hard.is_empty() {
@@ -167,8 +207,50 @@ pub fn build(host: &PlanHost<'_>, req: &Request) -> Result<Plan, PlanError> {
     for d in &sel.devices {
         reasons.push(format!("pass {} [{}:{}]: {}", d.address.short(), d.vendor_id, d.device_id, d.reason));
     }
-    let (ids, id_warnings) = devices::vfio_ids(&sel.devices, host.devices);
-    warnings.extend(id_warnings);
+    let passed: Vec<PciAddress> = sel.devices.iter().map(|d| d.address).collect();
+    let bind = crate::reservation::binding(&passed, host.devices, req.bind);
+    warnings.extend(bind.warnings.iter().cloned());
+    reasons.extend(bind.reasons.iter().cloned());
+    let (ids, addresses) = (bind.ids, bind.addresses);
+    let mut refused = Vec::new();
+    if !addresses.is_empty() {
+        if let Some(why) = &host.no_install_commands {
+            refused.push(Refusal {
+                devices: addresses.clone(),
+                reason: format!(
+                    "{} must be bound by address, and {why}",
+                    addresses.iter().map(|a| a.short()).collect::<Vec<_>>().join(", ")
+                ),
+                force: Some("the device may stay on its host driver at boot: bind it by hand after boot, or use an initramfs builder that runs modprobe (mkinitcpio, dracut, initramfs-tools)".into()),
+            });
+        }
+        let builtin: Vec<String> = addresses
+            .iter()
+            .filter_map(|a| host.host_modules.get(a).map(|m| (a, m)))
+            .flat_map(|(a, m)| m.iter().map(move |m| (a, m)))
+            .filter(|(_, m)| host.builtin.is_some_and(|b| b.contains(&crate::modprobe::module_name(m))))
+            .map(|(a, m)| format!("{} ({m})", a.short()))
+            .collect();
+        if !builtin.is_empty() {
+            refused.push(Refusal {
+                devices: addresses.clone(),
+                reason: format!(
+                    "the host driver of {} is built into the kernel: it claims the device before any modprobe.d line can hand it to vfio-pci by address",
+                    builtin.join(", ")
+                ),
+                force: Some("the device stays on its host driver at boot: unbind it and bind it to vfio-pci by hand after boot".into()),
+            });
+        }
+    }
+    if !refused.is_empty() {
+        if !req.force {
+            return Err(PlanError::Refused(refused));
+        }
+        for r in &refused {
+            warnings.push(format!("--force: {}; you take on: {}", r.reason, r.force.as_deref().unwrap_or("")));
+        }
+        forced.extend(refused);
+    }
 
     // NUMA node: the first passed device that says.
     let node = sel.devices.iter().filter_map(|d| host.devices.get(&d.address)).find_map(|d| d.numa_node);
@@ -179,7 +261,6 @@ pub fn build(host: &PlanHost<'_>, req: &Request) -> Result<Plan, PlanError> {
         memory::plan(host.topology, cpu.node, req.memory_mib, req.hugepages, host.cpu_flags.contains("pdpe1gb"))?;
     reasons.extend(memory.reasons.iter().cloned());
 
-    let passed: Vec<PciAddress> = sel.devices.iter().map(|d| d.address).collect();
     let mut protected: BTreeMap<VendorDevice, Vec<String>> = BTreeMap::new();
     for m in host.mounts {
         if let Some(d) = host.devices.get(&m.controller) {
@@ -213,7 +294,17 @@ pub fn build(host: &PlanHost<'_>, req: &Request) -> Result<Plan, PlanError> {
         protected_ids,
     };
     let vga = sel.devices.iter().any(|d| d.class == "0300");
-    let k = kernel::plan(&kernel_host, &ids, vga, &memory, &passed);
+    let mut k = kernel::plan(&kernel_host, &ids, &addresses, vga, &memory, &passed);
+    if let Some(p) = acs_param {
+        let base = &kernel_host.base;
+        let old: Vec<String> =
+            base.params.iter().filter(|x| x.name_is("pcie_acs_override")).map(|x| x.to_string()).collect();
+        if !old.iter().any(|o| o == p) {
+            k.kernel_cmdline.remove.extend(old);
+            k.kernel_cmdline.add.push(p.to_string());
+            k.reasons.push(format!("{p}: the kernel splits the shared IOMMU group (--allow-acs-override)"));
+        }
+    }
     reasons.extend(k.reasons.iter().cloned());
     warnings.extend(k.warnings.iter().cloned());
 
@@ -270,6 +361,7 @@ pub fn build(host: &PlanHost<'_>, req: &Request) -> Result<Plan, PlanError> {
     }
     Ok(Plan {
         vfio_ids: ids.iter().map(VendorDevice::to_string).collect(),
+        vfio_addresses: addresses.iter().map(PciAddress::to_string).collect(),
         numa_node: cpu.node,
         devices: sel.devices,
         cpu,
@@ -332,12 +424,17 @@ mod tests {
             framebuffers: &none,
             iommu_on_by_default: false,
             sysctl_hugepages: None,
+            builtin: None,
+            no_install_commands: None,
+            kernel_strings: None,
         };
         let req = Request {
             devices: vec!["01:00.0".parse().unwrap()],
             vcpus: Some(2),
             memory_mib: Some(4096),
             hugepages: HugepageChoice::Auto,
+            bind: BindMode::Auto,
+            acs_override: false,
             force: false,
         };
         // Issue 16: what the next boot keeps reserved besides the plan counts against the
@@ -368,8 +465,44 @@ mod tests {
         assert!(p.kernel_cmdline.remove.is_empty() && p.forced.is_empty(), "{:?}", p.kernel_cmdline);
         let p = build(&host, &req).unwrap();
         assert_eq!(p.vfio_ids, ["8086:293e"], "1234:1111 is not reserved by id");
-        let w = p.warnings.join("\n");
-        assert!(w.contains("00:02.0 has the id 1234:1111") && w.contains("driver_override"), "{w}");
+        // Issue 18: it is bound by address instead, before any driver loads.
+        assert_eq!(p.vfio_addresses, ["0000:01:00.0"]);
+        let vfio = &p.modprobe[0].content;
+        assert!(vfio.contains("\ninstall vfio_pci echo vfio-pci > /sys/bus/pci/devices/0000:01:00.0/driver_override; /sbin/modprobe -i vfio_pci $CMDLINE_OPTS\n"), "{vfio}");
+        assert!(
+            p.reasons.iter().any(|r| r.contains("01:00.0 bound by address: 00:02.0 has its id 1234:1111")),
+            "{:?}",
+            p.reasons
+        );
+        // --bind id leaves it unreserved, and says so.
+        let by_id = build(&host, &Request { bind: BindMode::Id, ..req.clone() }).unwrap();
+        assert!(by_id.vfio_addresses.is_empty() && !by_id.modprobe[0].content.contains("install"));
+        let w = by_id.warnings.join("\n");
+        assert!(w.contains("00:02.0 has the id 1234:1111") && w.contains("--bind auto"), "{w}");
+        // --bind address: every device by address, none by id.
+        let all = build(&host, &Request { bind: BindMode::Address, ..req.clone() }).unwrap();
+        assert!(
+            all.vfio_ids.is_empty() && all.vfio_addresses == ["0000:01:00.0", "0000:01:00.1"],
+            "{:?}",
+            all.vfio_addresses
+        );
+        assert!(!all.kernel_cmdline.add.iter().any(|a| a.starts_with("vfio-pci.ids")), "{:?}", all.kernel_cmdline);
+        // An initramfs that runs no install commands (booster) refuses binding by address,
+        // and so does a host driver built into the kernel.
+        let booster = PlanHost { no_install_commands: Some("booster runs no modprobe".into()), ..host.clone() };
+        let e = build(&booster, &req).unwrap_err().to_string();
+        assert!(e.contains("01:00.0 must be bound by address, and booster runs no modprobe"), "{e}");
+        assert!(build(&booster, &Request { bind: BindMode::Id, ..req.clone() }).is_ok());
+        let modules: BTreeMap<PciAddress, Vec<String>> =
+            [("01:00.0".parse().unwrap(), vec!["bochs".to_string()])].into();
+        let builtin: BTreeSet<String> = ["bochs".to_string()].into();
+        let e = build(&PlanHost { host_modules: &modules, builtin: Some(&builtin), ..host.clone() }, &req).unwrap_err();
+        assert!(e.to_string().contains("the host driver of 01:00.0 (bochs) is built into the kernel"), "{e}");
+        // A host driver that is a module gets its own install line, which also probes again.
+        let p = build(&PlanHost { host_modules: &modules, ..host.clone() }, &req).unwrap();
+        assert!(p.modprobe[0].content.contains("install bochs echo vfio-pci > /sys/bus/pci/devices/0000:01:00.0/driver_override; echo 0000:01:00.0 > /sys/bus/pci/drivers_probe; /sbin/modprobe -i bochs $CMDLINE_OPTS\n"), "{}", p.modprobe[0].content);
+        assert!(p.modprobe[0].content.contains("softdep bochs pre: vfio-pci"));
+        let p = build(&host, &req).unwrap();
         assert!(w.contains("01:00.0 has no reset method"), "{w}");
         // Regression: the IOMMU is on (groups exist) without a parameter, by this kernel's
         // build default; the next kernel's need not be, so intel_iommu=on is added.

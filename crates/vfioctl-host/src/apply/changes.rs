@@ -34,6 +34,10 @@ pub enum ChangeError {
     #[error("cannot tell how this host boots: {0}")]
     Boot(String),
     /// The edited files would not give the next boot what the plan asks for.
+    /// A separate boot entry carries vfio-pci.ids on its own command line; a binding by
+    /// address lives in modprobe.d, which every entry reads.
+    #[error("--boot-entry separate cannot bind {0} by address: modprobe.d, where that binding lives, applies to every boot entry; apply with the default entry, or with --bind id when no device of the host shares their ids")]
+    SeparateByAddress(String),
     #[error("{files}: after the edit {wrong}, so nothing was written; please report this with a `vfioctl snapshot`, and edit the file that wins by hand")]
     NotEffective { files: String, wrong: String },
 }
@@ -290,6 +294,9 @@ impl Prepared {
 /// ([`super::Baseline::root`]); [`Prepared::finish`] then records what each file holds now
 /// ([`FileChange::before`]).
 pub fn prepare(host: &Host, plan: &Plan, separate_entry: bool) -> Result<Prepared, ChangeError> {
+    if separate_entry && !plan.vfio_addresses.is_empty() {
+        return Err(ChangeError::SeparateByAddress(plan.vfio_addresses.join(", ")));
+    }
     let root = host.root();
     let setup = host.boot();
     let mut p = Prepared::default();

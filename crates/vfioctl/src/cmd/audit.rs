@@ -306,7 +306,15 @@ fn fix(
         Plan::cpu_and_memory(cpu, MemoryPlan { mib, hugepages: None::<Hugepages>, reasons: Vec::new() })
     } else {
         // The domain passes these already: what plan refuses by default is reported, not refused.
-        let req = Request { devices: selectors, vcpus: cx.vcpus, memory_mib: Some(mib), hugepages, force: true };
+        let req = Request {
+            devices: selectors,
+            vcpus: cx.vcpus,
+            memory_mib: Some(mib),
+            hugepages,
+            bind: Default::default(),
+            acs_override: false,
+            force: true,
+        };
         let p = match ops::plan(h, &req) {
             Ok(p) => p,
             // What cannot be planned for this domain is left as it is; the rest is fixed.
@@ -373,6 +381,7 @@ fn fix(
         isos: Vec::new(),
         network: None,
         rom: None,
+        looking_glass: None,
     };
     let want = domain::document(&plan, &dhost, &req);
     let report = domain::patch_parts(&mut fixed, &want, parts);

@@ -2,13 +2,14 @@
 
 use similar::TextDiff;
 use vfioctl_core::domain::{self, caps, Disk, DiskBus, DomainHost, DomainRequest, GuestOs, Network};
+use vfioctl_core::looking_glass::{self, Backing, LookingGlass};
 use vfioctl_core::xml;
 use vfioctl_host::disk;
 use vfioctl_host::host::Host;
 use vfioctl_host::libvirt::Libvirt;
 use vfioctl_host::root::HostRoot;
 
-use crate::cli::{self, DiskBusArg, DomainArgs, OsArg};
+use crate::cli::{self, DiskBusArg, DomainArgs, LookingGlassMemory, OsArg};
 use crate::error::{CliError, Exit};
 use crate::ops::{self, DEFAULT_URI};
 use crate::output;
@@ -144,6 +145,7 @@ pub fn run(h: &Host, args: &DomainArgs) -> Result<Exit, CliError> {
         isos: args.iso.clone(),
         network,
         rom: checked_rom(h, &p, args.rom.as_deref())?,
+        looking_glass: looking_glass(h, args)?,
     };
     let xml = match (&mut doc, &existing) {
         (Some(doc), Some((from, before))) => {
@@ -217,6 +219,46 @@ pub fn run(h: &Host, args: &DomainArgs) -> Result<Exit, CliError> {
         eprintln_safe!("vfioctl: defined domain {} ({}) at {}", d.name, d.uuid, c.uri());
     }
     Ok(Exit::Ok)
+}
+
+/// `--looking-glass WxH` on this host: the kvmfr device when asked, or (auto) when the
+/// running kernel has the module (loaded, or in its modules.dep), else /dev/shm.
+fn looking_glass(h: &Host, args: &DomainArgs) -> Result<Option<LookingGlass>, CliError> {
+    let Some(resolution) = args.looking_glass else { return Ok(None) };
+    if args.from.is_some() || args.from_libvirt.is_some() {
+        return Err(CliError::Usage(
+            "--looking-glass writes a new domain's IVSHMEM device; patching an existing domain with it is not supported yet: render a new domain, or add the <shmem> element `vfioctl domain --looking-glass` prints to yours".into(),
+        ));
+    }
+    let f = h.facts();
+    let has = |set: &Option<std::collections::BTreeSet<String>>| set.as_ref().is_some_and(|s| s.contains("kvmfr"));
+    let kvmfr = has(&f.modules_loaded) || has(&f.modules_available);
+    let backing = match args.looking_glass_memory {
+        LookingGlassMemory::Kvmfr => Backing::Kvmfr,
+        LookingGlassMemory::Shm => Backing::Shm,
+        LookingGlassMemory::Auto if kvmfr => Backing::Kvmfr,
+        LookingGlassMemory::Auto => Backing::Shm,
+    };
+    if backing == Backing::Kvmfr && !kvmfr {
+        eprintln_safe!(
+            "vfioctl: warning: the running kernel has no kvmfr module (not loaded, not in modules.dep): build it from Looking Glass's module/ directory (its DKMS package) before the guest starts"
+        );
+    }
+    let lg = LookingGlass { resolution, backing };
+    let user = std::env::var("SUDO_USER").or_else(|_| std::env::var("USER")).unwrap_or_else(|_| "YOUR_USER".into());
+    eprintln_safe!(
+        "vfioctl: Looking Glass: {} MiB for {resolution} in {}; on the host:",
+        resolution.region_mib(),
+        if backing == Backing::Kvmfr {
+            looking_glass::KVMFR_DEVICE.to_string()
+        } else {
+            format!("/dev/shm/{}", looking_glass::NAME)
+        }
+    );
+    for step in lg.host_steps(&user) {
+        eprintln_safe!("  - {step}");
+    }
+    Ok(Some(lg))
 }
 
 /// The changes of a patch as a unified diff and a list, for stderr.

@@ -10,6 +10,8 @@ use vfioctl_core::kubevirt::{self, yaml, Export, KubeVirtHost, KubeVirtRequest, 
 use vfioctl_core::topology::CoreKind;
 use vfioctl_host::host::Host;
 
+use vfioctl_core::reservation::BindMode;
+
 use crate::cli::{DiskBusArg, ExportArgs, ExportTarget, Format, HugepagesArg, KubevirtArgs, OsArg, PlanArgs};
 use crate::error::{CliError, Exit};
 use crate::{ops, output};
@@ -44,6 +46,12 @@ fn apply_command(p: &PlanArgs) -> String {
         HugepagesArg::TwoM => words.push("--hugepages 2M".into()),
         HugepagesArg::OneG => words.push("--hugepages 1G".into()),
         HugepagesArg::None => words.push("--hugepages none".into()),
+    }
+    if p.bind != BindMode::Auto {
+        words.push(format!("--bind {}", p.bind));
+    }
+    if p.allow_acs_override {
+        words.push("--allow-acs-override".into());
     }
     if p.force {
         words.push("--force".into());

@@ -27,6 +27,9 @@ pub fn render_text(p: &Plan) -> String {
         "  vfio-pci ids: {}\n",
         if p.vfio_ids.is_empty() { "none".into() } else { p.vfio_ids.join(",") }
     ));
+    if !p.vfio_addresses.is_empty() {
+        out.push_str(&format!("  vfio-pci by address (driver_override): {}\n", p.vfio_addresses.join(", ")));
+    }
     let c = &p.cpu;
     out.push_str(&format!(
         "\nCPU: {} = {} × {} on NUMA node {}\n",

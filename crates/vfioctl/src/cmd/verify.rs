@@ -97,6 +97,8 @@ fn expectation(host: &Host, args: &VerifyArgs, next: Option<&Cmdline>) -> Result
             vcpus: None,
             memory_mib: None,
             hugepages: HugepageChoice::None,
+            bind: Default::default(),
+            acs_override: false,
             force: true,
         },
     )?;

@@ -657,3 +657,61 @@ fn a_conflicting_sysctl_hugepage_reservation_is_reconciled() {
     assert_eq!(set, "", "the reservation is still set");
     again_nothing_then_rollback(&root, &["apply", "gpu", "--yes", "--no-commands"], &before);
 }
+
+/// Issue 18: two identical RTX 3070s, one the host's. vfio-pci.ids cannot tell them
+/// apart: the guest's card is bound by address, through modprobe.d install commands that
+/// kmod itself reads back; applying again changes nothing, rollback gives every byte back;
+/// once the card is on vfio-pci `verify` passes it, and while it is not, `check` names
+/// what is missing. `--boot-entry separate` refuses (its ids live on one entry only).
+#[test]
+fn identical_gpus_the_guests_is_bound_by_address() {
+    let (_t, root) = copy_host("z690-twin-3070");
+    let before = tree(&root);
+    let apply = ["apply", "02:00.0", "--memory", "8G", "--yes", "--no-commands"];
+    let run = vfioctl(&root, &apply);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let vfio = fs::read_to_string(root.join("etc/modprobe.d/vfio.conf")).expect("vfio.conf");
+    assert!(!vfio.contains("ids="), "the shared ids are not reserved: {vfio}");
+    let grub = grub_cmdline_by_bash(&root);
+    assert!(!grub.contains("vfio-pci.ids"), "{grub}");
+    // kmod's own reading of the files.
+    let conf = root.join("etc/modprobe.d");
+    let shown = crate::util::tool("modprobe", &["--showconfig", &format!("--config={}", conf.display())], "kmod");
+    let install: Vec<&str> = shown.stdout.lines().filter(|l| l.starts_with("install ")).collect();
+    let override_of = |a: &str| format!("echo vfio-pci > /sys/bus/pci/devices/{a}/driver_override");
+    for module in ["vfio_pci", "nvidia", "snd_hda_intel"] {
+        let line = install.iter().find(|l| l.starts_with(&format!("install {module} "))).unwrap_or_else(|| {
+            panic!("kmod reads no install command for {module}: {}", shown.stdout);
+        });
+        assert!(line.contains(&override_of("0000:02:00.0")) && line.contains(&override_of("0000:02:00.1")), "{line}");
+        assert!(!line.contains("0000:01:00"), "the host's card stays: {line}");
+        assert!(line.ends_with(&format!("modprobe -i {module} $CMDLINE_OPTS")), "{line}");
+    }
+    assert!(shown.stdout.contains("softdep nvidia pre: vfio-pci"), "{}", shown.stdout);
+    // The running host has not rebooted: check says the configuration is there.
+    let check = vfioctl(&root, &["check", "02:00.0"]);
+    assert!(check.stdout.contains("vfio-pci's ids or addresses and the softdeps are configured"), "{}", check.stdout);
+    // After the reboot the guest's card is on vfio-pci and the host's on nvidia.
+    for a in ["0000:02:00.0", "0000:02:00.1"] {
+        crate::util::bind(&root, a, "vfio-pci");
+    }
+    let verify = vfioctl(&root, &["verify", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&verify.stdout).expect("json");
+    for c in v["checks"].as_array().expect("checks") {
+        if c["id"].as_str().is_some_and(|i| i.starts_with("verify.device.")) {
+            assert_eq!(c["status"], "pass", "{c}");
+        }
+    }
+    for a in ["0000:02:00.0", "0000:02:00.1"] {
+        crate::util::bind(&root, a, if a.ends_with(".0") { "nvidia" } else { "snd_hda_intel" });
+    }
+    again_nothing_then_rollback(&root, &apply, &before);
+    // Without the install lines check says how to bind by address.
+    let check = vfioctl(&root, &["check", "02:00.0"]);
+    assert!(check.stdout.contains("so vfio-pci.ids cannot take only them: bind them by address"), "{}", check.stdout);
+    let sep =
+        vfioctl(&root, &["apply", "02:00.0", "--memory", "8G", "--yes", "--no-commands", "--boot-entry", "separate"]);
+    assert_eq!(sep.code, 2, "{}{}", sep.stdout, sep.stderr);
+    assert!(sep.stderr.contains("cannot bind 0000:02:00.0, 0000:02:00.1 by address"), "{}", sep.stderr);
+    assert_eq!(tree(&root), before);
+}

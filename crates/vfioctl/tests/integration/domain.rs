@@ -323,3 +323,64 @@ fn a_patched_domain_keeps_its_vcpus_and_memory() {
     crate::util::libvirt_accepts(&run.stdout)
         .unwrap_or_else(|e| panic!("libvirt refuses the patch: {e}\n{}", run.stdout));
 }
+
+/// Issue 18: `--looking-glass WxH` sizes the IVSHMEM region for the resolution (two frames
+/// of 4 bytes per pixel and 10 MiB, to a power of two) in /dev/shm (libvirt's <shmem>), or
+/// on the kvmfr device (QEMU arguments) when the host's kernel has the module; libvirt takes
+/// both, vfioctl's own audit finds the region big enough, and the host steps are printed.
+#[test]
+fn looking_glass_sizes_its_region_and_libvirt_takes_it() {
+    let (_t, root) = crate::util::copy_host("r2600x");
+    let args = ["domain", "gpu", "--name", "lg", "--looking-glass", "2560x1440"];
+    let run = vfioctl(&root, &args);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("<shmem name='looking-glass'>\n      <model type='ivshmem-plain'/>\n      <size unit='M'>64</size>\n    </shmem>"), "{}", run.stdout);
+    assert!(run.stderr.contains("`f /dev/shm/looking-glass 0660 "), "{}", run.stderr);
+    validate(&run.stdout, "looking glass shm");
+    crate::util::libvirt_accepts(&run.stdout).expect("libvirt takes the shmem domain");
+    let f = root.join("lg.xml");
+    std::fs::write(&f, &run.stdout).expect("write");
+    let audit = vfioctl(&root, &["audit", f.to_str().expect("utf-8"), "--format", "json"]);
+    assert!(!audit.stdout.contains("device-ivshmem-too-small"), "{}", audit.stdout);
+
+    // The kernel has kvmfr (a DKMS build in modules.dep): the device, by QEMU's arguments.
+    let dep = std::fs::read_dir(root.join("lib/modules")).expect("modules").next().expect("a kernel").expect("entry");
+    let dep = dep.path().join("modules.dep");
+    let mut text = std::fs::read_to_string(&dep).expect("modules.dep");
+    text.push_str("updates/dkms/kvmfr.ko:\n");
+    std::fs::write(&dep, text).expect("write");
+    let run = vfioctl(&root, &["domain", "gpu", "--name", "lg", "--looking-glass", "3840x2160"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.starts_with("<domain type='kvm' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains(
+            "<qemu:arg value='memory-backend-file,id=looking-glass,mem-path=/dev/kvmfr0,size=128M,share=yes'/>"
+        ),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("<shmem"), "{}", run.stdout);
+    assert!(
+        run.stderr.contains("options kvmfr static_size_mb=128") && run.stderr.contains("cgroup_device_acl"),
+        "{}",
+        run.stderr
+    );
+    validate(&run.stdout, "looking glass kvmfr");
+    crate::util::libvirt_accepts(&run.stdout).expect("libvirt takes the kvmfr domain");
+    // --looking-glass-memory shm chooses /dev/shm anyway.
+    let run = vfioctl(
+        &root,
+        &["domain", "gpu", "--name", "lg", "--looking-glass", "1920x1080", "--looking-glass-memory", "shm"],
+    );
+    assert!(run.stdout.contains("<size unit='M'>32</size>"), "{}", run.stdout);
+    // Patching an existing domain with it is refused, not dropped in silence.
+    let run = vfioctl(&root, &["domain", "gpu", "--from", f.to_str().expect("utf-8"), "--looking-glass", "1920x1080"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("not supported yet"), "{}", run.stderr);
+    let bad = vfioctl(&root, &["domain", "gpu", "--name", "lg", "--looking-glass", "big"]);
+    assert!(bad.code != 0 && bad.stderr.contains("give WIDTHxHEIGHT"), "{}", bad.stderr);
+}

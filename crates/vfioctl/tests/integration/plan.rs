@@ -208,6 +208,37 @@ fn a_gpu_in_the_chipset_group_is_refused_with_the_root_disk_named() {
     assert!(run.stderr.contains("08:00.0 (in IOMMU group 3 with 06:00.0)"), "{}", run.stderr);
 }
 
+/// Issue 18: a GPU whose group is shared because the chipset's ports have no ACS. Without
+/// the override the refusal names the bridges and what --allow-acs-override would do; on a
+/// kernel with the ACS override patch it passes the card's slot alone and adds the
+/// parameter, warning of the cost; on a kernel without the patch the override is refused.
+#[test]
+fn the_acs_override_passes_the_card_alone_on_a_kernel_that_has_it() {
+    let host = example_host("b450-acs-xanmod");
+    let run = vfioctl(&host, &["plan", "gpu"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("do not isolate the devices below them: no ACS"), "{}", run.stderr);
+    assert!(run.stderr.contains("--allow-acs-override passes the asked device alone"), "{}", run.stderr);
+    let v = plan_json("b450-acs-xanmod", &["gpu", "--allow-acs-override"]);
+    let addrs: Vec<&str> =
+        v["devices"].as_array().expect("devices").iter().filter_map(|d| d["address"].as_str()).collect();
+    assert!(!addrs.is_empty() && addrs.iter().all(|a| a.starts_with("0000:06:00.")), "only the card's slot: {addrs:?}");
+    let add: Vec<&str> =
+        v["kernel_cmdline"]["add"].as_array().expect("add").iter().filter_map(|a| a.as_str()).collect();
+    assert!(add.contains(&"pcie_acs_override=downstream,multifunction"), "{add:?}");
+    let warnings = v["warnings"].to_string();
+    assert!(warnings.contains("isolation from them is lost"), "{warnings}");
+    assert!(v["forced"].as_array().is_none_or(|f| f.is_empty()), "{}", v["forced"]);
+    // Debian's own kernel has no such patch: the override is refused, saying why.
+    let run = vfioctl(&example_host("b450-chipset-gpu"), &["plan", "gpu", "--allow-acs-override"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("this kernel (6.1.0-25-amd64) does not carry the ACS override patch"),
+        "{}",
+        run.stderr
+    );
+}
+
 #[test]
 fn hybrid_cpus_give_the_guest_performance_cores_only() {
     let v = plan_json("i7-12700k", &["gpu", "--vcpus", "12", "--memory", "8G"]);
