@@ -683,6 +683,14 @@ def check_round_trip(c, a, blocks, sysfs_out):
             c.check(b["rc"] == 0, "list exits 0", f"rc={b['rc']} {b['err'][:300]!r}")
             check_list(c, lst, pci)
 
+        rom, b = load_json(c, blocks, "rom")
+        if rom is not None:
+            images = rom.get("images") or []
+            c.check(b["rc"] == 0 and images and all(i.get("vendor") == 0x1002 and i.get("device") == 0x5046 for i in images)
+                    and not rom.get("errors"),
+                    "rom gpu --out: the GPU's ROM read through sysfs is valid and the card's (1002:5046)",
+                    f"rc={b['rc']} images={images} errors={rom.get('errors')} {b['err'][-300:]!r}")
+
         st, b = load_json(c, blocks, "status")
         if st is not None:
             bad = [f"{f.get('path')}: {f.get('state')}" for f in st.get("files", []) if f.get("state") != "unchanged"]

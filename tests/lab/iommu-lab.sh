@@ -502,7 +502,7 @@ for v in $variants; do
   if [ "$rc" != 0 ]; then
     summary+=("FAIL  $v-applied  (not booted: apply in $v ${rc:+exited $rc}${rc:-did not run}; see $logs/$v)"); status=1; continue
   fi
-  boot "$v-applied" "$v" "sysfs,list,verify,verify-text,status,rollback" "$img"
+  boot "$v-applied" "$v" "sysfs,list,verify,verify-text,status,rom,rollback" "$img"
   check_boot "$v-applied" "$v" --stage applied --first "$logs/$v"
   rc=$(step_rc "$logs/$v-applied" rollback)
   if [ "$rc" != 0 ]; then

@@ -405,3 +405,39 @@ impl PciInventory {
 pub fn iommu_hardware(root: &HostRoot) -> Vec<String> {
     root.list("/sys/class/iommu").unwrap_or_default()
 }
+
+/// Why a device's ROM could not be read through sysfs.
+#[derive(Debug, thiserror::Error)]
+pub enum RomReadError {
+    #[error("cannot enable the ROM read ({path}): {err}")]
+    Enable { path: PathBuf, err: std::io::Error },
+    #[error(transparent)]
+    Read(RootError),
+    #[error("the ROM was read, but reading could not be turned off again ({path}): {err}")]
+    Disable { path: PathBuf, err: std::io::Error },
+}
+
+/// The largest expansion ROM read (ROM BARs are 128 KiB to 1 MiB on graphics cards).
+pub const ROM_LIMIT: u64 = 16 << 20;
+
+/// Reads a device's expansion ROM through sysfs, as the kernel documents it: `1` into the
+/// device's `rom` file enables reading, the file then holds the ROM, and `0` turns reading
+/// off again (also after a failed read). The file is written through the host root.
+pub fn read_rom(root: &HostRoot, address: PciAddress) -> Result<Vec<u8>, RomReadError> {
+    let host_path = PathBuf::from(format!("{PCI_DEVICES}/{address}/rom"));
+    let set = |value: &[u8]| -> Result<(), std::io::Error> {
+        let real = root.real_path(&host_path).map_err(|e| std::io::Error::other(e.to_string()))?;
+        if let Some(log) = root.log() {
+            log.note("write", &host_path);
+        }
+        // The attribute exists or not: it is never created (and sysfs has nothing to truncate).
+        let mut f = std::fs::OpenOptions::new().write(true).open(real)?;
+        std::io::Write::write_all(&mut f, value)
+    };
+    set(b"1").map_err(|err| RomReadError::Enable { path: host_path.clone(), err })?;
+    let read = root.read_bytes(&host_path, ROM_LIMIT);
+    let off = set(b"0");
+    let bytes = read.map_err(RomReadError::Read)?;
+    off.map_err(|err| RomReadError::Disable { path: host_path, err })?;
+    Ok(bytes)
+}

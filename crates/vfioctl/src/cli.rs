@@ -57,12 +57,16 @@ pub enum Command {
 #[derive(Debug, clap::Args)]
 pub struct RomArgs {
     /// The card the ROM is for (an address, vendor:device, or `gpu`): its ids must match.
+    /// Without --check, the card whose ROM is read through sysfs.
+    #[arg(required_unless_present = "check")]
     pub device: Option<String>,
     /// The ROM file to check (a dump from GPU-Z, nvflash, TechPowerUp or sysfs).
     #[arg(long, value_name = "FILE")]
-    pub check: PathBuf,
-    /// Write the ROM without a flash tool's header (and without trailing padding) here.
-    #[arg(long, value_name = "FILE")]
+    pub check: Option<PathBuf>,
+    /// With --check: write the ROM without a flash tool's header (and without trailing
+    /// padding) here. Without --check: read DEVICE's ROM through sysfs and write it here
+    /// (e.g. /usr/share/vgabios/NAME.rom), when it is valid and the card's.
+    #[arg(long, value_name = "FILE", required_unless_present = "check")]
     pub out: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,

@@ -26,6 +26,9 @@ step_status() { vfioctl status --format json; }
 step_verify() { vfioctl verify --format json; }
 step_verify_text() { vfioctl verify; }
 step_rollback() { vfioctl rollback --yes; }
+# The GPU's ROM read through sysfs while vfio-pci has the card (QEMU's ati-vga carries a
+# VGA BIOS whose PCIR ids QEMU sets to the device's).
+step_rom() { vfioctl rom gpu --out /tmp/gpu.rom --format json; }
 # pciutils' lspci (shipped when the machine building the initramfs has it): an oracle for
 # `list --format lspci`, which must print exactly what `lspci -nns ADDR` prints.
 step_lspci() { lspci -nn; }

@@ -283,3 +283,34 @@ fn domain_rom_adds_a_checked_rom_to_the_gpu() {
     );
     crate::util::libvirt_accepts(&patched.stdout).unwrap();
 }
+
+/// Issue 18: `rom DEVICE --out FILE` is refused while a host driver drives the card, with
+/// the reason, and names the `rom` file when the card has none. (A fixture's regular file
+/// cannot stand in for sysfs's `rom` attribute, which a write enables instead of
+/// overwriting: the IOMMU lab reads a real card's ROM, step `rom`.)
+#[test]
+fn rom_out_refuses_a_card_on_a_host_driver() {
+    let (_t, root) = crate::util::copy_host("r2600x-turing");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("tu106.rom");
+    let o = out.to_str().unwrap();
+    let run = vfioctl(&root, &["rom", "09:00.0", "--out", o]);
+    assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("09:00.0 is driven by nouveau") && run.stderr.contains("can hang the card"),
+        "{}",
+        run.stderr
+    );
+    assert!(!out.exists());
+    crate::util::bind(&root, "0000:09:00.0", "vfio-pci");
+    let run = vfioctl(&root, &["rom", "09:00.0", "--out", o]);
+    assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("cannot enable the ROM read (/sys/bus/pci/devices/0000:09:00.0/rom)"),
+        "{}",
+        run.stderr
+    );
+    assert!(!out.exists());
+    let run = vfioctl(&root, &["rom", "09:00.0"]);
+    assert_eq!(run.code, 2, "--out is needed without --check: {}", run.stderr);
+}
