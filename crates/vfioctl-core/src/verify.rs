@@ -51,6 +51,10 @@ pub struct Expectation {
     /// was booted with it.
     #[serde(default)]
     pub separate_entry: bool,
+    /// Devices whose reset must be vendor-reset's (`device_specific` first in their
+    /// `reset_method`), as the plan's udev rule selects it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub device_specific_reset: Vec<String>,
 }
 
 impl Expectation {
@@ -75,6 +79,19 @@ impl Expectation {
                 at_boot: h.reserve_at_boot,
             }),
             separate_entry,
+            device_specific_reset: if plan.udev_rules.iter().any(|f| f.path == crate::pci::reset::UDEV_RULES) {
+                plan.devices
+                    .iter()
+                    .filter(|d| {
+                        format!("{}:{}", d.vendor_id, d.device_id)
+                            .parse()
+                            .is_ok_and(|id| crate::pci::reset::known_bad_id(id).is_some())
+                    })
+                    .map(|d| d.address.to_string())
+                    .collect()
+            } else {
+                Vec::new()
+            },
         }
     }
 }
@@ -120,12 +137,19 @@ pub const DEVICE: Rule = Rule {
 };
 pub const VFIO_GROUP: Rule =
     Rule { id: "verify.vfio-group.<group>", area: "VFIO", title: "that /dev/vfio/<group> exists", level: Status::Fail };
+/// A card that does not reset by the kernel's own resets has vendor-reset's selected.
+pub const RESET: Rule = Rule {
+    id: "verify.reset.<address>",
+    area: "DEVICE",
+    title: "that <address> resets by vendor-reset (device_specific)",
+    level: Status::Fail,
+};
 /// Fails for pages reserved at boot; only warns for pages allocated later.
 pub const HUGEPAGES: Rule =
     Rule { id: "verify.hugepages", area: "MEMORY", title: "<count> hugepages of <size>", level: Status::Fail };
 
 /// Every rule verify holds the host to, in the order it checks them.
-pub const RULES: &[Rule] = &[CMDLINE, CMDLINE_REMOVED, MODULE, DEVICE, VFIO_GROUP, HUGEPAGES];
+pub const RULES: &[Rule] = &[CMDLINE, CMDLINE_REMOVED, MODULE, DEVICE, RESET, VFIO_GROUP, HUGEPAGES];
 
 fn is_ids(name: &str) -> bool {
     name == "vfio-pci.ids" || name == "vfio_pci.ids"
@@ -287,6 +311,23 @@ pub fn verify(e: &Expectation, f: &VerifyFacts<'_>) -> Vec<Check> {
             )),
         }
     }
+    // Resets.
+    for a in &e.device_specific_reset {
+        let rule = RESET.on(a);
+        let Some(dev) = a.parse::<PciAddress>().ok().and_then(|a| f.devices.get(&a)) else { continue };
+        match dev.reset_methods.as_deref() {
+            Some([first, ..]) if first == "device_specific" => out.push(rule.pass("")),
+            None => out.push(rule.note("its reset_method could not be read (Linux before 5.15 has none: vendor-reset's reset is used as soon as it is loaded)")),
+            Some(m) => out.push(rule.verdict(
+                Status::Fail,
+                format!("its reset is {}, not vendor-reset's: the guest's reboot will leave the card unusable until the host reboots", if m.is_empty() { "none".to_string() } else { m.join(" ") }),
+                Some(format!(
+                    "check that vendor-reset loads (`modprobe vendor-reset`, dmesg) and that {} is in place; by hand: echo device_specific > /sys/bus/pci/devices/{a}/reset_method",
+                    crate::pci::reset::UDEV_RULES
+                )),
+            )),
+        }
+    }
     // Groups.
     let groups: BTreeSet<u32> = e.devices.iter().filter_map(|d| d.iommu_group).collect();
     for g in groups {
@@ -374,6 +415,7 @@ mod tests {
             modules: vec!["vfio".into(), "vfio_pci".into()],
             hugepages: Some(ExpectedHugepages { size_kib: 2048, count: 256, node: Some(0), at_boot: true }),
             separate_entry: false,
+            device_specific_reset: Vec::new(),
         }
     }
 
@@ -437,6 +479,29 @@ mod tests {
             );
         }
         assert_eq!(checks.len(), 3 + 1 + 2 + 2 + 1 + 1);
+    }
+
+    /// Issue 18: a Vega whose udev rule did not select vendor-reset's reset (the module
+    /// missing after a kernel update) fails, naming the rule and the manual step.
+    #[test]
+    fn a_card_that_needs_vendor_reset_fails_until_its_reset_is_selected() {
+        let mut h = good();
+        let mut e = expectation();
+        e.device_specific_reset = vec!["0000:01:00.0".into()];
+        let gpu = h.devices.get_mut(&"0000:01:00.0".parse().unwrap()).unwrap();
+        gpu.reset_methods = Some(vec!["device_specific".into(), "bus".into()]);
+        assert!(failing(&run(&h, &e)).is_empty());
+        let gpu = h.devices.get_mut(&"0000:01:00.0".parse().unwrap()).unwrap();
+        gpu.reset_methods = Some(vec!["bus".into()]);
+        let checks = run(&h, &e);
+        let f = checks.iter().find(|c| c.id == "verify.reset.0000:01:00.0").expect("reset check");
+        assert_eq!(f.status, Status::Fail);
+        assert!(f.message.contains("its reset is bus, not vendor-reset's"), "{}", f.message);
+        assert!(f.remedy.as_deref().unwrap_or("").contains("70-vfioctl-reset.rules"), "{:?}", f.remedy);
+        // A kernel without reset_method (before 5.15): a note, not a failure.
+        let gpu = h.devices.get_mut(&"0000:01:00.0".parse().unwrap()).unwrap();
+        gpu.reset_methods = None;
+        assert!(run(&h, &e).iter().any(|c| c.id == "verify.reset.0000:01:00.0" && c.status == Status::Note));
     }
 
     #[test]

@@ -18,6 +18,7 @@
 //! packages = ["qemu", "ovmf", "libvirt"] # optional: installed packages (default none)
 //! cgroup = "v2"                         # optional: "v2" (default, unified) or "v1" (hybrid)
 //! builtin_vfio = false                  # optional: vfio built into the kernel (custom kernels)
+//! extra_modules = ["updates/dkms/vendor-reset"]   # optional: out-of-tree (DKMS) modules in modules.dep
 //!
 //! [cpu]
 //! vendor = "AuthenticAMD"               # or "GenuineIntel"
@@ -189,7 +190,9 @@
 //!   their dependencies) and `/sys/module/<m>/parameters/*` of kvm, kvm_amd/kvm_intel and
 //!   the vfio modules with the kernel's defaults (formatted as that kernel prints them).
 //!   `builtin_vfio = true` moves vfio, vfio_iommu_type1, vfio-pci (and friends) into
-//!   modules.builtin. Without `kernel`, none of these files are written.
+//!   modules.builtin. `extra_modules` adds out-of-tree modules (DKMS's
+//!   `updates/dkms/vendor-reset`) to modules.dep. Without `kernel`, none of these files
+//!   are written.
 //! * `/dev/kvm`, `/dev/vhost-net`, `/dev/net/tun`, and with vfio `/dev/vfio/vfio` plus
 //!   `/dev/vfio/<group>` for each group with a device bound to vfio-pci: empty regular
 //!   files standing in for the character devices.
@@ -351,6 +354,10 @@ pub struct HostSpec {
     /// vfio, vfio_iommu_type1 and vfio-pci built into the kernel rather than modules.
     #[serde(default)]
     pub builtin_vfio: bool,
+    /// Out-of-tree modules (DKMS), as paths under `/lib/modules/<kernel>/` without the
+    /// suffix (`updates/dkms/vendor-reset`): listed in modules.dep, not loaded.
+    #[serde(default)]
+    pub extra_modules: Vec<String>,
 }
 
 /// The Linux distribution: decides file locations and how its kernels look.

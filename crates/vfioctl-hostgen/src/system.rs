@@ -337,6 +337,9 @@ pub fn write_modules(spec: &Spec, devs: &[Dev], t: &mut Tree) -> Result<(), Erro
     for m in builtin.iter() {
         cat.remove(m);
     }
+    for path in &spec.host.extra_modules {
+        cat.insert(module_name(path), Module { path: path.clone(), deps: vec![], size: 16384, proprietary: false });
+    }
     builtin_paths.sort();
     t.file(format!("lib/modules/{release}/modules.builtin"), lines(&builtin_paths));
 

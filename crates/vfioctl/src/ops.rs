@@ -114,6 +114,7 @@ pub fn plan(host: &Host, req: &Request) -> Result<Plan, CliError> {
             _ => None,
         },
         kernel_strings: f.kernel_release.as_deref().map(|r| (r, kernel_version_text.as_deref().unwrap_or(""))),
+        modules_available: f.modules_available.as_ref(),
     };
     let mut p = match plan::build(&plan_host, req) {
         Ok(p) => p,

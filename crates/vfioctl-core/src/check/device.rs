@@ -46,7 +46,7 @@ pub(super) fn run(f: &Facts, t: &Target<'_>, out: &mut Vec<Check>) {
     out.push(group(t, &name, &functions));
     out.push(boot_vga(dev, &name));
     out.push(framebuffer(f, &name, &functions));
-    out.push(reset(dev, &name, t.devices.values()));
+    out.push(reset(f, dev, &name, t.devices.values()));
 }
 
 fn vfio(f: &Facts, name: &str, functions: &[&PciDevice], devices: &BTreeMap<PciAddress, PciDevice>) -> Check {
@@ -187,10 +187,11 @@ fn framebuffer(f: &Facts, name: &str, functions: &[&PciDevice]) -> Check {
     rule.unmet(format!("{} holds part of its memory: vfio-pci cannot claim the BAR", fbs.join(", ")), fix)
 }
 
-fn reset<'a>(dev: &PciDevice, name: &str, devices: impl IntoIterator<Item = &'a PciDevice>) -> Check {
+fn reset<'a>(f: &Facts, dev: &PciDevice, name: &str, devices: impl IntoIterator<Item = &'a PciDevice>) -> Check {
     let rule = RESET.on(name);
     if let Some(r) = crate::pci::reset::risk(dev, devices) {
-        return rule.unmet(r.message(dev), r.remedy(dev));
+        let installed = f.modules_available.as_ref().is_some_and(|m| m.contains(crate::pci::reset::VENDOR_RESET));
+        return rule.unmet(r.message(dev), r.remedy(dev, installed));
     }
     match &dev.reset_methods {
         None => rule.note("the kernel does not list reset methods (before Linux 5.15)"),

@@ -2,7 +2,7 @@
 //! (the AMD generations the out-of-tree `vendor-reset` module handles), and devices whose
 //! only reset is a bus reset that also resets other devices on the bus.
 
-use super::{PciAddress, PciDevice};
+use super::{PciAddress, PciDevice, VendorDevice};
 
 /// AMD GPU generations that do not come back from a guest reboot by the kernel's own
 /// resets, with their device ids (the ones `vendor-reset` lists).
@@ -36,6 +36,44 @@ pub enum ResetRisk {
     SharedBus { others: Vec<PciAddress> },
 }
 
+/// vendor-reset's module name, as modules.dep and /proc/modules give it.
+pub const VENDOR_RESET: &str = "vendor_reset";
+
+/// The udev rules file that selects vendor-reset's reset for the planned devices.
+pub const UDEV_RULES: &str = "/etc/udev/rules.d/70-vfioctl-reset.rules";
+
+/// The generation of `dev` known not to reset, whatever reset it has selected now (the
+/// plan keeps selecting vendor-reset's for it, so that planning again after the apply plans
+/// the same).
+pub fn known_bad(dev: &PciDevice) -> Option<&'static str> {
+    known_bad_id(dev.id)
+}
+
+/// The generation known not to reset that the id `id` belongs to.
+pub fn known_bad_id(id: VendorDevice) -> Option<&'static str> {
+    if id.vendor != 0x1002 {
+        return None;
+    }
+    AMD_RESET_BUG.iter().find(|(_, ids)| ids.contains(&id.device)).map(|(family, _)| *family)
+}
+
+/// The udev rules that select vendor-reset's reset (`device_specific`, Linux 5.15 and
+/// later) for `addresses` when each is added (at boot, udev's coldplug): the module is loaded
+/// first, since only with it loaded does the kernel accept `device_specific` for these cards.
+/// Matched by address, so that an identical card of the host keeps its own reset.
+pub fn udev_rules(addresses: &[PciAddress]) -> String {
+    let mut out = format!(
+        "# Written by vfioctl: select vendor-reset's reset for {} (cards that do not come back from a guest reboot otherwise).\n",
+        addresses.iter().map(PciAddress::to_string).collect::<Vec<_>>().join(", ")
+    );
+    for a in addresses {
+        out.push_str(&format!(
+            "ACTION==\"add\", SUBSYSTEM==\"pci\", KERNEL==\"{a}\", RUN+=\"/bin/sh -c '/sbin/modprobe vendor-reset; echo device_specific > /sys/bus/pci/devices/{a}/reset_method'\"\n"
+        ));
+    }
+    out
+}
+
 /// The reset risk of `dev` among the host's `devices`; `None` when there is none known.
 /// A device whose reset method is already `device_specific` (vendor-reset's, set on Linux
 /// 5.15 and later) is not at risk.
@@ -44,10 +82,8 @@ pub fn risk<'a>(dev: &PciDevice, devices: impl IntoIterator<Item = &'a PciDevice
     if methods.first().is_some_and(|m| m == "device_specific") {
         return None;
     }
-    if dev.id.vendor == 0x1002 {
-        if let Some((family, _)) = AMD_RESET_BUG.iter().find(|(_, ids)| ids.contains(&dev.id.device)) {
-            return Some(ResetRisk::KnownBad { family });
-        }
+    if let Some(family) = known_bad(dev) {
+        return Some(ResetRisk::KnownBad { family });
     }
     if methods == ["bus"] {
         let others: Vec<PciAddress> = devices
@@ -83,12 +119,16 @@ impl ResetRisk {
         }
     }
 
-    /// What to do about it.
-    pub fn remedy(&self, dev: &PciDevice) -> String {
+    /// What to do about it; `vendor_reset_installed`: the running kernel has the module.
+    pub fn remedy(&self, dev: &PciDevice, vendor_reset_installed: bool) -> String {
         match self {
+            ResetRisk::KnownBad { .. } if vendor_reset_installed => format!(
+                "vendor-reset is installed but not this card's reset: plan and apply again (vfioctl loads it early and, on Linux 5.15 or later, selects its reset with a udev rule), or by hand: modprobe vendor-reset; echo device_specific > /sys/bus/pci/devices/{}/reset_method",
+                dev.address
+            ),
             ResetRisk::KnownBad { .. } => format!(
-                "install the vendor-reset module (github.com/gnif/vendor-reset, as DKMS), have it load before vfio-pci (list it in the initramfs modules), and on Linux 5.15 or later select its reset: echo device_specific > /sys/bus/pci/devices/{}/reset_method (a udev rule: ACTION==\"add\", SUBSYSTEM==\"pci\", ATTR{{vendor}}==\"0x{:04x}\", ATTR{{device}}==\"0x{:04x}\", ATTR{{reset_method}}=\"device_specific\")",
-                dev.address, dev.id.vendor, dev.id.device
+                "install the vendor-reset module (github.com/gnif/vendor-reset, as DKMS), then plan and apply again: vfioctl loads it early and, on Linux 5.15 or later, selects its reset (by hand, with the module loaded: echo device_specific > /sys/bus/pci/devices/{}/reset_method)",
+                dev.address
             ),
             ResetRisk::SharedBus { .. } => {
                 "move the card to a slot of its own (a CPU slot), or pass the devices that share its bus with it".into()
@@ -112,9 +152,21 @@ mod tests {
     fn the_cards_that_do_not_reset() {
         let vega = dev("0b:00.0", "1002:687f", &["bus"]);
         assert_eq!(risk(&vega, []), Some(ResetRisk::KnownBad { family: "Vega 10 (Vega 56/64, Frontier)" }));
-        assert!(risk(&vega, []).unwrap().remedy(&vega).contains("ATTR{device}==\"0x687f\""));
+        let r = risk(&vega, []).unwrap();
+        assert!(r
+            .remedy(&vega, false)
+            .contains("echo device_specific > /sys/bus/pci/devices/0000:0b:00.0/reset_method"));
+        assert!(r.remedy(&vega, false).starts_with("install the vendor-reset module"));
+        // Installed but not selected: no advice to install what is there.
+        assert!(r.remedy(&vega, true).starts_with("vendor-reset is installed but not this card's reset"));
         // Once vendor-reset's method is selected, it resets.
         assert_eq!(risk(&dev("0b:00.0", "1002:687f", &["device_specific", "bus"]), []), None);
+        // The plan still knows the generation, and keeps selecting its reset.
+        assert_eq!(
+            known_bad(&dev("0b:00.0", "1002:687f", &["device_specific", "bus"])),
+            Some("Vega 10 (Vega 56/64, Frontier)")
+        );
+        assert_eq!(known_bad(&dev("0b:00.0", "1002:73ff", &["bus"])), None);
         // Navi 21 (RX 6800) resets by itself; an NVIDIA card with FLR too.
         assert_eq!(risk(&dev("0b:00.0", "1002:73bf", &["flr", "bus"]), []), None);
         assert_eq!(risk(&dev("09:00.0", "10de:1f02", &["bus"]), []), None);

@@ -198,7 +198,10 @@ pub fn select(
     }
     for d in &planned {
         if let Some(r) = crate::pci::reset::risk(d, devices.values()) {
-            warnings.push(format!("{}; {}", r.message(d), r.remedy(d)));
+            // The known-bad generations are the plan's own (vendor-reset, see `build`).
+            if !matches!(r, crate::pci::reset::ResetRisk::KnownBad { .. }) {
+                warnings.push(format!("{}; {}", r.message(d), r.remedy(d, false)));
+            }
         } else if d.reset_methods.as_ref().is_some_and(|m| m.is_empty()) {
             warnings.push(format!(
                 "{} has no reset method: it may not work again after the guest reboots",

@@ -75,6 +75,9 @@ pub struct PlanHost<'a> {
     /// The running kernel's release and version strings (`/proc/sys/kernel/osrelease`,
     /// `/proc/version`), when known: whether it carries the ACS override patch.
     pub kernel_strings: Option<(&'a str, &'a str)>,
+    /// The running kernel's modules (modules.dep), when known: whether out-of-tree ones such
+    /// as vendor-reset are installed.
+    pub modules_available: Option<&'a BTreeSet<String>>,
 }
 
 /// The whole plan.
@@ -92,6 +95,10 @@ pub struct Plan {
     pub cmdline_source: String,
     pub modprobe: Vec<ConfigFile>,
     pub initramfs_modules: Vec<String>,
+    /// udev rules files the plan writes whole (vendor-reset's reset for cards that do not
+    /// reset otherwise).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub udev_rules: Vec<ConfigFile>,
     /// One line per decision, for people.
     pub reasons: Vec<String>,
     pub warnings: Vec<String>,
@@ -114,6 +121,7 @@ impl Plan {
             cmdline_source: String::new(),
             modprobe: Vec::new(),
             initramfs_modules: Vec::new(),
+            udev_rules: Vec::new(),
             reasons: Vec::new(),
             warnings: Vec::new(),
             forced: Vec::new(),
@@ -307,6 +315,7 @@ pub fn build(host: &PlanHost<'_>, req: &Request) -> Result<Plan, PlanError> {
     }
     reasons.extend(k.reasons.iter().cloned());
     warnings.extend(k.warnings.iter().cloned());
+    let udev_rules = plan_resets(host, &passed, &mut k.initramfs_modules, &mut reasons, &mut warnings);
 
     // Never more memory held at boot and by the guest than the host can spare: the
     // reservations the plan leaves in place count beside the guest's.
@@ -370,10 +379,58 @@ pub fn build(host: &PlanHost<'_>, req: &Request) -> Result<Plan, PlanError> {
         cmdline_source: source,
         modprobe: k.modprobe,
         initramfs_modules: k.initramfs_modules,
+        udev_rules,
         reasons,
         warnings,
         forced,
     })
+}
+
+/// Cards of a generation known not to reset (AMD Vega, Navi 10…): with vendor-reset
+/// installed, it loads first in the initramfs and, on Linux 5.15 or later (where the kernel
+/// chooses among reset methods), a udev rule selects its `device_specific` reset for each
+/// such card; without it, a warning says how to install it. Returns the udev rules files.
+fn plan_resets(
+    host: &PlanHost<'_>,
+    passed: &[PciAddress],
+    initramfs_modules: &mut Vec<String>,
+    reasons: &mut Vec<String>,
+    warnings: &mut Vec<String>,
+) -> Vec<ConfigFile> {
+    use crate::pci::reset;
+    let bad: Vec<(&PciDevice, &str)> =
+        passed.iter().filter_map(|a| host.devices.get(a)).filter_map(|d| reset::known_bad(d).map(|f| (d, f))).collect();
+    if bad.is_empty() {
+        return Vec::new();
+    }
+    let installed = host.modules_available.is_some_and(|m| m.contains(reset::VENDOR_RESET));
+    if !installed {
+        for (d, _) in &bad {
+            if let Some(r) = reset::risk(d, host.devices.values()) {
+                warnings.push(format!("{}; {}", r.message(d), r.remedy(d, false)));
+            }
+        }
+        return Vec::new();
+    }
+    let names = bad.iter().map(|(d, f)| format!("{} (AMD {f})", d.address.short())).collect::<Vec<_>>().join(", ");
+    initramfs_modules.insert(0, "vendor-reset".into());
+    let them = if bad.len() == 1 { "it" } else { "them" };
+    reasons.push(format!(
+        "vendor-reset loads first in the initramfs: the kernel's own resets do not bring {names} back after a guest reboot; vendor-reset resets {them}"
+    ));
+    // The kernel lets userspace choose the reset from 5.15, and says so with the device's
+    // `reset_method` file: older kernels use vendor-reset's as soon as it is loaded.
+    let selectable = host.kernel.is_some_and(|v| v >= (5, 15)) || bad.iter().any(|(d, _)| d.reset_methods.is_some());
+    if !selectable {
+        return Vec::new();
+    }
+    let addresses: Vec<PciAddress> = bad.iter().map(|(d, _)| d.address).collect();
+    reasons.push(format!(
+        "{}: a udev rule selects vendor-reset's reset (reset_method=device_specific) for {} when it is added at boot",
+        reset::UDEV_RULES,
+        addresses.iter().map(PciAddress::short).collect::<Vec<_>>().join(", ")
+    ));
+    vec![ConfigFile { path: reset::UDEV_RULES.into(), content: reset::udev_rules(&addresses) }]
 }
 
 #[cfg(test)]
@@ -427,6 +484,7 @@ mod tests {
             builtin: None,
             no_install_commands: None,
             kernel_strings: None,
+            modules_available: None,
         };
         let req = Request {
             devices: vec!["01:00.0".parse().unwrap()],

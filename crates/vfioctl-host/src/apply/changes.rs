@@ -462,6 +462,26 @@ pub fn prepare(host: &Host, plan: &Plan, separate_entry: bool) -> Result<Prepare
         p.notes.push("the devices are reserved by vfio-pci.ids on the new entry's command line only; the default entry leaves them to their host drivers".into());
     }
 
+    // udev rules (vendor-reset's reset): vfioctl's own file is the plan's; a file of the
+    // same name that vfioctl did not write keeps every line and gains the plan's.
+    for f in &plan.udev_rules {
+        let path = Path::new(&f.path);
+        let after = match read(root, path)? {
+            Some(text) if !written_by_vfioctl(&text) => {
+                let mut lines = f.content.lines();
+                let header = lines.next().unwrap_or("");
+                edit::owned::owned_file(Some(&text), header, &lines.map(str::to_string).collect::<Vec<_>>())
+            }
+            _ => f.content.clone(),
+        };
+        push(
+            &mut p,
+            path,
+            after,
+            "select vendor-reset's reset for the cards that do not reset otherwise (at the next boot)",
+        );
+    }
+
     // Early modules.
     let modules = &plan.initramfs_modules;
     let kernel = root
@@ -586,12 +606,21 @@ pub fn prepare(host: &Host, plan: &Plan, separate_entry: bool) -> Result<Prepare
     if !separate_entry {
         unwanted.push((Path::new(GRUB_SEPARATE), "this plan edits the default boot entry instead of a separate one"));
     }
+    let udev = Path::new(vfioctl_core::pci::reset::UDEV_RULES);
+    if !plan.udev_rules.iter().any(|f| Path::new(&f.path) == udev) {
+        unwanted.push((udev, "this plan passes no card that needs vendor-reset's reset"));
+    }
     for (path, why) in unwanted {
-        if read(root, path)?.is_some_and(|t| t.lines().take(2).any(|l| l.starts_with("# Written by vfioctl"))) {
+        if read(root, path)?.is_some_and(|t| written_by_vfioctl(&t)) {
             p.changes.files.push(FileChange::removal(path, why));
         }
     }
     Ok(p)
+}
+
+/// A file vfioctl wrote whole: its header says so in its first two lines.
+fn written_by_vfioctl(text: &str) -> bool {
+    text.lines().take(2).any(|l| l.starts_with("# Written by vfioctl"))
 }
 
 /// sysctl's configuration in the order `sysctl --system` and systemd-sysctl read it: the

@@ -65,7 +65,7 @@ pub fn render_text(p: &Plan) -> String {
     for r in &k.remove {
         out.push_str(&format!("  - {r}\n"));
     }
-    for f in &p.modprobe {
+    for f in p.modprobe.iter().chain(&p.udev_rules) {
         out.push_str(&format!("\n{}:\n", f.path));
         for l in f.content.lines() {
             out.push_str(&format!("  {l}\n"));
