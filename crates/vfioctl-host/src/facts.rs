@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use vfioctl_core::check::{DeviceNodes, Facts, HugepagePool, Program};
+use vfioctl_core::check::{DeviceNodes, Facts, HugepagePool, Program, Reboot};
 use vfioctl_core::cmdline::Cmdline;
 use vfioctl_core::edit::modprobe_d;
 use vfioctl_core::modprobe::ModprobeConfig;
@@ -132,7 +132,33 @@ pub fn gather_files(root: &HostRoot, boot: &BootSetup) -> Facts {
     f.hugepages = hugepages(root);
     f.ovmf = ovmf(root);
     f.iomem = read(root, "/proc/iomem").map(|t| iomem::parse(&t));
+    f.reboot = reboot(root);
     f
+}
+
+/// Whether the last apply in effect waits for a reboot: its journal's time against the
+/// running kernel's boot time (`btime` in `/proc/stat`). A journal or `/proc/stat` that
+/// cannot be read makes it unknown, naming what could not be read.
+pub fn reboot(root: &HostRoot) -> Reboot {
+    let j = match crate::apply::Journal::last_applied(root) {
+        Ok(Some(j)) => j,
+        Ok(None) => return Reboot::NotPending,
+        Err(e) => {
+            return Reboot::Unknown {
+                journal: crate::apply::JOURNAL_DIR.to_string(),
+                reason: format!("the journals cannot be read: {e}"),
+            }
+        }
+    };
+    let unknown = |reason: String| Reboot::Unknown { journal: j.id.clone(), reason };
+    match root.read_optional("/proc/stat") {
+        Ok(Some(stat)) => match Reboot::boot_time(&stat) {
+            Some(boot) => Reboot::judge(&j.id, j.created, boot, j.expect.clone()),
+            None => unknown("/proc/stat has no btime line".into()),
+        },
+        Ok(None) => unknown("/proc/stat does not exist (a snapshot taken without it)".into()),
+        Err(e) => unknown(format!("/proc/stat: {e}")),
+    }
 }
 
 fn device_nodes() -> DeviceNodes {

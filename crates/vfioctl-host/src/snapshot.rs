@@ -105,6 +105,8 @@ const FILES: &[&str] = &[
     "/proc/iomem",
     "/proc/sys/kernel/osrelease",
     "/proc/modules",
+    // btime: whether an apply waits for a reboot.
+    "/proc/stat",
     "/proc/self/cgroup",
     "/boot/loader/loader.conf",
     "/efi/loader/loader.conf",

@@ -98,7 +98,9 @@ pub fn render_text(checks: &[Check], live: bool) -> String {
         out.push_str("Checking a snapshot: device nodes and daemons are not checked.\n");
     }
     for c in checks {
-        out.push_str(&format!("{:>7}: Checking {:<60}: {}", c.area, c.title, c.status.label()));
+        // A title longer than its column keeps a space before the verdict.
+        let gap = if c.title.chars().count() >= 60 { " " } else { "" };
+        out.push_str(&format!("{:>7}: Checking {:<60}{gap}: {}", c.area, c.title, c.status.label()));
         if !c.message.is_empty() {
             out.push_str(&format!(" ({})", c.message));
         }
@@ -196,6 +198,23 @@ pub fn write_file(path: &std::path::Path, bytes: &[u8]) -> Result<(), OutError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: a title longer than its column ran into the verdict ("…aaf8: FAIL").
+    #[test]
+    fn a_long_title_keeps_a_space_before_its_verdict() {
+        let check = |title: &str| Check {
+            id: "x".into(),
+            area: "BOOT",
+            title: title.into(),
+            status: Status::Fail,
+            message: String::new(),
+            remedy: None,
+        };
+        let long = "the kernel command line for vfio-pci.ids=1002:687f,1002:aaf8,1002:ab38";
+        let text = render_text(&[check(long), check("short")], true);
+        assert!(text.contains("aaf8,1002:ab38 : FAIL"), "{text}");
+        assert!(text.contains(&format!("{:<60}: FAIL", "short")), "{text}");
+    }
 
     /// Regression: names and lines read from the host reached the terminal with their
     /// control characters, so a snapshot from someone else could inject escape sequences.

@@ -21,7 +21,18 @@ pub const NEXT_BOOT: Rule = Rule {
     level: Status::Warn,
 };
 
+/// Given only when an apply is in effect and the host may not have rebooted since.
+pub const REBOOT: Rule =
+    Rule { id: "boot.reboot", area: "BOOT", title: "no apply waits for a reboot", level: Status::Warn };
+
 pub(super) fn run(f: &Facts, out: &mut Vec<Check>) {
+    match (&f.reboot, f.reboot.describe()) {
+        (super::Reboot::Pending { .. }, Some(d)) => {
+            out.push(REBOOT.unmet(d, "reboot, then run `vfioctl verify`"));
+        }
+        (super::Reboot::Unknown { .. }, Some(d)) => out.push(REBOOT.note(d)),
+        _ => {}
+    }
     let Some(c) = &f.cmdline else {
         out.push(IOMMU.note("/proc/cmdline could not be read"));
         return;

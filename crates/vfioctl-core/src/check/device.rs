@@ -59,6 +59,20 @@ fn vfio(f: &Facts, name: &str, functions: &[&PciDevice], devices: &BTreeMap<PciA
     if not_vfio.is_empty() {
         return rule.pass(format!("{} function(s) on vfio-pci", functions.len()));
     }
+    // An apply after this boot reserved them: the reboot is what is missing.
+    let pending = f.reboot.pending_expectation().is_some_and(|e| {
+        functions
+            .iter()
+            .filter(|d| d.driver.as_deref() != Some("vfio-pci"))
+            .all(|d| e.devices.iter().any(|x| x.address == d.address.to_string()))
+    });
+    if pending {
+        return rule.verdict(
+            Status::Warn,
+            format!("not on vfio-pci yet: {} (a reboot is pending)", not_vfio.join(", ")),
+            Some(format!("reboot: {}; then run `vfioctl verify`", f.reboot.describe().unwrap_or_default())),
+        );
+    }
     // What the running kernel's command line and modprobe.d lack for vfio-pci to claim
     // every function at boot.
     let kernel = f.kernel_release.as_deref().and_then(kmod::kernel_version);
@@ -191,6 +205,20 @@ fn reset<'a>(f: &Facts, dev: &PciDevice, name: &str, devices: impl IntoIterator<
     let rule = RESET.on(name);
     if let Some(r) = crate::pci::reset::risk(dev, devices) {
         let installed = f.modules_available.as_ref().is_some_and(|m| m.contains(crate::pci::reset::VENDOR_RESET));
+        let selected = f
+            .reboot
+            .pending_expectation()
+            .is_some_and(|e| e.device_specific_reset.iter().any(|a| *a == dev.address.to_string()));
+        if selected {
+            return rule.unmet(
+                format!("{} (a reboot is pending)", r.message(dev)),
+                format!(
+                    "reboot: {}, including vendor-reset's reset for this card ({}); then run `vfioctl verify`",
+                    f.reboot.describe().unwrap_or_default(),
+                    crate::pci::reset::UDEV_RULES
+                ),
+            );
+        }
         return rule.unmet(r.message(dev), r.remedy(dev, installed));
     }
     match &dev.reset_methods {

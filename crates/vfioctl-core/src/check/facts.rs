@@ -48,6 +48,60 @@ pub struct DeviceNodes {
     pub tun: Option<bool>,
 }
 
+/// Whether the last apply still in effect is waiting for a reboot: made after the running
+/// kernel booted, so that nothing it configured for the boot runs yet.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Reboot {
+    /// No apply is in effect, or it came before this boot.
+    #[default]
+    NotPending,
+    /// The apply of `journal` (at `applied_at`, seconds since 1970) came after this boot
+    /// (`booted_at`); `expect` is what it configured, when its journal records it.
+    Pending { journal: String, applied_at: u64, booted_at: u64, expect: Option<Box<crate::verify::Expectation>> },
+    /// An apply is in effect and whether the host booted since cannot be read (`reason`).
+    Unknown { journal: String, reason: String },
+}
+
+impl Reboot {
+    /// When the running kernel booted, from `/proc/stat`'s `btime` (seconds since 1970).
+    pub fn boot_time(stat: &str) -> Option<u64> {
+        stat.lines().find_map(|l| l.strip_prefix("btime ")).and_then(|v| v.trim().parse().ok())
+    }
+
+    /// Pending or not, for an apply of `journal` at `applied_at` and a kernel booted at
+    /// `booted_at`.
+    pub fn judge(journal: &str, applied_at: u64, booted_at: u64, expect: Option<crate::verify::Expectation>) -> Reboot {
+        if applied_at > booted_at {
+            Reboot::Pending { journal: journal.to_string(), applied_at, booted_at, expect: expect.map(Box::new) }
+        } else {
+            Reboot::NotPending
+        }
+    }
+
+    /// What the pending apply configured, when a reboot is pending and its journal says.
+    pub fn pending_expectation(&self) -> Option<&crate::verify::Expectation> {
+        match self {
+            Reboot::Pending { expect, .. } => expect.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// One sentence for people, when a reboot is pending or may be.
+    pub fn describe(&self) -> Option<String> {
+        match self {
+            Reboot::NotPending => None,
+            Reboot::Pending { journal, applied_at, booted_at, .. } => Some(format!(
+                "the apply of journal {journal} ({}) was made after this boot ({}): what it configured for the boot takes effect at the next boot",
+                crate::units::utc(*applied_at),
+                crate::units::utc(*booted_at)
+            )),
+            Reboot::Unknown { journal, reason } => Some(format!(
+                "the apply of journal {journal} is in effect, and whether the host rebooted since cannot be told: {reason}"
+            )),
+        }
+    }
+}
+
 /// Everything the checks judge, gathered from a host root.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Facts {
@@ -91,6 +145,7 @@ pub struct Facts {
     /// libvirt's socket accepted a connection; `None` when not checked.
     pub libvirt_reachable: Option<bool>,
     pub iomem: Option<Vec<Region>>,
+    pub reboot: Reboot,
 }
 
 impl Facts {
@@ -128,6 +183,7 @@ impl Facts {
             libvirt: None,
             libvirt_reachable: None,
             iomem: None,
+            reboot: Reboot::NotPending,
         }
     }
 

@@ -26,7 +26,7 @@ use serde::Serialize;
 use crate::iommu::IommuGroup;
 use crate::pci::{PciAddress, PciDevice};
 
-pub use facts::{DeviceNodes, Facts, HugepagePool, NextBoot, Program};
+pub use facts::{DeviceNodes, Facts, HugepagePool, NextBoot, Program, Reboot};
 pub use rule::{gives, Rule, Subject};
 
 /// The verdict of one check.
@@ -92,6 +92,7 @@ pub const RULES: &[Rule] = &[
     validate::CGROUP,
     validate::IOMMU_ACPI,
     validate::IOMMU_KERNEL,
+    boot::REBOOT,
     boot::IOMMU,
     boot::IOMMU_PT,
     boot::INTREMAP,

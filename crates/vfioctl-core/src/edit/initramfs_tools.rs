@@ -11,7 +11,8 @@ use super::text::{append_line, same_module};
 use super::EditError;
 
 /// The comment written before the first modules vfioctl adds.
-pub const COMMENT: &str = "# vfioctl: VFIO modules, loaded early so vfio-pci claims the passed devices first";
+pub const COMMENT: &str =
+    "# vfioctl: loaded early, before the passed devices' own drivers (vfio-pci claims them; vendor-reset, when listed, resets a card)";
 
 /// Names of the modules an initramfs-tools modules file lists.
 pub fn listed(text: &str) -> Vec<String> {

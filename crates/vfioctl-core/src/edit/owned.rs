@@ -71,6 +71,15 @@ fn merge_options(line: &str, planned: &[&str]) -> Option<String> {
     (words(&new) != old).then_some(new)
 }
 
+/// Ends a last line that continues onto the next (a trailing `\\`, which kmod and udev
+/// both join with the line after it) with an empty line, so that a line appended after
+/// it stands on its own instead of being glued onto the user's.
+fn end_continuation(file: &mut Vec<String>) {
+    if file.last().is_some_and(|l| l.trim_end().ends_with('\\')) {
+        file.push(String::new());
+    }
+}
+
 /// The new text of an owned file: `header` and `lines` when it does not exist (`None`),
 /// else the current text with the planned lines merged in (see the module docs).
 pub fn owned_file(current: Option<&str>, header: &str, lines: &[String]) -> String {
@@ -97,6 +106,7 @@ pub fn owned_file(current: Option<&str>, header: &str, lines: &[String]) -> Stri
         }
         if p.starts_with('#') {
             if !file.iter().any(|l| l.trim() == p) {
+                end_continuation(&mut file);
                 file.push(p.to_string());
                 appended = true;
             }
@@ -140,6 +150,7 @@ pub fn owned_file(current: Option<&str>, header: &str, lines: &[String]) -> Stri
                 continue;
             }
         }
+        end_continuation(&mut file);
         file.push(p.to_string());
         appended = true;
     }
@@ -171,6 +182,18 @@ softdep nvidia_drm pre: vfio vfio_pci
 softdep nouveau pre: vfio vfio_pci
 options vfio-pci ids=10de:1b06,10de:10ef disable_vga=1
 ";
+
+    /// Regression: a user's file whose last line continues (`\\`) had the planned line glued
+    /// onto it, into the user's rule or options line.
+    #[test]
+    fn a_trailing_continuation_is_ended_first() {
+        let text = "ACTION==\"add\", SUBSYSTEM==\"pci\", \\\n  RUN+=\"/bin/true\" \\\n";
+        let lines = v(&["# vfioctl", "ACTION==\"add\", KERNEL==\"0000:0b:00.0\""]);
+        let out = twice(Some(text), &lines);
+        assert_eq!(out, format!("{text}\n# vfioctl\n{}\n", lines[1]));
+        let no_nl = text.trim_end_matches('\n');
+        assert_eq!(twice(Some(no_nl), &lines), out);
+    }
 
     #[test]
     fn new_file() {

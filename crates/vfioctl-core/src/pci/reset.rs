@@ -121,14 +121,18 @@ impl ResetRisk {
 
     /// What to do about it; `vendor_reset_installed`: the running kernel has the module.
     pub fn remedy(&self, dev: &PciDevice, vendor_reset_installed: bool) -> String {
+        // Before Linux 5.15 there is no reset_method to select: vendor-reset's reset is
+        // the card's once the module is loaded (before the card's driver).
+        let by_hand = match dev.reset_methods {
+            Some(_) => format!("echo device_specific > /sys/bus/pci/devices/{}/reset_method", dev.address),
+            None => "this kernel has no reset_method to select (before Linux 5.15): loading the module before the card's driver is all it takes".into(),
+        };
         match self {
             ResetRisk::KnownBad { .. } if vendor_reset_installed => format!(
-                "vendor-reset is installed but not this card's reset: plan and apply again (vfioctl loads it early and, on Linux 5.15 or later, selects its reset with a udev rule), or by hand: modprobe vendor-reset; echo device_specific > /sys/bus/pci/devices/{}/reset_method",
-                dev.address
+                "vendor-reset is installed but not this card's reset: plan and apply again (vfioctl loads it early and, on Linux 5.15 or later, selects its reset with a udev rule), or by hand: modprobe vendor-reset; {by_hand}"
             ),
             ResetRisk::KnownBad { .. } => format!(
-                "install the vendor-reset module (github.com/gnif/vendor-reset, as DKMS), then plan and apply again: vfioctl loads it early and, on Linux 5.15 or later, selects its reset (by hand, with the module loaded: echo device_specific > /sys/bus/pci/devices/{}/reset_method)",
-                dev.address
+                "install the vendor-reset module (github.com/gnif/vendor-reset, as DKMS), then plan and apply again: vfioctl loads it early and, on Linux 5.15 or later, selects its reset (by hand, with the module loaded: {by_hand})"
             ),
             ResetRisk::SharedBus { .. } => {
                 "move the card to a slot of its own (a CPU slot), or pass the devices that share its bus with it".into()
@@ -159,6 +163,14 @@ mod tests {
         assert!(r.remedy(&vega, false).starts_with("install the vendor-reset module"));
         // Installed but not selected: no advice to install what is there.
         assert!(r.remedy(&vega, true).starts_with("vendor-reset is installed but not this card's reset"));
+        // Regression: before Linux 5.15 there is no reset_method to write to.
+        let mut old = vega.clone();
+        old.reset_methods = None;
+        for installed in [false, true] {
+            let remedy = r.remedy(&old, installed);
+            assert!(!remedy.contains("reset_method >") && !remedy.contains("> /sys"), "{remedy}");
+            assert!(remedy.contains("no reset_method to select"), "{remedy}");
+        }
         // Once vendor-reset's method is selected, it resets.
         assert_eq!(risk(&dev("0b:00.0", "1002:687f", &["device_specific", "bus"]), []), None);
         // The plan still knows the generation, and keeps selecting its reset.

@@ -468,9 +468,11 @@ pub fn prepare(host: &Host, plan: &Plan, separate_entry: bool) -> Result<Prepare
         let path = Path::new(&f.path);
         let after = match read(root, path)? {
             Some(text) if !written_by_vfioctl(&text) => {
-                let mut lines = f.content.lines();
-                let header = lines.next().unwrap_or("");
-                edit::owned::owned_file(Some(&text), header, &lines.map(str::to_string).collect::<Vec<_>>())
+                // The header goes in as a comment that says who added the lines ("Added",
+                // never "Written", which would make the whole file vfioctl's).
+                let lines: Vec<String> =
+                    f.content.lines().map(|l| l.replacen("# Written by vfioctl", "# Added by vfioctl", 1)).collect();
+                edit::owned::owned_file(Some(&text), "", &lines)
             }
             _ => f.content.clone(),
         };

@@ -768,7 +768,11 @@ pub fn rollback(
     }
     let mut results = Vec::new();
     for c in commands {
-        progress(&format!("running {}", c.argv.join(" ")));
+        if mode == CommandMode::Never {
+            progress(&format!("not running {}: left for you", c.argv.join(" ")));
+        } else {
+            progress(&format!("running {}", c.argv.join(" ")));
+        }
         results.push(run::run(root, mode, &c.argv));
     }
     for j in &mut chosen {
@@ -783,8 +787,16 @@ pub fn rollback(
 pub struct FileStatus {
     pub path: PathBuf,
     pub created: bool,
-    /// `unchanged`, `changed since apply`, or `missing`.
+    /// `unchanged` (as applied), `removed` (the apply removed it and it is still absent),
+    /// `changed since apply`, `missing`, or, for a journal rolled back, `rolled back`.
     pub state: &'static str,
+}
+
+impl FileStatus {
+    /// Whether the file is as the journal's last act (the apply, or its rollback) left it.
+    pub fn as_left(&self) -> bool {
+        matches!(self.state, "unchanged" | "removed" | "rolled back")
+    }
 }
 
 /// What the last apply did and whether its files were changed since.
@@ -799,7 +811,10 @@ pub fn status(root: &HostRoot) -> Result<Option<(Journal, Vec<FileStatus>)>, App
         .map(|(i, f)| {
             let now = current(root, &f.path);
             let state = match (now, j.after(root, i)) {
-                (None, _) if f.removed => "unchanged",
+                // Rolled back (perhaps with the journals before it, to an older state):
+                // what the apply wrote is no measure any more.
+                _ if j.state == JournalState::RolledBack => "rolled back",
+                (None, _) if f.removed => "removed",
                 (Some(_), _) if f.removed => "changed since apply",
                 (None, _) => "missing",
                 (Some(n), Some(a)) if n == a => "unchanged",
@@ -876,6 +891,32 @@ mod tests {
             rollback(&root, CommandMode::Live, &RollbackTarget::Last, false, &mut |_| {}),
             Err(ApplyError::NothingToRollBack(_))
         ));
+    }
+
+    /// Regression: status called a file the last apply removed "unchanged", and after a
+    /// rollback compared the restored files with what the apply had written.
+    #[test]
+    fn status_names_a_removal_and_a_rollback() {
+        let (_d, root) = setup();
+        apply(&root, &changes_for(&root), CommandMode::Live, None, &mut |_| {}).unwrap();
+        let mut c = Changeset {
+            files: vec![FileChange::removal("/etc/modprobe.d/vfio.conf", "no longer needed")],
+            commands: Vec::new(),
+            expect: None,
+            summary: None,
+        };
+        c.record_before(&HostRoot::new(root.base())).unwrap();
+        apply(&root, &c, CommandMode::Live, None, &mut |_| {}).unwrap();
+        let (_, files) = status(&root).unwrap().unwrap();
+        assert_eq!(files[0].state, "removed");
+        assert!(files[0].as_left());
+        fs::write(root.path("/etc/modprobe.d/vfio.conf"), "mine\n").unwrap();
+        assert_eq!(status(&root).unwrap().unwrap().1[0].state, "changed since apply");
+        fs::remove_file(root.path("/etc/modprobe.d/vfio.conf")).unwrap();
+        rollback(&root, CommandMode::Live, &RollbackTarget::All, false, &mut |_| {}).unwrap();
+        let (j, files) = status(&root).unwrap().unwrap();
+        assert_eq!(j.state, JournalState::RolledBack);
+        assert!(files.iter().all(|f| f.state == "rolled back"), "{files:?}");
     }
 
     #[test]

@@ -66,7 +66,7 @@ pub fn status(root: &HostRoot, args: &StatusArgs) -> Result<Exit, CliError> {
                 t.push_str("This apply did not finish (it was interrupted, or restoring after a failure failed): some files may hold the new state and others the old. `vfioctl rollback` returns them all to the state before it.\n");
             } else if rolled_back {
                 t.push_str("Rolled back: the files are as they were before the apply.\n");
-            } else if files.iter().any(|f| f.state != "unchanged") {
+            } else if files.iter().any(|f| !f.as_left()) {
                 t.push_str("Some files changed since the apply: `vfioctl rollback` restores the state before the apply and discards those changes.\n");
             }
             output::print(&t)?;
@@ -166,10 +166,13 @@ pub fn history(root: &HostRoot, args: &StatusArgs) -> Result<Exit, CliError> {
                 output::print("Nothing applied: no vfioctl journal on this host.\n")?;
                 return Ok(Exit::Ok);
             }
-            let mut t = format!("{:<14} {:<20} {:<12} {:<6} what\n", "ID", "DATE", "STATE", "FILES");
+            // Columns as wide as their widest entry (regression: the dates overflowed theirs).
+            let w_id = entries.iter().map(|e| e.id.len()).chain([2]).max().unwrap_or(2);
+            let w_date = entries.iter().map(|e| e.date.len()).chain([4]).max().unwrap_or(4);
+            let mut t = format!("{:<w_id$} {:<w_date$} {:<12} {:<6} WHAT\n", "ID", "DATE", "STATE", "FILES");
             for e in &entries {
                 t.push_str(&format!(
-                    "{:<14} {:<20} {:<12} {:<6} {}\n",
+                    "{:<w_id$} {:<w_date$} {:<12} {:<6} {}\n",
                     e.id,
                     e.date,
                     e.state,

@@ -39,12 +39,6 @@ struct VerifyJson<'a> {
     summary: Summary,
 }
 
-/// When the running kernel booted (seconds since the epoch: `btime` in `/proc/stat`).
-fn boot_time(host: &Host) -> Option<u64> {
-    let stat = host.root().read_optional("/proc/stat").ok().flatten()?;
-    stat.lines().find_map(|l| l.strip_prefix("btime ")).and_then(|v| v.trim().parse().ok())
-}
-
 /// What to verify, where it comes from, the journal's apply time (when the expectation
 /// is an apply still in effect), and the facts the plan for the devices named could not
 /// read.
@@ -130,8 +124,8 @@ pub fn run(host: &Host, args: &VerifyArgs) -> Result<Exit, CliError> {
     let Expected { expect, source, applied_at, unknown } = expectation(host, args, next)?;
     // The apply came after this boot: nothing of it runs yet, so every check would fail
     // with fixes that do not apply. The one thing to do is to reboot.
-    if let (Some(at), Some(boot)) = (applied_at, boot_time(host)) {
-        if at > boot {
+    if let (Some(at), check::Reboot::Pending { booted_at: boot, .. }) = (applied_at, &f.reboot) {
+        {
             let msg = format!(
                 "reboot pending: {source} was made after this boot (the kernel booted at {boot}, the apply at {at}, seconds since 1970); its changes take effect at the next boot. Reboot, then run `vfioctl verify` again."
             );
@@ -175,6 +169,23 @@ pub fn run(host: &Host, args: &VerifyArgs) -> Result<Exit, CliError> {
             regenerate: regenerate.as_deref(),
         },
     );
+    // Whether the host rebooted since the apply cannot be told: the failures below may
+    // only mean that it did not.
+    if let (Some(_), check::Reboot::Unknown { .. }) = (applied_at, &f.reboot) {
+        checks.insert(
+            0,
+            Check {
+                id: "verify.reboot".into(),
+                area: "BOOT",
+                title: "the host rebooted since the apply".into(),
+                status: check::Status::Warn,
+                message: f.reboot.describe().unwrap_or_default(),
+                remedy: Some(
+                    "if the host has not rebooted since the apply, the failures below are expected: reboot, then run `vfioctl verify` again".into(),
+                ),
+            },
+        );
+    }
     // Unknown is not verified: what the host says and cannot be read fails.
     let mut all: Vec<String> = host.boot().problem.iter().map(|p| format!("the boot configuration: {p}")).collect();
     for u in unknown {

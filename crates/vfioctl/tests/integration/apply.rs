@@ -746,6 +746,30 @@ fn a_card_that_does_not_reset_gets_vendor_reset_through_apply_and_rollback() {
     let modules = fs::read_to_string(root.join("etc/initramfs-tools/modules")).expect("modules");
     let listed: Vec<&str> = modules.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).collect();
     assert_eq!(listed.first(), Some(&"vendor-reset"), "vendor-reset loads before vfio-pci: {modules}");
+    // Before the reboot, check says the reboot is what is missing (regression: it said
+    // "plan and apply again" and "probably built into the kernel"); without a boot time it
+    // says it cannot tell.
+    let checks = |root: &Path| {
+        let run = vfioctl(root, &["check", "0b:00.0", "--format", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+        v["checks"].as_array().expect("checks").clone()
+    };
+    let by_id = |cs: &[serde_json::Value], id: &str| cs.iter().find(|c| c["id"] == id).cloned();
+    let cs = checks(&root);
+    assert_eq!(by_id(&cs, "boot.reboot").expect("boot.reboot")["status"], "note", "{cs:?}");
+    fs::write(root.join("proc/stat"), "cpu  1 2 3 4\nbtime 1700000000\n").expect("btime");
+    let cs = checks(&root);
+    assert_eq!(by_id(&cs, "boot.reboot").expect("boot.reboot")["status"], "warn");
+    for id in ["device.vfio", "device.reset"] {
+        let c = by_id(&cs, id).expect(id);
+        let (m, r) = (c["message"].to_string(), c["remedy"].to_string());
+        assert!(m.contains("a reboot is pending") && r.starts_with("\"reboot: "), "{c}");
+        assert!(!r.contains("built into") && !r.contains("plan and apply again"), "{c}");
+    }
+    let run = vfioctl(&root, &["verify"]);
+    assert!(run.stdout.starts_with("reboot pending"), "{}", run.stdout);
+    // "Reboot": the kernel booted after the apply.
+    fs::remove_file(root.join("proc/stat")).expect("rm");
     // After the reboot: the card on vfio-pci, and the rule has not selected the reset (the
     // module did not build for a new kernel): verify fails, naming the rule.
     for a in ["0000:0b:00.0", "0000:0b:00.1"] {
@@ -774,6 +798,17 @@ fn a_card_that_does_not_reset_gets_vendor_reset_through_apply_and_rollback() {
     assert!(root.join("etc/udev/rules.d/70-vfioctl-reset.rules").exists());
     let rb = vfioctl(&root, &["rollback", "--all", "--yes", "--no-commands"]);
     assert_eq!(rb.code, 0, "{}{}", rb.stdout, rb.stderr);
+    // Regression: status after rollback --all called the restored files "changed since
+    // apply" or "missing" beside "Rolled back".
+    let st = vfioctl(&root, &["status"]);
+    assert!(
+        st.stdout.contains("Rolled back") && !st.stdout.contains("changed since") && !st.stdout.contains("missing"),
+        "{}",
+        st.stdout
+    );
+    // Regression: with --no-commands rollback said it was running the regeneration.
+    assert!(!rb.stderr.contains("vfioctl: running"), "{}", rb.stderr);
+    assert!(rb.stderr.contains("not running update-initramfs"), "{}", rb.stderr);
     assert_eq!(tree(&root), before);
 }
 
@@ -814,22 +849,43 @@ fn udev_parses_the_reset_rule_and_runs_it_for_the_card() {
     };
     let run = vfioctl(&crate::util::example_host("b450-vega-reset"), &["plan", "0b:00.0", "--format", "json"]);
     let v: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
-    let content = v["udev_rules"][0]["content"].as_str().expect("udev rules").replace("0000:0b:00.0", &dev);
-    let name = format!("/etc/udev/rules.d/70-vfioctl-test-{}.rules", std::process::id());
-    if let Err(e) = fs::create_dir_all("/etc/udev/rules.d").and_then(|()| fs::write(&name, &content)) {
-        assert!(std::env::var_os("VFIOCTL_REQUIRE_LAB").is_none(), "cannot write {name}: {e}");
-        eprintln!("skipped: cannot write {name} ({e}); udevadm test reads rules only from there");
-        return;
+    let planned = v["udev_rules"][0]["content"].as_str().expect("udev rules").to_string();
+    // A user's file of the same name whose last rule continues onto the next line (`\`):
+    // the merged rule must stand on its own line (regression: it was glued onto the user's
+    // rule, which then matched nothing and ran nothing of vfioctl's).
+    let (_t, root) = copy_host("b450-vega-reset");
+    let user = "# mine\nACTION==\"add\", SUBSYSTEM==\"pci\", \\\n  KERNEL==\"0000:ff:1f.7\", RUN+=\"/bin/true\" \\\n";
+    let rules = root.join("etc/udev/rules.d/70-vfioctl-reset.rules");
+    fs::create_dir_all(rules.parent().expect("dir")).expect("mkdir");
+    fs::write(&rules, user).expect("write");
+    let apply = vfioctl(&root, &["apply", "0b:00.0", "--memory", "8G", "--yes", "--no-commands"]);
+    assert_eq!(apply.code, 0, "{}\n{}", apply.stdout, apply.stderr);
+    let merged = fs::read_to_string(&rules).expect("merged rules");
+    assert!(merged.starts_with(user) && merged.contains("# Added by vfioctl"), "{merged}");
+    for (what, content) in [("vfioctl's file", planned), ("the merged file", merged)] {
+        let content = content.replace("0000:0b:00.0", &dev);
+        let name = format!("/etc/udev/rules.d/70-vfioctl-test-{}.rules", std::process::id());
+        if let Err(e) = fs::create_dir_all("/etc/udev/rules.d").and_then(|()| fs::write(&name, &content)) {
+            assert!(std::env::var_os("VFIOCTL_REQUIRE_LAB").is_none(), "cannot write {name}: {e}");
+            eprintln!("skipped: cannot write {name} ({e}); udevadm test reads rules only from there");
+            return;
+        }
+        let out = std::process::Command::new("udevadm")
+            .args(["test", "--action=add", &format!("/sys/bus/pci/devices/{dev}")])
+            .output();
+        let _ = fs::remove_file(&name);
+        let out = out.expect("udevadm (Debian package udev)");
+        let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            !all.lines().any(|l| l.starts_with(&format!("{name}:"))),
+            "udev complains about {what}:\n{content}\n{all}"
+        );
+        let want = format!(
+            "run: '/bin/sh -c '/sbin/modprobe vendor-reset; echo device_specific > /sys/bus/pci/devices/{dev}/reset_method''"
+        );
+        assert!(
+            all.lines().any(|l| l.trim() == want),
+            "udev does not run the command of {what} for {dev}:\n{content}\n{all}"
+        );
     }
-    let out = std::process::Command::new("udevadm")
-        .args(["test", "--action=add", &format!("/sys/bus/pci/devices/{dev}")])
-        .output();
-    let _ = fs::remove_file(&name);
-    let out = out.expect("udevadm (Debian package udev)");
-    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(!all.lines().any(|l| l.starts_with(&format!("{name}:"))), "udev complains about the rule:\n{all}");
-    let want = format!(
-        "run: '/bin/sh -c '/sbin/modprobe vendor-reset; echo device_specific > /sys/bus/pci/devices/{dev}/reset_method''"
-    );
-    assert!(all.lines().any(|l| l.trim() == want), "udev does not run the rule's command for {dev}:\n{all}");
 }

@@ -212,6 +212,14 @@ fn rollback_all_and_to_a_point_after_a_sequence() {
     assert!(v[2]["summary"].as_str().unwrap().contains("--memory 8G"), "{}", h.stdout);
     let text = vfioctl(&root, &["history"]);
     assert!(text.stdout.contains("3 still in effect"), "{}", text.stdout);
+    // Regression: the rows did not line up under the header (the dates overflowed).
+    let lines: Vec<&str> = text.stdout.lines().take(4).collect();
+    for col in ["DATE", "STATE", "FILES", "WHAT"] {
+        let at = lines[0].find(col).expect(col);
+        for row in &lines[1..] {
+            assert!(row[..at].ends_with(' ') && !row[at..].starts_with(' '), "{col} in {row:?}:\n{}", text.stdout);
+        }
+    }
 
     // Back to just after the first.
     let rb = vfioctl(&root, &["rollback", &ids[1], "--yes", "--no-commands"]);
