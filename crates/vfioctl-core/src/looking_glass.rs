@@ -88,9 +88,105 @@ impl LookingGlass {
     }
 }
 
+/// A file the host needs for Looking Glass, whole, as vfioctl writes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostFile {
+    pub path: &'static str,
+    pub content: String,
+}
+
+/// systemd-tmpfiles' rule for the `/dev/shm` region.
+pub const TMPFILES: &str = "/etc/tmpfiles.d/10-looking-glass.conf";
+/// kvmfr's size.
+pub const KVMFR_MODPROBE: &str = "/etc/modprobe.d/kvmfr.conf";
+/// kvmfr loaded at boot.
+pub const KVMFR_MODULES_LOAD: &str = "/etc/modules-load.d/kvmfr.conf";
+/// `/dev/kvmfr0`'s owner.
+pub const KVMFR_UDEV: &str = "/etc/udev/rules.d/99-kvmfr.rules";
+
+/// Whether `user` can stand in a tmpfiles line and a udev rule as a user name: POSIX
+/// portable characters (letters, digits, `.`, `_`, `-`), not starting with `-`, at most 32.
+pub fn user_name_ok(user: &str) -> bool {
+    !user.is_empty()
+        && user.len() <= 32
+        && !user.starts_with('-')
+        && user.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+/// kvmfr's `static_size_mb` with the first device at least `mib`: the other devices of
+/// a list the host has (`64,32`) stay as they are.
+pub fn static_size_mb(current: Option<&str>, mib: u64) -> String {
+    let mut sizes: Vec<String> =
+        current.unwrap_or("").split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+    match sizes.first().and_then(|s| s.parse::<u64>().ok()) {
+        Some(first) if first >= mib => {}
+        Some(_) => sizes[0] = mib.to_string(),
+        None if sizes.is_empty() => sizes.push(mib.to_string()),
+        None => sizes[0] = mib.to_string(),
+    }
+    sizes.join(",")
+}
+
+impl LookingGlass {
+    /// The files the host needs, for the client `user` (see [`user_name_ok`]) and, with
+    /// kvmfr, `static_size_mb` (see [`static_size_mb`]).
+    pub fn host_files(&self, user: &str, static_size_mb: &str) -> Vec<HostFile> {
+        let mib = self.resolution.region_mib();
+        let header = |what: &str| format!("# Written by vfioctl: {what} (Looking Glass, {}).\n", self.resolution);
+        match self.backing {
+            Backing::Shm => vec![HostFile {
+                path: TMPFILES,
+                content: format!(
+                    "{}f /dev/shm/{NAME} 0660 {user} kvm -\n",
+                    header(&format!("the {mib} MiB region QEMU shares with the client of {user}"))
+                ),
+            }],
+            Backing::Kvmfr => vec![
+                HostFile {
+                    path: KVMFR_MODPROBE,
+                    content: format!(
+                        "{}options kvmfr static_size_mb={static_size_mb}\n",
+                        header(&format!("{KVMFR_DEVICE} of {mib} MiB"))
+                    ),
+                },
+                HostFile { path: KVMFR_MODULES_LOAD, content: format!("{}kvmfr\n", header("load kvmfr at boot")) },
+                HostFile {
+                    path: KVMFR_UDEV,
+                    content: format!(
+                        "{}SUBSYSTEM==\"kvmfr\", OWNER=\"{user}\", GROUP=\"kvm\", MODE=\"0660\"\n",
+                        header(&format!("{KVMFR_DEVICE} for the client of {user} and for QEMU"))
+                    ),
+                },
+            ],
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_files_and_sizes() {
+        assert_eq!(static_size_mb(None, 64), "64");
+        assert_eq!(static_size_mb(Some("32"), 64), "64");
+        assert_eq!(static_size_mb(Some("128"), 64), "128");
+        assert_eq!(static_size_mb(Some("32,16"), 64), "64,16");
+        assert_eq!(static_size_mb(Some("x,16"), 64), "64,16");
+        for ok in ["alice", "bob.smith", "user_1", "a-b"] {
+            assert!(user_name_ok(ok), "{ok}");
+        }
+        for bad in ["", "-x", "a b", "a\"b", "a\nb", "ümlaut", &"x".repeat(33)] {
+            assert!(!user_name_ok(bad), "{bad}");
+        }
+        let lg = LookingGlass { resolution: "2560x1440".parse().unwrap(), backing: Backing::Kvmfr };
+        let files = lg.host_files("alice", "64");
+        assert_eq!(files.iter().map(|f| f.path).collect::<Vec<_>>(), [KVMFR_MODPROBE, KVMFR_MODULES_LOAD, KVMFR_UDEV]);
+        assert!(files[0].content.ends_with("\noptions kvmfr static_size_mb=64\n"));
+        assert!(files[2].content.contains("OWNER=\"alice\""));
+        let shm = LookingGlass { backing: Backing::Shm, ..lg }.host_files("alice", "64");
+        assert!(shm[0].content.ends_with("\nf /dev/shm/looking-glass 0660 alice kvm -\n"), "{}", shm[0].content);
+    }
 
     #[test]
     fn sizes_for_common_resolutions() {

@@ -215,6 +215,17 @@ pub struct ApplyArgs {
     /// libvirt before 7.4 they go into qemu.conf's cgroup_device_acl.
     #[arg(long, num_args = 1..)]
     pub evdev: Vec<String>,
+    /// Looking Glass at this resolution (e.g. 2560x1440), as for `domain`: the host's files
+    /// for its region (with kvmfr: static_size_mb, modules-load.d, the udev rule and
+    /// qemu.conf's cgroup_device_acl; with /dev/shm: the tmpfiles rule).
+    #[arg(long, value_name = "WxH")]
+    pub looking_glass: Option<vfioctl_core::looking_glass::Resolution>,
+    /// `kvmfr`, `shm` or `auto` (kvmfr when the host's kernel has the module).
+    #[arg(long, value_enum, default_value = "auto", requires = "looking_glass")]
+    pub looking_glass_memory: LookingGlassMemory,
+    /// The user who runs the Looking Glass client (default: the user who ran sudo).
+    #[arg(long, value_name = "NAME", requires = "looking_glass")]
+    pub looking_glass_user: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use vfioctl_core::check::Program;
 use vfioctl_core::domain::{DomainHost, GuestOs};
 use vfioctl_core::kmod;
+use vfioctl_core::looking_glass::{Backing, LookingGlass};
 use vfioctl_core::plan::{self, Plan, PlanHost, Request};
 use vfioctl_host::apply::changes::{self, Prepared};
 use vfioctl_host::firmware;
@@ -188,10 +189,70 @@ pub fn evdev_paths(root: &HostRoot, given: &[String]) -> Vec<String> {
 /// Everything `apply` would change for a plan: the boot configuration the host's one
 /// detection found, modprobe.d, the initramfs, and for evdev devices on libvirt before 7.4
 /// qemu.conf. Each change records what its file held, for the transaction's check.
-pub fn prepare_apply(host: &Host, p: &Plan, separate_entry: bool, evdev: &[String]) -> Result<Prepared, CliError> {
+pub fn prepare_apply(
+    host: &Host,
+    p: &Plan,
+    separate_entry: bool,
+    evdev: &[String],
+    looking_glass: Option<(&LookingGlass, &str)>,
+) -> Result<Prepared, CliError> {
     let mut prepared = changes::prepare(host, p, separate_entry).map_err(CliError::Change)?;
     // libvirt's version decides the qemu.conf change: only asked for when there are devices.
     let libvirt = if evdev.is_empty() { None } else { host.facts().libvirt.as_ref().and_then(Program::major_minor) };
-    changes::evdev_acl(host.root(), evdev, libvirt).map_err(CliError::Change)?.add_to(&mut prepared);
+    let mut also = Vec::new();
+    if let Some((lg, user)) = looking_glass {
+        let (files, notes) =
+            changes::looking_glass_files(host.root(), &host.facts().modprobe, lg, user).map_err(CliError::Change)?;
+        prepared.changes.files.extend(files);
+        prepared.notes.extend(notes);
+        if lg.backing == Backing::Kvmfr {
+            also.push(vfioctl_core::looking_glass::KVMFR_DEVICE.to_string());
+        }
+    }
+    changes::evdev_acl(host.root(), evdev, libvirt, &also).map_err(CliError::Change)?.add_to(&mut prepared);
     Ok(prepared)
+}
+
+/// Where the Looking Glass region lives on this host: kvmfr when asked, or (auto) when the
+/// running kernel has the module (loaded, or in its modules.dep), else /dev/shm; a warning
+/// when kvmfr is asked for and the kernel lacks it.
+pub fn looking_glass_backing(host: &Host, choice: crate::cli::LookingGlassMemory) -> Backing {
+    use crate::cli::LookingGlassMemory as M;
+    let f = host.facts();
+    let has = |set: &Option<BTreeSet<String>>| set.as_ref().is_some_and(|s| s.contains("kvmfr"));
+    let kvmfr = has(&f.modules_loaded) || has(&f.modules_available);
+    let backing = match choice {
+        M::Kvmfr => Backing::Kvmfr,
+        M::Shm => Backing::Shm,
+        M::Auto if kvmfr => Backing::Kvmfr,
+        M::Auto => Backing::Shm,
+    };
+    if backing == Backing::Kvmfr && !kvmfr {
+        eprintln_safe!(
+            "vfioctl: warning: the running kernel has no kvmfr module (not loaded, not in modules.dep): build it from Looking Glass's module/ directory (its DKMS package) before the guest starts"
+        );
+    }
+    backing
+}
+
+/// The user who runs the Looking Glass client: `--looking-glass-user`, else the one who ran
+/// sudo; refused when neither names one, or the name cannot go in a udev rule.
+pub fn looking_glass_user(given: Option<&str>) -> Result<String, CliError> {
+    let user = match given {
+        Some(u) => u.to_string(),
+        None => match std::env::var("SUDO_USER") {
+            Ok(u) if !u.is_empty() && u != "root" => u,
+            _ => {
+                return Err(CliError::Usage(
+                    "--looking-glass gives the region to the user who runs the Looking Glass client: name it with --looking-glass-user NAME (run through sudo, it is the user who ran sudo)".into(),
+                ))
+            }
+        },
+    };
+    if !vfioctl_core::looking_glass::user_name_ok(&user) {
+        return Err(CliError::Usage(format!(
+            "--looking-glass-user {user:?}: a user name has letters, digits, '.', '_' and '-' only (at most 32, not starting with '-')"
+        )));
+    }
+    Ok(user)
 }

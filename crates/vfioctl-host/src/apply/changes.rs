@@ -466,16 +466,7 @@ pub fn prepare(host: &Host, plan: &Plan, separate_entry: bool) -> Result<Prepare
     // same name that vfioctl did not write keeps every line and gains the plan's.
     for f in &plan.udev_rules {
         let path = Path::new(&f.path);
-        let after = match read(root, path)? {
-            Some(text) if !written_by_vfioctl(&text) => {
-                // The header goes in as a comment that says who added the lines ("Added",
-                // never "Written", which would make the whole file vfioctl's).
-                let lines: Vec<String> =
-                    f.content.lines().map(|l| l.replacen("# Written by vfioctl", "# Added by vfioctl", 1)).collect();
-                edit::owned::owned_file(Some(&text), "", &lines)
-            }
-            _ => f.content.clone(),
-        };
+        let after = owned_text(root, path, &f.content)?;
         push(
             &mut p,
             path,
@@ -620,6 +611,70 @@ pub fn prepare(host: &Host, plan: &Plan, separate_entry: bool) -> Result<Prepare
     Ok(p)
 }
 
+/// The new text of a file vfioctl writes whole (`content`, its first line a `# Written
+/// by vfioctl` header) when it is absent or vfioctl's own; a user's file of that name keeps
+/// every line and gains the missing ones ([`edit::owned::owned_file`]), the header as a
+/// comment that says who added them ("Added", never "Written", which would make the whole
+/// file vfioctl's).
+fn owned_text(root: &HostRoot, path: &Path, content: &str) -> Result<String, ChangeError> {
+    Ok(match read(root, path)? {
+        Some(text) if !written_by_vfioctl(&text) => {
+            let lines: Vec<String> =
+                content.lines().map(|l| l.replacen("# Written by vfioctl", "# Added by vfioctl", 1)).collect();
+            edit::owned::owned_file(Some(&text), "", &lines)
+        }
+        _ => content.to_string(),
+    })
+}
+
+/// What the host needs for Looking Glass (see [`vfioctl_core::looking_glass`]): with
+/// `/dev/shm`, the tmpfiles rule that gives the region to the client's `user`; with kvmfr,
+/// its `static_size_mb` in modprobe.d (placed where modprobe reads it, the first device at
+/// least the region's size, other devices kept), `kvmfr` in modules-load.d and the udev
+/// rule for `/dev/kvmfr0`. qemu.conf's `cgroup_device_acl` entry for `/dev/kvmfr0` is
+/// [`evdev_acl`]'s `also`. Files of the same names that vfioctl did not write keep every
+/// line.
+pub fn looking_glass_files(
+    root: &HostRoot,
+    modprobe: &vfioctl_core::modprobe::ModprobeConfig,
+    lg: &vfioctl_core::looking_glass::LookingGlass,
+    user: &str,
+) -> Result<(Vec<FileChange>, Vec<String>), ChangeError> {
+    use vfioctl_core::looking_glass::{self as l, Backing};
+    let size = l::static_size_mb(modprobe.option("kvmfr", "static_size_mb"), lg.resolution.region_mib());
+    let mut files = Vec::new();
+    for f in lg.host_files(user, &size) {
+        let path = Path::new(f.path);
+        if f.path == l::KVMFR_MODPROBE {
+            files.extend(modprobe_changes(root, &[(f.path.to_string(), f.content)])?.into_iter().map(|mut c| {
+                c.why = "Looking Glass: the size of kvmfr's device".into();
+                c
+            }));
+            continue;
+        }
+        let after = owned_text(root, path, &f.content)?;
+        if read(root, path)?.as_deref() != Some(after.as_str()) {
+            let why = match f.path {
+                l::KVMFR_MODULES_LOAD => "Looking Glass: load kvmfr at boot",
+                l::KVMFR_UDEV => "Looking Glass: /dev/kvmfr0 for the client's user and QEMU",
+                _ => "Looking Glass: the /dev/shm region for the client's user",
+            };
+            files.push(FileChange::new(path, after, why));
+        }
+    }
+    let note = match lg.backing {
+        Backing::Shm => format!(
+            "Looking Glass: the tmpfiles rule applies at the next boot (or now: systemd-tmpfiles --create {})",
+            l::TMPFILES
+        ),
+        Backing::Kvmfr => format!(
+            "Looking Glass: kvmfr loads with static_size_mb={size} at the next boot (or now, with no VM using it: modprobe -r kvmfr; modprobe kvmfr); where AppArmor or SELinux confines QEMU, allow {} there too",
+            l::KVMFR_DEVICE
+        ),
+    };
+    Ok((files, vec![note]))
+}
+
 /// A file vfioctl wrote whole: its header says so in its first two lines.
 fn written_by_vfioctl(text: &str) -> bool {
     text.lines().take(2).any(|l| l.starts_with("# Written by vfioctl"))
@@ -693,44 +748,69 @@ fn has_unit(root: &HostRoot, unit: &str) -> bool {
 /// libvirt 7.4 or later, or an unknown version (the domain then uses `<input
 /// type='evdev'>`, as `vfioctl domain` does), libvirt sets the devices up itself: no
 /// change, a note. `user = "root"`, which the guides also set, is never written.
-pub fn evdev_acl(root: &HostRoot, evdev: &[String], libvirt: Option<(u32, u32)>) -> Result<EvdevAcl, ChangeError> {
+///
+/// `also`: devices QEMU opens by arguments whatever libvirt's version (Looking Glass's
+/// `/dev/kvmfr0`), added in the same edit.
+pub fn evdev_acl(
+    root: &HostRoot,
+    evdev: &[String],
+    libvirt: Option<(u32, u32)>,
+    also: &[String],
+) -> Result<EvdevAcl, ChangeError> {
     let mut out = EvdevAcl::default();
-    if evdev.is_empty() {
+    if evdev.is_empty() && also.is_empty() {
         return Ok(out);
     }
     let version = match libvirt {
-        Some(v) if v < NATIVE_EVDEV => v,
+        _ if evdev.is_empty() => None,
+        Some(v) if v < NATIVE_EVDEV => Some(v),
         Some((major, minor)) => {
             out.notes.push(format!(
                 "libvirt {major}.{minor} sets up <input type='evdev'> devices itself (device cgroup and ownership): qemu.conf needs no cgroup_device_acl for them"
             ));
-            return Ok(out);
+            None
         }
         None => {
             out.notes.push(
-                "libvirt's version is unknown: the domain uses <input type='evdev'>, which libvirt 7.4 and later sets up itself; qemu.conf is left alone"
+                "libvirt's version is unknown: the domain uses <input type='evdev'>, which libvirt 7.4 and later sets up itself; qemu.conf is left alone for them"
                     .into(),
             );
-            return Ok(out);
+            None
         }
+    };
+    let mut paths: Vec<String> = if version.is_some() { evdev.to_vec() } else { Vec::new() };
+    paths.extend(also.iter().cloned());
+    if paths.is_empty() {
+        return Ok(out);
+    }
+    let what = match (version.is_some(), also.is_empty()) {
+        (true, true) => "the evdev devices handed over by qemu:commandline".to_string(),
+        (false, _) => also.join(", "),
+        (true, false) => format!("the evdev devices and {}", also.join(", ")),
     };
     let path = Path::new(QEMU_CONF);
     let current = root.read_optional(path).map_err(ChangeError::Read)?;
     let text = current.as_deref().unwrap_or("");
-    let after = edited(path, edit::qemu_conf::add_device_acl(text, evdev))?;
+    let after = edited(path, edit::qemu_conf::add_device_acl(text, &paths))?;
     if current.as_deref() == Some(after.as_str()) {
-        out.notes.push(format!("{QEMU_CONF} already lets QEMU open the evdev devices (cgroup_device_acl)"));
+        out.notes.push(format!("{QEMU_CONF} already lets QEMU open {what} (cgroup_device_acl)"));
         return Ok(out);
     }
     out.file = Some(
-        FileChange::new(path, after, "let QEMU open the evdev devices handed over by qemu:commandline")
+        FileChange::new(path, after, format!("let QEMU open {what}"))
             // qemu.conf may hold passwords (vnc_password, spice_password): distributions ship it 0600.
             .mode(0o600),
     );
-    out.notes.push(format!(
-        "libvirt {}.{} has no <input type='evdev'>: the devices are allowed in cgroup_device_acl; the list applies when a VM starts, so shut the VM down and start it again",
-        version.0, version.1
-    ));
+    match version {
+        Some(v) => out.notes.push(format!(
+            "libvirt {}.{} has no <input type='evdev'>: the devices are allowed in cgroup_device_acl; the list applies when a VM starts, so shut the VM down and start it again",
+            v.0, v.1
+        )),
+        None => out.notes.push(format!(
+            "{} is allowed in cgroup_device_acl; the list applies when a VM starts, so shut the VM down and start it again",
+            also.join(", ")
+        )),
+    }
     let units: Vec<&str> = LIBVIRT_UNITS.iter().copied().filter(|u| has_unit(root, u)).collect();
     if units.is_empty() {
         let how = if root.exists("/etc/init.d/libvirtd") { " (rc-service libvirtd restart)" } else { "" };
@@ -744,6 +824,7 @@ pub fn evdev_acl(root: &HostRoot, evdev: &[String], libvirt: Option<(u32, u32)>)
             Some(Command { argv, why: "restart the running libvirt daemon so that it reads qemu.conf again".into() });
     }
     match edit::qemu_conf::string_setting(text, "user").as_deref() {
+        _ if version.is_none() => {}
         Some("root" | "+0" | "0") => {}
         user => out.notes.push(format!(
             "QEMU runs as {} and needs read access to the evdev devices (group input, e.g. `usermod -aG input USER`); vfioctl does not set user = \"root\"",
@@ -779,12 +860,12 @@ mod tests {
     fn native_evdev_or_unknown_libvirt_changes_nothing() {
         let (_d, r) = host(&[(QEMU_CONF, "#cgroup_device_acl = [\n#]\n")]);
         for v in [Some((7, 4)), Some((9, 0)), None] {
-            let a = evdev_acl(&r, &evdev(), v).unwrap();
+            let a = evdev_acl(&r, &evdev(), v, &[]).unwrap();
             assert_eq!((a.file, a.command), (None, None), "{v:?}");
             assert_eq!(a.notes.len(), 1);
             assert!(a.notes[0].contains("<input type='evdev'>"), "{:?}", a.notes);
         }
-        assert_eq!(evdev_acl(&r, &[], Some((6, 0))).unwrap(), EvdevAcl::default());
+        assert_eq!(evdev_acl(&r, &[], Some((6, 0)), &[]).unwrap(), EvdevAcl::default());
     }
 
     #[test]
@@ -794,7 +875,7 @@ mod tests {
             ("/lib/systemd/system/libvirtd.service", "[Unit]\n"),
             ("/usr/lib/systemd/system/virtqemud.service", "[Unit]\n"),
         ]);
-        let a = evdev_acl(&r, &evdev(), Some((7, 0))).unwrap();
+        let a = evdev_acl(&r, &evdev(), Some((7, 0)), &[]).unwrap();
         let f = a.file.clone().unwrap();
         assert_eq!(f.path, Path::new(QEMU_CONF));
         assert_eq!(f.why, "let QEMU open the evdev devices handed over by qemu:commandline");
@@ -808,7 +889,7 @@ mod tests {
         // Applied: the second run (a new command, so a new read of the root) changes
         // nothing and restarts nothing.
         std::fs::write(r.path(QEMU_CONF), &after).unwrap();
-        let again = evdev_acl(&HostRoot::new(r.base()), &evdev(), Some((7, 0))).unwrap();
+        let again = evdev_acl(&HostRoot::new(r.base()), &evdev(), Some((7, 0)), &[]).unwrap();
         assert_eq!((again.file, again.command), (None, None));
         assert!(again.notes[0].contains("already"), "{:?}", again.notes);
     }
@@ -822,11 +903,11 @@ mod tests {
         .unwrap();
         // The guide's list has both devices already.
         let (_d, r) = host(&[(QEMU_CONF, &guide), ("/lib/systemd/system/libvirtd.service", "")]);
-        let a = evdev_acl(&r, &evdev(), Some((6, 0))).unwrap();
+        let a = evdev_acl(&r, &evdev(), Some((6, 0)), &[]).unwrap();
         assert_eq!((a.file, a.command), (None, None));
         // A new device: one more line; user = "root" stays and needs no note.
         let new = vec!["/dev/input/by-id/usb-Razer-event-mouse".to_string()];
-        let a = evdev_acl(&r, &new, Some((6, 0))).unwrap();
+        let a = evdev_acl(&r, &new, Some((6, 0)), &[]).unwrap();
         let after = String::from_utf8(a.file.unwrap().after).unwrap();
         assert!(after.starts_with("# Master configuration file") && after.contains("user = \"root\"\n"));
         assert!(after.ends_with("-event-mouse\",\n    \"/dev/input/by-id/usb-Razer-event-mouse\"\n]\n"), "{after}");
@@ -839,7 +920,7 @@ mod tests {
             host(&[("/etc/init.d/libvirtd", "#!/sbin/openrc-run\n"), ("/lib/systemd/system/libvirtd.service", "")]);
         std::fs::create_dir_all(r.path("/etc/systemd/system")).unwrap();
         std::os::unix::fs::symlink("/dev/null", r.path("/etc/systemd/system/libvirtd.service")).unwrap();
-        let a = evdev_acl(&r, &evdev(), Some((5, 0))).unwrap();
+        let a = evdev_acl(&r, &evdev(), Some((5, 0)), &[]).unwrap();
         let f = a.file.unwrap();
         assert_eq!(f.new_mode, Some(0o600));
         assert!(String::from_utf8(f.after).unwrap().starts_with("# Added by vfioctl"));
@@ -872,12 +953,12 @@ mod tests {
     #[test]
     fn broken_qemu_conf_is_an_error_and_add_to_merges() {
         let (_d, r) = host(&[(QEMU_CONF, "cgroup_device_acl = [ \"/dev/null\"\n")]);
-        let e = evdev_acl(&r, &evdev(), Some((7, 0))).unwrap_err();
+        let e = evdev_acl(&r, &evdev(), Some((7, 0)), &[]).unwrap_err();
         assert!(e.to_string().starts_with("/etc/libvirt/qemu.conf: "), "{e}");
         let (_d, r) = host(&[("/usr/lib/systemd/system/virtqemud.service", "")]);
         let mut p = Prepared::default();
         p.notes.push("plan".into());
-        evdev_acl(&r, &evdev(), Some((7, 3))).unwrap().add_to(&mut p);
+        evdev_acl(&r, &evdev(), Some((7, 3)), &[]).unwrap().add_to(&mut p);
         assert_eq!(p.changes.files.len(), 1);
         assert_eq!(p.changes.commands[0].argv, ["systemctl", "try-restart", "virtqemud.service"]);
         assert_eq!(p.notes[0], "plan");

@@ -54,7 +54,23 @@ pub fn run(host: &Host, args: &ApplyArgs) -> Result<Exit, CliError> {
         eprintln_safe!("vfioctl: warning: {w}");
     }
     let evdev = ops::evdev_paths(root, &args.evdev);
-    let mut prepared = ops::prepare_apply(planning, &p, args.boot_entry == BootEntry::Separate, &evdev)?;
+    let lg = match args.looking_glass {
+        Some(resolution) => Some((
+            vfioctl_core::looking_glass::LookingGlass {
+                resolution,
+                backing: ops::looking_glass_backing(host, args.looking_glass_memory),
+            },
+            ops::looking_glass_user(args.looking_glass_user.as_deref())?,
+        )),
+        None => None,
+    };
+    let mut prepared = ops::prepare_apply(
+        planning,
+        &p,
+        args.boot_entry == BootEntry::Separate,
+        &evdev,
+        lg.as_ref().map(|(l, u)| (l, u.as_str())),
+    )?;
     baseline.restore_untouched(&mut prepared.changes);
     prepared.finish(root).map_err(CliError::Change)?;
     prepared.notes.extend(baseline.notes.iter().cloned());

@@ -9,7 +9,7 @@ use vfioctl_host::host::Host;
 use vfioctl_host::libvirt::Libvirt;
 use vfioctl_host::root::HostRoot;
 
-use crate::cli::{self, DiskBusArg, DomainArgs, LookingGlassMemory, OsArg};
+use crate::cli::{self, DiskBusArg, DomainArgs, OsArg};
 use crate::error::{CliError, Exit};
 use crate::ops::{self, DEFAULT_URI};
 use crate::output;
@@ -230,20 +230,7 @@ fn looking_glass(h: &Host, args: &DomainArgs) -> Result<Option<LookingGlass>, Cl
             "--looking-glass writes a new domain's IVSHMEM device; patching an existing domain with it is not supported yet: render a new domain, or add the <shmem> element `vfioctl domain --looking-glass` prints to yours".into(),
         ));
     }
-    let f = h.facts();
-    let has = |set: &Option<std::collections::BTreeSet<String>>| set.as_ref().is_some_and(|s| s.contains("kvmfr"));
-    let kvmfr = has(&f.modules_loaded) || has(&f.modules_available);
-    let backing = match args.looking_glass_memory {
-        LookingGlassMemory::Kvmfr => Backing::Kvmfr,
-        LookingGlassMemory::Shm => Backing::Shm,
-        LookingGlassMemory::Auto if kvmfr => Backing::Kvmfr,
-        LookingGlassMemory::Auto => Backing::Shm,
-    };
-    if backing == Backing::Kvmfr && !kvmfr {
-        eprintln_safe!(
-            "vfioctl: warning: the running kernel has no kvmfr module (not loaded, not in modules.dep): build it from Looking Glass's module/ directory (its DKMS package) before the guest starts"
-        );
-    }
+    let backing = ops::looking_glass_backing(h, args.looking_glass_memory);
     let lg = LookingGlass { resolution, backing };
     let user = std::env::var("SUDO_USER").or_else(|_| std::env::var("USER")).unwrap_or_else(|_| "YOUR_USER".into());
     eprintln_safe!(
@@ -258,6 +245,9 @@ fn looking_glass(h: &Host, args: &DomainArgs) -> Result<Option<LookingGlass>, Cl
     for step in lg.host_steps(&user) {
         eprintln_safe!("  - {step}");
     }
+    eprintln_safe!(
+        "  (`vfioctl apply DEVICE… --looking-glass {resolution} --looking-glass-user {user}` writes these files)"
+    );
     Ok(Some(lg))
 }
 

@@ -889,3 +889,63 @@ fn udev_parses_the_reset_rule_and_runs_it_for_the_card() {
         );
     }
 }
+
+/// Issue 18: `apply --looking-glass` writes the host's half of Looking Glass. With kvmfr:
+/// its size where kmod reads it (a user's second device kept), modules-load.d, the udev
+/// rule (a user's file of that name keeps its lines) and qemu.conf's cgroup_device_acl;
+/// with /dev/shm the tmpfiles rule. Twice is nothing to do, another apply without it takes
+/// the files back out, and rollback restores the tree.
+#[test]
+fn looking_glass_host_files_through_apply_and_rollback() {
+    let (_t, root) = copy_host("r2600x");
+    fs::write(root.join("etc/modprobe.d/kvmfr.conf"), "# mine\noptions kvmfr static_size_mb=32,16\n").expect("write");
+    let rules = root.join("etc/udev/rules.d/99-kvmfr.rules");
+    fs::create_dir_all(rules.parent().expect("dir")).expect("mkdir");
+    fs::write(&rules, "# mine\nSUBSYSTEM==\"kvmfr\", GROUP=\"kvm\"\n").expect("write");
+    let before = tree(&root);
+    let lg = [
+        "apply",
+        "gpu",
+        "--memory",
+        "8G",
+        "--looking-glass",
+        "2560x1440",
+        "--looking-glass-memory",
+        "kvmfr",
+        "--looking-glass-user",
+        "alice",
+        "--yes",
+        "--no-commands",
+    ];
+    let run = vfioctl(&root, &lg);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let shown = module_options_by_kmod(&root, "kvmfr").expect("modprobe --showconfig");
+    assert_eq!(shown, ["static_size_mb=64,16"], "kmod's reading");
+    let load = fs::read_to_string(root.join("etc/modules-load.d/kvmfr.conf")).expect("modules-load.d");
+    assert_eq!(load.lines().filter(|l| !l.starts_with('#')).collect::<Vec<_>>(), ["kvmfr"]);
+    let udev = fs::read_to_string(&rules).expect("udev");
+    assert!(udev.starts_with("# mine\nSUBSYSTEM==\"kvmfr\", GROUP=\"kvm\"\n"), "{udev}");
+    assert!(udev.contains("SUBSYSTEM==\"kvmfr\", OWNER=\"alice\", GROUP=\"kvm\", MODE=\"0660\"\n"), "{udev}");
+    let qemu = fs::read_to_string(root.join("etc/libvirt/qemu.conf")).expect("qemu.conf");
+    assert!(qemu.contains("\"/dev/kvmfr0\""), "{qemu}");
+    let again = vfioctl(&root, &lg);
+    assert!(again.stdout.starts_with("Nothing to do"), "{}{}", again.stdout, again.stderr);
+    // Without a user to give the region to, refused (exit 2), naming the flag.
+    let mut no_user = lg.to_vec();
+    no_user.retain(|a| *a != "--looking-glass-user" && *a != "alice");
+    let run = vfioctl_env(&root, &no_user, &[("SUDO_USER", "")]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("--looking-glass-user"), "{}", run.stderr);
+    // /dev/shm instead: the tmpfiles rule, and the kvmfr files go back as they were.
+    let mut shm = lg.to_vec();
+    shm[7] = "shm";
+    let run = vfioctl(&root, &shm);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let tmpfiles = fs::read_to_string(root.join("etc/tmpfiles.d/10-looking-glass.conf")).expect("tmpfiles");
+    assert!(tmpfiles.ends_with("\nf /dev/shm/looking-glass 0660 alice kvm -\n"), "{tmpfiles}");
+    assert!(!root.join("etc/modules-load.d/kvmfr.conf").exists());
+    assert_eq!(fs::read_to_string(&rules).expect("udev"), "# mine\nSUBSYSTEM==\"kvmfr\", GROUP=\"kvm\"\n");
+    let rb = vfioctl(&root, &["rollback", "--all", "--yes", "--no-commands"]);
+    assert_eq!(rb.code, 0, "{}{}", rb.stdout, rb.stderr);
+    assert_eq!(tree(&root), before);
+}
