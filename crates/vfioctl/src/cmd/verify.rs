@@ -125,22 +125,20 @@ pub fn run(host: &Host, args: &VerifyArgs) -> Result<Exit, CliError> {
     // The apply came after this boot: nothing of it runs yet, so every check would fail
     // with fixes that do not apply. The one thing to do is to reboot.
     if let (Some(at), check::Reboot::Pending { booted_at: boot, .. }) = (applied_at, &f.reboot) {
-        {
-            let msg = format!(
+        let msg = format!(
                 "reboot pending: {source} was made after this boot (the kernel booted at {boot}, the apply at {at}, seconds since 1970); its changes take effect at the next boot. Reboot, then run `vfioctl verify` again."
             );
-            match args.format {
-                Format::Json => output::print_json(&VerifyJson {
-                    live: f.live,
-                    source,
-                    reboot_pending: true,
-                    checks: &[],
-                    summary: summary(&[]),
-                })?,
-                Format::Text => output::print(&format!("{msg}\n"))?,
-            }
-            return Ok(Exit::Finding);
+        match args.format {
+            Format::Json => output::print_json(&VerifyJson {
+                live: f.live,
+                source,
+                reboot_pending: true,
+                checks: &[],
+                summary: summary(&[]),
+            })?,
+            Format::Text => output::print(&format!("{msg}\n"))?,
         }
+        return Ok(Exit::Finding);
     }
     let inv = host.pci()?;
     if args.devices.is_empty() {
